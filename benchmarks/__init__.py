@@ -1,0 +1,1 @@
+"""calibnet.benchmarks: params, FLOPs, latency/FPS and accuracy per backend."""

@@ -1,0 +1,1 @@
+"""calibnet.export: PyTorch -> ONNX with the multi-scale deformable-attention op (needs torch, onnx)."""

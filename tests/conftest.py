@@ -1,0 +1,84 @@
+"""Shared fixtures. Files from ../shared/official are read in place (never copied into the project);
+tests that need them skip with a reason when the folder is absent (a user's clone)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_official_dir() -> Path | None:
+    """``$CALIBNET_SHARED/official`` or ``<repo>/../shared/official`` if it exists."""
+    env = os.environ.get("CALIBNET_SHARED")
+    candidates = [Path(env) / "official"] if env else []
+    candidates.append(REPO.parent / "shared" / "official")
+    for c in candidates:
+        if (c / "manifest_r50.json").is_file():
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def official_dir() -> Path:
+    d = shared_official_dir()
+    if d is None:
+        pytest.skip("../shared/official (official manifests, deterministic weights, reference outputs) "
+                    "is not beside this checkout; set CALIBNET_SHARED to its parent to run these tests")
+    return d
+
+
+def official_state_dict(official: Path, manifest: str = "manifest_r50.json", seed: int = 0):
+    """The deterministic weights of ../shared/official/det_weights.py as a torch state dict."""
+    import torch
+
+    sys.path.insert(0, str(official))
+    try:
+        from det_weights import make_state_dict
+    finally:
+        sys.path.remove(str(official))
+    entries = json.loads((official / manifest).read_text())["entries"]
+    return {k: torch.from_numpy(v) for k, v in make_state_dict(entries, seed=seed).items()}
+
+
+@pytest.fixture(scope="session")
+def det_checkpoint_r50(official_dir: Path, tmp_path_factory) -> Path:
+    """A detectron2-format checkpoint ({"model": state_dict}) with the seed-0 deterministic weights."""
+    import torch
+
+    path = tmp_path_factory.mktemp("ckpt") / "det_r50_seed0.pth"
+    torch.save({"model": official_state_dict(official_dir)}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def r50_model(official_dir: Path, det_checkpoint_r50: Path):
+    """The R50 model from the official YAML with the deterministic weights loaded, in eval mode."""
+    import torch
+
+    import calibnet
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    cfg = calibnet.CalibNetConfig.from_yaml(official_dir / "configs" / "CalibNet_R50_50e_50q_320size.yaml")
+    model = calibnet.CalibNet(cfg)
+    calibnet.load_checkpoint(model, det_checkpoint_r50)
+    return model.eval()
+
+
+def padded_network_input(rgb_u8, depth_u8, divisor: int = 32):
+    """Network tensors for an image as is: zero raw padding bottom/right to a multiple of ``divisor``
+    (the value does not matter: the model zeroes the normalized padding) and its (h, w)."""
+    import torch
+
+    h, w = depth_u8.shape
+    H, W = -(-h // divisor) * divisor, -(-w // divisor) * divisor
+    rgb = torch.zeros(1, 3, H, W)
+    rgb[0, :, :h, :w] = torch.from_numpy(rgb_u8).permute(2, 0, 1).float()
+    depth = torch.zeros(1, 1, H, W)
+    depth[0, 0, :h, :w] = torch.from_numpy(depth_u8).float()
+    return rgb, depth, (h, w)
