@@ -8,7 +8,6 @@ package, so availability is judged by the presence of ``tensorrt.Builder``, not 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 from ..runtime.backends.base import BackendUnavailable
 
@@ -28,10 +27,12 @@ class TensorRTUnavailable(BackendUnavailable):
 
 
 def _trt_module_ok() -> tuple[bool, str]:
-    if importlib.util.find_spec("tensorrt") is None:
-        return False, "the Python package `tensorrt` is not installed"
     try:
         mod = importlib.import_module("tensorrt")
+    except ModuleNotFoundError as e:
+        if e.name == "tensorrt":
+            return False, "the Python package `tensorrt` is not installed"
+        return False, f"`import tensorrt` failed ({e})"
     except Exception as e:  # a broken install: missing libnvinfer, CUDA driver, ...
         return False, f"`import tensorrt` failed ({type(e).__name__}: {e})"
     if not hasattr(mod, "Builder"):

@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from calibnet.engines import (
     CacheKey,
     EngineSidecar,
@@ -16,6 +15,7 @@ from calibnet.engines import (
     IOTensor,
     ShapeRange,
     TensorRTUnavailable,
+    _deps,
     build_engine,
     cache_mismatches,
     choose_fp16_path,
@@ -31,7 +31,6 @@ from calibnet.engines import (
     tensorrt_provider_options,
     write_sidecar,
 )
-from calibnet.engines import _deps
 from calibnet.engines.sidecar import file_sha256
 from calibnet.runtime.backends.base import BackendUnavailable
 from calibnet.runtime.backends.cuda_buffers import HostBuffer, get_cuda_api
@@ -205,7 +204,7 @@ def test_build_without_tensorrt_raises_one_clear_error(tmp_path):
 
 
 def test_missing_tensorrt_reasons(monkeypatch):
-    monkeypatch.setattr(_deps.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # makes `import tensorrt` fail as if not installed
     with pytest.raises(TensorRTUnavailable, match="is not installed"):
         _deps.require_tensorrt("x")
     assert _deps.tensorrt_version() is None and _deps.tensorrt_major("11.4.0") == 11
