@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_FP32_PATTERNS", "FP16Report", "compile_patterns", "node_matches", "matching_nodes",
+__all__ = ["DEFAULT_FP32_PATTERNS", "FP16Report", "compile_patterns", "node_matches", "matching_nodes", "sampling_cone",
            "load_fp32_patterns", "convert_to_fp16"]
 
 DEFAULT_FP32_PATTERNS: tuple[str, ...] = (
@@ -32,6 +32,7 @@ DEFAULT_FP32_PATTERNS: tuple[str, ...] = (
     "op:InstanceNormalization",
     "op:Softmax",  # attention-weight softmax (and any other softmax)
     "op:MultiscaleDeformableAttnPlugin_TRT",  # keep the deformable sampling itself in FP32
+    "op:GridSample",  # portable MSDA: its grid (sampling locations) is FP32, TensorRT wants one dtype
     r"sampling_offsets",  # sampling-location arithmetic (offsets / normalizer + reference points)
     r"sampling_loc",
     r"reference_points",
@@ -88,11 +89,43 @@ def node_matches(name: str, op_type: str, compiled: tuple[set[str], list[re.Patt
     return op_type in ops or any(r.search(name) for r in regexes)
 
 
-def matching_nodes(model: Any, patterns: Iterable[Pattern] = DEFAULT_FP32_PATTERNS) -> list[str]:
-    """Names (or ``op_type#index`` for unnamed nodes) of the top-level ONNX nodes matching ``patterns``."""
+# sampling-location inputs of deformable sampling: GridSample's grid, the plugin's sampling_locations
+_SAMPLING_INPUTS = {"GridSample": 1, "MultiscaleDeformableAttnPlugin_TRT": 3}
+
+
+def sampling_cone(model: Any) -> set[str]:
+    """Names of the nodes computing the sampling locations of every deformable-sampling node.
+
+    Walks back from GridSample's ``grid`` / the plugin's ``sampling_locations`` input through producers in
+    the same module scope (node-name prefix up to the last ``/``, e.g. ``.../layers.0/self_attn``): the
+    offsets projection, ``reference_points + offsets / normalizer`` and the reshapes, without entering the
+    rest of the encoder. ``Shape`` nodes end the walk (they only read dimensions)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    cone: set[str] = set()
+    for node in model.graph.node:
+        idx = _SAMPLING_INPUTS.get(node.op_type)
+        if idx is None or len(node.input) <= idx or "/" not in node.name:
+            continue
+        scope = node.name.rsplit("/", 1)[0] + "/"
+        stack = [node.input[idx]]
+        while stack:
+            p = producer.get(stack.pop())
+            if p is None or not p.name.startswith(scope) or p.name in cone:
+                continue
+            cone.add(p.name)
+            if p.op_type != "Shape":
+                stack.extend(i for i in p.input if i)
+    return cone
+
+
+def matching_nodes(model: Any, patterns: Iterable[Pattern] = DEFAULT_FP32_PATTERNS,
+                   include_sampling_cone: bool = True) -> list[str]:
+    """Names (or ``op_type#index`` for unnamed nodes) of the top-level ONNX nodes that stay FP32: those
+    matching ``patterns`` plus, by default, the :func:`sampling_cone`."""
     compiled = compile_patterns(patterns)
+    cone = sampling_cone(model) if include_sampling_cone else set()
     return [n.name or f"{n.op_type}#{i}" for i, n in enumerate(model.graph.node)
-            if node_matches(n.name, n.op_type, compiled)]
+            if node_matches(n.name, n.op_type, compiled) or n.name in cone]
 
 
 def load_fp32_patterns(source: str | os.PathLike[str] | Sequence[Any]) -> list[str]:
@@ -129,14 +162,15 @@ def _to_fp16_array(a: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def convert_to_fp16(model: Any, fp32_patterns: Iterable[Pattern] = DEFAULT_FP32_PATTERNS,
-                    keep_io_types: bool = True) -> tuple[Any, FP16Report]:
+                    keep_io_types: bool = True, include_sampling_cone: bool = True) -> tuple[Any, FP16Report]:
     """Return an FP16 copy of an ONNX ``ModelProto`` with FP32 islands, and a report.
 
     Float32 tensors computed by non-matching nodes become float16 (initializers converted, values clipped
     to the FP16 range); nodes matching ``fp32_patterns`` (and nodes with subgraphs) compute in FP32 with
     ``Cast`` nodes inserted on their boundaries. With ``keep_io_types`` graph inputs and outputs stay
-    float32 (a Cast follows each input / precedes each output). Custom-domain nodes whose output type
-    shape inference cannot tell are assumed to output the precision they compute in.
+    float32 (a Cast follows each input / precedes each output). With ``include_sampling_cone`` the nodes
+    computing deformable sampling locations (:func:`sampling_cone`) are FP32 islands too. Custom-domain nodes
+    whose output type shape inference cannot tell are assumed to output the precision they compute in.
     """
     import onnx
     from onnx import helper, numpy_helper
@@ -162,7 +196,9 @@ def convert_to_fp16(model: Any, fp32_patterns: Iterable[Pattern] = DEFAULT_FP32_
                 vi.type.tensor_type.elem_type = cur_type[vi.name] = _FLOAT16
     cur_type.update({n: t.data_type for n, t in inits.items()})
 
+    fp32_patterns = list(fp32_patterns)
     compiled = compile_patterns(fp32_patterns)
+    cone = sampling_cone(m) if include_sampling_cone else set()
     report = FP16Report()
     new_nodes: list[Any] = []
     cast_cache: dict[tuple[str, int], str] = {}
@@ -198,7 +234,7 @@ def convert_to_fp16(model: Any, fp32_patterns: Iterable[Pattern] = DEFAULT_FP32_
         return name
 
     for idx, node in enumerate(g.node):
-        island = node.op_type in _SUBGRAPH_OPS or node_matches(node.name, node.op_type, compiled)
+        island = node.op_type in _SUBGRAPH_OPS or node.name in cone or node_matches(node.name, node.op_type, compiled)
         target = _FLOAT if island else _FLOAT16
         if island:
             report.fp32_nodes.append(node.name or f"{node.op_type}#{idx}")

@@ -152,3 +152,53 @@ def test_pattern_sources(tmp_path):
         load_fp32_patterns(p)
     with pytest.raises(ValueError, match="bad FP32 layer pattern"):
         convert_to_fp16(_toy_model(), fp32_patterns=["("])
+
+
+def _deform_model():
+    """value -> GridSample(value, grid) where grid = (ref + offsets(q) / norm) * 2 - 1 inside /attn/; q comes from
+    an out-of-scope node; a Shape of the (in-scope) value feeds the reshape."""
+    w = numpy_helper.from_array((RNG.standard_normal((4, 2)) * 0.1).astype(np.float32), "Woff")
+    c = {k: numpy_helper.from_array(np.array(v, np.float32), k) for k, v in
+         {"norm": [4.0, 4.0], "two": 2.0, "one": 1.0}.items()}
+    nodes = [
+        helper.make_node("Relu", ["q_in"], ["q"], name="/enc/layers.0/Relu"),
+        helper.make_node("Relu", ["v_in"], ["v"], name="/enc/layers.0/attn/value_proj/Relu"),
+        helper.make_node("Shape", ["v"], ["vshape"], name="/enc/layers.0/attn/Shape"),
+        helper.make_node("MatMul", ["q", "Woff"], ["off"], name="/enc/layers.0/attn/sampling_offsets/MatMul"),
+        helper.make_node("Div", ["off", "norm"], ["offn"], name="/enc/layers.0/attn/Div"),
+        helper.make_node("Add", ["ref", "offn"], ["loc"], name="/enc/layers.0/attn/Add"),
+        helper.make_node("Mul", ["loc", "two"], ["loc2"], name="/enc/layers.0/attn/Mul"),
+        helper.make_node("Sub", ["loc2", "one"], ["grid"], name="/enc/layers.0/attn/Sub"),
+        helper.make_node("GridSample", ["v", "grid"], ["s"], name="/enc/layers.0/attn/GridSample",
+                         align_corners=0, mode="bilinear", padding_mode="zeros"),
+        helper.make_node("Relu", ["s"], ["y"], name="/enc/layers.0/attn/out/Relu"),
+    ]
+    inputs = [helper.make_tensor_value_info("q_in", TP.FLOAT, [1, 3, 5, 4]),
+              helper.make_tensor_value_info("v_in", TP.FLOAT, [1, 2, 6, 6]),
+              helper.make_tensor_value_info("ref", TP.FLOAT, [1, 3, 5, 2])]
+    g = helper.make_graph(nodes, "deform", inputs, [helper.make_tensor_value_info("y", TP.FLOAT, [1, 2, 3, 5])],
+                          [w, *c.values()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(m)
+    return m
+
+
+def test_sampling_location_cone_is_fp32():
+    from calibnet.engines.fp16 import sampling_cone
+
+    m = _deform_model()
+    cone = sampling_cone(m)
+    assert cone == {f"/enc/layers.0/attn/{n}" for n in ("sampling_offsets/MatMul", "Div", "Add", "Mul", "Sub")}
+    m16, rep = convert_to_fp16(m, fp32_patterns=["op:GridSample"])
+    assert cone <= set(rep.fp32_nodes) and "/enc/layers.0/Relu" not in rep.fp32_nodes
+    assert "/enc/layers.0/attn/value_proj/Relu" not in rep.fp32_nodes
+    types = _types(m16)
+    gs = next(n for n in m16.graph.node if n.op_type == "GridSample")
+    assert [types[i] for i in gs.input] == [TP.FLOAT, TP.FLOAT]
+    assert convert_to_fp16(m, fp32_patterns=[], include_sampling_cone=False)[1].fp32_nodes == []
+    feeds = {"q_in": RNG.standard_normal((1, 3, 5, 4)).astype(np.float32),
+             "v_in": RNG.standard_normal((1, 2, 6, 6)).astype(np.float32),
+             "ref": RNG.uniform(0.1, 0.9, (1, 3, 5, 2)).astype(np.float32)}
+    run = lambda model: ort.InferenceSession(model.SerializeToString(),  # noqa: E731
+                                             providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    np.testing.assert_allclose(run(m16), run(m), rtol=1e-2, atol=1e-2)
