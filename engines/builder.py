@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import tensorrt as trt
 
 __all__ = ["build_engine", "choose_fp16_path", "read_onnx_metadata", "EngineBuildError", "PLUGIN_NAME",
-           "current_gpu"]
+           "current_gpu", "onnx_node_for_layer"]
 
 log = logging.getLogger(__name__)
 
@@ -126,21 +126,35 @@ def _parse(parser: trt.OnnxParser, data: bytes, onnx_path: Path) -> None:
     raise EngineBuildError(f"TensorRT could not parse {onnx_path}:\n" + "\n".join(errors or ["  (no details)"]))
 
 
-def _mark_fp32_layers(network: trt.INetworkDefinition, onnx_names: Sequence[str],
-                      patterns: Sequence[Pattern]) -> list[str]:
-    """Pin matching layers to FP32 (TensorRT 10 weak typing); returns their names."""
+def onnx_node_for_layer(layer_name: str, node_names: set[str]) -> str | None:
+    """The ONNX node a TensorRT layer came from: the layer name itself, else its longest prefix (cut at
+    ``_``, space, ``[`` or ``(``) that is a node name (the parser names extra layers ``<node>_<suffix>``)."""
+    if layer_name in node_names:
+        return layer_name
+    for i in range(len(layer_name) - 1, 0, -1):
+        if layer_name[i] in "_ [(" and layer_name[:i] in node_names:
+            return layer_name[:i]
+    return None
+
+
+def _mark_fp32_layers(network: trt.INetworkDefinition, model: Any, patterns: Sequence[Pattern]) -> list[str]:
+    """Pin the layers of FP32-island ONNX nodes (and LayerNorm/softmax layer types) to FP32 (TensorRT 10
+    weak typing); returns their names."""
     import tensorrt as trt
+
+    from .fp16 import matching_nodes
 
     compiled = compile_patterns(patterns)
     by_type = {"LayerNormalization": trt.LayerType.NORMALIZATION, "GroupNormalization": trt.LayerType.NORMALIZATION,
                "InstanceNormalization": trt.LayerType.NORMALIZATION, "Softmax": trt.LayerType.SOFTMAX}
     types = {by_type[o] for o in compiled[0] if o in by_type}
-    prefixes = tuple(n for n in onnx_names if n)
+    islands = set(matching_nodes(model, patterns))
+    all_names = {n.name for n in model.graph.node if n.name}
     marked = []
     for i in range(network.num_layers):
         layer = network.get_layer(i)
-        hit = layer.type in types or node_matches(layer.name, "", compiled) or \
-            any(layer.name == p or layer.name.startswith(p + "_") or layer.name.startswith(p + " ") for p in prefixes)
+        origin = onnx_node_for_layer(layer.name, all_names)
+        hit = layer.type in types or (origin in islands if origin else node_matches(layer.name, "", compiled))
         if not hit:
             continue
         layer.precision = trt.float32
@@ -211,8 +225,6 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, trt_logger)
 
-    from .fp16 import matching_nodes
-
     fp32_names: list[str] = []
     if path == "onnx-fp16-pass":
         converted, report = convert_to_fp16(model, patterns)
@@ -235,7 +247,7 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
         if not builder.platform_has_fast_fp16:
             log.warning("this GPU has no fast FP16; the FP16 engine may be slow")
         config.set_flag(trt.BuilderFlag.FP16)
-        fp32_names = _mark_fp32_layers(network, matching_nodes(model, patterns), patterns)
+        fp32_names = _mark_fp32_layers(network, model, patterns)
         if fp32_names:
             config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
 

@@ -314,3 +314,13 @@ def test_typing_stubs_repair():
     out = repair_stub_text(src)  # parses (ast) or raises
     assert "in_: list[int]" in out and "b: int = ..." in out and "-> typing.Any" in out
     assert "-> builtins.bool" in out
+
+
+def test_layer_to_onnx_node_mapping():
+    from calibnet.engines.builder import onnx_node_for_layer
+
+    names = {"/attn/Add", "/attn/Add_1", "/attn/Softmax"}
+    assert onnx_node_for_layer("/attn/Add_1", names) == "/attn/Add_1"  # a sibling node, not Add's suffix
+    assert onnx_node_for_layer("/attn/Add_shuffle", names) == "/attn/Add"
+    assert onnx_node_for_layer("/attn/Softmax [reshape]", names) == "/attn/Softmax"
+    assert onnx_node_for_layer("(Unnamed Layer* 3) [Shuffle]", names) is None
