@@ -79,6 +79,25 @@ def test_cli_fp16_onnx(tmp_path, capsys):
     assert any(n.op_type == "Cast" for n in onnx.load(str(dst)).graph.node)
 
 
+def _plain_export(model, path, h, w):
+    import torch
+
+    class Wrap(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, rgb, depth, valid_hw):
+            o = self.m(rgb, depth, image_sizes=valid_hw)
+            return o["pred_logits"], o["pred_scores"], o["pred_masks"], o["depth_trust"]
+
+    args = (torch.rand(1, 3, h, w) * 255, torch.rand(1, 1, h, w) * 255, torch.tensor([[h, w]]))
+    torch.onnx.export(Wrap(model), args, str(path), opset_version=17, dynamo=False,
+                      input_names=["rgb", "depth", "valid_hw"],
+                      output_names=["pred_logits", "pred_scores", "pred_masks", "depth_trust"])
+    return path
+
+
 @pytest.mark.slow
 def test_fp16_pass_on_real_calibnet_graph(tmp_path):
     """R18 CalibNet at 64x96, portable ONNX: the FP16 graph (FP32 islands) runs in ONNX Runtime and its
@@ -86,18 +105,20 @@ def test_fp16_pass_on_real_calibnet_graph(tmp_path):
     pytest.importorskip("torch")
     ort = pytest.importorskip("onnxruntime")
     onnx = pytest.importorskip("onnx")
-    try:
-        from calibnet.export import export_onnx
-    except ImportError:
-        pytest.skip("calibnet.export.export_onnx is not available yet")
     from calibnet.engines.fp16 import convert_to_fp16
 
     import calibnet
 
     model = calibnet.build_model("r18", seed=0, quiet=True).eval()
-    path = export_onnx(model, tmp_path / "r18.onnx", flavor="portable", height=64, width=96, simplify=False)
+    try:
+        from calibnet.export import export_onnx
+    except ImportError:  # until calibnet.export lands: a plain TorchScript-exporter graph of the same model
+        path = _plain_export(model, tmp_path / "r18.onnx", 64, 96)
+    else:
+        path = export_onnx(model, tmp_path / "r18.onnx", flavor="portable", height=64, width=96, simplify=False)
     m16, rep = convert_to_fp16(onnx.load(str(path)))
-    assert any("LayerNormalization" in n for n in rep.fp32_nodes) and rep.fp16_nodes > 10 * len(rep.fp32_nodes)
+    assert any("LayerNormalization" in n for n in rep.fp32_nodes) and rep.fp16_nodes > 2 * len(rep.fp32_nodes)
+    assert any("sampling_offsets" in n for n in rep.fp32_nodes) and any(n.endswith("/Div") for n in rep.fp32_nodes)
     feeds = random_feeds(ModelMetadata(height=64, width=96), seed=0)
     so = ort.SessionOptions()
     so.log_severity_level = 3
