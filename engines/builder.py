@@ -290,7 +290,8 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
     sidecar = EngineSidecar(
         onnx_sha256=file_sha256(onnx_path), tensorrt_version=str(trt.__version__), gpu=current_gpu(),
         precision="fp16" if fp16 else "fp32", fp16_path=path, profiles=profiles_to_json(profs), io=io,
-        fp32_layers=fp32_names, model=meta.to_dict() if meta else {}, onnx_path=str(onnx_path),
+        fp32_layers=fp32_names, model={**meta.to_dict(), "precision": "fp16" if fp16 else "fp32"} if meta else {},
+        onnx_path=str(onnx_path),
         engine_sha256=file_sha256(engine_path),
         builder={"workspace": workspace, "builder_optimization_level": builder_optimization_level,
                  "timing_cache": str(cache_file) if cache_file else None,

@@ -403,7 +403,8 @@ def test_build_trt10_flags_path(fake_trt, tmp_path):
     sc = read_sidecar(engine)
     assert sc.fp16_path == "builder-flag-fp16" and sc.precision == "fp16" and sc.tensorrt_version == "10.13.0.35"
     assert sc.gpu == GpuInfo("Fake GPU", "9.0") and sorted(sc.fp32_layers) == sorted(pinned)
-    assert sc.metadata == META and sc.profiles[0]["rgb"]["max"] == [2, 3, 128, 128]
+    assert sc.metadata.precision == "fp16" and sc.metadata.height == META.height
+    assert sc.profiles[0]["rgb"]["max"] == [2, 3, 128, 128]
     assert [(t.name, t.mode, t.dtype) for t in sc.io] == [("rgb", "input", "float32"), ("depth", "input", "float32"),
                                                           ("valid_hw", "input", "int64"),
                                                           ("pred_masks", "output", "float32")]
@@ -463,7 +464,7 @@ def test_backend_runs_and_reuses_buffers(fake_trt, tmp_path):
     api = FakeCuda()
     be = TensorRTBackend(engine, cuda_api=api, use_cuda_graph=True)
     assert be.input_names == ["rgb", "depth", "valid_hw"] and be.output_names == ["pred_masks"]
-    assert be.metadata == META
+    assert be.metadata.max_hw == META.max_hw and be.metadata.flavor == "tensorrt"
     f1 = _feeds(1, 64, 96)
     for _ in range(4):
         out = be.run(f1)
