@@ -18,7 +18,7 @@ TP = onnx.TensorProto
 from calibnet.engines import build_engine, read_sidecar  # noqa: E402
 from calibnet.engines import builder as builder_mod  # noqa: E402
 from calibnet.engines.sidecar import GpuInfo  # noqa: E402
-from calibnet.runtime.backends.base import BackendUnavailable  # noqa: E402
+from calibnet.runtime.backends.base import Backend, BackendUnavailable  # noqa: E402
 from calibnet.runtime.backends.cuda_buffers import CudaApi, DeviceBuffer, HostBuffer  # noqa: E402
 from calibnet.runtime.backends.tensorrt import TensorRTBackend  # noqa: E402
 from calibnet.runtime.metadata import ModelMetadata  # noqa: E402
@@ -463,6 +463,7 @@ def test_backend_runs_and_reuses_buffers(fake_trt, tmp_path):
     engine = build_engine(_tiny_onnx(tmp_path / "m.onnx", META), tmp_path / "m.engine")
     api = FakeCuda()
     be = TensorRTBackend(engine, cuda_api=api, use_cuda_graph=True)
+    assert isinstance(be, Backend) and be.name == "tensorrt"
     assert be.input_names == ["rgb", "depth", "valid_hw"] and be.output_names == ["pred_masks"]
     assert be.metadata.max_hw == META.max_hw and be.metadata.flavor == "tensorrt"
     f1 = _feeds(1, 64, 96)
