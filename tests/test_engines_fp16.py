@@ -202,3 +202,29 @@ def test_sampling_location_cone_is_fp32():
     run = lambda model: ort.InferenceSession(model.SerializeToString(),  # noqa: E731
                                              providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     np.testing.assert_allclose(run(m16), run(m), rtol=1e-2, atol=1e-2)
+
+
+def test_plugin_node_is_an_fp32_island_with_int_inputs_untouched():
+    nodes = [
+        helper.make_node("Relu", ["value_in"], ["value"], name="/attn/value_proj/Relu"),
+        helper.make_node("Softmax", ["aw_in"], ["aw"], name="/attn/Softmax", axis=-1),
+        helper.make_node("MultiscaleDeformableAttnPlugin_TRT", ["value", "shapes", "starts", "loc", "aw"], ["msda"],
+                         name="/attn/MultiscaleDeformableAttnPlugin_TRT", domain="trt", plugin_version="2"),
+        helper.make_node("Relu", ["msda"], ["y"], name="/attn/out/Relu"),
+    ]
+    inputs = [helper.make_tensor_value_info("value_in", TP.FLOAT, [1, 10, 2, 4]),
+              helper.make_tensor_value_info("aw_in", TP.FLOAT, [1, 5, 2, 1, 4]),
+              helper.make_tensor_value_info("loc", TP.FLOAT, [1, 5, 2, 1, 4, 2])]
+    inits = [numpy_helper.from_array(np.array([[2, 5]], np.int64), "shapes"),
+             numpy_helper.from_array(np.array([0], np.int64), "starts")]
+    g = helper.make_graph(nodes, "plugin", inputs, [helper.make_tensor_value_info("y", TP.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("trt", 1)])
+    m16, rep = convert_to_fp16(m)
+    plugin = next(n for n in m16.graph.node if n.op_type == "MultiscaleDeformableAttnPlugin_TRT")
+    assert plugin.name in rep.fp32_nodes and list(plugin.input[1:3]) == ["shapes", "starts"]
+    producer = {o: n for n in m16.graph.node for o in n.output}
+    assert producer[plugin.input[0]].op_type == "Cast"  # FP16 value_proj output cast back to FP32
+    assert plugin.input[3] == "loc" and plugin.input[4] == "aw"  # FP32 graph input / FP32 island: no cast
+    out_relu = next(n for n in m16.graph.node if n.name == "/attn/out/Relu")
+    assert producer[out_relu.input[0]].op_type == "Cast"  # plugin output (FP32) cast to FP16 downstream
+    assert {i.name: i.data_type for i in m16.graph.initializer}["shapes"] == TP.INT64
