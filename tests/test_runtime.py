@@ -1,0 +1,121 @@
+"""Torch-free runtime: Pillow-exact preprocessing, official post-processing, end-to-end vs the official
+pipeline (ref_B e2e_*), and clear errors for bad frames."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from calibnet.runtime import InputError, Runtime
+from calibnet.runtime.postprocess import decode_masks, select_instances
+from calibnet.runtime.preprocess import prepare_frame
+from calibnet.runtime.resize import pil_bilinear_resize_u8, shortest_edge_size, torch_bilinear_matrix
+
+SIZES = [(375, 500), (200, 300), (240, 180), (1080, 1920), (33, 47)]
+
+
+@pytest.mark.parametrize("hw", SIZES)
+def test_resize_equals_pillow_bilinear(hw):
+    Image = pytest.importorskip("PIL.Image")
+    g = np.random.default_rng(hw[0])
+    for img in ((g.random((*hw, 3)) * 255).astype(np.uint8), (g.random(hw) * 255).astype(np.uint8)):
+        size = shortest_edge_size(*hw, 320, 480)
+        want = np.asarray(Image.fromarray(img).resize((size[1], size[0]), Image.BILINEAR))
+        assert np.array_equal(pil_bilinear_resize_u8(img, size), want)
+
+
+def test_shortest_edge_size_rounding():
+    assert shortest_edge_size(375, 500, 320, 480) == (320, 427)
+    assert shortest_edge_size(1080, 1920, 320, 480) == (270, 480)
+    assert shortest_edge_size(500, 375, 320, 480) == (427, 320)
+
+
+@pytest.mark.parametrize("sizes", [(160, 320), (160, 97), (224, 501), (7, 7)])
+def test_bilinear_matrix_equals_torch_interpolate(sizes):
+    torch = pytest.importorskip("torch")
+    n_in, n_out = sizes
+    x = torch.rand(1, 1, n_in, 5)
+    want = torch.nn.functional.interpolate(x, size=(n_out, 5), mode="bilinear", align_corners=False)[0, 0]
+    got = torch_bilinear_matrix(n_in, n_out) @ x[0, 0].numpy()
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-5)
+
+
+def test_selection_keeps_nothing_below_threshold():
+    keep, scores, probs = select_instances(np.full((5, 1), -20.0), np.full((5, 1), -20.0), np.zeros((5, 4, 6)),
+                                           0.005, 0.45, 50)
+    assert len(keep) == len(scores) == len(probs) == 0
+    assert decode_masks(probs, (8, 12), (8, 12), (30, 40), 0.45).shape == (0, 30, 40)
+
+
+def test_bad_frames_give_clear_errors():
+    rgb = np.zeros((64, 96, 3), np.uint8)
+    depth = np.zeros((64, 96), np.uint8)
+    with pytest.raises(InputError, match="too small"):
+        prepare_frame(rgb[:20], depth[:20])
+    with pytest.raises(InputError, match="uint8"):
+        prepare_frame(rgb.astype(np.float32), depth)
+    with pytest.raises(InputError, match="sizes differ"):
+        prepare_frame(rgb, depth[:50])
+    with pytest.raises(InputError, match="shape"):
+        prepare_frame(np.zeros((64, 96, 5), np.uint8), depth)
+    gray = prepare_frame(rgb[:, :, 0], depth)
+    assert gray.rgb.shape == (3, 320, 480) and gray.resized_hw == (320, 480)
+    rgba = prepare_frame(np.dstack([rgb, rgb[:, :, :1]]), depth)
+    assert rgba.rgb.shape == (3, 320, 480)
+
+
+def test_missing_model_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        Runtime.open(tmp_path / "missing.onnx")
+
+
+@pytest.fixture(scope="module")
+def r50_onnx_320x448(r50_model, tmp_path_factory):
+    export = pytest.importorskip("calibnet.export")
+    return export.export_onnx(r50_model, tmp_path_factory.mktemp("rt") / "r50_320x448.onnx", height=320, width=448)
+
+
+def test_predict_equals_official_end_to_end(r50_onnx_320x448, official_dir):
+    ref = np.load(official_dir / "ref_B_375x500.npz")
+    pred = Runtime.open(r50_onnx_320x448).predict(ref["net_rgb_u8"], ref["net_depth_u8"])
+    k, h, w = ref["e2e_masks_shape"]
+    masks = np.unpackbits(ref["e2e_masks_packed"], axis=-1)[..., :w].astype(bool)
+    scores = ref["e2e_scores"]
+    assert len(pred) == len(scores) == k
+    order = np.argsort(-scores, kind="stable")
+    assert np.abs(pred.scores - scores[order]).max() <= 1e-3
+    assert (pred.masks == masks[order]).mean() >= 0.999
+    assert pred.masks.shape == (k, h, w) and pred.boxes.shape == (k, 4)
+    assert set(pred.timings) == {"pre", "infer", "post"}
+    rle = pred.rle()
+    assert len(rle) == k and rle[0]["size"] == [h, w]
+
+
+def test_full_predict_without_torch(tmp_path):
+    pytest.importorskip("torch")
+    from calibnet.export import export_onnx
+
+    import calibnet
+
+    path = export_onnx(calibnet.build_model("r18", quiet=True), tmp_path / "r18.onnx", height=320, width=480)
+    code = (
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError('torch blocked')\n"
+        "sys.meta_path.insert(0, _Block())\n"
+        "import numpy as np\n"
+        "from calibnet.runtime import Runtime\n"
+        f"rt = Runtime.open({str(path)!r})\n"
+        "g = np.random.default_rng(0)\n"
+        "rgb = (g.random((240, 360, 3)) * 255).astype(np.uint8)\n"
+        "p = rt.predict(rgb, (g.random((240, 360)) * 255).astype(np.uint8))\n"
+        "assert p.masks.shape[1:] == (240, 360) and 'torch' not in sys.modules\n"
+        "print('ok', len(p))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("ok")
