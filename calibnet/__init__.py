@@ -22,7 +22,6 @@ _LAZY = {
     "CheckpointMismatchError": ("calibnet.checkpoint", "CheckpointMismatchError"),
     "count_parameters": ("calibnet.params", "count_parameters"),
     "build_model": ("calibnet.builder", "build_model"),
-    "evaluate_coco": ("calibnet.evaluation", "evaluate_coco"),
 }
 
 __all__ = ["CalibNetConfig", "ConfigError", "get_config", "__version__", *_LAZY]

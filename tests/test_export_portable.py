@@ -77,3 +77,16 @@ def test_bad_export_arguments_are_clear(tmp_path):
         export_onnx(model, tmp_path / "x.onnx", height=64, width=96, opset=20)
     with pytest.raises(NotImplementedError, match="portable"):
         export_onnx(model, tmp_path / "x.onnx", flavor="tensorrt")
+
+
+def test_export_cli_writes_and_verifies(tmp_path, capsys):
+    from calibnet.export.cli import main
+
+    out = tmp_path / "r18.onnx"
+    assert main(["--config", "r18", "--onnx", str(out), "--height", "64", "--width", "96", "--verify"]) == 0
+    report = __import__("json").loads((tmp_path / "r18.onnx.verify.json").read_text())
+    assert all(r["pass"] for r in report.values())
+    assert "MEANINGLESS" in capsys.readouterr().err
+    assert main(["--config", "r18", "--onnx", str(out), "--height", "70"]) == 2
+    assert "multiples of 32" in capsys.readouterr().err
+    assert main(["--config", "nope", "--onnx", str(out)]) == 2
