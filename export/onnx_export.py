@@ -16,10 +16,10 @@ from pathlib import Path
 
 import onnx
 import torch
-from calibnet.runtime.metadata import ModelMetadata
 from torch import nn
 
 from calibnet import __version__
+from calibnet.runtime.metadata import ModelMetadata
 
 __all__ = ["export_onnx", "DeployWrapper", "FULL_OUTPUTS", "INPUTS"]
 

@@ -36,7 +36,7 @@ class Prediction:
 
     def rle(self) -> list[dict[str, Any]]:
         """COCO run-length encodings of the masks (pycocotools), counts as str."""
-        from pycocotools import mask as mask_utils
+        from pycocotools import mask as mask_utils  # type: ignore[import-untyped]
 
         out = []
         for m in self.masks:

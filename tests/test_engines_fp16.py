@@ -10,13 +10,14 @@ import pytest
 onnx = pytest.importorskip("onnx")
 TP = onnx.TensorProto
 ort = pytest.importorskip("onnxruntime")
+from onnx import helper, numpy_helper  # noqa: E402
+
 from calibnet.engines.fp16 import (  # noqa: E402
     DEFAULT_FP32_PATTERNS,
     convert_to_fp16,
     load_fp32_patterns,
     matching_nodes,
 )
-from onnx import helper, numpy_helper  # noqa: E402
 
 RNG = np.random.default_rng(0)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from calibnet.engines import _deps
 
 pytestmark = pytest.mark.gpu
@@ -38,9 +39,8 @@ if REASON:
 @pytest.fixture(scope="module")
 def r50_onnx(tmp_path_factory):
     """R50 (deterministic init) exported twice at 320x480: TensorRT flavour (plugin) and portable."""
-    from calibnet.export import export_onnx
-
     import calibnet
+    from calibnet.export import export_onnx
 
     d = tmp_path_factory.mktemp("gpu")
     model = calibnet.build_model("r50", seed=0, quiet=True).eval()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from calibnet.engines import _deps
 from calibnet.engines.cli import main as cli_main
 from calibnet.engines.verify import compare_outputs, random_feeds, time_engine
@@ -105,9 +106,8 @@ def test_fp16_pass_on_real_calibnet_graph(tmp_path):
     pytest.importorskip("torch")
     ort = pytest.importorskip("onnxruntime")
     onnx = pytest.importorskip("onnx")
-    from calibnet.engines.fp16 import convert_to_fp16
-
     import calibnet
+    from calibnet.engines.fp16 import convert_to_fp16
 
     model = calibnet.build_model("r18", seed=0, quiet=True).eval()
     try:

@@ -9,11 +9,11 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from calibnet.export import export_onnx  # noqa: E402
-from calibnet.runtime.metadata import ModelMetadata  # noqa: E402
 from conftest import padded_network_input  # noqa: E402
 
 import calibnet  # noqa: E402
+from calibnet.export import export_onnx  # noqa: E402
+from calibnet.runtime.metadata import ModelMetadata  # noqa: E402
 
 
 def _session(path):

@@ -10,11 +10,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-from calibnet.export import export_onnx  # noqa: E402
-from calibnet.runtime.cli import main  # noqa: E402
-
 import calibnet  # noqa: E402
 from calibnet.data.synthetic import make_scene  # noqa: E402
+from calibnet.export import export_onnx  # noqa: E402
+from calibnet.runtime.cli import main  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from calibnet.runtime import InputError, Runtime
 from calibnet.runtime.postprocess import decode_masks, select_instances
 from calibnet.runtime.preprocess import prepare_frame
@@ -95,9 +96,8 @@ def test_predict_equals_official_end_to_end(r50_onnx_320x448, official_dir):
 
 def test_full_predict_without_torch(tmp_path):
     pytest.importorskip("torch")
-    from calibnet.export import export_onnx
-
     import calibnet
+    from calibnet.export import export_onnx
 
     path = export_onnx(calibnet.build_model("r18", quiet=True), tmp_path / "r18.onnx", height=320, width=480)
     code = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,9 @@ class OnnxRuntimeBackend:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers or default_providers())
+        self.session: Any = ort.InferenceSession(
+            str(path), sess_options=opts, providers=providers or default_providers()
+        )
         props = dict(self.session.get_modelmeta().custom_metadata_map)
         self.metadata = ModelMetadata.from_props(props)
 
@@ -53,4 +56,4 @@ class OnnxRuntimeBackend:
         return dict(zip(self.output_names, outs))
 
     def close(self) -> None:
-        self.session = None  # type: ignore[assignment]
+        self.session = None
