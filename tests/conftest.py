@@ -12,6 +12,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: Python source that makes `import torch` fail in a subprocess (prefix it to `python -c` code).
+BLOCK_TORCH = (
+    "import sys\n"
+    "class _Block:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name == 'torch' or name.startswith('torch.'):\n"
+    "            raise ImportError('torch is blocked for this test')\n"
+    "sys.meta_path.insert(0, _Block())\n"
+)
+
 
 def shared_official_dir() -> Path | None:
     """``$CALIBNET_SHARED/official`` or ``<repo>/../shared/official`` if it exists."""

@@ -11,14 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-BLOCK_TORCH = (
-    "import sys\n"
-    "class _Block:\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name == 'torch' or name.startswith('torch.'):\n"
-    "            raise ImportError('torch is blocked for this test')\n"
-    "sys.meta_path.insert(0, _Block())\n"
-)
+from conftest import BLOCK_TORCH  # noqa: E402
 
 
 def run_without_torch(code: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

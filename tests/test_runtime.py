@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import BLOCK_TORCH
 
 from calibnet.runtime import InputError, Runtime
 from calibnet.runtime.postprocess import decode_masks, select_instances
@@ -100,13 +101,7 @@ def test_full_predict_without_torch(tmp_path):
     from calibnet.export import export_onnx
 
     path = export_onnx(calibnet.build_model("r18", quiet=True), tmp_path / "r18.onnx", height=320, width=480)
-    code = (
-        "import sys\n"
-        "class _Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.'):\n"
-        "            raise ImportError('torch blocked')\n"
-        "sys.meta_path.insert(0, _Block())\n"
+    code = BLOCK_TORCH + (
         "import numpy as np\n"
         "from calibnet.runtime import Runtime\n"
         f"rt = Runtime.open({str(path)!r})\n"
