@@ -8,10 +8,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import BLOCK_TORCH
 
 REPO = Path(__file__).resolve().parents[1]
-
-from conftest import BLOCK_TORCH  # noqa: E402
 
 
 def run_without_torch(code: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
