@@ -32,23 +32,23 @@ class CliError(Exception):
     """A user-facing error (printed without a traceback)."""
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """uint8 RGB image from a file; CliError naming the file if unreadable."""
+def _imread(path: Path, flags: int, what: str) -> np.ndarray:
     if not path.is_file():
         raise CliError(f"file not found: {path}")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    img = cv2.imread(str(path), flags)
     if img is None:
-        raise CliError(f"cannot read image: {path}")
-    return img[:, :, ::-1].copy()
+        raise CliError(f"cannot read {what}: {path}")
+    return img
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """uint8 RGB image from a file; CliError naming the file if unreadable."""
+    return _imread(path, cv2.IMREAD_COLOR, "image")[:, :, ::-1].copy()
 
 
 def read_depth(path: Path) -> np.ndarray:
     """uint8 depth map (gray) from a file; CliError naming the file if unreadable or not 8-bit."""
-    if not path.is_file():
-        raise CliError(f"file not found: {path}")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise CliError(f"cannot read depth map: {path}")
+    img = _imread(path, cv2.IMREAD_UNCHANGED, "depth map")
     if img.dtype != np.uint8:
         raise CliError(f"{path}: depth must be an 8-bit PNG (0..255, near = bright), got {img.dtype}")
     return img if img.ndim == 2 else img[:, :, 0]
