@@ -1,79 +1,173 @@
-"""calibnet-export: a CalibNet checkpoint -> a portable ONNX file (ONNX Runtime anywhere).
+"""calibnet-export: a CalibNet checkpoint -> ONNX (portable or TensorRT-flavoured), verified on CPU.
 
 Examples:
-  calibnet-export --config r50 --weights model_final.pth --onnx calibnet_r50.onnx
+  # portable ONNX (plain ONNX ops, ONNX Runtime anywhere), any H/W multiple of 32, checked vs PyTorch
+  calibnet-export --config r50 --weights model_final.pth --onnx calibnet_r50.onnx --dynamic --verify
+
+  # TensorRT flavour (one MultiscaleDeformableAttnPlugin_TRT node per encoder layer), top-10 selection
+  # in the graph, FP16 readiness report, then an FP16 engine (needs TensorRT and a GPU)
   calibnet-export --config configs/CalibNet_R50_50e_50q_320size.yaml --weights model_final.pth \\
-      --onnx calibnet_r50_320x448.onnx --height 320 --width 448 --verify
+      --onnx calibnet_r50_trt.onnx --flavor tensorrt --topk 10 --verify --check-fp16 \\
+      --engine calibnet_r50_fp16.engine --fp16
 
 Without --weights the model gets calibnet's deterministic initialization: the file runs, but its outputs
-are meaningless. The static input size should be the padded size of your frames after the official
-resize (short side 320, long side <= 480): 320x448 for 4:3 frames, 320x480 for 3:2, 320x576 is never
-needed. Implemented so far: the portable flavour, static size, full outputs (see README status).
+are meaningless. Static sizes: the padded size of your frames after the official resize (short side 320,
+long side <= 480): 320x448 for 4:3 frames, 320x480 for 3:2; --dynamic covers all of them.
+
+Exit codes: 0 done (and verified), 1 verification failed or the engine build failed, 2 bad arguments or
+checkpoint, 3 --engine asked but TensorRT/GPU missing (the ONNX file is written anyway).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 
+def _hw(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW like 320x480, got {text!r}") from None
+    return h, w
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``calibnet-export``."""
+    p = argparse.ArgumentParser(prog="calibnet-export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="r50", help="preset (r50, r101, r34, r18) or official YAML file (r50)")
+    p.add_argument("--weights", help="checkpoint: detectron2 format ({'model': state_dict}) or a state dict")
+    p.add_argument("--onnx", required=True, help="output .onnx path")
+    p.add_argument("--flavor", choices=("portable", "tensorrt"), default="portable",
+                   help="portable: MSDA as GridSample; tensorrt: MSDA as TensorRT plugin node (portable)")
+    p.add_argument("--height", type=int, default=320, help="(optimal) input height, multiple of 32 (320)")
+    p.add_argument("--width", type=int, default=480, help="(optimal) input width, multiple of 32 (480)")
+    p.add_argument("--dynamic", action="store_true", help="dynamic H/W and batch")
+    p.add_argument("--static-batch", action="store_true", help="with --dynamic: keep the batch static")
+    p.add_argument("--min-hw", type=_hw, default=(320, 320), help="profile minimum with --dynamic (320x320)")
+    p.add_argument("--max-hw", type=_hw, default=(480, 480), help="profile maximum with --dynamic (480x480)")
+    p.add_argument("--batch", type=int, default=1, help="batch (the static batch, or the optimal one) (1)")
+    p.add_argument("--max-batch", type=int, default=None, help="profile maximum batch with --dynamic (4)")
+    p.add_argument("--topk", type=int, default=0, help="in-graph NMS-free selection of K instances (0: off)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17..19 (17)")
+    p.add_argument("--plugin-version", choices=("1", "2"), default="1",
+                   help="TensorRT MSDA plugin version: 1 (TensorRT 8.x..11.x) or 2 (>= 10.11) (1)")
+    p.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
+    p.add_argument("--verify", action="store_true",
+                   help="run the file on ONNX Runtime CPU vs PyTorch; writes <onnx>.verify.json")
+    p.add_argument("--verify-size", type=_hw, action="append", default=None, metavar="HxW",
+                   help="verify at this size too (dynamic files; repeatable)")
+    p.add_argument("--check-fp16", nargs="?", const="", default=None, metavar="JSON",
+                   help="FP16 readiness report (default <onnx>.fp16.json); its fp32_layers feed --engine")
+    p.add_argument("--engine", help="also build a TensorRT engine here (calibnet.engines; needs TensorRT + GPU)")
+    p.add_argument("--fp16", action="store_true", help="with --engine: FP16 engine with FP32 islands")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``calibnet-export``."""
-    parser = argparse.ArgumentParser(prog="calibnet-export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="r50", help="preset (r50, r101, r34, r18) or official YAML file")
-    parser.add_argument("--weights", help="checkpoint: detectron2 format ({'model': state_dict}) or a state dict")
-    parser.add_argument("--onnx", required=True, help="output .onnx path")
-    parser.add_argument("--height", type=int, default=320, help="static input height, multiple of 32 (320)")
-    parser.add_argument("--width", type=int, default=480, help="static input width, multiple of 32 (480)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset, 17..19 (17)")
-    parser.add_argument("--verify", action="store_true",
-                        help="run the file on ONNX Runtime CPU and compare with PyTorch; writes <onnx>.verify.json")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    if args.fp16 and not args.engine:
+        print("calibnet-export: error: --fp16 needs --engine OUT", file=sys.stderr)
+        return 2
+    from tqdm import tqdm
 
-    import numpy as np
-    import torch
+    stages = ["model", "export", *(["verify"] if args.verify else []),
+              *(["fp16 check"] if args.check_fp16 is not None else []), *(["engine"] if args.engine else [])]
+    bar = tqdm(total=len(stages), desc="calibnet-export", unit="stage", file=sys.stderr,
+               bar_format="{desc}: {n}/{total} stages {bar} [{elapsed}] {postfix}")
+    try:
+        return _run(args, bar)
+    finally:
+        bar.close()
 
+
+def _run(args: argparse.Namespace, bar) -> int:  # type: ignore[no-untyped-def]
     from calibnet import ConfigError, build_model
+    from calibnet.builder import file_sha256
     from calibnet.checkpoint import CheckpointMismatchError
+    from calibnet.runtime.metadata import ModelMetadata
 
     from .onnx_export import export_onnx
+    from .verify import random_inputs, verify_onnx
 
+    def stage(name: str) -> None:
+        bar.set_postfix_str(name)
+
+    user_errors = (ConfigError, FileNotFoundError, CheckpointMismatchError, ValueError)
     try:
+        stage("model")
         model = build_model(args.config, args.weights)
-        path = export_onnx(model, args.onnx, height=args.height, width=args.width, opset=args.opset)
-    except (ConfigError, FileNotFoundError, CheckpointMismatchError, ValueError, RuntimeError) as exc:
-        print(f"calibnet-export: error: {exc}", file=sys.stderr)
+        bar.update()
+        stage("export")
+        base = ModelMetadata(config=str(args.config), checkpoint=str(args.weights or ""),
+                             checkpoint_sha256=file_sha256(args.weights) if args.weights else "",
+                             deterministic_weights=args.weights is None)
+        path = export_onnx(model, args.onnx, flavor=args.flavor, height=args.height, width=args.width,
+                           dynamic=args.dynamic, batch=args.batch, topk=args.topk or None, opset=args.opset,
+                           simplify=not args.no_simplify, metadata=base,
+                           dynamic_batch=args.dynamic and not args.static_batch, min_hw=args.min_hw,
+                           max_hw=args.max_hw, max_batch=args.max_batch, plugin_version=args.plugin_version)
+        bar.update()
+    except user_errors as exc:
+        print(f"\ncalibnet-export: error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    if not args.verify:
-        return 0
-    import onnxruntime as ort
+    bar.write(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.flavor} flavour)")
+    status = 0
+    if args.verify:
+        stage("verify")
+        sizes = [(args.height, args.width), *(args.verify_size or [])]
+        for i, (h, w) in enumerate(sizes):
+            report = verify_onnx(path, model, random_inputs(args.batch, h, w, (h - 7, w - 11) if i else None))
+            report.save(str(path) + (".verify.json" if i == 0 else f".verify_{h}x{w}.json"))
+            bar.write(report.table())
+            status = status or (0 if report.passed else 1)
+        bar.update()
+    fp32_json = None
+    if args.check_fp16 is not None:
+        stage("fp16 check")
+        from .fp16_check import fp16_readiness
 
-    g = np.random.default_rng(0)
-    rgb = (g.random((1, 3, args.height, args.width)) * 255).astype(np.float32)
-    depth = (g.random((1, 1, args.height, args.width)) * 255).astype(np.float32)
-    valid = np.array([[args.height, args.width]], dtype=np.int64)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    outs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"rgb": rgb, "depth": depth,
-                                                                           "valid_hw": valid})))
-    with torch.no_grad():
-        ref = model(torch.from_numpy(rgb), torch.from_numpy(depth), image_sizes=torch.from_numpy(valid))
-    tol = {"pred_logits": 1e-3, "pred_scores": 1e-3, "pred_masks": 1e-2, "depth_trust": 1e-3}
-    report = {}
-    for name, limit in tol.items():
-        diff = float(np.abs(outs[name] - ref[name].numpy()).max())
-        report[name] = {"max_abs_diff": diff, "tolerance": limit, "pass": diff <= limit}
-    agree = float(((outs["pred_masks"] > 0) == (ref["pred_masks"].numpy() > 0)).mean())
-    report["mask_agreement"] = {"value": agree, "tolerance": 0.999, "pass": agree >= 0.999}
-    Path(str(path) + ".verify.json").write_text(json.dumps(report, indent=2))
-    print(f"{'output':<16}{'max|diff|':>12}{'tolerance':>12}  result")
-    for name, r in report.items():
-        value = r.get("max_abs_diff", r.get("value"))
-        print(f"{name:<16}{value:>12.2e}{r['tolerance']:>12.1e}  {'pass' if r['pass'] else 'FAIL'}")
-    return 0 if all(r["pass"] for r in report.values()) else 1
+        fp32_json = Path(args.check_fp16 or str(path) + ".fp16.json")
+        rep = fp16_readiness(model, random_inputs(1, args.height, args.width), out_path=fp32_json)
+        drift = ", ".join(f"{k} {v['max_abs_diff']:.3g}" for k, v in rep["outputs"].items())
+        bar.write(f"FP16 readiness -> {fp32_json}: output drift under FP16 rounding: {drift}; "
+                  f"{len(rep['fp32_layers'])} layer(s) to keep in FP32")
+        bar.update()
+    if args.engine:
+        stage("engine")
+        status = _engine(path, args.engine, args.fp16, fp32_json) or status
+        bar.update()
+    return status
+
+
+def _engine(onnx_path: Path, engine_path: str, fp16: bool, fp32_json: Path | None) -> int:
+    try:
+        from calibnet.engines import build_engine
+        from calibnet.engines._deps import TensorRTUnavailable
+        from calibnet.engines.fp16 import DEFAULT_FP32_PATTERNS, load_fp32_patterns
+    except ImportError as exc:
+        print(f"calibnet-export: cannot build the engine: calibnet.engines is unavailable ({exc}). "
+              f"The ONNX file {onnx_path} was written; build the engine later with `python -m calibnet.engines`.",
+              file=sys.stderr)
+        return 3
+    try:
+        kw = {}
+        if fp32_json is not None and fp16:  # the builder's default islands plus the flagged layers
+            kw["fp32_layers"] = [*DEFAULT_FP32_PATTERNS, *load_fp32_patterns(fp32_json)]
+        out = build_engine(onnx_path, engine_path, fp16=fp16, **kw)
+    except TensorRTUnavailable as exc:
+        print(f"calibnet-export: cannot build the engine: {exc}\nThe ONNX file {onnx_path} was written; build "
+              "the engine on a machine with TensorRT and an NVIDIA GPU (`python -m calibnet.engines build`).",
+              file=sys.stderr)
+        return 3
+    except Exception as exc:  # noqa: BLE001 - parser/builder errors are reported, not raised
+        print(f"calibnet-export: engine build failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote engine {out}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,17 +1,27 @@
-"""PyTorch -> ONNX export of CalibNet (portable flavour: plain ONNX ops, MSDA as GridSample).
+"""PyTorch -> ONNX export of CalibNet, two flavours of the deformable-attention op.
 
-Exporter: the TorchScript tracer (``torch.onnx.export(..., dynamo=False)``) at opset 17. Opset 17 keeps
-GridSample's mode spelled "bilinear" (opset 20 renamed it "linear", which TensorRT's parser silently
-treats as nearest), and the tracer gives a flat graph whose node names follow the module names, which
-the FP16 tooling in calibnet.engines matches against.
+* ``flavor="tensorrt"``: each MSDA call is ONE custom node ``TRT::MultiscaleDeformableAttnPlugin_TRT``
+  (6 in R50: 3 layers x 2 encoders) that TensorRT's ONNX parser maps to its built-in plugin; no GridSample.
+  Facts about the plugin (name, version, input order, INT32 inputs, release range) are in
+  :mod:`calibnet.export.msda_onnx`. ONNX Runtime runs such a file once the CPU reference body is attached
+  (:func:`~calibnet.export.msda_onnx.attach_reference_function`, done by :func:`calibnet.export.verify_onnx`).
+* ``flavor="portable"``: the same node replaced by its plain-ONNX GridSample body (no custom op), runs on
+  any ONNX Runtime.
 
-Not yet implemented (raise ``NotImplementedError`` with a message): the TensorRT plugin flavour, dynamic
-H/W and in-graph top-k selection.
+Exporter: the TorchScript tracer (``torch.onnx.export(..., dynamo=False)``) at opset 17. Why: with torch
+2.13 it gives a flat graph whose node names follow the module path (``/model/encoder/.../self_attn/...``),
+which the FP16 tooling of calibnet.engines matches against; a custom node is one ``symbolic`` of an
+autograd.Function (the dynamo exporter needs a torch.library op plus an onnxscript translation for the same
+node and produces function-wrapped graphs); dynamic H/W works with two export-time patches
+(:mod:`calibnet.export.dynamic_shapes`). Opset 17..19 keep GridSample's mode spelled "bilinear" (opset 20
+renamed it "linear", which TensorRT's parser silently treats as nearest); opset 20+ is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
@@ -19,12 +29,18 @@ import torch
 from torch import nn
 
 from calibnet import __version__
+from calibnet.modeling.msda import msda_implementation
 from calibnet.runtime.metadata import ModelMetadata
 
-__all__ = ["export_onnx", "DeployWrapper", "FULL_OUTPUTS", "INPUTS"]
+from . import msda_onnx
+from .dynamic_shapes import dynamic_reference_points
+from .topk import BELOW_THRESHOLD_SCORE, TOPK_OUTPUTS, TopKDeploy
+
+__all__ = ["export_onnx", "DeployWrapper", "FULL_OUTPUTS", "INPUTS", "FLAVORS"]
 
 INPUTS = ("rgb", "depth", "valid_hw")
 FULL_OUTPUTS = ("pred_logits", "pred_scores", "pred_masks", "depth_trust")
+FLAVORS = ("portable", "tensorrt")
 
 
 class DeployWrapper(nn.Module):
@@ -39,16 +55,16 @@ class DeployWrapper(nn.Module):
         return tuple(out[k] for k in FULL_OUTPUTS)
 
 
-def _metadata_for(model: nn.Module, flavor: str, height: int, width: int, batch: int, opset: int,
-                  base: ModelMetadata | None) -> ModelMetadata:
+def _metadata_for(model: nn.Module, flavor: str, height: int, width: int, batch: int, opset: int, topk: int,
+                  dynamic: bool, dynamic_batch: bool, min_hw: tuple[int, int], max_hw: tuple[int, int],
+                  max_batch: int, plugin_version: str, base: ModelMetadata | None) -> ModelMetadata:
     cfg = model.cfg
-    meta = base or ModelMetadata()
-    meta.flavor = flavor
-    meta.topk = 0
-    meta.height, meta.width, meta.batch, meta.max_batch = height, width, batch, batch
-    meta.min_hw = meta.max_hw = (height, width)
-    meta.dynamic_batch = meta.dynamic_hw = False
-    meta.input_names, meta.output_names = INPUTS, FULL_OUTPUTS
+    meta = ModelMetadata.from_dict(base.to_dict()) if base is not None else ModelMetadata()
+    meta.flavor, meta.topk = flavor, topk
+    meta.height, meta.width, meta.batch, meta.max_batch = height, width, batch, max_batch
+    meta.min_hw, meta.max_hw = (min_hw, max_hw) if dynamic else ((height, width), (height, width))
+    meta.dynamic_batch, meta.dynamic_hw = dynamic_batch, dynamic
+    meta.input_names, meta.output_names = INPUTS, (TOPK_OUTPUTS if topk else FULL_OUTPUTS)
     meta.pixel_mean, meta.pixel_std = tuple(cfg.pixel_mean), tuple(cfg.pixel_std)
     meta.size_divisibility = cfg.input.size_divisibility
     meta.resize_short, meta.resize_max = cfg.input.min_size_test, cfg.input.max_size_test
@@ -58,47 +74,136 @@ def _metadata_for(model: nn.Module, flavor: str, height: int, width: int, batch:
     meta.max_detections = cfg.inference.max_detections
     meta.opset, meta.exporter = opset, "torchscript"
     meta.torch_version, meta.calibnet_version = torch.__version__, __version__
+    extra = dict(meta.extra)
+    if flavor == "tensorrt":
+        extra["msda_plugin"] = {"name": msda_onnx.PLUGIN_NAME, "domain": msda_onnx.PLUGIN_DOMAIN,
+                                "plugin_version": plugin_version}
+    if topk:
+        extra["topk_below_threshold_score"] = BELOW_THRESHOLD_SCORE
+    meta.extra = extra
     return meta
 
 
-def export_onnx(model: nn.Module, path: str | Path, flavor: str = "portable", height: int = 320, width: int = 480,
-                dynamic: bool = False, batch: int = 1, topk: int | None = None, opset: int = 17,
-                simplify: bool = False, metadata: ModelMetadata | None = None) -> Path:
-    """Export ``model`` (a :class:`calibnet.CalibNet`) to ``path``; returns the path.
-
-    Inputs ``rgb`` float32 [B,3,H,W] 0..255, ``depth`` float32 [B,1,H,W] 0..255, ``valid_hw`` int64 [B,2];
-    outputs ``pred_logits``, ``pred_scores``, ``pred_masks`` (logits, H/2 x W/2) and ``depth_trust``.
-    The file is checked with ``onnx.checker`` (full check) and carries :class:`ModelMetadata` in
-    ``metadata_props``.
-    """
-    if flavor != "portable":
-        raise NotImplementedError(f"flavor={flavor!r}: only the portable flavour is implemented so far")
-    if dynamic:
-        raise NotImplementedError("dynamic H/W export is not implemented yet: export one static size per shape")
-    if topk:
-        raise NotImplementedError("in-graph top-k selection is not implemented yet: use the full outputs")
-    if height % 32 or width % 32 or height <= 0 or width <= 0:
-        raise ValueError(f"height and width must be positive multiples of 32, got {height}x{width}")
+def _check_args(model: nn.Module, flavor: str, height: int, width: int, batch: int, opset: int,
+                topk: int | None, min_hw: tuple[int, int], max_hw: tuple[int, int], dynamic: bool) -> None:
+    if flavor not in FLAVORS:
+        raise ValueError(f"flavor must be one of {FLAVORS}, got {flavor!r}")
+    div = model.cfg.input.size_divisibility
+    for h, w in ((height, width), *((min_hw, max_hw) if dynamic else ())):
+        if h % div or w % div or h <= 0 or w <= 0:
+            raise ValueError(f"height and width must be positive multiples of {div}, got {h}x{w}")
+    if dynamic and not (min_hw[0] <= height <= max_hw[0] and min_hw[1] <= width <= max_hw[1]):
+        raise ValueError(f"export size {height}x{width} is outside min_hw {min_hw} .. max_hw {max_hw}")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
     if not 17 <= opset <= 19:
-        raise ValueError(f"opset must be 17..19 (opset 20 renames GridSample 'bilinear'), got {opset}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = DeployWrapper(model).eval()
-    rgb = torch.rand(batch, 3, height, width) * 255
-    depth = torch.rand(batch, 1, height, width) * 255
-    valid = torch.tensor([[height, width]] * batch, dtype=torch.int64)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer/constant-folding chatter; the graph is checked below
-        torch.onnx.export(wrapper, (rgb, depth, valid), str(path), input_names=list(INPUTS),
-                          output_names=list(FULL_OUTPUTS), opset_version=opset, dynamo=False,
-                          do_constant_folding=True)
-    proto = onnx.load(str(path))
-    meta = _metadata_for(model, flavor, height, width, batch, opset, metadata)
+        raise ValueError(f"opset must be 17..19 (opset 20 renames GridSample 'bilinear' to 'linear'), got {opset}")
+    if topk is not None and topk != 0 and not 1 <= topk <= model.cfg.decoder.num_kernels:
+        raise ValueError(f"topk must be in 1..{model.cfg.decoder.num_kernels}, got {topk}")
+
+
+@contextlib.contextmanager
+def _export_mode(model: nn.Module, dynamic: bool) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.no_grad())
+        stack.enter_context(msda_implementation(msda_onnx.plugin_impl))
+        if dynamic:
+            stack.enter_context(dynamic_reference_points(model))
+        stack.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore")  # tracer chatter; the graph is checked and verified afterwards
+        yield
+
+
+def _simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxslim (constant folding, dead/duplicate node removal); node names are kept."""
+    import onnxslim
+
+    return onnxslim.slim(proto)
+
+
+def _set_metadata(proto: onnx.ModelProto, meta: ModelMetadata) -> None:
     del proto.metadata_props[:]
     for k, v in meta.to_props().items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
-    proto = onnx.shape_inference.infer_shapes(proto)
-    onnx.checker.check_model(proto, full_check=True)
+
+
+def export_onnx(model: nn.Module, path: str | Path, flavor: str = "portable", height: int = 320, width: int = 480,
+                dynamic: bool = False, batch: int = 1, topk: int | None = None, opset: int = 17,
+                simplify: bool = True, metadata: ModelMetadata | None = None, *,
+                dynamic_batch: bool | None = None, min_hw: tuple[int, int] = (320, 320),
+                max_hw: tuple[int, int] = (480, 480), max_batch: int | None = None,
+                plugin_version: str = "1") -> Path:
+    """Export ``model`` (a :class:`calibnet.CalibNet`) to ``path``; returns the path.
+
+    Inputs ``rgb`` float32 [B,3,H,W] 0..255, ``depth`` float32 [B,1,H,W] 0..255, ``valid_hw`` int64 [B,2].
+    Outputs: ``pred_logits`` [B,N,1], ``pred_scores`` [B,N,1], ``pred_masks`` (logits, H/2 x W/2) and
+    ``depth_trust`` [B,3]; with ``topk=K``: ``scores`` [B,K], ``masks`` [B,K,H/2,W/2] (probabilities),
+    ``depth_trust``, ``keep_index`` [B,K] (see :mod:`calibnet.export.topk`).
+
+    Args:
+        flavor: "portable" (GridSample MSDA, plain ONNX) or "tensorrt" (one plugin node per MSDA call).
+        height, width: the (optimal) input size, multiples of 32; the static size unless ``dynamic``.
+        dynamic: dynamic H and W (any multiple of 32); ``min_hw``/``max_hw`` go into the metadata as the
+            profile bounds an engine is built for (default 320x320 .. 480x480: every padded size of the
+            official resize, short side 320, long side <= 480).
+        batch: the batch of the example input; ``dynamic_batch`` (default: ``dynamic``) makes it dynamic,
+            ``max_batch`` (default: ``max(batch, 4)`` if dynamic, else ``batch``) is the profile bound.
+        topk: in-graph selection of K instances (None/0: full outputs).
+        opset: 17..19.
+        simplify: run onnxslim (node names stay; skipped with a warning if it fails).
+        metadata: provenance fields to keep (config, checkpoint, sha256...); shape/graph fields are set here.
+        plugin_version: the TensorRT plugin version written on the custom nodes ("1" or "2", tensorrt flavour).
+
+    The file passes ``onnx.checker`` (full check; for the tensorrt flavour on the graph with the CPU
+    reference body attached, so the custom node's wiring and types are checked too), carries inferred shapes
+    and :class:`ModelMetadata` in ``metadata_props``.
+    """
+    topk = int(topk or 0)
+    dynamic_batch = dynamic if dynamic_batch is None else dynamic_batch
+    max_batch = max_batch or (max(batch, 4) if dynamic_batch else batch)
+    min_hw, max_hw = tuple(min_hw), tuple(max_hw)  # type: ignore[assignment]
+    _check_args(model, flavor, height, width, batch, opset, topk, min_hw, max_hw, dynamic)
+    msda_onnx.set_plugin_version(plugin_version)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    wrapper = (TopKDeploy(model, topk) if topk else DeployWrapper(model)).eval()
+    outputs = TOPK_OUTPUTS if topk else FULL_OUTPUTS
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.rand(batch, 3, height, width, generator=g) * 255
+    depth = torch.rand(batch, 1, height, width, generator=g) * 255
+    valid = torch.tensor([[height, width]] * batch, dtype=torch.int64)
+    axes: dict[str, dict[int, str]] = {}
+    if dynamic or dynamic_batch:
+        spatial = {2: "height", 3: "width"} if dynamic else {}
+        b = {0: "batch"} if dynamic_batch else {}
+        axes = {"rgb": {**b, **spatial}, "depth": {**b, **spatial}, "valid_hw": dict(b)}
+        half = {2: "mask_height", 3: "mask_width"} if dynamic else {}
+        for name in outputs:
+            axes[name] = {**b, **(half if name in ("pred_masks", "masks") else {})}
+    with _export_mode(model, dynamic):
+        torch.onnx.export(wrapper, (rgb, depth, valid), str(path), input_names=list(INPUTS),
+                          output_names=list(outputs), opset_version=opset, dynamo=False,
+                          do_constant_folding=True, dynamic_axes=axes or None)
+    proto = onnx.load(str(path))
+    msda_onnx.name_plugin_nodes(proto)
+    n_levels = len(model.cfg.encoder.in_features)
+    if flavor == "portable":
+        proto = msda_onnx.inline_msda(proto, n_levels)
+    if simplify:
+        try:
+            proto = _simplify(proto)
+        except Exception as exc:  # noqa: BLE001 - optional step, the unsimplified graph is valid
+            warnings.warn(f"onnxslim failed ({exc}); keeping the unsimplified graph", stacklevel=2)
+    meta = _metadata_for(model, flavor, height, width, batch, opset, topk, dynamic, dynamic_batch, min_hw, max_hw,
+                         max_batch, plugin_version, metadata)
+    _set_metadata(proto, meta)
+    checked = msda_onnx.attach_reference_function(proto, n_levels) if flavor == "tensorrt" else proto
+    checked = onnx.shape_inference.infer_shapes(checked, strict_mode=True)
+    onnx.checker.check_model(checked, full_check=True)
+    del proto.graph.value_info[:]
+    proto.graph.value_info.extend(checked.graph.value_info)
     onnx.save(proto, str(path))
     return path
+

@@ -1,6 +1,8 @@
-"""Portable ONNX export (plain ONNX, MSDA as GridSample) run on ONNX Runtime CPU vs the references."""
+"""Small-model export checks: dynamic shapes and batch for both flavours, simplification, the CLI."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -9,84 +11,103 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from conftest import padded_network_input  # noqa: E402
-
 import calibnet  # noqa: E402
 from calibnet.export import export_onnx  # noqa: E402
+from calibnet.export.msda_onnx import attach_reference_function  # noqa: E402
 from calibnet.runtime.metadata import ModelMetadata  # noqa: E402
 
-
-def _session(path):
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+KEYS = ("pred_logits", "pred_scores", "pred_masks", "depth_trust")
 
 
 @pytest.fixture(scope="module")
-def r50_onnx(r50_model, tmp_path_factory):
-    d = tmp_path_factory.mktemp("onnx")
-    return {
-        (320, 480): export_onnx(r50_model, d / "r50_320x480.onnx", height=320, width=480),
-        (384, 512): export_onnx(r50_model, d / "r50_384x512.onnx", height=384, width=512),
-    }
+def r18():
+    return calibnet.build_model("r18", quiet=True)
 
 
-@pytest.mark.parametrize("ref_name", ["ref_A_320x480.npz", "ref_B_375x500.npz"])
-def test_portable_onnx_reproduces_official_reference(r50_onnx, official_dir, ref_name):
-    ref = np.load(official_dir / ref_name)
-    rgb, depth, (h, w) = padded_network_input(ref["net_rgb_u8"], ref["net_depth_u8"])
-    sess = _session(r50_onnx[tuple(rgb.shape[-2:])])
-    outs = sess.run(None, {"rgb": rgb.numpy(), "depth": depth.numpy(),
-                           "valid_hw": np.array([[h, w]], dtype=np.int64)})
-    got = dict(zip([o.name for o in sess.get_outputs()], outs))
-    assert np.abs(got["pred_logits"] - ref["pred_logits"]).max() <= 1e-3
-    assert np.abs(got["pred_scores"] - ref["pred_scores"]).max() <= 1e-3
-    assert np.abs(got["pred_masks"] - ref["pred_masks"]).max() <= 1e-2
-    assert ((got["pred_masks"] > 0) == (ref["pred_masks"] > 0)).mean() >= 0.999
-    assert got["depth_trust"].shape == (1, 3)
+@pytest.fixture(scope="module")
+def dynamic_files(r18, tmp_path_factory):
+    d = tmp_path_factory.mktemp("r18_dyn")
+    kw = {"height": 64, "width": 96, "dynamic": True, "min_hw": (32, 32), "max_hw": (256, 256)}
+    return {"portable": export_onnx(r18, d / "p.onnx", flavor="portable", **kw),
+            "tensorrt": export_onnx(r18, d / "t.onnx", flavor="tensorrt", simplify=False, **kw)}
 
 
-def test_portable_graph_contents_and_metadata(r50_onnx):
-    proto = onnx.load(str(r50_onnx[(320, 480)]), load_external_data=False)
-    ops = [n.op_type for n in proto.graph.node]
-    assert "GridSample" in ops
-    assert not any(n.domain not in ("", "ai.onnx") for n in proto.graph.node)
-    assert [i.name for i in proto.graph.input] == ["rgb", "depth", "valid_hw"]
-    meta = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
-    assert (meta.flavor, meta.height, meta.width, meta.num_kernels) == ("portable", 320, 480, 50)
-    assert (meta.cls_threshold, meta.mask_threshold) == (0.005, 0.45)
+def _session(path):
+    proto = attach_reference_function(onnx.load(str(path)))
+    return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def test_small_model_matches_torch_with_padding(tmp_path):
-    model = calibnet.build_model("r18", quiet=True)
-    path = export_onnx(model, tmp_path / "r18.onnx", height=64, width=96)
+@pytest.mark.parametrize("flavor", ["portable", "tensorrt"])
+def test_dynamic_export_matches_torch_at_other_sizes_and_batches(r18, dynamic_files, flavor):
+    sess = _session(dynamic_files[flavor])
+    g = np.random.default_rng(1)
+    for (B, H, W), valid in [((1, 64, 96), [[50, 70]]), ((2, 128, 64), [[128, 64], [100, 40]]),
+                             ((1, 64, 224), [[64, 200]])]:
+        rgb = (g.random((B, 3, H, W)) * 255).astype(np.float32)
+        depth = (g.random((B, 1, H, W)) * 255).astype(np.float32)
+        valid = np.array(valid, dtype=np.int64)
+        outs = sess.run(None, {"rgb": rgb, "depth": depth, "valid_hw": valid})
+        with torch.no_grad():
+            ref = r18(torch.from_numpy(rgb), torch.from_numpy(depth), image_sizes=torch.from_numpy(valid))
+        assert outs[2].shape == (B, 50, H // 2, W // 2)
+        for got, key in zip(outs, KEYS):
+            assert np.abs(got - ref[key].numpy()).max() <= 1e-3, (key, B, H, W)
+
+
+def test_static_export_is_static_and_simplified(r18, tmp_path):
+    full = export_onnx(r18, tmp_path / "s.onnx", height=64, width=96, simplify=False)
+    slim = export_onnx(r18, tmp_path / "slim.onnx", height=64, width=96)
+    p_full, p_slim = onnx.load(str(full)), onnx.load(str(slim))
+    assert len(p_slim.graph.node) < len(p_full.graph.node)
+    dims = [d.dim_value for d in p_slim.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, 64, 96]
+    meta = ModelMetadata.from_props({p.key: p.value for p in p_slim.metadata_props})
+    assert (meta.flavor, meta.dynamic_hw, meta.min_hw, meta.max_hw) == ("portable", False, (64, 96), (64, 96))
+    assert meta.output_names == KEYS
     g = np.random.default_rng(0)
-    rgb = (g.random((1, 3, 64, 96)) * 255).astype(np.float32)
-    depth = (g.random((1, 1, 64, 96)) * 255).astype(np.float32)
-    valid = np.array([[50, 70]], dtype=np.int64)
-    outs = _session(path).run(None, {"rgb": rgb, "depth": depth, "valid_hw": valid})
-    with torch.no_grad():
-        ref = model(torch.from_numpy(rgb), torch.from_numpy(depth), image_sizes=torch.from_numpy(valid))
-    for got, key in zip(outs, ("pred_logits", "pred_scores", "pred_masks", "depth_trust")):
-        assert np.abs(got - ref[key].numpy()).max() <= 1e-3, key
+    feeds = {"rgb": (g.random((1, 3, 64, 96)) * 255).astype(np.float32),
+             "depth": (g.random((1, 1, 64, 96)) * 255).astype(np.float32),
+             "valid_hw": np.array([[60, 90]], dtype=np.int64)}
+    a, b = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, feeds) for p in (full, slim))
+    for x, y in zip(a, b):
+        assert np.abs(x - y).max() <= 1e-4
 
 
-def test_bad_export_arguments_are_clear(tmp_path):
-    model = calibnet.build_model("r18", quiet=True)
+def test_bad_export_arguments_are_clear(r18, tmp_path):
     with pytest.raises(ValueError, match="multiples of 32"):
-        export_onnx(model, tmp_path / "x.onnx", height=70, width=96)
-    with pytest.raises(ValueError, match="opset"):
-        export_onnx(model, tmp_path / "x.onnx", height=64, width=96, opset=20)
-    with pytest.raises(NotImplementedError, match="portable"):
-        export_onnx(model, tmp_path / "x.onnx", flavor="tensorrt")
+        export_onnx(r18, tmp_path / "x.onnx", height=70, width=96)
+    with pytest.raises(ValueError, match="batch"):
+        export_onnx(r18, tmp_path / "x.onnx", height=64, width=96, batch=0)
 
 
-def test_export_cli_writes_and_verifies(tmp_path, capsys):
+def test_export_cli_tensorrt_topk_verify_fp16_and_engine(tmp_path, capsys):
     from calibnet.export.cli import main
 
     out = tmp_path / "r18.onnx"
-    assert main(["--config", "r18", "--onnx", str(out), "--height", "64", "--width", "96", "--verify"]) == 0
-    report = __import__("json").loads((tmp_path / "r18.onnx.verify.json").read_text())
-    assert all(r["pass"] for r in report.values())
-    assert "MEANINGLESS" in capsys.readouterr().err
+    rc = main(["--config", "r18", "--onnx", str(out), "--height", "64", "--width", "96", "--flavor", "tensorrt",
+               "--topk", "5", "--dynamic", "--min-hw", "32x32", "--max-hw", "128x128", "--no-simplify",
+               "--verify", "--verify-size", "96x64", "--check-fp16", "--engine", str(tmp_path / "e.engine"),
+               "--fp16"])
+    err = capsys.readouterr().err
+    assert "MEANINGLESS" in err
+    assert rc == 3 and "cannot build the engine" in err and out.is_file()  # no TensorRT here: ONNX written
+    for name in ("r18.onnx.verify.json", "r18.onnx.verify_96x64.json"):
+        report = json.loads((tmp_path / name).read_text())
+        assert report["passed"] and report["flavor"] == "tensorrt"
+        assert {c["name"] for c in report["checks"]} == {"scores", "masks", "depth_trust", "keep_index"}
+    fp16 = json.loads((tmp_path / "r18.onnx.fp16.json").read_text())
+    assert fp16["format"] == "calibnet-fp16-readiness/1" and "fp32_layers" in fp16
+
+
+def test_export_cli_user_errors(tmp_path, capsys):
+    from calibnet.export.cli import main
+
+    out = tmp_path / "r18.onnx"
     assert main(["--config", "r18", "--onnx", str(out), "--height", "70"]) == 2
     assert "multiples of 32" in capsys.readouterr().err
     assert main(["--config", "nope", "--onnx", str(out)]) == 2
+    assert main(["--config", "r18", "--onnx", str(out), "--weights", str(tmp_path / "missing.pth")]) == 2
+    assert main(["--config", "r18", "--onnx", str(out), "--fp16"]) == 2
+    with pytest.raises(SystemExit):
+        main(["--config", "r18", "--onnx", str(out), "--min-hw", "big"])
+    assert not out.exists()
