@@ -4,8 +4,9 @@ Two passes of the PyTorch model on the same input:
 
 1. FP32 with forward hooks on every leaf module, recording the max |x| of its inputs and outputs. A layer is
    flagged when an activation leaves the FP16 range (|x| > 65504: overflow to inf) or, for normalization
-   layers (LayerNorm, GroupNorm, BatchNorm/FrozenBN, InstanceNorm), when its input exceeds
-   ``norm_input_limit`` (default 256: x^2 in the variance overflows FP16 above ~255.9).
+   layers that compute statistics at run time (LayerNorm, GroupNorm, InstanceNorm), when its input exceeds
+   ``norm_input_limit`` (default 256: x^2 in the variance overflows FP16 above ~255.9). Eval-mode BatchNorm
+   and FrozenBN are affine and folded into the preceding conv by the exporter (no node of their own).
 2. FP16 emulation: weights rounded to FP16 and every leaf module's output cast to FP16 and back (values
    beyond the range become inf, as in an engine); per-output max abs drift vs FP32 and the binarized-mask
    agreement tell how much FP16 storage alone costs.
@@ -44,7 +45,7 @@ __all__ = ["fp16_readiness", "onnx_scope", "FP16_MAX", "FORMAT"]
 
 FP16_MAX = 65504.0
 FORMAT = "calibnet-fp16-readiness/1"
-_NORM_TYPES = ("LayerNorm", "GroupNorm", "BatchNorm2d", "FrozenBatchNorm2d", "InstanceNorm2d")
+_NORM_TYPES = ("LayerNorm", "GroupNorm", "InstanceNorm2d")  # they compute statistics (x^2) at run time
 _OUTPUTS = ("pred_logits", "pred_scores", "pred_masks", "depth_trust")
 
 
