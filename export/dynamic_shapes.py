@@ -1,11 +1,11 @@
 """Export-time patches that keep the traced graph valid for any H/W (dynamic axes).
 
 The TorchScript tracer records Python ints as constants. The model builds the encoder's reference points
-and splits the encoder memory back into levels with ``int`` level sizes (eager-friendly, exact), which
-would bake the export size into the graph. During export, :func:`dynamic_reference_points` replaces the
-``forward`` of each encoder *instance* (nothing in calibnet.modeling is edited; the patch is undone on
-exit) by the same computation on traced sizes: reference points from the traced ``spatial_shapes_tensor``
-with ONNX ``Range``, the memory split by traced slices. Tests compare the result with eager PyTorch at
+from ``int`` level sizes (eager-friendly, exact), which
+would bake the export size into the graph (the memory split back into levels already uses traced slices
+in the model itself). During export, :func:`dynamic_reference_points` replaces the ``forward`` of each
+encoder stack *instance* (the patch is undone on exit) by the same computation with reference points from
+the traced ``spatial_shapes_tensor`` through ONNX ``Range``. Tests compare the result with eager PyTorch at
 sizes other than the export size, so a drift of the model code from these copies is caught. The MSDA op
 itself reads the level sizes from tensors in both flavours (see :mod:`calibnet.export.msda_onnx`).
 """
@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from calibnet.modeling.encoder import MSDeformAttnTransformerEncoder, TransformerEncoder, sine_position_encoding
+from calibnet.modeling.encoder import MSDeformAttnTransformerEncoder
 
 __all__ = ["dynamic_reference_points", "reference_points_from_tensor"]
 
@@ -66,31 +66,13 @@ def _forward(self: MSDeformAttnTransformerEncoder, src: torch.Tensor, pos: torch
     return out
 
 
-def _modality_forward(self: TransformerEncoder, features: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-    srcs, pos = [], []
-    for idx, name in enumerate(self.in_features[::-1]):
-        x = features[name].float()
-        srcs.append(self.input_convs[idx](x))
-        pos.append(sine_position_encoding(x, self.num_channels // 2))
-    memory = self.trans_encoder(srcs, pos)
-    out, start = [], 0
-    for s in srcs:
-        n = s.shape[2] * s.shape[3]  # traced sizes, not ints
-        chunk = memory[:, start:start + n]
-        out.append(chunk.transpose(1, 2).reshape(s.shape[0], self.num_channels, s.shape[2], s.shape[3]))
-        start = start + n
-    out.append(self.res2_conv(features["res2"].float()))
-    return out
-
-
 @contextlib.contextmanager
 def dynamic_reference_points(model: nn.Module) -> Iterator[None]:
     """Within the context, every encoder stack of ``model`` computes its reference points from tensors."""
     patched = []
     for m in model.modules():
-        fn = {MSDeformAttnTransformerEncoder: _forward, TransformerEncoder: _modality_forward}.get(type(m))
-        if fn is not None:
-            m.forward = types.MethodType(fn, m)  # type: ignore[method-assign]
+        if type(m) is MSDeformAttnTransformerEncoder:
+            m.forward = types.MethodType(_forward, m)  # type: ignore[method-assign]
             patched.append(m)
     try:
         yield

@@ -181,10 +181,12 @@ class TransformerEncoder(nn.Module):
             pos.append(sine_position_encoding(x, self.num_channels // 2))
         memory = self.trans_encoder(srcs, pos)
         B = memory.shape[0]
-        sizes = [int(s.shape[2]) * int(s.shape[3]) for s in srcs]
-        out = [
-            m.transpose(1, 2).reshape(B, self.num_channels, s.shape[2], s.shape[3])
-            for m, s in zip(memory.split(sizes, dim=1), srcs)
-        ]
+        # split the memory back into levels with slices of the shapes' own sizes (not Python ints), so a
+        # traced export stays valid for any H/W
+        out, start = [], 0
+        for s in srcs:
+            n = s.shape[2] * s.shape[3]
+            out.append(memory[:, start:start + n].transpose(1, 2).reshape(B, self.num_channels, s.shape[2], s.shape[3]))
+            start = start + n
         out.append(self.res2_conv(features["res2"].float()))
         return out
