@@ -166,21 +166,29 @@ def _n_levels(model: onnx.ModelProto, node: onnx.NodeProto) -> int:
     raise ValueError(f"cannot tell the number of levels of {node.name}: run shape inference first")
 
 
-def attach_reference_function(model: onnx.ModelProto, n_levels: int | None = None) -> onnx.ModelProto:
-    """A copy of ``model`` with the GridSample reference body of the plugin attached as a local function,
-    so ONNX Runtime (any CPU) runs the TensorRT-flavoured graph. ``n_levels`` defaults to the level count
-    read from the first plugin node's ``sampling_locations`` shape."""
+def _copy_with_body(model: onnx.ModelProto, n_levels: int | None) -> tuple[onnx.ModelProto, onnx.FunctionProto | None]:
+    """A copy of ``model`` and the reference body for its plugin nodes (None when it has none)."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     nodes = plugin_nodes(out)
     if not nodes:
-        return out
+        return out, None
     if n_levels is None:
         n_levels = _n_levels(onnx.shape_inference.infer_shapes(out), nodes[0])
     opset = next((o.version for o in out.opset_import if o.domain in ("", "ai.onnx")), 17)
+    return out, msda_function_proto(n_levels, opset)
+
+
+def attach_reference_function(model: onnx.ModelProto, n_levels: int | None = None) -> onnx.ModelProto:
+    """A copy of ``model`` with the GridSample reference body of the plugin attached as a local function,
+    so ONNX Runtime (any CPU) runs the TensorRT-flavoured graph. ``n_levels`` defaults to the level count
+    read from the first plugin node's ``sampling_locations`` shape."""
+    out, body = _copy_with_body(model, n_levels)
+    if body is None:
+        return out
     kept = [f for f in out.functions if not (f.domain == PLUGIN_DOMAIN and f.name == PLUGIN_NAME)]
     del out.functions[:]
-    out.functions.extend([*kept, msda_function_proto(n_levels, opset)])
+    out.functions.extend([*kept, body])
     if not any(o.domain == PLUGIN_DOMAIN for o in out.opset_import):
         out.opset_import.append(helper.make_opsetid(PLUGIN_DOMAIN, 1))
     return out
@@ -190,15 +198,9 @@ def inline_msda(model: onnx.ModelProto, n_levels: int | None = None) -> onnx.Mod
     """A copy of ``model`` with every plugin node replaced by its GridSample body (plain ONNX: the portable
     flavour). Inlined nodes are named ``<plugin node scope>/msda_<op>_<tensor>``, so they stay in the attention
     module's scope (``.../layers.k/self_attn/``), which the FP16 tooling of calibnet.engines relies on."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    nodes = plugin_nodes(out)
-    if not nodes:
+    out, body = _copy_with_body(model, n_levels)
+    if body is None:
         return out
-    if n_levels is None:
-        n_levels = _n_levels(onnx.shape_inference.infer_shapes(out), nodes[0])
-    opset = next((o.version for o in out.opset_import if o.domain in ("", "ai.onnx")), 17)
-    body = msda_function_proto(n_levels, opset)
     new_nodes: list[onnx.NodeProto] = []
     for k, node in enumerate(out.graph.node):
         if node.op_type != PLUGIN_NAME:
