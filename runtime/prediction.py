@@ -12,11 +12,16 @@ __all__ = ["Prediction", "masks_to_boxes"]
 
 def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
     """[K,H,W] bool -> [K,4] float32 xyxy (pixel edges); zeros for an empty mask."""
-    boxes = np.zeros((len(masks), 4), np.float32)
-    for i, m in enumerate(masks):
-        ys, xs = np.nonzero(m.any(1))[0], np.nonzero(m.any(0))[0]
-        if len(ys):
-            boxes[i] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
+    K = len(masks)
+    boxes = np.zeros((K, 4), np.float32)
+    if K == 0:
+        return boxes
+    rows, cols = masks.any(2), masks.any(1)  # [K,H], [K,W]
+    nonempty = rows.any(1)
+    H, W = rows.shape[1], cols.shape[1]
+    y0, y1 = rows.argmax(1), H - rows[:, ::-1].argmax(1)
+    x0, x1 = cols.argmax(1), W - cols[:, ::-1].argmax(1)
+    boxes[nonempty] = np.stack([x0, y0, x1, y1], 1)[nonempty]
     return boxes
 
 
@@ -33,6 +38,19 @@ class Prediction:
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        """(H0, W0) of the input frame."""
+        return int(self.masks.shape[1]), int(self.masks.shape[2])
+
+    def saliency_map(self) -> np.ndarray:
+        """Per-pixel saliency float32 [H0,W0] in 0..1: the highest score of the instances covering the
+        pixel (0 where none does)."""
+        out = np.zeros(self.image_hw, np.float32)
+        for m, s in zip(self.masks[::-1], self.scores[::-1]):  # ascending scores: the highest is written last
+            out[m] = np.float32(s)
+        return out
 
     def rle(self) -> list[dict[str, Any]]:
         """COCO run-length encodings of the masks (pycocotools), counts as str."""

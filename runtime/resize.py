@@ -1,8 +1,10 @@
-"""Resizing that reproduces the official pipeline bit for bit, in numpy (no PIL, no torch).
+"""Resizing that reproduces the official pipeline bit for bit (no torch).
 
 - :func:`pil_bilinear_resize_u8`: Pillow's ``Image.resize(..., BILINEAR)`` for uint8 images, which the
   official ResizeShortestEdge uses: a triangle filter widened by the scale factor when downscaling
   (antialiasing), 22-bit fixed-point coefficients, horizontal pass then vertical, rounding to uint8 between.
+  Pillow itself does it when installed (the fast path: a few ms per frame); otherwise
+  :func:`pil_bilinear_resize_u8_numpy`, a sparse re-implementation of the same fixed-point arithmetic.
 - :func:`torch_bilinear_matrix`: the matrix of ``F.interpolate(mode="bilinear", align_corners=False)``
   along one axis, so several interpolations and crops compose into one matrix product.
 """
@@ -10,10 +12,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
-__all__ = ["pil_bilinear_resize_u8", "pil_bilinear_matrix", "torch_bilinear_matrix", "shortest_edge_size"]
+__all__ = ["pil_bilinear_resize_u8", "pil_bilinear_resize_u8_numpy", "pil_bilinear_matrix", "pil_bilinear_taps",
+           "torch_bilinear_matrix", "shortest_edge_size"]
 
 _PRECISION_BITS = 32 - 8 - 2
 
@@ -49,28 +53,71 @@ def pil_bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
     return mat
 
 
-def _apply_u8(mat: np.ndarray, img: np.ndarray, axis: int) -> np.ndarray:
-    # float64 products of 8-bit pixels and 22-bit coefficients are exact integers (< 2**53): BLAS speed,
-    # Pillow's fixed-point result
-    moved = np.moveaxis(img.astype(np.float64), axis, 0)
+@lru_cache(maxsize=64)
+def pil_bilinear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse form of :func:`pil_bilinear_matrix`: (indices [out, T] int64, coefficients [out, T] float64),
+    T = the widest filter; padded taps have coefficient 0."""
+    mat = pil_bilinear_matrix(in_size, out_size)
+    nz = mat != 0
+    taps = max(int(nz.sum(1).max()), 1)
+    first = np.where(nz.any(1), nz.argmax(1), 0)
+    idx = np.minimum(first[:, None] + np.arange(taps)[None], in_size - 1)
+    coef = np.take_along_axis(mat, idx, 1).astype(np.float64)
+    coef[first[:, None] + np.arange(taps)[None] >= in_size] = 0.0  # clamped duplicates carry no weight
+    return idx, coef
+
+
+def _apply_u8(in_size: int, out_size: int, img: np.ndarray, axis: int) -> np.ndarray:
+    # float64 sums of 8-bit pixels times 22-bit coefficients are exact integers (< 2**53): Pillow's
+    # fixed-point result, one gathered multiply-add per filter tap
+    idx, coef = pil_bilinear_taps(in_size, out_size)
+    moved = np.moveaxis(img, axis, 0)
     flat = moved.reshape(moved.shape[0], -1)
-    out = np.floor((mat.astype(np.float64) @ flat + (1 << (_PRECISION_BITS - 1))) / (1 << _PRECISION_BITS))
-    out = np.clip(out, 0, 255).astype(np.uint8).reshape((mat.shape[0],) + moved.shape[1:])
-    return np.moveaxis(out, 0, axis)
+    acc = np.full((out_size, flat.shape[1]), float(1 << (_PRECISION_BITS - 1)))
+    for t in range(idx.shape[1]):
+        acc += coef[:, t, None] * flat[idx[:, t]]
+    out = np.clip(np.floor(acc / (1 << _PRECISION_BITS)), 0, 255).astype(np.uint8)
+    return np.moveaxis(out.reshape((out_size,) + moved.shape[1:]), 0, axis)
 
 
-def pil_bilinear_resize_u8(img: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """Resize a uint8 [H,W] or [H,W,C] image to ``out_hw`` exactly as Pillow's BILINEAR does."""
+def pil_bilinear_resize_u8_numpy(img: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """Pillow's BILINEAR resize of a uint8 [H,W] or [H,W,C] image, in numpy (no Pillow needed)."""
     if img.dtype != np.uint8:
         raise TypeError(f"expected uint8, got {img.dtype}")
     h, w = img.shape[:2]
     oh, ow = out_hw
     out = img
     if ow != w:
-        out = _apply_u8(pil_bilinear_matrix(w, ow), out, 1)
+        out = _apply_u8(w, ow, out, 1)
     if oh != h:
-        out = _apply_u8(pil_bilinear_matrix(h, oh), out, 0)
+        out = _apply_u8(h, oh, out, 0)
     return np.ascontiguousarray(out)
+
+
+def _pillow() -> Any:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a base dependency; the numpy path stays exact
+        return None
+    return Image
+
+
+def pil_bilinear_resize_u8(img: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """Resize a uint8 [H,W] or [H,W,C] image to ``out_hw`` exactly as Pillow's BILINEAR does
+    (with Pillow when installed, else :func:`pil_bilinear_resize_u8_numpy`)."""
+    if img.dtype != np.uint8:
+        raise TypeError(f"expected uint8, got {img.dtype}")
+    h, w = img.shape[:2]
+    oh, ow = out_hw
+    if (oh, ow) == (h, w):
+        return np.ascontiguousarray(img)
+    Image = _pillow()
+    if Image is None or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
+        return pil_bilinear_resize_u8_numpy(img, out_hw)
+    squeeze = img.ndim == 3 and img.shape[2] == 1
+    src = np.ascontiguousarray(img[..., 0] if squeeze else img)
+    out = np.asarray(Image.fromarray(src).resize((ow, oh), Image.BILINEAR))
+    return out[..., None] if squeeze else out
 
 
 @lru_cache(maxsize=64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from .backends.base import Backend, BackendUnavailable
 from .metadata import ModelMetadata
-from .postprocess import decode_masks, select_instances
+from .postprocess import decode_masks, select_instances, select_topk
 from .prediction import Prediction, masks_to_boxes
 from .preprocess import PreparedFrame, prepare_frame
 
@@ -54,33 +55,62 @@ class Runtime:
         return prepare_frame(rgb, depth, m.resize_short, m.resize_max, self._static_hw(), m.size_divisibility, bgr)
 
     def predict(self, rgb: np.ndarray, depth: np.ndarray, bgr: bool = False) -> Prediction:
-        """Salient instances of one frame (uint8 RGB [H,W,3], uint8 depth [H,W])."""
+        """Salient instances of one frame (RGB [H,W,3] / gray / RGBA image and depth [H,W]); masks at [H,W]."""
         return self.predict_batch([rgb], [depth], bgr=bgr)[0]
 
-    def predict_batch(self, rgbs: list[np.ndarray], depths: list[np.ndarray], bgr: bool = False) -> list[Prediction]:
-        """Several frames, one batch per frame (static-batch graphs)."""
-        results = []
-        for rgb, depth in zip(rgbs, depths, strict=True):
-            t0 = time.perf_counter()
-            frame = self.prepare(rgb, depth, bgr)
-            feeds = {"rgb": frame.rgb[None], "depth": frame.depth[None],
-                     "valid_hw": np.array([frame.resized_hw], dtype=np.int64)}
-            t1 = time.perf_counter()
-            out = self.backend.run(feeds)
-            t2 = time.perf_counter()
-            pred = self._decode(out, frame)
-            t3 = time.perf_counter()
-            pred.timings = {"pre": t1 - t0, "infer": t2 - t1, "post": t3 - t2}
-            results.append(pred)
-        return results
-
-    def _decode(self, out: dict[str, np.ndarray], frame: PreparedFrame) -> Prediction:
+    def _batch_capacity(self) -> int:
         m = self.metadata
-        keep, scores, probs = select_instances(out["pred_logits"][0], out["pred_scores"][0], out["pred_masks"][0],
-                                               m.cls_threshold, m.mask_threshold, m.max_detections)
-        masks = decode_masks(probs, frame.rgb.shape[-2:], frame.resized_hw, frame.original_hw, m.mask_threshold)
+        return max(1, int(m.max_batch if m.dynamic_batch else m.batch))
+
+    def predict_batch(self, rgbs: Sequence[np.ndarray], depths: Sequence[np.ndarray],
+                      bgr: bool = False) -> list[Prediction]:
+        """Several frames. Frames whose padded inputs have the same shape run as one batch, up to the graph's
+        batch size (``max_batch`` for dynamic-batch graphs; a static batch is filled by repeating a frame);
+        each Prediction's ``timings["infer"]`` is its share of the batch's inference time."""
+        if len(rgbs) != len(depths):
+            raise ValueError(f"{len(rgbs)} RGB images but {len(depths)} depth maps")
+        frames: list[PreparedFrame] = []
+        pre: list[float] = []
+        for rgb, depth in zip(rgbs, depths):
+            t0 = time.perf_counter()
+            frames.append(self.prepare(rgb, depth, bgr))
+            pre.append(time.perf_counter() - t0)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, f in enumerate(frames):
+            groups.setdefault(f.rgb.shape, []).append(i)
+        cap = self._batch_capacity()
+        static = max(1, int(self.metadata.batch)) if not self.metadata.dynamic_batch else 0
+        results: dict[int, Prediction] = {}
+        for idx in groups.values():
+            for c in range(0, len(idx), cap):
+                chunk = idx[c:c + cap]
+                fill = chunk + [chunk[-1]] * (static - len(chunk)) if static else chunk
+                feeds = {"rgb": np.stack([frames[i].rgb for i in fill]),
+                         "depth": np.stack([frames[i].depth for i in fill]),
+                         "valid_hw": np.array([frames[i].resized_hw for i in fill], dtype=np.int64)}
+                t1 = time.perf_counter()
+                out = self.backend.run(feeds)
+                infer = (time.perf_counter() - t1) / len(chunk)
+                for b, i in enumerate(chunk):
+                    t2 = time.perf_counter()
+                    pred = self._decode(out, b, frames[i])
+                    pred.timings = {"pre": pre[i], "infer": infer, "post": time.perf_counter() - t2}
+                    results[i] = pred
+        return [results[i] for i in range(len(frames))]
+
+    def _decode(self, out: dict[str, np.ndarray], b: int, frame: PreparedFrame) -> Prediction:
+        """Prediction of batch item ``b`` from the graph outputs (full-output or top-k graph)."""
+        m = self.metadata
+        if "keep_index" in out:  # in-graph top-k selection
+            below = float(m.extra.get("topk_below_threshold_score", -1.0))
+            keep, scores, probs = select_topk(out["scores"][b], out["masks"][b], out["keep_index"][b],
+                                              m.max_detections, below)
+        else:
+            keep, scores, probs = select_instances(out["pred_logits"][b], out["pred_scores"][b], out["pred_masks"][b],
+                                                   m.cls_threshold, m.mask_threshold, m.max_detections)
         order = np.argsort(-scores, kind="stable")
-        trust = out.get("depth_trust", np.full((1, 3), np.nan, np.float32))[0].astype(np.float32)
-        masks = masks[order]
-        return Prediction(masks=masks, scores=scores[order], boxes=masks_to_boxes(masks), depth_trust=trust,
-                          kernel_index=keep[order].astype(np.int64))
+        keep, scores, probs = keep[order], scores[order], probs[order]
+        masks = decode_masks(probs, frame.rgb.shape[-2:], frame.resized_hw, frame.original_hw, m.mask_threshold)
+        trust = out["depth_trust"][b].astype(np.float32) if "depth_trust" in out else np.full(3, np.nan, np.float32)
+        return Prediction(masks=masks, scores=scores, boxes=masks_to_boxes(masks), depth_trust=trust,
+                          kernel_index=keep.astype(np.int64))

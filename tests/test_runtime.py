@@ -13,7 +13,12 @@ from conftest import BLOCK_TORCH
 from calibnet.runtime import InputError, Runtime
 from calibnet.runtime.postprocess import decode_masks, select_instances
 from calibnet.runtime.preprocess import prepare_frame
-from calibnet.runtime.resize import pil_bilinear_resize_u8, shortest_edge_size, torch_bilinear_matrix
+from calibnet.runtime.resize import (
+    pil_bilinear_resize_u8,
+    pil_bilinear_resize_u8_numpy,
+    shortest_edge_size,
+    torch_bilinear_matrix,
+)
 
 SIZES = [(375, 500), (200, 300), (240, 180), (1080, 1920), (33, 47)]
 
@@ -26,6 +31,11 @@ def test_resize_equals_pillow_bilinear(hw):
         size = shortest_edge_size(*hw, 320, 480)
         want = np.asarray(Image.fromarray(img).resize((size[1], size[0]), Image.BILINEAR))
         assert np.array_equal(pil_bilinear_resize_u8(img, size), want)
+        # the numpy path (used without Pillow) is bit-exact too, upscaling and downscaling
+        assert np.array_equal(pil_bilinear_resize_u8_numpy(img, size), want)
+        up = (hw[0] * 2 + 1, hw[1] + 3)
+        assert np.array_equal(pil_bilinear_resize_u8_numpy(img, up),
+                              np.asarray(Image.fromarray(img).resize((up[1], up[0]), Image.BILINEAR)))
 
 
 def test_shortest_edge_size_rounding():
