@@ -83,3 +83,57 @@ def test_topk_metadata(files):
     meta = ModelMetadata.from_props({p.key: p.value for p in onnx.load(str(files["topk"])).metadata_props})
     assert meta.topk == K and meta.output_names == ("scores", "masks", "depth_trust", "keep_index")
     assert meta.extra["topk_below_threshold_score"] == BELOW_THRESHOLD_SCORE
+
+
+def _frames(n, seed=0):
+    from calibnet.data.synthetic import make_scene
+
+    sizes = [(60, 90), (75, 100), (60, 90)]
+    scenes = [make_scene(seed=seed + i, height=sizes[i % 3][0], width=sizes[i % 3][1]) for i in range(n)]
+    return [s.rgb for s in scenes], [s.depth for s in scenes]
+
+
+def test_runtime_decodes_topk_graph_like_full_graph(files):
+    from calibnet.runtime import Runtime
+
+    full, topk = Runtime.open(files["full"]), Runtime.open(files["topk"])
+    full.metadata.max_detections = K  # the top-k graph keeps K: compare like with like
+    full.metadata.resize_short = topk.metadata.resize_short = 64
+    full.metadata.resize_max = topk.metadata.resize_max = 96
+    rgbs, depths = _frames(3)
+    for a, b in zip(full.predict_batch(rgbs, depths), topk.predict_batch(rgbs, depths)):
+        assert len(a) == len(b) == K
+        np.testing.assert_array_equal(a.kernel_index, b.kernel_index)
+        assert np.abs(a.scores - b.scores).max() <= 1e-4
+        assert (a.masks != b.masks).mean() <= 1e-3
+        assert a.masks.shape[1:] == b.masks.shape[1:]
+
+
+def test_batched_predict_equals_one_frame_at_a_time(files):
+    from calibnet.runtime import Runtime
+
+    rt = Runtime.open(files["full"])
+    rt.metadata.resize_short, rt.metadata.resize_max = 64, 96
+    assert rt.metadata.dynamic_batch
+    rgbs, depths = _frames(3, seed=5)
+    batched = rt.predict_batch(rgbs, depths)  # frames 0 and 2 share a shape: one batch of 2, one of 1
+    for rgb, depth, b in zip(rgbs, depths, batched):
+        a = rt.predict(rgb, depth)
+        np.testing.assert_array_equal(a.kernel_index, b.kernel_index)
+        assert np.abs(a.scores - b.scores).max() <= 1e-4
+        assert (a.masks != b.masks).mean() <= 1e-3
+        assert set(b.timings) == {"pre", "infer", "post"}
+
+
+def test_select_topk_drops_flagged_kernels_and_orders_by_kernel():
+    from calibnet.runtime.postprocess import select_topk
+
+    scores = np.array([0.9, 0.5, BELOW_THRESHOLD_SCORE, 0.2], np.float32)
+    probs = np.random.default_rng(0).random((4, 3, 3)).astype(np.float32)
+    keep_index = np.array([7, 2, 5, 4])
+    keep, kept_scores, kept_probs = select_topk(scores, probs, keep_index, max_detections=10)
+    np.testing.assert_array_equal(keep, [2, 4, 7])
+    np.testing.assert_array_equal(kept_scores, np.array([0.5, 0.2, 0.9], np.float32))
+    np.testing.assert_array_equal(kept_probs, probs[[1, 3, 0]])
+    keep, _, _ = select_topk(scores, probs, keep_index, max_detections=2)  # the two best before rescoring
+    np.testing.assert_array_equal(keep, [2, 7])

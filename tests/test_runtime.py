@@ -124,3 +124,40 @@ def test_full_predict_without_torch(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("ok")
+
+
+def test_boxes_and_saliency_map_from_masks():
+    from calibnet.runtime.prediction import Prediction, masks_to_boxes
+
+    masks = np.zeros((3, 10, 12), bool)
+    masks[0, 2:5, 3:9] = True
+    masks[1, 4:10, 0:2] = True  # touches the bottom/left edges; overlaps nothing
+    masks[0, 9, 11] = True  # a stray pixel widens box 0 to the corner
+    boxes = masks_to_boxes(masks)
+    np.testing.assert_array_equal(boxes, [[3, 2, 12, 10], [0, 4, 2, 10], [0, 0, 0, 0]])
+    masks[1, 2:4, 3:5] = True  # overlaps instance 0 (higher score wins)
+    pred = Prediction(masks=masks, scores=np.array([0.9, 0.4, 0.1], np.float32), boxes=boxes,
+                      depth_trust=np.zeros(3, np.float32), kernel_index=np.arange(3))
+    sal = pred.saliency_map()
+    assert sal.dtype == np.float32 and sal.shape == (10, 12)
+    assert sal[3, 4] == np.float32(0.9) and sal[6, 0] == np.float32(0.4) and sal[0, 0] == 0
+    empty = Prediction(masks=np.zeros((0, 7, 5), bool), scores=np.zeros(0, np.float32), boxes=np.zeros((0, 4)),
+                       depth_trust=np.zeros(3, np.float32), kernel_index=np.zeros(0, np.int64))
+    assert empty.saliency_map().shape == (7, 5) and not empty.saliency_map().any() and empty.rle() == []
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_decode_masks_matches_torch_interpolate(seed):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    g = np.random.default_rng(seed)
+    mh, mw = (int(v) for v in g.integers(8, 40, 2))
+    padded = (2 * mh, 2 * mw)
+    resized = (int(g.integers(mh, padded[0] + 1)), int(g.integers(mw, padded[1] + 1)))
+    original = (int(g.integers(16, 200)), int(g.integers(16, 200)))  # up- and downscaling
+    probs = 1 / (1 + np.exp(-3 * g.normal(size=(4, mh, mw)))).astype(np.float32)
+    t = F.interpolate(torch.from_numpy(probs)[None], size=padded, mode="bilinear", align_corners=False)
+    t = t[:, :, : resized[0], : resized[1]]
+    want = (F.interpolate(t, size=original, mode="bilinear", align_corners=False)[0] > 0.45).numpy()
+    got = decode_masks(probs, padded, resized, original, 0.45)
+    assert got.shape == want.shape and (got != want).mean() <= 1e-4
