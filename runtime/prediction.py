@@ -16,8 +16,9 @@ def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
     boxes = np.zeros((K, 4), np.float32)
     if K == 0:
         return boxes
-    rows, cols = masks.any(2), masks.any(1)  # [K,H], [K,W]
-    nonempty = rows.any(1)
+    rows: np.ndarray = np.any(masks, axis=2)  # [K,H]
+    cols: np.ndarray = np.any(masks, axis=1)  # [K,W]
+    nonempty = np.any(rows, axis=1)
     H, W = rows.shape[1], cols.shape[1]
     y0, y1 = rows.argmax(1), H - rows[:, ::-1].argmax(1)
     x0, x1 = cols.argmax(1), W - cols[:, ::-1].argmax(1)

@@ -17,6 +17,9 @@ from .preprocess import PreparedFrame, prepare_frame
 
 __all__ = ["Runtime"]
 
+_BACKEND_BY_SUFFIX = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".pth": "torch",
+                      ".pt": "torch"}
+
 
 class Runtime:
     """A CalibNet model on one backend, with the official pre- and post-processing."""
@@ -28,11 +31,13 @@ class Runtime:
     @classmethod
     def open(cls, path: str | Path, backend: str | None = None, providers: list | None = None,
              **kwargs: Any) -> Runtime:
-        """Open an ``.onnx`` file (ONNX Runtime) or an ``.engine``/``.plan`` file (TensorRT)."""
+        """Open an exported model. The backend follows the file type unless ``backend`` names one:
+        ``.onnx`` -> ``onnxruntime`` (providers TensorRT > CUDA > CPU, or ``providers``), ``.engine``/``.plan``
+        -> ``tensorrt``, ``.pth``/``.pt`` (a checkpoint; ``config=`` preset or YAML, default r50) -> ``torch``."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"model file not found: {path}")
-        kind = backend or ("tensorrt" if path.suffix in (".engine", ".plan") else "onnxruntime")
+        kind = backend or _BACKEND_BY_SUFFIX.get(path.suffix.lower(), "onnxruntime")
         if kind == "onnxruntime":
             from .backends.onnxruntime import OnnxRuntimeBackend
 
@@ -43,7 +48,18 @@ class Runtime:
             except ImportError as exc:
                 raise BackendUnavailable(f"TensorRT backend unavailable: {exc}") from exc
             return cls(TensorRTBackend(path, **kwargs))
-        raise ValueError(f"unknown backend {kind!r} (onnxruntime or tensorrt)")
+        if kind == "torch":
+            from .backends.torch_backend import TorchBackend
+
+            return cls(TorchBackend(weights=path, **kwargs))
+        raise ValueError(f"unknown backend {kind!r} (onnxruntime, tensorrt or torch)")
+
+    @classmethod
+    def from_model(cls, model: Any, device: str = "cpu") -> Runtime:
+        """The PyTorch reference backend around an in-memory ``calibnet.CalibNet`` (needs torch)."""
+        from .backends.torch_backend import TorchBackend
+
+        return cls(TorchBackend(model, device=device))
 
     def _static_hw(self) -> tuple[int, int] | None:
         m = self.metadata
