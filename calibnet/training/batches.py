@@ -1,0 +1,140 @@
+"""Training batches: a deterministic synthetic stream and a wrapper over a data-set DataLoader.
+
+Both yield the batch format of ``calibnet.data.collate_rgbd``: ``rgb`` float32 [B,3,H,W] in 0..255
+(zero-padded), ``depth`` float32 [B,1,H,W], ``image_sizes`` int64 [B,2] (valid h, w), ``masks`` a
+list of bool [K_i,H,W] padded to (H, W), ``image_ids``.
+
+A batch source is indexed by iteration (``source.batch(it)``) so that a resumed run sees the same
+batches as an uninterrupted one where the source allows it (the synthetic stream does; a shuffled
+DataLoader is re-seeded with the start iteration instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+import torch
+
+__all__ = ["BatchSource", "LoaderBatches", "SyntheticBatches", "collate_arrays", "scene_seed"]
+
+
+class BatchSource(Protocol):
+    """Anything that gives the training batch of an iteration."""
+
+    def batch(self, iteration: int) -> dict[str, Any]: ...
+
+
+def collate_arrays(rgbs: Sequence[np.ndarray], depths: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+                   image_ids: Sequence[int] | None = None, size_divisibility: int = 32) -> dict[str, Any]:
+    """Pad uint8 RGB [h,w,3], depth [h,w] and bool masks [K,h,w] of each image into one batch."""
+    d = size_divisibility
+    H = max(r.shape[0] for r in rgbs)
+    W = max(r.shape[1] for r in rgbs)
+    H, W = -(-H // d) * d, -(-W // d) * d
+    B = len(rgbs)
+    rgb = torch.zeros((B, 3, H, W), dtype=torch.float32)
+    depth = torch.zeros((B, 1, H, W), dtype=torch.float32)
+    sizes = torch.zeros((B, 2), dtype=torch.int64)
+    mask_list = []
+    for b, (r, dp, m) in enumerate(zip(rgbs, depths, masks)):
+        h, w = r.shape[:2]
+        rgb[b, :, :h, :w] = torch.from_numpy(np.ascontiguousarray(r.transpose(2, 0, 1))).float()
+        depth[b, 0, :h, :w] = torch.from_numpy(np.ascontiguousarray(dp)).float()
+        sizes[b] = torch.tensor([h, w])
+        padded = torch.zeros((m.shape[0], H, W), dtype=torch.bool)
+        padded[:, :h, :w] = torch.from_numpy(np.ascontiguousarray(m))
+        mask_list.append(padded)
+    ids = list(image_ids) if image_ids is not None else list(range(B))
+    return {"rgb": rgb, "depth": depth, "image_sizes": sizes, "masks": mask_list, "image_ids": ids}
+
+
+def scene_seed(base: int, iteration: int, rank: int, world_size: int, batch_size: int, index: int) -> int:
+    """Seed of scene ``index`` of the batch of ``rank`` at ``iteration`` (disjoint across ranks)."""
+    return base + ((iteration * world_size + rank) * batch_size + index)
+
+
+def _resize_masks(masks: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Resize bool masks like rasterizing a resized polygon: bilinear on 0/1, then >= 0.5."""
+    h, w = hw
+    out = np.zeros((masks.shape[0], h, w), dtype=bool)
+    for i, m in enumerate(masks):
+        out[i] = cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
+    return out
+
+
+@dataclass
+class SyntheticBatches:
+    """Endless synthetic RGB-D scenes (``calibnet.data.synthetic.make_scene``), deterministic per iteration.
+
+    Each scene is generated at ``height`` x ``width`` and resized like the runtime's test path
+    (shortest edge ``short``, at most ``max_size``; Pillow-exact bilinear), so a model trained here
+    sees what ``Runtime.predict`` feeds it; ``flip`` mirrors half of the scenes (the official
+    augmentation). ``n_salient``/``n_clutter`` are ranges (inclusive) drawn per scene.
+    """
+
+    batch_size: int = 2
+    height: int = 320
+    width: int = 480
+    short: int = 320
+    max_size: int = 480
+    seed: int = 1_000_000
+    rank: int = 0
+    world_size: int = 1
+    flip: bool = True
+    n_salient: tuple[int, int] = (1, 3)
+    n_clutter: tuple[int, int] = (2, 5)
+
+    def scene(self, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rgb u8 [h,w,3], depth u8 [h,w], masks bool [K,h,w]) of one training scene."""
+        from calibnet.data.synthetic import make_scene
+        from calibnet.runtime.resize import pil_bilinear_resize_u8, shortest_edge_size
+
+        rng = np.random.default_rng(seed + 7_777_777)
+        n_sal = int(rng.integers(self.n_salient[0], self.n_salient[1] + 1))
+        n_clu = int(rng.integers(self.n_clutter[0], self.n_clutter[1] + 1))
+        s = make_scene(seed, height=self.height, width=self.width, n_salient=n_sal, n_clutter=n_clu)
+        h, w = shortest_edge_size(self.height, self.width, self.short, self.max_size)
+        rgb, depth, masks = s.rgb, s.depth, s.masks
+        if (h, w) != (self.height, self.width):
+            rgb = pil_bilinear_resize_u8(rgb, (h, w))
+            depth = pil_bilinear_resize_u8(depth, (h, w))
+            masks = _resize_masks(masks, (h, w))
+        masks = masks[masks.reshape(len(masks), -1).any(1)] if len(masks) else masks
+        if self.flip and rng.random() < 0.5:
+            rgb, depth, masks = rgb[:, ::-1], depth[:, ::-1], masks[:, :, ::-1]
+        return rgb, depth, masks
+
+    def batch(self, iteration: int) -> dict[str, Any]:
+        """The batch of this process at ``iteration``."""
+        seeds = [scene_seed(self.seed, iteration, self.rank, self.world_size, self.batch_size, i)
+                 for i in range(self.batch_size)]
+        scenes = [self.scene(s) for s in seeds]
+        return collate_arrays([s[0] for s in scenes], [s[1] for s in scenes], [s[2] for s in scenes], seeds)
+
+
+class LoaderBatches:
+    """Batches from an (infinite or epoch-wise) DataLoader factory; re-created when exhausted.
+
+    ``make_loader(seed)`` returns an iterable of collated batches. On resume the loader is seeded
+    with ``seed + start_iteration`` (the data order is not replayed, as in detectron2).
+    """
+
+    def __init__(self, make_loader: Any, seed: int = 0) -> None:
+        self._make = make_loader
+        self._seed = seed
+        self._it: Iterator[dict[str, Any]] | None = None
+        self._epoch = 0
+
+    def batch(self, iteration: int) -> dict[str, Any]:
+        if self._it is None:
+            self._it = iter(self._make(self._seed + iteration))
+        try:
+            return next(self._it)
+        except StopIteration:
+            self._epoch += 1
+            self._it = iter(self._make(self._seed + iteration + 1_000_003 * self._epoch))
+            return next(self._it)
