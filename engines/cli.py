@@ -47,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--profile", action="append", default=[], metavar="NAME:MIN,OPT,MAX",
                    help="optimization profile for one input, shapes like 1x3x320x480 (repeat per input)")
     b.add_argument("--fp32-layers", action="append", metavar="PATTERN|JSON",
-                   help="FP32 island: 'op:Type', a node-name regex, or an FP16-readiness JSON (repeatable)")
+                   help="FP32 island: 'op:Type' or a node-name regex (replaces the default islands), or an "
+                        "FP16-readiness JSON (its layers are added to the defaults); repeatable")
     b.add_argument("--workspace-gib", type=float, help="workspace memory limit in GiB")
     b.add_argument("--timing-cache", type=Path, help="timing cache file (read if present, written after)")
     b.add_argument("--opt-level", type=int, choices=range(6), help="builder optimization level 0..5")
@@ -73,14 +74,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _patterns(items: list[str] | None) -> list[str] | None:
-    from .fp16 import load_fp32_patterns
+    """FP32 islands from ``--fp32-layers``: patterns replace the defaults; an FP16-readiness JSON (what
+    ``calibnet-export --check-fp16`` writes) adds its flagged layers to the defaults, as calibnet-export does."""
+    from .fp16 import DEFAULT_FP32_PATTERNS, load_fp32_patterns
 
     if not items:
         return None
     out: list[str] = []
+    if any(it.endswith(".json") for it in items):
+        out.extend(DEFAULT_FP32_PATTERNS)
     for it in items:
         out.extend(load_fp32_patterns(it) if it.endswith(".json") else [it])
-    return out
+    return list(dict.fromkeys(out))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -97,12 +97,13 @@ def time_engine(backend: Any, feeds: Mapping[str, np.ndarray], iters: int = 100,
             "min_ms": times[0], "fps": 1e3 * batch / med, "iters": float(iters), "batch": float(batch)}
 
 
-def verify_engine(engine_path: str | os.PathLike[str], onnx_path: str | os.PathLike[str], samples: int = 3,
+def verify_engine(engine_path: str | os.PathLike[str], onnx_path: str | os.PathLike[str] | bytes, samples: int = 3,
                   seed: int = 0, min_mask_agreement: float = 0.99, timing_iters: int = 50,
                   report_path: str | os.PathLike[str] | None = None, use_cuda_graph: bool = False,
                   ort_providers: list[Any] | None = None) -> dict[str, Any]:
-    """Run the engine and ONNX Runtime (``onnx_path``: a portable or plugin graph ORT can run) on the same
-    random inputs, compare (:func:`compare_outputs`), time the engine, and write the JSON report."""
+    """Run the engine and ONNX Runtime (``onnx_path``: a portable or plugin graph ORT can run, as a path or
+    serialized bytes) on the same random inputs, compare (:func:`compare_outputs`), time the engine, and write
+    the JSON report."""
     import onnxruntime as ort
 
     from ..runtime.backends.tensorrt import TensorRTBackend
@@ -110,7 +111,8 @@ def verify_engine(engine_path: str | os.PathLike[str], onnx_path: str | os.PathL
     backend = TensorRTBackend(engine_path, use_cuda_graph=use_cuda_graph)
     try:
         meta = backend.metadata
-        sess = ort.InferenceSession(str(onnx_path), providers=ort_providers or ["CPUExecutionProvider"])
+        source = onnx_path if isinstance(onnx_path, bytes) else str(onnx_path)
+        sess = ort.InferenceSession(source, providers=ort_providers or ["CPUExecutionProvider"])
         names = [o.name for o in sess.get_outputs()]
         runs = []
         for i in range(samples):
@@ -121,7 +123,8 @@ def verify_engine(engine_path: str | os.PathLike[str], onnx_path: str | os.PathL
         timing = time_engine(backend, random_feeds(meta, seed=seed), iters=timing_iters) if timing_iters else {}
     finally:
         backend.close()
-    report = {"engine": str(engine_path), "onnx": str(onnx_path), "sidecar": backend.sidecar.to_dict(),
+    onnx_name = "<in-memory graph>" if isinstance(onnx_path, bytes) else str(onnx_path)
+    report = {"engine": str(engine_path), "onnx": onnx_name, "sidecar": backend.sidecar.to_dict(),
               "samples": runs, "passed": all(r["passed"] for r in runs), "timing_host_ms": timing,
               "timing_note": "host wall time of TensorRTBackend.run incl. H2D, execute, D2H and sync"}
     if report_path is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -56,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TensorRT MSDA plugin version: 1 (TensorRT 8.x..11.x) or 2 (>= 10.11) (1)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
     p.add_argument("--verify", action="store_true",
-                   help="run the file on ONNX Runtime CPU vs PyTorch; writes <onnx>.verify.json")
+                   help="run the file on ONNX Runtime CPU vs PyTorch; writes <onnx>.verify.json. With --engine, "
+                        "also the engine vs ONNX Runtime (GPU); writes <engine>.verify.json")
     p.add_argument("--verify-size", type=_hw, action="append", default=None, metavar="HxW",
                    help="verify at this size too (dynamic files; repeatable)")
     p.add_argument("--check-fp16", nargs="?", const="", default=None, metavar="JSON",
@@ -138,12 +140,13 @@ def _run(args: argparse.Namespace, bar) -> int:  # type: ignore[no-untyped-def]
         bar.update()
     if args.engine:
         stage("engine")
-        status = _engine(path, args.engine, args.fp16, fp32_json) or status
+        status = _engine(path, args.engine, args.fp16, fp32_json, args.verify, bar.write) or status
         bar.update()
     return status
 
 
-def _engine(onnx_path: Path, engine_path: str, fp16: bool, fp32_json: Path | None) -> int:
+def _engine(onnx_path: Path, engine_path: str, fp16: bool, fp32_json: Path | None, verify: bool = False,
+            write: Callable[[str], None] = print) -> int:
     try:
         from calibnet.engines import build_engine
         from calibnet.engines._deps import TensorRTUnavailable
@@ -166,8 +169,32 @@ def _engine(onnx_path: Path, engine_path: str, fp16: bool, fp32_json: Path | Non
     except Exception as exc:  # noqa: BLE001 - parser/builder errors are reported, not raised
         print(f"calibnet-export: engine build failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote engine {out}")
-    return 0
+    write(f"wrote engine {out}")
+    return _verify_engine(onnx_path, Path(out), write) if verify else 0
+
+
+def _verify_engine(onnx_path: Path, engine_path: Path, write: Callable[[str], None]) -> int:
+    """Engine vs ONNX Runtime CPU on the same inputs (Polygraphy-style tolerances); the report goes to
+    ``<engine>.verify.json``. A TensorRT-flavoured graph runs on ONNX Runtime with the plugin's reference body."""
+    import onnx
+
+    from calibnet.engines.verify import verify_engine
+
+    from .msda_onnx import attach_reference_function, plugin_nodes
+
+    proto = onnx.load(str(onnx_path))
+    if plugin_nodes(proto):
+        proto = attach_reference_function(proto)
+    report_path = Path(str(engine_path) + ".verify.json")
+    rep = verify_engine(engine_path, proto.SerializeToString(), report_path=report_path)
+    for k, r in enumerate(rep["samples"]):
+        for name, o in r["outputs"].items():
+            extra = f" mask agreement {o['mask_agreement']:.4%}" if "mask_agreement" in o else ""
+            write(f"engine vs ONNX Runtime, sample {k}, {name}: max|d| {o.get('max_abs')}{extra} "
+                  f"{'ok' if o.get('passed') else 'FAILED'}")
+    write(f"engine verification -> {report_path}: {'PASS' if rep['passed'] else 'FAIL'}; "
+          f"engine timing (host, incl. copies): {rep['timing_host_ms']}")
+    return 0 if rep["passed"] else 1
 
 
 if __name__ == "__main__":

@@ -325,3 +325,19 @@ def test_layer_to_onnx_node_mapping():
     assert onnx_node_for_layer("/attn/Add_shuffle", names) == "/attn/Add"
     assert onnx_node_for_layer("/attn/Softmax [reshape]", names) == "/attn/Softmax"
     assert onnx_node_for_layer("(Unnamed Layer* 3) [Shuffle]", names) is None
+
+
+def test_cli_fp32_layers_json_adds_to_the_defaults(tmp_path):
+    """`python -m calibnet.engines build --fp32-layers`: patterns replace the default islands; an FP16-readiness
+    JSON adds its flagged layers to them (what calibnet-export --check-fp16 --engine does)."""
+    from calibnet.engines.cli import _patterns
+    from calibnet.engines.fp16 import DEFAULT_FP32_PATTERNS
+
+    report = tmp_path / "r.fp16.json"
+    report.write_text(json.dumps({"fp32_layers": ["/model/decoder/Softmax"]}))
+    assert _patterns(None) is None
+    assert _patterns(["op:Softmax"]) == ["op:Softmax"]
+    merged = _patterns([str(report), "op:Softmax"])
+    assert merged[:len(DEFAULT_FP32_PATTERNS)] == list(DEFAULT_FP32_PATTERNS)
+    assert "/model/decoder/Softmax" in merged and "op:Softmax" in merged
+    assert len(merged) == len(set(merged))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,3 +112,41 @@ def test_export_cli_user_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--config", "r18", "--onnx", str(out), "--min-hw", "big"])
     assert not out.exists()
+
+
+@pytest.mark.parametrize("engine_drifts", [False, True])
+def test_export_cli_verifies_the_engine_against_onnxruntime(tmp_path, monkeypatch, capsys, engine_drifts):
+    """``--engine --verify``: the built engine is compared with ONNX Runtime running the same (plugin) graph with
+    its reference body; the exit code follows the comparison. TensorRT is replaced by a stand-in that runs the
+    graph on ONNX Runtime (with a drift for the failing case), so the wiring is checked on CPU."""
+    import calibnet.engines
+    import calibnet.engines.verify as engine_verify
+    from calibnet.export.cli import main
+
+    def fake_build(onnx_path, engine_path, fp16=True, **kw):
+        Path(engine_path).write_bytes(b"not a real engine")
+        return Path(engine_path)
+
+    def fake_verify(engine_path, onnx_model, report_path=None, **kw):
+        assert isinstance(onnx_model, bytes)  # the in-memory graph with the plugin's reference body
+        sess = ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
+        meta = ModelMetadata.from_props(dict(sess.get_modelmeta().custom_metadata_map))
+        feeds = engine_verify.random_feeds(meta)
+        names = [o.name for o in sess.get_outputs()]
+        ref = dict(zip(names, sess.run(None, feeds)))
+        got = {k: v + (1.0 if engine_drifts and k == "pred_logits" else 0.0) for k, v in ref.items()}
+        rep = {"samples": [engine_verify.compare_outputs(ref, got)], "timing_host_ms": {}}
+        rep["passed"] = rep["samples"][0]["passed"]
+        report_path.write_text(json.dumps(rep))
+        return rep
+
+    monkeypatch.setattr(calibnet.engines, "build_engine", fake_build)
+    monkeypatch.setattr(engine_verify, "verify_engine", fake_verify)
+    engine = tmp_path / "e.engine"
+    rc = main(["--config", "r18", "--onnx", str(tmp_path / "t.onnx"), "--height", "64", "--width", "96",
+               "--flavor", "tensorrt", "--no-simplify", "--verify", "--engine", str(engine), "--fp16"])
+    out = capsys.readouterr()
+    report = json.loads((tmp_path / "e.engine.verify.json").read_text())
+    assert report["passed"] is (not engine_drifts)
+    assert rc == (1 if engine_drifts else 0)
+    assert ("engine verification" in out.err + out.out) and ("FAIL" if engine_drifts else "PASS") in out.err + out.out
