@@ -1,0 +1,63 @@
+"""RGB-D instance data sets: the official COCO-json layouts, augmentation, loaders, synthetic scenes.
+
+Importing ``calibnet.data`` does not import torch: the specs, the registry, json reading, image reading,
+the numpy transforms and the synthetic writer work without it; the PyTorch names below
+(``RGBDInstanceDataset``, ``collate_rgbd``, ``build_train_loader``, ``build_test_loader``,
+``InfiniteSampler``) are loaded on first use.
+
+Typical use::
+
+    from calibnet import get_config
+    from calibnet.data import RGBDInstanceDataset, build_train_loader, get_dataset_spec
+
+    spec = get_dataset_spec("come15k_train", "/data/rgbdsis")   # or write_synthetic_dataset("syn", 200)
+    ds = RGBDInstanceDataset(spec, get_config("r50").input, train=True)
+    batch = next(iter(build_train_loader(ds, batch_size=4, num_workers=4)))
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .coco import ImageRecord, decode_segmentation, load_records, rasterize_polygons
+from .io import read_depth, read_rgb
+from .registry import (
+    OFFICIAL_DATASETS,
+    DatasetError,
+    DatasetSpec,
+    dataset_names,
+    get_dataset_spec,
+    register_dataset,
+    resolve_data_root,
+)
+from .synthetic import Scene, make_scene, synthetic_dataset_spec, write_synthetic_dataset
+from .transforms import GeometricTransform, sample_train_transform, test_transform
+
+_LAZY = {
+    "RGBDInstanceDataset": ("calibnet.data.dataset", "RGBDInstanceDataset"),
+    "collate_rgbd": ("calibnet.data.dataset", "collate_rgbd"),
+    "build_train_loader": ("calibnet.data.dataset", "build_train_loader"),
+    "build_test_loader": ("calibnet.data.dataset", "build_test_loader"),
+    "InfiniteSampler": ("calibnet.data.dataset", "InfiniteSampler"),
+}
+
+__all__ = [
+    "OFFICIAL_DATASETS", "DatasetError", "DatasetSpec", "GeometricTransform", "ImageRecord", "Scene",
+    "dataset_names", "decode_segmentation", "get_dataset_spec", "load_records", "make_scene", "rasterize_polygons",
+    "read_depth", "read_rgb", "register_dataset", "resolve_data_root", "sample_train_transform",
+    "synthetic_dataset_spec", "test_transform", "write_synthetic_dataset", *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'calibnet.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -3,16 +3,31 @@
 Textured ellipses and rectangles at different depths over a cluttered background; the nearest objects
 are the salient instances. Depth follows the RGB-D SOD data sets' 8-bit convention used by the official
 code: near = bright (255), far = dark.
+
+:func:`write_synthetic_dataset` writes scenes as a COCO-json data set in the layout of the official
+DSIS/SIP folders (``RGB/``, ``depth/``, one json), which :class:`calibnet.data.RGBDInstanceDataset`,
+``calibnet-eval`` and ``calibnet-train`` read like the real data sets.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
-__all__ = ["Scene", "make_scene"]
+from .registry import DatasetSpec
+
+__all__ = ["SYNTHETIC_JSON", "Scene", "make_scene", "mask_to_polygons", "mask_to_rle", "scene_seed",
+           "synthetic_dataset_spec", "write_synthetic_dataset"]
+
+#: File names of a synthetic data set inside its folder (the official DSIS/SIP layout).
+SYNTHETIC_JSON = "annotations.json"
+SYNTHETIC_RGB_DIR = "RGB"
+SYNTHETIC_DEPTH_DIR = "depth"
 
 
 @dataclass
@@ -61,3 +76,96 @@ def make_scene(seed: int = 0, height: int = 320, width: int = 480, n_salient: in
             masks.append(region)
     masks_arr = np.array([m for m in masks if m.any()], dtype=bool).reshape(-1, height, width)
     return Scene(np.clip(rgb, 0, 255).astype(np.uint8), np.clip(depth, 0, 255).astype(np.uint8), masks_arr)
+
+
+def scene_seed(seed: int, index: int) -> int:
+    """Seed of scene ``index`` of a data set written with ``seed`` (sets with different seeds are
+    disjoint for up to 1,000,000 images each)."""
+    return int(seed) * 1_000_000 + int(index)
+
+
+def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
+    """Compressed COCO RLE of a bool [H,W] mask, counts as str."""
+    from pycocotools import mask as mask_utils  # type: ignore[import-untyped]
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
+    """Outer contours of a bool mask as COCO polygons (pixel centres + 0.5, i.e. pixel-edge coordinates
+    as COCO uses them); holes are not representable and are filled."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    polys = []
+    for c in contours:
+        pts = c.reshape(-1, 2).astype(np.float64) + 0.5
+        if len(pts) >= 3:
+            polys.append([round(float(v), 2) for v in pts.reshape(-1)])
+    return polys
+
+
+def synthetic_dataset_spec(out_dir: str | Path, name: str = "synthetic") -> DatasetSpec:
+    """The :class:`DatasetSpec` of a data set written by :func:`write_synthetic_dataset` in ``out_dir``."""
+    out = Path(out_dir)
+    return DatasetSpec(name, out / SYNTHETIC_JSON, out / SYNTHETIC_RGB_DIR, out / SYNTHETIC_DEPTH_DIR)
+
+
+def _draw_count(rng: np.random.Generator, value: int | tuple[int, int]) -> int:
+    if isinstance(value, (tuple, list)):
+        return int(rng.integers(int(value[0]), int(value[1]) + 1))
+    return int(value)
+
+
+def write_synthetic_dataset(out_dir: str | Path, num_images: int, seed: int = 0, height: int = 320, width: int = 480,
+                            *, segmentation: str = "rle", image_format: str = "jpg", name: str = "synthetic",
+                            jpeg_quality: int = 95, **scene_kwargs: Any) -> DatasetSpec:
+    """Write ``num_images`` synthetic RGB-D scenes as a COCO-json data set; returns its :class:`DatasetSpec`.
+
+    Layout (as the official DSIS/SIP folders): ``out_dir/RGB/<id>.jpg`` (or ``.png``),
+    ``out_dir/depth/<id>.png`` (8-bit, near = bright), ``out_dir/annotations.json`` (one category,
+    ``foreground``, id 1; image ids 1..N; ``segmentation`` as compressed RLE, or polygons with
+    ``segmentation="polygon"``). Deterministic by ``seed``: scene ``i`` is
+    ``make_scene(scene_seed(seed, i), ...)``. ``scene_kwargs`` go to :func:`make_scene`; ``n_salient``
+    and ``n_clutter`` may also be inclusive ranges ``(lo, hi)`` drawn per image (default: 1..3 salient,
+    2..5 clutter). Existing files of the same names are overwritten.
+    """
+    if segmentation not in ("rle", "polygon"):
+        raise ValueError(f"segmentation must be 'rle' or 'polygon', got {segmentation!r}")
+    ext = image_format.lower().lstrip(".")
+    if ext not in ("jpg", "png"):
+        raise ValueError(f"image_format must be 'jpg' or 'png', got {image_format!r}")
+    if num_images < 0:
+        raise ValueError(f"num_images must be >= 0, got {num_images}")
+    spec = synthetic_dataset_spec(out_dir, name)
+    spec.image_root.mkdir(parents=True, exist_ok=True)
+    spec.depth_root.mkdir(parents=True, exist_ok=True)
+    n_salient = scene_kwargs.pop("n_salient", (1, 3))
+    n_clutter = scene_kwargs.pop("n_clutter", (2, 5))
+    images, annotations = [], []
+    for i in range(num_images):
+        s_seed = scene_seed(seed, i)
+        counts_rng = np.random.default_rng([s_seed, 7])
+        scene = make_scene(s_seed, height, width, n_salient=_draw_count(counts_rng, n_salient),
+                           n_clutter=_draw_count(counts_rng, n_clutter), **scene_kwargs)
+        image_id = i + 1
+        file_name = f"{image_id:06d}.{ext}"
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if ext == "jpg" else []
+        cv2.imwrite(str(spec.image_path(file_name)), scene.rgb[:, :, ::-1], params)
+        cv2.imwrite(str(spec.depth_path(file_name)), scene.depth)
+        images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
+        for m in scene.masks:
+            ys, xs = np.nonzero(m)
+            seg: Any = mask_to_rle(m) if segmentation == "rle" else mask_to_polygons(m)
+            if not seg:
+                continue
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
+                "area": float(m.sum()), "segmentation": seg,
+                "bbox": [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1),
+                         float(ys.max() - ys.min() + 1)],
+            })
+    coco = {"info": {"description": f"calibnet synthetic RGB-D scenes (seed {seed})"},
+            "images": images, "annotations": annotations,
+            "categories": [{"id": 1, "name": "foreground", "supercategory": "foreground"}]}
+    spec.json_file.write_text(json.dumps(coco))
+    return spec

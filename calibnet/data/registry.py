@@ -1,0 +1,134 @@
+"""Where the RGB-D instance data sets live: :class:`DatasetSpec` and the registry of official names.
+
+The official CalibNet code registers five COCO-json data sets relative to one root folder
+(``DETECTRON2_DATASETS``); the same names and relative paths are used here:
+
+=================  ==========================  ========================================  =====================
+name               images                      annotations                               depth maps
+=================  ==========================  ========================================  =====================
+come15k_train      COME15K/train/imgs_right    COME15K/annotations/COME15K-Train.json    COME15K/train/depths
+come15k_test_e     COME15K/COME-E/RGB          COME15K/annotations/COME15K-Test-E.json   COME15K/COME-E/depth
+come15k_test_h     COME15K/COME-H/RGB          COME15K/annotations/COME15K-Test-H.json   COME15K/COME-H/depth
+dsis_test          DSIS/RGB                    DSIS/DSIS.json                            DSIS/depth
+sip_test           SIP/RGB                     SIP/SIP.json                              SIP/depth
+=================  ==========================  ========================================  =====================
+
+The official mappers find a depth map by rewriting the RGB path (``imgs_right`` -> ``depths`` for
+training, ``RGB`` -> ``depth`` for testing, ``jpg`` -> ``png``). Here the rule is explicit and
+configurable: the depth map of image ``<image_root>/<file_name>`` is ``<depth_root>/<file_name>`` with
+its suffix replaced by ``depth_suffix`` (default ``.png``).
+
+This module does not import torch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DatasetError", "DatasetSpec", "OFFICIAL_DATASETS", "DATA_ROOT_ENV", "dataset_names", "get_dataset_spec",
+           "register_dataset", "resolve_data_root"]
+
+#: Environment variables read (in this order) when no data root is given.
+DATA_ROOT_ENV = ("CALIBNET_DATASETS", "DETECTRON2_DATASETS")
+
+
+class DatasetError(ValueError):
+    """A data set that cannot be used; the message names the missing or broken file or folder."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One COCO-json instance data set with depth: the json, the RGB folder and the depth folder.
+
+    ``file_name`` entries of the json are relative to ``image_root`` (absolute names are used as they
+    are, as detectron2 does); see :meth:`depth_path` for the depth rule.
+    """
+
+    name: str
+    json_file: Path
+    image_root: Path
+    depth_root: Path
+    depth_suffix: str | None = ".png"  # None: keep the RGB file's suffix
+
+    def __post_init__(self) -> None:
+        for field_name in ("json_file", "image_root", "depth_root"):
+            object.__setattr__(self, field_name, Path(getattr(self, field_name)))
+
+    def image_path(self, file_name: str) -> Path:
+        """The RGB file of a json ``file_name``."""
+        return self.image_root / file_name
+
+    def depth_path(self, file_name: str) -> Path:
+        """The depth map of a json ``file_name``: the same relative path under ``depth_root``, suffix
+        replaced by ``depth_suffix``. An absolute ``file_name`` under ``image_root`` is made relative first."""
+        rel = Path(file_name)
+        if rel.is_absolute():
+            try:
+                rel = rel.relative_to(self.image_root)
+            except ValueError:
+                raise DatasetError(f"{self.name}: image {file_name} is not under the image root {self.image_root}; "
+                                   "cannot derive its depth path") from None
+        if self.depth_suffix is not None:
+            rel = rel.with_suffix(self.depth_suffix)
+        return self.depth_root / rel
+
+    def check(self) -> DatasetSpec:
+        """Raise :class:`DatasetError` naming the first missing file or folder; return self."""
+        if not self.json_file.is_file():
+            raise DatasetError(f"{self.name}: annotation file not found: {self.json_file}")
+        for what, folder in (("image folder", self.image_root), ("depth folder", self.depth_root)):
+            if not folder.is_dir():
+                raise DatasetError(f"{self.name}: {what} not found: {folder}")
+        return self
+
+
+# name -> (image root, json file, depth root), relative to the data root (official layout)
+OFFICIAL_DATASETS: dict[str, tuple[str, str, str]] = {
+    "come15k_train": ("COME15K/train/imgs_right", "COME15K/annotations/COME15K-Train.json", "COME15K/train/depths"),
+    "come15k_test_e": ("COME15K/COME-E/RGB", "COME15K/annotations/COME15K-Test-E.json", "COME15K/COME-E/depth"),
+    "come15k_test_h": ("COME15K/COME-H/RGB", "COME15K/annotations/COME15K-Test-H.json", "COME15K/COME-H/depth"),
+    "dsis_test": ("DSIS/RGB", "DSIS/DSIS.json", "DSIS/depth"),
+    "sip_test": ("SIP/RGB", "SIP/SIP.json", "SIP/depth"),
+}
+
+_REGISTRY: dict[str, tuple[str, str, str]] = dict(OFFICIAL_DATASETS)
+
+
+def register_dataset(name: str, image_root: str, json_file: str, depth_root: str) -> None:
+    """Add (or replace) a named data set; relative paths are resolved against the data root later."""
+    _REGISTRY[name] = (image_root, json_file, depth_root)
+
+
+def dataset_names() -> list[str]:
+    """Every registered name (the official five first)."""
+    return list(_REGISTRY)
+
+
+def resolve_data_root(data_root: str | Path | None) -> Path:
+    """``data_root``, else ``$CALIBNET_DATASETS``, else ``$DETECTRON2_DATASETS`` (the official variable)."""
+    if data_root is not None:
+        return Path(data_root)
+    for var in DATA_ROOT_ENV:
+        if os.environ.get(var):
+            return Path(os.environ[var])
+    raise DatasetError("no data root: pass one (--data-root DIR) or set " + " or ".join(DATA_ROOT_ENV))
+
+
+def get_dataset_spec(name: str, data_root: str | Path | None = None, check: bool = True) -> DatasetSpec:
+    """The :class:`DatasetSpec` of a registered data set under ``data_root``.
+
+    Raises :class:`DatasetError` for an unknown name (listing the known ones) or, with ``check``,
+    naming the annotation file / image folder / depth folder that is missing.
+    """
+    if name not in _REGISTRY:
+        raise DatasetError(f"unknown data set {name!r}; known: {', '.join(_REGISTRY)}")
+    root = resolve_data_root(data_root)
+    image_root, json_file, depth_root = _REGISTRY[name]
+    spec = DatasetSpec(name, root / json_file, root / image_root, root / depth_root)
+    if check:
+        if not root.is_dir():
+            raise DatasetError(f"data root not found: {root}")
+        spec.check()
+    return spec
