@@ -1,0 +1,107 @@
+"""The MAC counter (fvcore convention): exact counts on hand-checkable modules, and the R50 count against
+the official fvcore figure (../shared/official/flops.json) in total and by module."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import calibnet  # noqa: E402
+from calibnet.benchmarks.flops import count_macs, count_model_macs  # noqa: E402
+
+
+def _count(module, *inputs, shape_only=True):
+    return count_macs(module, inputs, shape_only=shape_only)
+
+
+@pytest.mark.parametrize("shape_only", [True, False])
+def test_conv_counts_one_mac_per_multiply_add(shape_only):
+    conv = nn.Conv2d(6, 8, kernel_size=3, stride=2, padding=1, groups=2, bias=True)
+    c = _count(conv, torch.zeros(2, 6, 10, 14), shape_only=shape_only)
+    # output 5x7; each output value needs (6/2)*3*3 multiply-adds; bias adds are not counted
+    assert c.total == 2 * 8 * 5 * 7 * (3 * 3 * 3)
+    assert c.by_operator == {"conv": c.total}
+
+
+def test_transposed_conv_uses_input_spatial_size():
+    up = nn.ConvTranspose2d(4, 6, kernel_size=3, stride=2, padding=1, output_padding=1)
+    c = _count(up, torch.zeros(1, 4, 5, 7))
+    assert c.total == 4 * 6 * 3 * 3 * 5 * 7  # fvcore: batch x prod(weight) x prod(input spatial)
+
+
+def test_linear_on_tokens():
+    lin = nn.Linear(16, 24)
+    c = _count(lin, torch.zeros(3, 10, 16))
+    assert c.total == 3 * 10 * 16 * 24
+    assert c.by_module[""] == c.total
+
+
+class _MatMuls(nn.Module):
+    def forward(self, a, b, x, y):
+        return torch.bmm(a, b), x @ y, torch.einsum("bij,bjk->bik", a, b)
+
+
+def test_matmul_bmm_einsum():
+    a, b = torch.zeros(2, 3, 5), torch.zeros(2, 5, 7)
+    x, y = torch.zeros(4, 6), torch.zeros(6, 9)
+    c = _count(_MatMuls(), a, b, x, y)
+    assert c.total == 2 * (2 * 3 * 5 * 7) + 4 * 6 * 9
+
+
+def test_norm_and_upsample_rules():
+    x = torch.zeros(1, 8, 4, 6)
+    assert _count(nn.GroupNorm(4, 8), x).total == x.numel() * 5
+    assert _count(nn.GroupNorm(4, 8, affine=False), x).total == x.numel() * 4
+    assert _count(nn.LayerNorm(6), x).total == x.numel() * 5
+    assert _count(nn.BatchNorm2d(8).eval(), x).total == x.numel() * 2
+    assert _count(nn.Upsample(scale_factor=2, mode="bilinear"), x).total == 4 * x.numel() * 4
+    assert _count(nn.ReLU(), x).total == 0  # element-wise ops are not counted
+    assert "relu" in _count(nn.ReLU(), x).uncounted
+
+
+def test_grid_sampler_counted_as_four_taps_and_weighted_sum_reported_apart():
+    class _Sample(nn.Module):
+        def forward(self, v, g):
+            return nn.functional.grid_sample(v, g, mode="bilinear", align_corners=False)
+
+    c = _count(_Sample(), torch.zeros(2, 3, 8, 8), torch.zeros(2, 5, 4, 2))
+    assert c.msda_sampling == c.total == 4 * (2 * 3 * 5 * 4)
+    assert c.msda_uncounted == 2 * 3 * 5 * 4
+
+
+def test_by_module_includes_descendants_and_restores_hooks():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Sequential(nn.Conv2d(4, 5, 1)))
+    c = _count(model, torch.zeros(1, 3, 2, 2))
+    assert c.by_module["0"] == 3 * 4 * 4
+    assert c.by_module["1.0"] == c.by_module["1"] == 4 * 5 * 4
+    assert c.total == c.by_module["0"] + c.by_module["1"]
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.fixture(scope="module")
+def r50_count():
+    model = calibnet.build_model("r50", quiet=True)
+    return count_model_macs(model, 320, 480)
+
+
+def test_r50_gmacs_match_official_fvcore_count(official_dir, r50_count):
+    ref = json.loads((official_dir / "flops.json").read_text())
+    assert r50_count.gmacs == pytest.approx(ref["total_G"], rel=0.02)
+    ours = r50_count.top_level()
+    for name, g in ref["by_module_G"].items():
+        name = name.removeprefix("m.")
+        if g == 0:
+            assert ours.get(name, 0) == 0, name  # training-only heads and the criterion do not run
+        else:
+            assert ours[name] / 1e9 == pytest.approx(g, rel=0.005), name
+    assert r50_count.gflops == pytest.approx(2 * r50_count.gmacs)
+
+
+def test_r50_count_scales_with_the_padded_input(r50_count):
+    model = calibnet.build_model("r50", quiet=True)
+    smaller = count_model_macs(model, 288, 480)
+    assert 0.85 * r50_count.total < smaller.total < 0.95 * r50_count.total
