@@ -22,6 +22,7 @@ _LAZY = {
     "CheckpointMismatchError": ("calibnet.checkpoint", "CheckpointMismatchError"),
     "count_parameters": ("calibnet.params", "count_parameters"),
     "build_model": ("calibnet.builder", "build_model"),
+    "evaluate_coco": ("calibnet.evaluation.coco_eval", "evaluate_coco"),
 }
 
 __all__ = ["CalibNetConfig", "ConfigError", "get_config", "__version__", *_LAZY]

@@ -1,0 +1,222 @@
+"""calibnet-eval: mask AP / AP50 / AP70 of CalibNet models on RGB-D instance data sets, on any backend.
+
+MODEL is an exported .onnx (ONNX Runtime), a TensorRT .engine/.plan, or a .pth checkpoint (PyTorch
+reference; give its --config). Give several models to compare them on the same images: the summary
+adds each model's difference to the first (e.g. checkpoint vs ONNX vs FP16 engine), and --max-drop
+makes the command fail when export lost more AP than allowed.
+
+Examples:
+  calibnet-eval calibnet.onnx --dataset come15k_test_e come15k_test_h dsis_test sip_test --data-root /data
+  calibnet-eval model_final.pth calibnet.onnx calibnet_fp16.engine --config r50 --dataset dsis_test \\
+      --data-root /data --max-drop 0.5
+  calibnet-eval calibnet.onnx --json my/annotations.json --image-root my/RGB --depth-root my/depth
+
+Official data set names (relative to the data root, as registered by the official code):
+  come15k_train, come15k_test_e, come15k_test_h, dsis_test, sip_test
+The data root defaults to $CALIBNET_DATASETS, else $DETECTRON2_DATASETS. Without --depth-root the depth
+folder follows the official rule (RGB -> depth, imgs_right -> depths), depth files are .png.
+
+Writes <out>/<model>/<dataset>_results.json (COCO results) per model and data set, and
+<out>/summary.json; prints a table of AP, AP50, AP70 (percent, the paper's columns) per data set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..data.registry import DatasetError, DatasetSpec, dataset_names, get_dataset_spec
+from .coco_eval import EvaluationError
+
+__all__ = ["default_depth_root", "main"]
+
+#: The official depth folder of an RGB folder (the official mappers' path rewrite).
+DEPTH_FOLDER_OF = {"RGB": "depth", "imgs_right": "depths", "rgb": "depth"}
+MODEL_SUFFIXES = (".onnx", ".engine", ".plan", ".pth", ".pt")
+COLUMNS = ("AP", "AP50", "AP70")
+
+
+class CliError(Exception):
+    """A user error, printed as one line without a traceback."""
+
+
+def default_depth_root(image_root: Path) -> Path:
+    """The depth folder beside an RGB folder by the official rule (``RGB`` -> ``depth``,
+    ``imgs_right`` -> ``depths``)."""
+    if image_root.name in DEPTH_FOLDER_OF:
+        return image_root.with_name(DEPTH_FOLDER_OF[image_root.name])
+    raise CliError(f"cannot derive the depth folder of {image_root} (the official rule maps RGB -> depth and "
+                   "imgs_right -> depths): give --depth-root")
+
+
+def _json_name(path: Path) -> str:
+    """A table name for a json: its stem, or its folder's name for generic stems (annotations.json)."""
+    generic = path.stem.lower() in ("annotations", "instances", "gt", "ground_truth")
+    return path.resolve().parent.name if generic and path.resolve().parent.name else path.stem
+
+
+def _specs(args: argparse.Namespace) -> list[DatasetSpec]:
+    specs: list[DatasetSpec] = []
+    try:
+        for name in args.dataset or []:
+            specs.append(get_dataset_spec(name, args.data_root))
+        if args.json:
+            if not args.image_root:
+                raise CliError("--json needs --image-root")
+            image_root = Path(args.image_root)
+            depth_root = Path(args.depth_root) if args.depth_root else default_depth_root(image_root)
+            specs.append(DatasetSpec(args.name or _json_name(Path(args.json)), Path(args.json), image_root, depth_root,
+                                     args.depth_suffix).check())
+    except DatasetError as exc:
+        raise CliError(str(exc)) from None
+    if not specs:
+        raise CliError("give --dataset NAME [--data-root DIR] or --json GT.json --image-root DIR (see --help)")
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise CliError(f"data set named twice: {names}")
+    return specs
+
+
+def _open_runtime(path: Path, args: argparse.Namespace) -> Any:
+    from ..runtime import BackendUnavailable, Runtime
+
+    if not path.is_file():
+        raise CliError(f"model file not found: {path}")
+    backend = args.backend
+    if backend is None and path.suffix.lower() not in MODEL_SUFFIXES:
+        raise CliError(f"{path}: unknown model type {path.suffix!r} (.onnx, .engine/.plan or .pth/.pt; or --backend)")
+    kind = backend or {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}.get(path.suffix.lower(),
+                                                                                              "torch")
+    kwargs: dict[str, Any] = {}
+    if kind == "torch":
+        kwargs.update(config=args.config or "r50", device=args.device, threads=args.threads)
+    elif kind == "onnxruntime":
+        kwargs.update(threads=args.threads)
+        if args.device == "cpu":
+            kwargs["providers"] = ["CPUExecutionProvider"]
+    try:
+        return Runtime.open(path, backend=kind, **kwargs)
+    except (FileNotFoundError, ValueError, BackendUnavailable) as exc:
+        raise CliError(f"{path}: {exc}") from None
+    except Exception as exc:  # a broken file: the backend's own error type
+        raise CliError(f"cannot open {path}: {type(exc).__name__}: {exc}") from None
+
+
+def _model_tags(models: list[Path]) -> list[str]:
+    tags = [m.name.replace(".", "_") for m in models]
+    return [t if tags.count(t) == 1 else f"{i}_{t}" for i, t in enumerate(tags)]
+
+
+def _fmt(v: float) -> str:
+    return "  n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:5.1f}"
+
+
+def format_table(rows: list[dict[str, Any]], models: list[str], datasets: list[str]) -> str:
+    """One row per model (and, with several models, one row of differences to the first per model); for
+    each data set the AP, AP50, AP70 columns, as in the paper's table."""
+    by = {(r["model"], r["dataset"]): r for r in rows}
+    name_w = max([len("model")] + [len(m) + 4 for m in models])
+    head1 = " " * name_w + "".join(f" | {d:^20.20}" for d in datasets) + " | ms/img"
+    head2 = f"{'model':<{name_w}}" + "".join(" | " + " ".join(f"{c:>6}" for c in COLUMNS) for _ in datasets) + " |"
+    lines = [head1, head2, "-" * len(head2)]
+    for m in models:
+        ms = [by[(m, d)]["ms_per_image"] for d in datasets]
+        cells = "".join(" | " + " ".join(f"{_fmt(by[(m, d)][c]):>6}" for c in COLUMNS) for d in datasets)
+        lines.append(f"{m:<{name_w}}{cells} | {sum(ms) / len(ms):6.1f}")
+        if m != models[0]:
+            deltas = "".join(" | " + " ".join(f"{by[(m, d)][c] - by[(models[0], d)][c]:+6.1f}" for c in COLUMNS)
+                             for d in datasets)
+            lines.append(f"{'  Δ':<{name_w}}{deltas} |")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate every model on every data set; write results, summary.json, print the table."""
+    from .runner import run_eval
+
+    specs = _specs(args)
+    models = [Path(m) for m in args.models]
+    tags = _model_tags(models)
+    out = Path(args.out)
+    rows: list[dict[str, Any]] = []
+    for path, tag in zip(models, tags):
+        runtime = _open_runtime(path, args)
+        backend = getattr(runtime.backend, "name", type(runtime.backend).__name__)
+        for spec in specs:
+            try:
+                m = run_eval(runtime, spec, out_dir=out / tag, progress=not args.no_progress, limit=args.limit)
+            except (DatasetError, EvaluationError) as exc:
+                raise CliError(str(exc)) from None
+            row = {"model": tag, "model_path": str(path), "backend": backend, "dataset": spec.name, **m}
+            rows.append(row)
+            print(f"{tag} on {spec.name}: AP {_fmt(m['AP'])}  AP50 {_fmt(m['AP50'])}  AP70 {_fmt(m['AP70'])}  "
+                  f"({m['images']} images, {m['ms_per_image']:.1f} ms/img) -> {m['results_json']}", file=sys.stderr)
+    table = format_table(rows, tags, [s.name for s in specs])
+    print(table)
+    failures = []
+    if args.max_drop is not None and len(tags) > 1:
+        for r in rows:
+            ref = next(x for x in rows if x["model"] == tags[0] and x["dataset"] == r["dataset"])
+            drop = ref["AP"] - r["AP"]
+            if r["model"] != tags[0] and drop > args.max_drop:
+                failures.append(f"{r['model']} on {r['dataset']}: AP {r['AP']:.2f} is {drop:.2f} below "
+                                f"{tags[0]} ({ref['AP']:.2f}), more than --max-drop {args.max_drop}")
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"models": [{"tag": t, "path": str(p)} for t, p in zip(tags, models)],
+               "datasets": [{"name": s.name, "json_file": str(s.json_file), "image_root": str(s.image_root),
+                             "depth_root": str(s.depth_root)} for s in specs],
+               "limit": args.limit, "results": rows, "table": table, "max_drop_failures": failures}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    print(f"wrote {out / 'summary.json'}", file=sys.stderr)
+    for f in failures:
+        print(f"calibnet-eval: accuracy check failed: {f}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``calibnet-eval``."""
+    p = argparse.ArgumentParser(prog="calibnet-eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="model(s): .onnx, .engine/.plan or .pth/.pt; the first is the reference of the comparison")
+    g = p.add_argument_group("data sets")
+    g.add_argument("--dataset", nargs="+", metavar="NAME", help=f"registered data set(s): {', '.join(dataset_names())}")
+    g.add_argument("--data-root", help="folder holding COME15K/, DSIS/, SIP/ (default $CALIBNET_DATASETS or "
+                                       "$DETECTRON2_DATASETS)")
+    g.add_argument("--json", help="a COCO instances json of your own data set")
+    g.add_argument("--image-root", help="its RGB folder (json file names are relative to it)")
+    g.add_argument("--depth-root", help="its depth folder (default: RGB -> depth, imgs_right -> depths)")
+    g.add_argument("--depth-suffix", default=".png", help="depth file suffix (default .png)")
+    g.add_argument("--name", help="name of the --json data set in the table (default: the json's stem)")
+    g.add_argument("--limit", type=int, help="evaluate only the first N images (by image id) of each data set")
+    m = p.add_argument_group("models")
+    m.add_argument("--config", help="config of .pth checkpoints: preset (r50, r101, r18, r34) or official YAML "
+                                    "(default r50)")
+    m.add_argument("--backend", choices=("onnxruntime", "tensorrt", "torch"), help="override the file-type backend")
+    m.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="torch device, or for ONNX Runtime: cpu = CPU provider only, cuda = best available "
+                        "(default cpu)")
+    m.add_argument("--threads", type=int, default=0, help="CPU threads for torch / ONNX Runtime (0: default)")
+    p.add_argument("--out", default="out/eval", help="output folder (default out/eval)")
+    p.add_argument("--max-drop", type=float, help="exit 1 if a model's AP is more than this many points below "
+                                                  "the first model's on any data set")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``calibnet-eval``; returns 0, 1 (--max-drop exceeded) or 2 (user error)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except CliError as exc:
+        print(f"calibnet-eval: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

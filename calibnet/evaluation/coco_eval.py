@@ -1,0 +1,170 @@
+"""COCO mask AP with the paper's columns (AP, AP50, AP70), numpy + pycocotools only (no torch).
+
+AP, AP50, AP75, APs/m/l and AR are COCOeval's ``stats``. AP70 is not among them: it is read from the
+accumulated ``precision`` array [T, R, K, A, M] at the IoU threshold 0.70 (T index 4 of 0.50:0.05:0.95),
+all recall points, all categories, area "all", 100 detections, averaging the entries that are not -1 --
+exactly how ``COCOeval.summarize`` computes AP50 and AP75. Every value is in percent; a value COCOeval
+leaves undefined (-1: no ground truth in that area range) is ``nan``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["EvaluationError", "STAT_NAMES", "ap_at_iou", "evaluate_coco"]
+
+#: The 12 entries of ``COCOeval.stats`` for segm/bbox, in order.
+STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+class EvaluationError(ValueError):
+    """Ground truth or results that cannot be evaluated; the message names the file and the problem."""
+
+
+def _quiet(fn: Any, *args: Any) -> Any:
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn(*args)
+
+
+def _load_gt(gt_json_path: str | Path) -> Any:
+    from pycocotools.coco import COCO  # type: ignore[import-untyped]
+
+    path = Path(gt_json_path)
+    if not path.is_file():
+        raise EvaluationError(f"ground-truth json not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EvaluationError(f"cannot read ground truth {path}: {exc}") from None
+    if not isinstance(data, dict) or "images" not in data:
+        raise EvaluationError(f"{path} is not a COCO instances json (no 'images')")
+    data.setdefault("annotations", [])
+    data.setdefault("categories", [{"id": 1, "name": "foreground"}])
+    for ann in data["annotations"]:  # pycocotools needs these; detectron2-style jsons may omit them
+        ann.setdefault("iscrowd", 0)
+        if "area" not in ann:
+            ann["area"] = _segm_area(ann.get("segmentation"), data, ann.get("image_id"))
+    gt = COCO()
+    gt.dataset = data
+    _quiet(gt.createIndex)
+    return gt
+
+
+def _segm_area(seg: Any, data: dict[str, Any], image_id: Any) -> float:
+    from pycocotools import mask as mask_utils  # type: ignore[import-untyped]
+
+    img = next((i for i in data["images"] if i.get("id") == image_id), None)
+    if seg is None or img is None:
+        return 0.0
+    h, w = int(img["height"]), int(img["width"])
+    if isinstance(seg, list):
+        rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+    elif isinstance(seg.get("counts"), list):
+        rle = mask_utils.frPyObjects(seg, h, w)
+    else:
+        rle = seg
+    return float(mask_utils.area(rle))
+
+
+def _load_results(results: str | Path | Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    if isinstance(results, (str, Path)):
+        path = Path(results)
+        if not path.is_file():
+            raise EvaluationError(f"results json not found: {path}")
+        try:
+            loaded = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise EvaluationError(f"cannot read results {path}: {exc}") from None
+        if not isinstance(loaded, list):
+            raise EvaluationError(f"{path}: a COCO results json is a list of detections")
+        return loaded
+    return copy.deepcopy(list(results))
+
+
+def _strip_boxes(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # with a "bbox" key pycocotools' loadRes takes the box area as the detection's area (for the
+    # small/medium/large ranges); mask evaluation must use the mask area, as detectron2 does
+    for r in results:
+        r.pop("bbox", None)
+    return results
+
+
+def _results_coco(gt: Any, results: list[dict[str, Any]]) -> Any:
+    """The detections as a COCO object (pycocotools ``loadRes``, which cannot take an empty list)."""
+    from pycocotools.coco import COCO  # type: ignore[import-untyped]
+
+    if results:
+        missing = {r.get("image_id") for r in results} - set(gt.getImgIds())
+        if missing:
+            raise EvaluationError(f"results name image ids the ground truth does not have: {sorted(missing)[:5]}")
+        if any("segmentation" not in r for r in results):
+            raise EvaluationError("every detection needs a 'segmentation' (mask AP)")
+        return _quiet(gt.loadRes, results)
+    dt = COCO()
+    dt.dataset = {"images": list(gt.dataset["images"]), "categories": copy.deepcopy(gt.dataset["categories"]),
+                  "annotations": []}
+    _quiet(dt.createIndex)
+    return dt
+
+
+def ap_at_iou(precision: np.ndarray, iou_thresholds: np.ndarray, iou: float, area_index: int = 0,
+              maxdet_index: int = -1) -> float:
+    """Mean of the defined entries (> -1) of ``precision[t, :, :, area_index, maxdet_index]`` at the
+    threshold ``iou`` (a fraction, -1 if nothing is defined), as ``COCOeval.summarize`` does for AP50/AP75."""
+    t = np.where(np.isclose(iou_thresholds, iou))[0]
+    if not len(t):
+        raise ValueError(f"IoU {iou} is not one of the evaluated thresholds {list(iou_thresholds)}")
+    p = precision[t[0], :, :, area_index, maxdet_index]
+    p = p[p > -1]
+    return float(p.mean()) if p.size else -1.0
+
+
+def evaluate_coco(gt_json_path: str | Path, results_json_path: str | Path | Sequence[dict[str, Any]],
+                  img_ids: Sequence[int] | None = None, use_cats: bool = True) -> dict[str, Any]:
+    """Mask (segm) AP of COCO results against a COCO ground truth, in percent.
+
+    Args:
+        gt_json_path: COCO instances json (polygon or RLE segmentations).
+        results_json_path: COCO results json (or the list itself): ``image_id``, ``category_id``,
+            ``segmentation`` (RLE), ``score``. An empty list gives AP 0 (no crash).
+        img_ids: evaluate these images only (default: every image of the ground truth).
+        use_cats: COCOeval ``useCats``; False evaluates class-agnostically.
+
+    Returns ``AP``, ``AP50``, ``AP70`` (the paper's columns), ``AP75``, ``APs``, ``APm``, ``APl``, ``AR1``,
+    ``AR10``, ``AR100``, ``ARs``, ``ARm``, ``ARl`` (percent; ``nan`` where COCOeval has no ground truth to
+    measure), and ``num_images``, ``num_gt``, ``num_detections``.
+    """
+    from pycocotools.cocoeval import COCOeval  # type: ignore[import-untyped]
+
+    gt = _load_gt(gt_json_path)
+    results = _strip_boxes(_load_results(results_json_path))
+    ids = sorted(gt.getImgIds()) if img_ids is None else [int(i) for i in img_ids]
+    unknown = set(ids) - set(gt.getImgIds())
+    if unknown:
+        raise EvaluationError(f"image ids not in the ground truth: {sorted(unknown)[:5]}")
+    wanted = set(ids)
+    results = [r for r in results if r.get("image_id") in wanted]
+    dt = _results_coco(gt, results)
+    ev = COCOeval(gt, dt, "segm")
+    ev.params.imgIds = ids
+    ev.params.useCats = int(bool(use_cats))
+    _quiet(ev.evaluate)
+    _quiet(ev.accumulate)
+    _quiet(ev.summarize)
+    out: dict[str, Any] = {}
+    for name, value in zip(STAT_NAMES, ev.stats):
+        out[name] = float(value) * 100.0 if value >= 0 else float("nan")
+    ap70 = ap_at_iou(ev.eval["precision"], ev.params.iouThrs, 0.70,
+                     area_index=ev.params.areaRngLbl.index("all"), maxdet_index=ev.params.maxDets.index(100))
+    out["AP70"] = ap70 * 100.0 if ap70 >= 0 else float("nan")
+    gt_anns = gt.loadAnns(gt.getAnnIds(imgIds=ids, iscrowd=False))
+    out.update(num_images=len(ids), num_gt=len(gt_anns), num_detections=len(results))
+    return out
