@@ -42,11 +42,11 @@ def collate_arrays(rgbs: Sequence[np.ndarray], depths: Sequence[np.ndarray], mas
     mask_list = []
     for b, (r, dp, m) in enumerate(zip(rgbs, depths, masks)):
         h, w = r.shape[:2]
-        rgb[b, :, :h, :w] = torch.from_numpy(np.ascontiguousarray(r.transpose(2, 0, 1))).float()
-        depth[b, 0, :h, :w] = torch.from_numpy(np.ascontiguousarray(dp)).float()
+        rgb[b, :, :h, :w] = torch.from_numpy(np.array(r.transpose(2, 0, 1), dtype=np.float32, order="C"))
+        depth[b, 0, :h, :w] = torch.from_numpy(np.array(dp, dtype=np.float32, order="C"))
         sizes[b] = torch.tensor([h, w])
         padded = torch.zeros((m.shape[0], H, W), dtype=torch.bool)
-        padded[:, :h, :w] = torch.from_numpy(np.ascontiguousarray(m))
+        padded[:, :h, :w] = torch.from_numpy(np.array(m, dtype=bool, order="C"))
         mask_list.append(padded)
     ids = list(image_ids) if image_ids is not None else list(range(B))
     return {"rgb": rgb, "depth": depth, "image_sizes": sizes, "masks": mask_list, "image_ids": ids}
@@ -117,24 +117,22 @@ class SyntheticBatches:
 
 
 class LoaderBatches:
-    """Batches from an (infinite or epoch-wise) DataLoader factory; re-created when exhausted.
+    """Batches from a DataLoader factory ``make_loader(start_iter)``.
 
-    ``make_loader(seed)`` returns an iterable of collated batches. On resume the loader is seeded
-    with ``seed + start_iteration`` (the data order is not replayed, as in detectron2).
+    ``calibnet.data.build_train_loader`` gives an infinite, keyed stream; created with the iteration
+    of the first request, a resumed run continues the same stream (same images and augmentation).
+    An epoch-wise loader is re-created when it is exhausted.
     """
 
-    def __init__(self, make_loader: Any, seed: int = 0) -> None:
+    def __init__(self, make_loader: Any) -> None:
         self._make = make_loader
-        self._seed = seed
         self._it: Iterator[dict[str, Any]] | None = None
-        self._epoch = 0
 
     def batch(self, iteration: int) -> dict[str, Any]:
         if self._it is None:
-            self._it = iter(self._make(self._seed + iteration))
+            self._it = iter(self._make(iteration))
         try:
             return next(self._it)
         except StopIteration:
-            self._epoch += 1
-            self._it = iter(self._make(self._seed + iteration + 1_000_003 * self._epoch))
+            self._it = iter(self._make(iteration))
             return next(self._it)

@@ -99,18 +99,20 @@ class Trainer:
         if self.opts.solver.clip_grad_norm > 0:
             self.scaler.unscale_(self.optimizer)
             grad_norm = clip_gradients(self.model.parameters(), self.opts.solver.clip_grad_norm)
+        lr = self.current_lr()  # the rate this step uses
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         self.iteration += 1
         record = {k: float(v.detach()) for k, v in losses.items()}
         record["total_loss"] = float(total.detach())
+        record["lr"] = lr
         if grad_norm is not None:
             record["grad_norm"] = grad_norm
         return record
 
     def current_lr(self) -> float:
-        """Learning rate of the first (non-backbone-multiplied unless all are) parameter group."""
+        """The largest learning rate of the parameter groups (the base rate times the schedule factor)."""
         return float(max(g["lr"] for g in self.optimizer.param_groups))
 
     # ------------------------------------------------------------------ loop
@@ -132,7 +134,7 @@ class Trainer:
                 batch = self.source.batch(self.iteration)
                 t_data = time.perf_counter() - t0
                 record = self.step(batch)
-                record.update(iteration=self.iteration, lr=self.current_lr(), data_s=t_data,
+                record.update(iteration=self.iteration, data_s=t_data,
                               step_s=time.perf_counter() - t0, elapsed_s=time.perf_counter() - t_start)
                 self.history.append(record)
                 if self.is_main:
@@ -143,8 +145,7 @@ class Trainer:
                 period = self.opts.checkpoint_period
                 if period and self.iteration % period == 0 and self.iteration < end:
                     self.save(f"model_{self.iteration:07d}.pth")
-                if self.eval_fn is not None and self.opts.eval_period and self.iteration % self.opts.eval_period == 0 \
-                        and self.iteration < end:
+                if self.opts.eval_period and self.iteration % self.opts.eval_period == 0 and self.iteration < end:
                     self._evaluate()
         finally:
             if bar is not None:
@@ -154,6 +155,7 @@ class Trainer:
         return self.history
 
     def _evaluate(self) -> None:
+        """Run ``eval_fn`` on rank 0 (the others wait); ``eval_period`` must be equal on every rank."""
         if self.is_main and self.eval_fn is not None:
             self.model.eval()
             try:

@@ -1,0 +1,344 @@
+"""calibnet-train: train CalibNet on RGB-D instance data (or synthetic scenes), on CPU, one GPU or torchrun DDP.
+
+Examples:
+  # the documented benchmark: R18 from scratch on synthetic scenes, then AP/AP50/AP70 on held-out scenes
+  calibnet-train --recipe synthetic-r18 --out out/train-r18
+  calibnet-demo --config out/train-r18/config.yaml --weights out/train-r18/model_final.pth \\
+      --height 128 --width 192
+
+  # fine-tune the official R50 on COME15K (ImageNet-initialized backbones from your own file)
+  calibnet-train --config r50 --dataset come15k_train --data-root datasets \\
+      --init-backbone R-50.pkl --iters 100000 --batch 4 --out out/r50
+
+  # your own COCO-json data set with depth maps
+  calibnet-train --config r18 --train-json ann/train.json --image-root rgb/ --depth-root depth/ --out out/mine
+
+  # continue an interrupted run (model, optimizer, scheduler, iteration and RNG state)
+  calibnet-train --recipe synthetic-r18 --out out/train-r18 --resume
+
+  # two processes with DDP (gloo on CPU, nccl on GPUs); --batch is per process
+  torchrun --nproc_per_node 2 -m calibnet.training.cli --recipe synthetic-r18 --out out/ddp
+
+Writes to --out: config.yaml (official YAML keys; give it to --config of calibnet-demo/-export/-eval),
+model_final.pth (detectron2 format {"model": ...} plus the training state), periodic
+model_NNNNNNN.pth, last_checkpoint, metrics.csv (loss terms, lr, seconds per iteration) and
+TensorBoard events when tensorboard is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .recipes import RECIPES
+
+#: data-set seed of the synthetic training scenes (calibnet.data.synthetic.scene_seed(seed, i) =
+#: seed * 1e6 + i); the held-out evaluation scenes use data-set seed 0, so the two never overlap
+TRAIN_SET_SEED = 1
+
+
+def _parse_value(text: str) -> Any:
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The calibnet-train argument parser."""
+    p = argparse.ArgumentParser(prog="calibnet-train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("model")
+    g.add_argument("--recipe", choices=sorted(RECIPES), help="a documented recipe (config, data, schedule, eval); "
+                   "other options override it")
+    g.add_argument("--config", help="preset (r50, r101, r34, r18) or official YAML (default r50, or the recipe's)")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override by dotted field, e.g. --set decoder.num_kernels=10 (repeatable)")
+    g.add_argument("--init-backbone", metavar="FILE", help="ImageNet ResNet weights for both backbones: torchvision "
+                   ".pth or detectron2 .pkl (your local file; nothing is downloaded)")
+    g.add_argument("--weights", metavar="FILE", help="start from these model weights (a calibnet/official checkpoint)")
+    g = p.add_argument_group("data (one of)")
+    g.add_argument("--synthetic", metavar="N|stream", help="synthetic scenes: 'stream' = endless fresh scenes, "
+                   "N = a fixed set of N scenes written to OUT/synthetic_train")
+    g.add_argument("--dataset", help="a registered data set name (e.g. come15k_train), with --data-root")
+    g.add_argument("--data-root", default="datasets", help="root folder of the registered data sets (default datasets)")
+    g.add_argument("--train-json", help="a COCO instances json of your own data set (with --image-root)")
+    g.add_argument("--image-root", help="RGB image folder of --train-json")
+    g.add_argument("--depth-root", help="depth folder of --train-json (default: derived from the RGB paths)")
+    g = p.add_argument_group("schedule")
+    g.add_argument("--iters", type=int, help="optimizer steps (default: config SOLVER.MAX_ITER or the recipe's)")
+    g.add_argument("--batch", type=int, help="images per step and process (default: config IMS_PER_BATCH)")
+    g.add_argument("--lr", type=float, help="base learning rate (default: config BASE_LR = 2.5e-5)")
+    g.add_argument("--weight-decay", type=float, help="AdamW weight decay (default: config, 1e-4)")
+    g.add_argument("--steps", type=lambda s: tuple(int(x) for x in s.split(",") if x), metavar="I,J",
+                   help="iterations where the rate drops by --gamma (default: config SOLVER.STEPS)")
+    g.add_argument("--gamma", type=float, help="rate factor at each step (default 0.1)")
+    g.add_argument("--warmup-iters", type=int, help="linear warm-up iterations (detectron2 default 1000)")
+    g.add_argument("--clip-grad", type=float, help="clip the global gradient norm to this value (0 = off)")
+    g.add_argument("--no-amp", action="store_true", help="disable mixed precision (AMP is used on CUDA only)")
+    g = p.add_argument_group("run")
+    g.add_argument("--out", help="output folder (default out/train, or the recipe's)")
+    g.add_argument("--resume", nargs="?", const="", metavar="FILE",
+                   help="continue from FILE, or from OUT/last_checkpoint when no FILE is given")
+    g.add_argument("--checkpoint-period", type=int, default=None, help="save every N iterations (default: "
+                   "config CHECKPOINT_PERIOD; 0 = only the final one)")
+    g.add_argument("--eval-scenes", type=int, default=None,
+                   help="held-out synthetic scenes to evaluate at the end (synthetic runs; default: recipe's or 0)")
+    g.add_argument("--eval-period", type=int, default=0, help="also evaluate every N iterations (default 0 = off)")
+    g.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: config NUM_WORKERS)")
+    g.add_argument("--seed", type=int, default=0, help="model-initialization and data seed (default 0)")
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
+    g.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    g.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    return p
+
+
+def _error(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``calibnet-train``."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except _UserError as exc:
+        return _error(str(exc))
+
+
+class _UserError(Exception):
+    pass
+
+
+def _resolve(args: argparse.Namespace) -> dict[str, Any]:
+    """Merge recipe defaults and the command line into one plan."""
+    from calibnet.config import ConfigError, get_config
+
+    recipe = RECIPES[args.recipe] if args.recipe else None
+    config_name = args.config or (recipe.config if recipe else "r50")
+    try:
+        cfg = get_config(config_name)
+        overrides = dict(recipe.overrides) if recipe and not args.config else {}
+        for item in args.set:
+            if "=" not in item:
+                raise _UserError(f"--set wants KEY=VALUE, got {item!r}")
+            k, v = item.split("=", 1)
+            overrides[k.strip()] = _parse_value(v.strip())
+        if overrides:
+            cfg = cfg.replace(**overrides)
+    except ConfigError as exc:
+        raise _UserError(str(exc)) from None
+    data_modes = [m for m in ("synthetic", "dataset", "train_json") if getattr(args, m)]
+    if len(data_modes) > 1:
+        raise _UserError(f"give one data source, not {', '.join('--' + m.replace('_', '-') for m in data_modes)}")
+    synthetic = args.synthetic or (recipe.synthetic if recipe and not data_modes else None)
+    if not data_modes and synthetic is None:
+        raise _UserError("no training data: give --synthetic, --dataset (with --data-root), --train-json or a --recipe")
+    if args.train_json and not args.image_root:
+        raise _UserError("--train-json needs --image-root")
+    if synthetic is not None and synthetic != "stream" and not (synthetic.isdigit() and int(synthetic) > 0):
+        raise _UserError(f"--synthetic wants 'stream' or a positive number of scenes, got {synthetic!r}")
+    s = cfg.solver
+    plan = {
+        "cfg": cfg,
+        "recipe": recipe,
+        "synthetic": synthetic,
+        "iters": args.iters or (recipe.iters if recipe else s.max_iter),
+        "batch": args.batch or (recipe.batch if recipe else s.ims_per_batch),
+        "lr": args.lr if args.lr is not None else (recipe.lr if recipe else s.base_lr),
+        "weight_decay": args.weight_decay if args.weight_decay is not None else s.weight_decay,
+        "gamma": args.gamma if args.gamma is not None else s.gamma,
+        "warmup": args.warmup_iters if args.warmup_iters is not None else (recipe.warmup_iters if recipe else 1000),
+        "clip": args.clip_grad if args.clip_grad is not None else s.clip_gradients,
+        "out": Path(args.out or (recipe.out if recipe else "out/train")),
+        "eval_scenes": args.eval_scenes if args.eval_scenes is not None else (recipe.eval_scenes if recipe else 0),
+        "eval_seed": recipe.eval_seed if recipe else 0,
+        "scene_hw": recipe.scene_hw if recipe else (320, 480),
+        "workers": args.workers if args.workers is not None else cfg.num_workers,
+        "checkpoint_period": args.checkpoint_period if args.checkpoint_period is not None else s.checkpoint_period,
+    }
+    if args.steps is not None:
+        plan["steps"] = args.steps
+    elif recipe and args.iters is None:
+        plan["steps"] = recipe.steps
+    elif recipe:  # the recipe's drop at the same fraction of a changed length
+        plan["steps"] = tuple(int(round(x * plan["iters"] / recipe.iters)) for x in recipe.steps)
+    else:
+        plan["steps"] = s.steps
+    for key in ("iters", "batch"):
+        if plan[key] <= 0:
+            raise _UserError(f"--{key} must be positive")
+    if plan["lr"] <= 0:
+        raise _UserError("--lr must be positive")
+    # the saved config describes what was trained
+    plan["cfg"] = cfg.replace(**{"solver.max_iter": plan["iters"], "solver.ims_per_batch": plan["batch"],
+                                 "solver.base_lr": plan["lr"], "solver.steps": tuple(plan["steps"]),
+                                 "solver.gamma": plan["gamma"], "solver.weight_decay": plan["weight_decay"],
+                                 "solver.clip_gradients": plan["clip"]})
+    return plan
+
+
+def _make_source(args: argparse.Namespace, plan: dict[str, Any], info: Any) -> Any:
+    """The batch source for this process."""
+    from calibnet.data.synthetic import scene_seed
+
+    from .batches import LoaderBatches, SyntheticBatches
+    from .distributed import barrier
+
+    cfg = plan["cfg"]
+    if plan["synthetic"] == "stream":
+        h, w = plan["scene_hw"]
+        return SyntheticBatches(batch_size=plan["batch"], height=h, width=w, short=cfg.input.min_size_train[0],
+                                max_size=cfg.input.max_size_train, seed=scene_seed(TRAIN_SET_SEED + args.seed, 0),
+                                rank=info.rank, world_size=info.world_size)
+    try:
+        import calibnet.data as data
+    except ImportError as exc:  # pragma: no cover - the data package ships with calibnet
+        raise _UserError(f"calibnet.data is unavailable: {exc}") from None
+    if plan["synthetic"] is not None:
+        folder = plan["out"] / "synthetic_train"
+        h, w = plan["scene_hw"]
+        if info.rank == 0:
+            data.write_synthetic_dataset(folder, int(plan["synthetic"]), seed=TRAIN_SET_SEED + args.seed,
+                                         height=h, width=w, name="synthetic_train")
+        barrier()
+        spec = data.synthetic_dataset_spec(folder, "synthetic_train")
+    elif args.dataset:
+        try:
+            spec = data.get_dataset_spec(args.dataset, args.data_root)
+        except (KeyError, FileNotFoundError, ValueError) as exc:
+            raise _UserError(str(exc)) from None
+    else:
+        spec = data.DatasetSpec("custom_train", args.train_json, args.image_root, args.depth_root)
+    try:
+        dataset = data.RGBDInstanceDataset(spec, cfg.input, train=True)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise _UserError(str(exc)) from None
+
+    def make_loader(start_iter: int) -> Any:
+        return data.build_train_loader(dataset, plan["batch"], num_workers=plan["workers"],
+                                       distributed=info.distributed, seed=args.seed, start_iter=start_iter)
+
+    return LoaderBatches(make_loader)
+
+
+def _run(args: argparse.Namespace) -> int:
+    plan = _resolve(args)
+    import torch
+
+    from calibnet.builder import build_model
+    from calibnet.checkpoint import CheckpointMismatchError
+
+    from .backbone_init import BackboneInitError, init_backbones
+    from .checkpointing import find_resume_file
+    from .config_yaml import write_config_yaml
+    from .distributed import cleanup, init_from_env
+    from .solver import SolverOptions
+    from .trainer import Trainer, TrainOptions
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise _UserError("--device cuda: CUDA is not available")
+    info = init_from_env(args.device)
+    try:
+        cfg, out = plan["cfg"], plan["out"]
+        main_rank = info.rank == 0
+        resume_file = None
+        if args.resume is not None:
+            try:
+                resume_file = find_resume_file(args.resume or out, out)
+            except FileNotFoundError as exc:
+                raise _UserError(str(exc)) from None
+        try:
+            model = build_model(cfg, args.weights, seed=args.seed, eval_mode=False, quiet=True)
+            if args.init_backbone and resume_file is None:
+                init_backbones(model, args.init_backbone, quiet=not main_rank)
+        except (FileNotFoundError, BackboneInitError, CheckpointMismatchError, RuntimeError) as exc:
+            raise _UserError(str(exc)) from None
+        if main_rank and not args.weights and not args.init_backbone and resume_file is None:
+            print("note: training from scratch (no --init-backbone ImageNet weights, no --weights)", file=sys.stderr)
+        source = _make_source(args, plan, info)
+        solver = SolverOptions(base_lr=plan["lr"], weight_decay=plan["weight_decay"], steps=tuple(plan["steps"]),
+                               gamma=plan["gamma"], warmup_iters=plan["warmup"], clip_grad_norm=plan["clip"],
+                               amsgrad=cfg.solver.amsgrad, backbone_multiplier=cfg.solver.backbone_multiplier)
+        eval_spec = None
+        if plan["eval_scenes"] and main_rank:
+            if plan["synthetic"] is None:
+                print("note: --eval-scenes evaluates synthetic scenes; use calibnet-eval for your data set",
+                      file=sys.stderr)
+            from .evaluate import held_out_synthetic_spec
+
+            h, w = plan["scene_hw"]
+            eval_spec = held_out_synthetic_spec(out / "synthetic_heldout", plan["eval_scenes"],
+                                                seed=plan["eval_seed"], height=h, width=w)
+        eval_fn = None
+        if eval_spec is not None and args.eval_period:
+            from .evaluate import evaluate_model
+
+            def eval_fn(m: torch.nn.Module, it: int) -> dict[str, float]:
+                return evaluate_model(m, eval_spec, out / f"eval_{it:07d}", progress=False)
+
+        opts = TrainOptions(max_iter=plan["iters"], solver=solver, out_dir=out,
+                            checkpoint_period=plan["checkpoint_period"], amp=not args.no_amp,
+                            progress=not args.no_progress,
+                            eval_period=args.eval_period if plan["eval_scenes"] else 0, config=cfg.to_dict())
+        trainer = Trainer(model, source, opts, dist_info=info, eval_fn=eval_fn)
+        if resume_file is not None:
+            try:
+                start = trainer.resume(resume_file)
+            except (RuntimeError, KeyError, ValueError) as exc:
+                raise _UserError(f"cannot resume from {resume_file}: {exc}") from None
+            if main_rank:
+                print(f"resumed from {resume_file} at iteration {start}", file=sys.stderr)
+            if start >= plan["iters"]:
+                raise _UserError(f"{resume_file} is at iteration {start}, not below --iters {plan['iters']}")
+        if main_rank:
+            out.mkdir(parents=True, exist_ok=True)
+            header = f"written by calibnet-train ({args.recipe or 'custom'}); pass to --config of calibnet tools"
+            write_config_yaml(cfg, out / "config.yaml", header)
+        t0 = time.perf_counter()
+        history = trainer.train()
+        train_s = time.perf_counter() - t0
+        summary: dict[str, Any] = {
+            "iterations": trainer.iteration, "train_seconds": round(train_s, 1),
+            "final_loss": round(history[-1]["total_loss"], 4) if history else None,
+            "checkpoint": str(out / "model_final.pth"), "config": str(out / "config.yaml"),
+            "world_size": info.world_size, "device": str(info.device),
+        }
+        if eval_spec is not None:
+            from .evaluate import evaluate_model
+
+            t1 = time.perf_counter()
+            metrics = evaluate_model(trainer.model, eval_spec, out / "eval_final", progress=not args.no_progress)
+            summary["eval_seconds"] = round(time.perf_counter() - t1, 1)
+            summary["eval_scenes"] = plan["eval_scenes"]
+            for k in ("AP", "AP50", "AP70"):
+                if k in metrics:
+                    summary[k] = round(float(metrics[k]), 2)
+        if main_rank:
+            summary["total_seconds"] = round(time.perf_counter() - t0, 1)
+            (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            if "AP50" in summary:
+                print(f"AP {summary['AP']:.2f}  AP50 {summary['AP50']:.2f}  AP70 {summary['AP70']:.2f}  "
+                      f"(mask, {plan['eval_scenes']} held-out synthetic scenes)")
+            print(f"trained {trainer.iteration} iterations in {train_s / 60:.1f} min "
+                  f"(total {summary['total_seconds'] / 60:.1f} min); checkpoint {summary['checkpoint']}")
+            print(json.dumps(summary))
+        return 0
+    finally:
+        cleanup(info)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
