@@ -17,7 +17,7 @@ from pycocotools import mask as mask_utils  # type: ignore[import-untyped]
 
 from .registry import DatasetError, DatasetSpec
 
-__all__ = ["ImageRecord", "Segmentation", "decode_segmentation", "load_records", "rasterize_polygons"]
+__all__ = ["ImageRecord", "Segmentation", "clip_polygon", "decode_segmentation", "load_records", "rasterize_polygons"]
 
 #: A polygon segmentation (list of flat coordinate arrays) or an RLE dict.
 Segmentation = list[np.ndarray] | dict[str, Any]
@@ -79,19 +79,47 @@ def load_records(spec: DatasetSpec) -> list[ImageRecord]:
     return [records[k] for k in sorted(records)]
 
 
+def _clip_half_plane(xy: np.ndarray, axis: int, bound: float, keep_below: bool) -> np.ndarray:
+    """One Sutherland-Hodgman step: the part of a closed polygon [N,2] on one side of ``x[axis] = bound``."""
+    if len(xy) == 0:
+        return xy
+    v = xy[:, axis]
+    inside = v <= bound if keep_below else v >= bound
+    nxt = np.roll(xy, -1, axis=0)
+    nxt_inside = np.roll(inside, -1)
+    dv = nxt[:, axis] - v
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(dv != 0, (bound - v) / dv, 0.0)
+    cross = xy + t[:, None] * (nxt - xy)
+    cross[:, axis] = bound
+    # per edge (p -> next): both in -> next; leaving -> crossing; entering -> crossing, next; both out -> nothing
+    pts = np.stack([cross, nxt], axis=1)  # [N,2,2]
+    emit = np.stack([inside != nxt_inside, nxt_inside], axis=1)  # [N,2]
+    return pts[emit]
+
+
+def clip_polygon(xy: np.ndarray, width: float, height: float) -> np.ndarray:
+    """The part of a polygon [N,2] inside the box [0,width] x [0,height] (Sutherland-Hodgman; a concave
+    polygon cut into pieces keeps zero-area connecting edges on the border, which rasterize to nothing)."""
+    for axis, bound, below in ((0, 0.0, False), (0, float(width), True), (1, 0.0, False), (1, float(height), True)):
+        xy = _clip_half_plane(xy, axis, bound, below)
+    return xy
+
+
 def rasterize_polygons(polygons: list[np.ndarray], height: int, width: int) -> np.ndarray:
-    """bool [height, width] union of polygons (pycocotools rasterization, as detectron2's
-    ``polygons_to_bitmask``). Coordinates are clamped to the image first, which leaves the inside of the
-    image unchanged (the part of a polygon outside the image only moves onto its border)."""
-    if not polygons:
-        return np.zeros((height, width), dtype=bool)
-    clamped = []
+    """bool [height, width] union of flat [x0, y0, x1, y1, ...] polygons (pycocotools rasterization, as
+    detectron2's ``polygons_to_bitmask``). Polygons are clipped to the image first, as detectron2's crop
+    does (with shapely) for polygon annotations."""
+    clipped = []
     for p in polygons:
-        q = np.asarray(p, dtype=np.float64).reshape(-1, 2).copy()
-        q[:, 0] = np.clip(q[:, 0], 0, width)
-        q[:, 1] = np.clip(q[:, 1], 0, height)
-        clamped.append(q.reshape(-1).tolist())
-    rles = mask_utils.frPyObjects(clamped, height, width)
+        xy = np.asarray(p, dtype=np.float64).reshape(-1, 2)
+        if (xy.min(0) < 0).any() or xy[:, 0].max() > width or xy[:, 1].max() > height:
+            xy = clip_polygon(xy, width, height)
+        if len(xy) >= 3:
+            clipped.append(xy.reshape(-1).tolist())
+    if not clipped:
+        return np.zeros((height, width), dtype=bool)
+    rles = mask_utils.frPyObjects(clipped, height, width)
     return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
 
 

@@ -96,9 +96,9 @@ class RGBDInstanceDataset(Dataset):
         masks = self._masks(rec, t)
         h, w = rgb_t.shape[:2]
         return {
-            "rgb": torch.from_numpy(np.ascontiguousarray(rgb_t.transpose(2, 0, 1))),
-            "depth": torch.from_numpy(np.ascontiguousarray(depth_t[None])),
-            "masks": torch.from_numpy(masks),
+            "rgb": torch.from_numpy(np.require(rgb_t.transpose(2, 0, 1), requirements=["C", "W"])),
+            "depth": torch.from_numpy(np.require(depth_t[None], requirements=["C", "W"])),
+            "masks": torch.from_numpy(np.require(masks, requirements=["C", "W"])),
             "image_id": rec.image_id,
             "file_name": str(self.spec.image_path(rec.file_name)),
             "orig_hw": (h0, w0),
