@@ -102,9 +102,6 @@ def _results_coco(gt: Any, results: list[dict[str, Any]]) -> Any:
     from pycocotools.coco import COCO  # type: ignore[import-untyped]
 
     if results:
-        missing = {r.get("image_id") for r in results} - set(gt.getImgIds())
-        if missing:
-            raise EvaluationError(f"results name image ids the ground truth does not have: {sorted(missing)[:5]}")
         if any("segmentation" not in r for r in results):
             raise EvaluationError("every detection needs a 'segmentation' (mask AP)")
         return _quiet(gt.loadRes, results)
@@ -150,6 +147,9 @@ def evaluate_coco(gt_json_path: str | Path, results_json_path: str | Path | Sequ
     unknown = set(ids) - set(gt.getImgIds())
     if unknown:
         raise EvaluationError(f"image ids not in the ground truth: {sorted(unknown)[:5]}")
+    foreign = {r.get("image_id") for r in results} - set(gt.getImgIds())
+    if foreign:  # results of another data set: an error, not "AP 0"
+        raise EvaluationError(f"results name image ids the ground truth does not have: {sorted(foreign)[:5]}")
     wanted = set(ids)
     results = [r for r in results if r.get("image_id") in wanted]
     dt = _results_coco(gt, results)
