@@ -41,6 +41,9 @@ class ModelMetadata:
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     size_divisibility: int = 32
+    # 8-bit depth convention of the training data: "near-dark" (COME15K, SIP: the official checkpoints) or
+    # "near-bright"; the runtime converts metric depth / disparity to it (calibnet.runtime.depth)
+    depth_direction: str = "near-dark"
     mask_stride: int = 2  # masks are at 1/mask_stride of the network input
     resize_short: int = 320  # ResizeShortestEdge of the official test pipeline
     resize_max: int = 480

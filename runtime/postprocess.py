@@ -17,27 +17,44 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["sigmoid", "select_instances", "select_topk", "rescore", "decode_masks", "Selection"]
+from .metadata import ModelMetadata
+from .prediction import Prediction, masks_to_boxes
+
+__all__ = ["sigmoid", "select_instances", "select_topk", "rescore", "decode_masks", "decode_prediction", "Selection"]
 
 Selection = tuple[np.ndarray, np.ndarray, np.ndarray]  # kernel indices [K], scores [K], mask probabilities [K,h,w]
 
 
+def _sigmoid_inplace(a: np.ndarray) -> np.ndarray:
+    """Logistic function of a contiguous float32 array, in place."""
+    np.negative(a, out=a)
+    if a.size:
+        flat = a.reshape(1, -1)
+        cv2.exp(flat, dst=flat)
+    a += 1.0
+    return np.reciprocal(a, out=a)
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Logistic function in float32, without overflow warnings (inputs clipped to +-88)."""
-    x = np.clip(np.asarray(x, dtype=np.float32), -88.0, 88.0)
-    out = np.exp(-x)
-    out += 1.0
-    return np.reciprocal(out, out=out)
+    """Logistic function in float32 (OpenCV's SIMD exp: relative error ~1e-7; no overflow warnings, +-inf
+    saturate to 1 and 0)."""
+    return _sigmoid_inplace(np.array(x, dtype=np.float32))
+
+
+def _row_sums(a: np.ndarray) -> np.ndarray:
+    """float64 sums of the rows of a float32 [K,n] array (OpenCV, one pass)."""
+    return cv2.reduce(a, 1, cv2.REDUCE_SUM, dtype=cv2.CV_64F)[:, 0]
 
 
 def rescore(probs: np.ndarray, mask_threshold: float) -> np.ndarray:
     """Mean probability inside each mask binarized at ``mask_threshold``: [K,h,w] -> [K] float32."""
     if len(probs) == 0:
         return np.zeros(0, np.float32)
-    flat = probs.reshape(len(probs), -1)
-    inside = flat > mask_threshold
-    total = np.where(inside, flat, 0.0).sum(1, dtype=np.float64)
-    return (total / (inside.sum(1) + 1e-6)).astype(np.float32)
+    flat = np.ascontiguousarray(probs, dtype=np.float32).reshape(len(probs), -1)
+    _, inside = cv2.threshold(flat, mask_threshold, 0.0, cv2.THRESH_TOZERO)  # p where p > threshold, else 0
+    total = _row_sums(inside)
+    cv2.threshold(flat, mask_threshold, 1.0, cv2.THRESH_BINARY, dst=inside)  # 1 where p > threshold
+    return (total / (_row_sums(inside) + 1e-6)).astype(np.float32)
 
 
 def select_instances(logits: np.ndarray, objectness: np.ndarray, mask_logits: np.ndarray, cls_threshold: float,
@@ -45,13 +62,15 @@ def select_instances(logits: np.ndarray, objectness: np.ndarray, mask_logits: np
     """One image of a full-output graph: (kept kernel indices [K], rescored scores [K], mask probabilities [K,h,w]).
 
     Kept instances are in kernel-index order, as the official code returns them; at most
-    ``max_detections`` (highest scores) are kept.
+    ``max_detections`` (highest scores) are kept. The sigmoid is taken of the kept masks only.
     """
     scores = np.sqrt(sigmoid(logits[:, 0]) * sigmoid(objectness[:, 0]))
     keep = np.nonzero(scores > cls_threshold)[0]
     if len(keep) > max_detections:
         keep = np.sort(keep[np.argsort(-scores[keep], kind="stable")[:max_detections]])
-    probs = sigmoid(mask_logits[keep])
+    probs = np.empty((len(keep), *mask_logits.shape[1:]), np.float32)
+    np.take(np.asarray(mask_logits, dtype=np.float32), keep, axis=0, out=probs)
+    _sigmoid_inplace(probs)
     return keep, (scores[keep] * rescore(probs, mask_threshold)).astype(np.float32), probs
 
 
@@ -73,18 +92,63 @@ def _resize_plane(plane: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(plane, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
 
 
+def _source_crop(src_len: int, padded_len: int, keep_len: int) -> tuple[int, int]:
+    """(source rows to resize, their upsampled size) such that upsampling only those rows by the same
+    integer factor gives the first ``keep_len`` rows of the full upsample exactly; the full sizes when the
+    factor is not an integer."""
+    factor, rem = divmod(padded_len, src_len)
+    if rem or factor < 1:
+        return src_len, padded_len
+    # output row i < keep_len reads source rows floor((i + 0.5) / f - 0.5) and the one after: all below
+    # keep_len // f + 2, so a crop that long never reaches the bottom clamp of its own resize
+    n = min(src_len, keep_len // factor + 2)
+    return n, n * factor
+
+
+_UNIFORM_MARGIN = 1e-6  # a bilinear mix of values all above (below) t + margin (t - margin) stays above (below) t
+
+
 def decode_masks(probs: np.ndarray, padded_hw: tuple[int, int], resized_hw: tuple[int, int],
-                 original_hw: tuple[int, int], mask_threshold: float) -> np.ndarray:
+                 original_hw: tuple[int, int], mask_threshold: float, order: np.ndarray | None = None) -> np.ndarray:
     """[K,h',w'] mask probabilities at 1/stride -> bool [K,H0,W0] at the original size.
 
     Same steps as the official code: resize to the padded input size, crop the padding, resize to the
-    original size, binarize (``> mask_threshold``).
+    original size, binarize (``> mask_threshold``); bilinear resizes are convex combinations, so a mask
+    whose probabilities are all above (below) the threshold in the region that reaches the crop is all
+    True (False) without resizing. Only the source rows/columns that reach the crop are upsampled.
+    ``order``: decode ``probs[order]`` (without copying the probabilities).
     """
-    K = len(probs)
+    index = np.arange(len(probs)) if order is None else np.asarray(order)
+    K = len(index)
     out = np.empty((K, *original_hw), dtype=bool)
+    if K == 0:
+        return out
     rh, rw = resized_hw
-    for k in range(K):
-        full = _resize_plane(np.ascontiguousarray(probs[k], dtype=np.float32), padded_hw)
-        crop = np.ascontiguousarray(full[:rh, :rw])
-        np.greater(_resize_plane(crop, original_hw), mask_threshold, out=out[k])
+    sh, uh = _source_crop(probs.shape[1], padded_hw[0], rh)
+    sw, uw = _source_crop(probs.shape[2], padded_hw[1], rw)
+    for k, i in enumerate(index):
+        src = np.ascontiguousarray(probs[i, :sh, :sw], dtype=np.float32)
+        lo, hi, _, _ = cv2.minMaxLoc(src)
+        if lo > mask_threshold + _UNIFORM_MARGIN or hi < mask_threshold - _UNIFORM_MARGIN:
+            out[k] = lo > mask_threshold
+            continue
+        up = _resize_plane(src, (uh, uw))
+        np.greater(_resize_plane(up[:rh, :rw], original_hw), mask_threshold, out=out[k])
     return out
+
+
+def decode_prediction(out: dict[str, np.ndarray], b: int, padded_hw: tuple[int, int], resized_hw: tuple[int, int],
+                      original_hw: tuple[int, int], meta: ModelMetadata) -> Prediction:
+    """The Prediction of batch item ``b`` from a graph's outputs (full-output or top-k graph), sorted by score."""
+    if "keep_index" in out:  # in-graph top-k selection
+        below = float(meta.extra.get("topk_below_threshold_score", -1.0))
+        keep, scores, probs = select_topk(out["scores"][b], out["masks"][b], out["keep_index"][b],
+                                          meta.max_detections, below)
+    else:
+        keep, scores, probs = select_instances(out["pred_logits"][b], out["pred_scores"][b], out["pred_masks"][b],
+                                               meta.cls_threshold, meta.mask_threshold, meta.max_detections)
+    order = np.argsort(-scores, kind="stable")
+    masks = decode_masks(probs, padded_hw, resized_hw, original_hw, meta.mask_threshold, order=order)
+    trust = out["depth_trust"][b].astype(np.float32) if "depth_trust" in out else np.full(3, np.nan, np.float32)
+    return Prediction(masks=masks, scores=scores[order], boxes=masks_to_boxes(masks), depth_trust=trust,
+                      kernel_index=keep[order].astype(np.int64))

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from .backends.base import Backend, BackendUnavailable
+from .depth import DEFAULT_DIRECTION, DepthFormat
 from .metadata import ModelMetadata
-from .postprocess import decode_masks, select_instances, select_topk
-from .prediction import Prediction, masks_to_boxes
+from .postprocess import decode_prediction
+from .prediction import Prediction
 from .preprocess import PreparedFrame, prepare_frame
 
 __all__ = ["Runtime"]
@@ -22,64 +23,89 @@ _BACKEND_BY_SUFFIX = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "t
 
 
 class Runtime:
-    """A CalibNet model on one backend, with the official pre- and post-processing."""
+    """A CalibNet model on one backend, with the official pre- and post-processing.
 
-    def __init__(self, backend: Backend) -> None:
+    ``depth_format`` says how depth maps are read (8-bit as is by default; see
+    :class:`~calibnet.runtime.depth.DepthFormat`; its direction defaults to the model's metadata);
+    ``strict`` turns an RGB/depth size mismatch into an :class:`InputError` instead of a resize with a warning.
+    Both can be overridden per call.
+    """
+
+    def __init__(self, backend: Backend, depth_format: DepthFormat | None = None, strict: bool = False) -> None:
         self.backend = backend
         self.metadata: ModelMetadata = backend.metadata
+        self.depth_format = self._with_model_direction(depth_format)
+        self.strict = strict
+
+    def _with_model_direction(self, fmt: DepthFormat | None) -> DepthFormat:
+        return (fmt or DepthFormat()).with_direction(self.metadata.depth_direction or DEFAULT_DIRECTION)
 
     @classmethod
     def open(cls, path: str | Path, backend: str | None = None, providers: list | None = None,
-             **kwargs: Any) -> Runtime:
+             depth_format: DepthFormat | None = None, strict: bool = False, **kwargs: Any) -> Runtime:
         """Open an exported model. The backend follows the file type unless ``backend`` names one:
-        ``.onnx`` -> ``onnxruntime`` (providers TensorRT > CUDA > CPU, or ``providers``), ``.engine``/``.plan``
-        -> ``tensorrt``, ``.pth``/``.pt`` (a checkpoint; ``config=`` preset or YAML, default r50) -> ``torch``."""
+        ``.onnx`` -> ``onnxruntime`` (providers TensorRT > CUDA > CPU with FP16 and engine-cache options, or
+        ``providers``; ``fp16=``, ``cache_dir=``, ``threads=`` pass through), ``.engine``/``.plan`` ->
+        ``tensorrt``, ``.pth``/``.pt`` (a checkpoint; ``config=`` preset or YAML, default r50) -> ``torch``."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"model file not found: {path}")
         kind = backend or _BACKEND_BY_SUFFIX.get(path.suffix.lower(), "onnxruntime")
+        be: Backend
         if kind == "onnxruntime":
             from .backends.onnxruntime import OnnxRuntimeBackend
 
-            return cls(OnnxRuntimeBackend(path, providers=providers, **kwargs))
-        if kind == "tensorrt":
+            be = OnnxRuntimeBackend(path, providers=providers, **kwargs)
+        elif kind == "tensorrt":
             try:
                 from .backends.tensorrt import TensorRTBackend
             except ImportError as exc:
                 raise BackendUnavailable(f"TensorRT backend unavailable: {exc}") from exc
-            return cls(TensorRTBackend(path, **kwargs))
-        if kind == "torch":
+            be = TensorRTBackend(path, **kwargs)
+        elif kind == "torch":
             from .backends.torch_backend import TorchBackend
 
-            return cls(TorchBackend(weights=path, **kwargs))
-        raise ValueError(f"unknown backend {kind!r} (onnxruntime, tensorrt or torch)")
+            be = TorchBackend(weights=path, **kwargs)
+        else:
+            raise ValueError(f"unknown backend {kind!r} (onnxruntime, tensorrt or torch)")
+        return cls(be, depth_format=depth_format, strict=strict)
 
     @classmethod
-    def from_model(cls, model: Any, device: str = "cpu") -> Runtime:
+    def from_model(cls, model: Any, device: str = "cpu", depth_format: DepthFormat | None = None,
+                   strict: bool = False) -> Runtime:
         """The PyTorch reference backend around an in-memory ``calibnet.CalibNet`` (needs torch)."""
         from .backends.torch_backend import TorchBackend
 
-        return cls(TorchBackend(model, device=device))
+        return cls(TorchBackend(model, device=device), depth_format=depth_format, strict=strict)
 
     def _static_hw(self) -> tuple[int, int] | None:
         m = self.metadata
         return None if m.dynamic_hw else (m.height, m.width)
 
-    def prepare(self, rgb: np.ndarray, depth: np.ndarray, bgr: bool = False) -> PreparedFrame:
-        """Resize and pad one frame for this model."""
+    def prepare(self, rgb: np.ndarray, depth: np.ndarray, bgr: bool = False, depth_format: DepthFormat | None = None,
+                strict: bool | None = None) -> PreparedFrame:
+        """Resize and pad one frame for this model (see :func:`~calibnet.runtime.preprocess.prepare_frame`)."""
         m = self.metadata
-        return prepare_frame(rgb, depth, m.resize_short, m.resize_max, self._static_hw(), m.size_divisibility, bgr)
+        fmt = self.depth_format if depth_format is None else self._with_model_direction(depth_format)
+        return prepare_frame(rgb, depth, m.resize_short, m.resize_max, self._static_hw(), m.size_divisibility, bgr,
+                             depth_format=fmt, strict=self.strict if strict is None else strict)
 
-    def predict(self, rgb: np.ndarray, depth: np.ndarray, bgr: bool = False) -> Prediction:
-        """Salient instances of one frame (RGB [H,W,3] / gray / RGBA image and depth [H,W]); masks at [H,W]."""
-        return self.predict_batch([rgb], [depth], bgr=bgr)[0]
+    def predict(self, rgb: np.ndarray, depth: np.ndarray, bgr: bool = False, depth_format: DepthFormat | None = None,
+                strict: bool | None = None) -> Prediction:
+        """Salient instances of one frame; masks at the frame's size.
+
+        ``rgb``: uint8 [H,W,3] RGB (BGR with ``bgr=True``), RGBA or gray; ``depth``: [H,W] 8-bit map, 16-bit or
+        float metric depth, or disparity (``depth_format``). A frame without any instance gives an empty
+        Prediction (masks [0,H,W]). Bad frames raise :class:`~calibnet.runtime.errors.InputError`.
+        """
+        return self.predict_batch([rgb], [depth], bgr=bgr, depth_format=depth_format, strict=strict)[0]
 
     def _batch_capacity(self) -> int:
         m = self.metadata
         return max(1, int(m.max_batch if m.dynamic_batch else m.batch))
 
-    def predict_batch(self, rgbs: Sequence[np.ndarray], depths: Sequence[np.ndarray],
-                      bgr: bool = False) -> list[Prediction]:
+    def predict_batch(self, rgbs: Sequence[np.ndarray], depths: Sequence[np.ndarray], bgr: bool = False,
+                      depth_format: DepthFormat | None = None, strict: bool | None = None) -> list[Prediction]:
         """Several frames. Frames whose padded inputs have the same shape run as one batch, up to the graph's
         batch size (``max_batch`` for dynamic-batch graphs; a static batch is filled by repeating a frame);
         each Prediction's ``timings["infer"]`` is its share of the batch's inference time."""
@@ -89,7 +115,7 @@ class Runtime:
         pre: list[float] = []
         for rgb, depth in zip(rgbs, depths):
             t0 = time.perf_counter()
-            frames.append(self.prepare(rgb, depth, bgr))
+            frames.append(self.prepare(rgb, depth, bgr, depth_format, strict))
             pre.append(time.perf_counter() - t0)
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, f in enumerate(frames):
@@ -116,17 +142,5 @@ class Runtime:
 
     def _decode(self, out: dict[str, np.ndarray], b: int, frame: PreparedFrame) -> Prediction:
         """Prediction of batch item ``b`` from the graph outputs (full-output or top-k graph)."""
-        m = self.metadata
-        if "keep_index" in out:  # in-graph top-k selection
-            below = float(m.extra.get("topk_below_threshold_score", -1.0))
-            keep, scores, probs = select_topk(out["scores"][b], out["masks"][b], out["keep_index"][b],
-                                              m.max_detections, below)
-        else:
-            keep, scores, probs = select_instances(out["pred_logits"][b], out["pred_scores"][b], out["pred_masks"][b],
-                                                   m.cls_threshold, m.mask_threshold, m.max_detections)
-        order = np.argsort(-scores, kind="stable")
-        keep, scores, probs = keep[order], scores[order], probs[order]
-        masks = decode_masks(probs, frame.rgb.shape[-2:], frame.resized_hw, frame.original_hw, m.mask_threshold)
-        trust = out["depth_trust"][b].astype(np.float32) if "depth_trust" in out else np.full(3, np.nan, np.float32)
-        return Prediction(masks=masks, scores=scores, boxes=masks_to_boxes(masks), depth_trust=trust,
-                          kernel_index=keep.astype(np.int64))
+        padded = (int(frame.rgb.shape[-2]), int(frame.rgb.shape[-1]))
+        return decode_prediction(out, b, padded, frame.resized_hw, frame.original_hw, self.metadata)

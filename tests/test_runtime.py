@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import BLOCK_TORCH
 
-from calibnet.runtime import InputError, Runtime
+from calibnet.runtime import InputError, InputWarning, Runtime
 from calibnet.runtime.postprocess import decode_masks, select_instances
 from calibnet.runtime.preprocess import prepare_frame
 from calibnet.runtime.resize import (
@@ -69,7 +69,18 @@ def test_bad_frames_give_clear_errors():
     with pytest.raises(InputError, match="uint8"):
         prepare_frame(rgb.astype(np.float32), depth)
     with pytest.raises(InputError, match="sizes differ"):
-        prepare_frame(rgb, depth[:50])
+        prepare_frame(rgb, depth[:50], strict=True)
+    with pytest.warns(InputWarning, match="depth resized"):
+        resized = prepare_frame(rgb, np.full((50, 96), 200, np.uint8))
+    assert resized.depth.shape == (1, 320, 480) and (resized.depth[0] == 200).all()
+    with pytest.raises(InputError, match="empty"):
+        prepare_frame(rgb[:0], depth)
+    with pytest.raises(InputError, match="empty"):
+        prepare_frame(rgb, depth[:, :0])
+    with pytest.raises(InputError, match="dtype bool"):
+        prepare_frame(rgb, depth.astype(bool))
+    with pytest.raises(InputError, match="depth must be"):
+        prepare_frame(rgb, np.zeros((64, 96, 2), np.uint8))
     with pytest.raises(InputError, match="shape"):
         prepare_frame(np.zeros((64, 96, 5), np.uint8), depth)
     gray = prepare_frame(rgb[:, :, 0], depth)
