@@ -290,6 +290,22 @@ def test_train_loader_is_infinite_deterministic_and_resumable(tmp_path):
         build_train_loader(ds, 2, distributed=True)
 
 
+def test_train_loader_shards_by_the_process_group(tmp_path):
+    """distributed=True reads rank and world size from torch.distributed (a 1-process gloo group here; the
+    2-rank split itself is test_infinite_sampler_shards_and_resumes)."""
+    import torch.distributed as dist
+
+    spec = write_synthetic_dataset(tmp_path / "syn", 2, seed=1, height=64, width=96)
+    ds = RGBDInstanceDataset(spec, CFG_INPUT.__class__(min_size_train=(64,), max_size_train=96), train=True)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        loader = build_train_loader(ds, 1, distributed=True, seed=5)
+        assert (loader.sampler.rank, loader.sampler.world_size) == (0, 1)
+        assert next(iter(loader))["image_ids"] == next(iter(build_train_loader(ds, 1, seed=5)))["image_ids"]
+    finally:
+        dist.destroy_process_group()
+
+
 # ------------------------------------------------------------------ synthetic writer
 
 
