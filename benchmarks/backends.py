@@ -1,0 +1,185 @@
+"""Set up each benchmarked backend as a :class:`calibnet.runtime.Runtime`, with an Ultralytics-style status.
+
+- ``torch``: ``Runtime.from_model(model)`` -- the runtime's numpy pre/post-processing around the eager model
+  (the reference: its status is ``passed`` once it runs).
+- ``onnxruntime``: a portable ONNX export (``calibnet.export.export_onnx``, static network size), run on the
+  CPU execution provider with latency-minded session options (:func:`ort_session_options`), validated
+  against the eager model on the same prepared frame.
+- ``tensorrt``: a TensorRT-flavoured ONNX export, an FP16 engine from ``calibnet.engines.get_or_build`` and
+  ``Runtime.open(engine)``; without TensorRT or a GPU the status says ``unavailable: <reason>``.
+
+Status values: ``passed``, ``exported but validation failed``, ``export failed: <error>``,
+``unavailable: <reason>``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["KNOWN_BACKENDS", "PreparedBackend", "ort_session_options", "prepare_backend", "validate_outputs",
+           "PASSED", "VALIDATION_FAILED"]
+
+KNOWN_BACKENDS = ("torch", "onnxruntime", "tensorrt")
+PASSED = "passed"
+VALIDATION_FAILED = "exported but validation failed"
+
+#: validation tolerances against the eager model (FP32 backends; FP16 engines get looser ones)
+LOGIT_ATOL = {"fp32": 1e-2, "fp16": 0.1}
+MASK_AGREEMENT = {"fp32": 0.99, "fp16": 0.97}
+
+
+@dataclass
+class PreparedBackend:
+    """One row of the benchmark: the runtime (None unless it can run) and what happened on the way."""
+
+    name: str
+    status: str
+    runtime: Any = None
+    artifact: Path | None = None
+    artifact_mb: float | None = None
+    precision: str = "fp32"
+    validation: dict[str, Any] = field(default_factory=dict)
+    detail: str = ""
+
+    @property
+    def runnable(self) -> bool:
+        """Whether latency can be measured (passed or validation failed: it runs, but disagrees)."""
+        return self.runtime is not None
+
+
+def ort_session_options(threads: int) -> Any:
+    """ONNX Runtime CPU options for latency on a possibly shared machine: all graph optimizations,
+    sequential execution, ``threads`` intra-op threads, one inter-op thread, no busy-wait spinning."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
+def _feeds(runtime: Any, rgb: np.ndarray, depth: np.ndarray) -> dict[str, np.ndarray]:
+    frame = runtime.prepare(rgb, depth)
+    return {"rgb": frame.rgb[None], "depth": frame.depth[None],
+            "valid_hw": np.array([frame.resized_hw], dtype=np.int64)}
+
+
+def validate_outputs(candidate: dict[str, np.ndarray], reference: dict[str, np.ndarray], mask_threshold: float,
+                     precision: str = "fp32") -> dict[str, Any]:
+    """Compare raw outputs with the eager model's: max |diff| of the class and objectness logits, and the
+    share of mask pixels on the same side of the mask threshold. ``ok`` when within tolerance."""
+    report: dict[str, Any] = {}
+    for name in ("pred_logits", "pred_scores"):
+        report[f"{name}_max_abs_diff"] = float(np.max(np.abs(candidate[name] - reference[name])))
+    logit_thr = math.log(mask_threshold / (1 - mask_threshold))
+    agree = (candidate["pred_masks"] > logit_thr) == (reference["pred_masks"] > logit_thr)
+    report["mask_agreement"] = float(agree.mean())
+    report["ok"] = bool(max(report["pred_logits_max_abs_diff"], report["pred_scores_max_abs_diff"])
+                        <= LOGIT_ATOL[precision] and report["mask_agreement"] >= MASK_AGREEMENT[precision])
+    report["tolerance"] = {"logits_atol": LOGIT_ATOL[precision], "mask_agreement_min": MASK_AGREEMENT[precision]}
+    return report
+
+
+def _validate(prepared: PreparedBackend, reference_backend: Any, rgb: np.ndarray, depth: np.ndarray) -> None:
+    feeds = _feeds(prepared.runtime, rgb, depth)
+    report = validate_outputs(prepared.runtime.backend.run(feeds), reference_backend.run(feeds),
+                              prepared.runtime.metadata.mask_threshold, prepared.precision)
+    prepared.validation = report
+    prepared.status = PASSED if report["ok"] else VALIDATION_FAILED
+
+
+def _model_mb(model: Any) -> float:
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors) / 1e6
+
+
+def _short(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return msg.split(". Install")[0][:200]
+
+
+def prepare_backend(name: str, model: Any, workdir: Path, height: int, width: int, batch: int, threads: int,
+                    rgb: np.ndarray, depth: np.ndarray, weights: str | None = None) -> PreparedBackend:
+    """Export/build/open backend ``name`` for ``model`` at ``height`` x ``width`` and validate it."""
+    from calibnet.runtime import Runtime
+
+    if name == "torch":
+        rt = Runtime.from_model(model)
+        size = Path(weights).stat().st_size / 1e6 if weights else _model_mb(model)
+        prep = PreparedBackend(name, PASSED, rt, Path(weights) if weights else None, size,
+                               detail="eager PyTorch (reference), runtime pre/post-processing")
+        prep.validation = {"ok": True, "reference": True}
+        return prep
+    reference = Runtime.from_model(model).backend
+    if name == "onnxruntime":
+        return _prepare_onnxruntime(model, workdir, height, width, batch, threads, rgb, depth, reference)
+    if name == "tensorrt":
+        return _prepare_tensorrt(model, workdir, height, width, batch, rgb, depth, reference)
+    raise ValueError(f"unknown backend {name!r} (choose from {', '.join(KNOWN_BACKENDS)})")
+
+
+def _prepare_onnxruntime(model: Any, workdir: Path, height: int, width: int, batch: int, threads: int,
+                         rgb: np.ndarray, depth: np.ndarray, reference: Any) -> PreparedBackend:
+    from calibnet.export import export_onnx
+    from calibnet.runtime import Runtime
+    from calibnet.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    path = workdir / f"calibnet_{height}x{width}_b{batch}.onnx"
+    try:
+        export_onnx(model, path, flavor="portable", height=height, width=width, batch=batch)
+    except Exception as exc:  # an export error is a benchmark result, not a crash
+        return PreparedBackend("onnxruntime", f"export failed: {_short(exc)}", detail=repr(exc))
+    try:
+        import onnxruntime as ort
+
+        backend = OnnxRuntimeBackend(path, providers=["CPUExecutionProvider"])
+        backend.session = ort.InferenceSession(str(path), ort_session_options(threads),
+                                               providers=["CPUExecutionProvider"])
+        rt = Runtime(backend)
+    except Exception as exc:
+        return PreparedBackend("onnxruntime", f"{VALIDATION_FAILED} (session: {_short(exc)})", None, path,
+                               path.stat().st_size / 1e6, detail=repr(exc))
+    prep = PreparedBackend("onnxruntime", PASSED, rt, path, path.stat().st_size / 1e6,
+                           detail=f"ONNX Runtime {ort.__version__} CPU, portable ONNX (GridSample MSDA), "
+                                  f"{threads} intra-op threads, no spinning")
+    _validate(prep, reference, rgb, depth)
+    return prep
+
+
+def _prepare_tensorrt(model: Any, workdir: Path, height: int, width: int, batch: int, rgb: np.ndarray,
+                      depth: np.ndarray, reference: Any) -> PreparedBackend:
+    from calibnet.engines import TensorRTUnavailable, get_or_build, require_tensorrt
+    from calibnet.export import export_onnx
+    from calibnet.runtime import Runtime
+    from calibnet.runtime.backends.base import BackendUnavailable
+
+    try:
+        require_tensorrt("the tensorrt benchmark backend")
+    except TensorRTUnavailable as exc:
+        return PreparedBackend("tensorrt", f"unavailable: {_short(exc)}", precision="fp16", detail=str(exc))
+    path = workdir / f"calibnet_{height}x{width}_b{batch}_trt.onnx"
+    try:
+        export_onnx(model, path, flavor="tensorrt", height=height, width=width, batch=batch)
+    except Exception as exc:
+        return PreparedBackend("tensorrt", f"export failed: {_short(exc)}", precision="fp16", detail=repr(exc))
+    try:
+        engine = get_or_build(path, cache_dir=workdir / "engines", fp16=True)
+        rt = Runtime.open(engine)
+    except (TensorRTUnavailable, BackendUnavailable) as exc:
+        return PreparedBackend("tensorrt", f"unavailable: {_short(exc)}", precision="fp16", detail=str(exc))
+    except Exception as exc:
+        return PreparedBackend("tensorrt", f"export failed: engine build: {_short(exc)}", precision="fp16",
+                               detail=repr(exc))
+    prep = PreparedBackend("tensorrt", PASSED, rt, Path(engine), Path(engine).stat().st_size / 1e6, "fp16",
+                           detail="TensorRT FP16 engine (calibnet.engines.get_or_build)")
+    _validate(prep, reference, rgb, depth)
+    return prep

@@ -1,0 +1,181 @@
+"""Turn measurements into the benchmark's outputs: a plain-text table, the JSON document and a PNG."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .model_stats import PAPER
+
+__all__ = ["backend_entry", "format_report", "compare_paper_rows", "plot_stages", "BASELINE"]
+
+BASELINE = "official"
+_LABEL = {BASELINE: "official (baseline)"}
+
+
+def backend_entry(status: str, summary_ms: dict[str, dict[str, float]] | None, baseline_e2e_p50: float | None,
+                  batch: int, network_gmacs: float | None, sgemm_gflops: float, artifact_mb: float | None = None,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One ``backends.<name>`` entry: status, artifact size, ms per stage (p50/p90/p99/mean), end to end,
+    FPS, speed-up over the official-style path, achieved model GFLOP/s and its share of the SGEMM peak."""
+    entry: dict[str, Any] = {"status": status, "artifact_mb": artifact_mb, "e2e_ms": None, "stages_ms": None,
+                             "fps": None, "speedup_vs_official": None, "host_share": None,
+                             "achieved_gflops": None, "fraction_of_sgemm_peak": None}
+    if summary_ms is not None:
+        e2e = summary_ms["e2e"]
+        stages = {s: summary_ms[s] for s in ("pre", "infer", "post")}
+        entry.update(
+            e2e_ms=e2e, stages_ms=stages, fps=1e3 * batch / e2e["p50"],
+            fps_inference_only=1e3 * batch / stages["infer"]["p50"],
+            speedup_vs_official=(baseline_e2e_p50 / e2e["p50"]) if baseline_e2e_p50 else None,
+            host_share=(stages["pre"]["p50"] + stages["post"]["p50"]) / e2e["p50"],
+        )
+        if network_gmacs:
+            achieved = 2 * network_gmacs * batch / (stages["infer"]["p50"] / 1e3)
+            entry.update(achieved_gflops=achieved, fraction_of_sgemm_peak=achieved / sgemm_gflops if sgemm_gflops
+                         else None, network_gmacs=network_gmacs)
+    entry.update(extra or {})
+    return entry
+
+
+def _f(v: float | None, fmt: str = "{:.1f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for j, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def compare_paper_rows(doc: dict[str, Any]) -> list[list[str]]:
+    """Rows of the paper-vs-here table; each figure names the device it came from."""
+    setup = doc["setup"]
+    cpu = f"this CPU ({setup['cpu']}, {setup['threads']} threads)"
+    hw = f"{setup['height']}x{setup['width']}"
+    rows = [["figure", "paper", "paper device", "here", "here: device / note"],
+            ["params (total, aux heads incl.)", f"{PAPER['params_m']}M", "-",
+             f"{doc['params']['total'] / 1e6:.1f}M ({doc['params']['total']:,})", "counted, no device"],
+            ["params without aux heads", "-", "-", f"{doc['params']['without_aux'] / 1e6:.1f}M", "counted"],
+            ["GFLOPs (fvcore: 1 MAC = 1 flop)", f"{PAPER['gflops']}", "-",
+             f"{doc['gmacs']:.2f} at {hw}", "counted, fvcore rules"],
+            ["GFLOPs as 2 x MACs", "-", "-", f"{doc['gflops_2x_macs']:.1f} at {hw}", "counted"]]
+    for s in doc["flops"].get("dataset_sizes", []):
+        nh, nw = s["network_hw"]
+        rows.append([f"  GMACs, {s['label']}", "", "", f"{s['gmacs']:.1f} at {nh}x{nw}", "counted"])
+    for name, b in [(BASELINE, doc["baseline"]), *doc["backends"].items()]:
+        if b.get("fps") is None:
+            rows.append([f"FPS {_LABEL.get(name, name)}", "", "", "-", b["status"].split(", but")[0][:60]])
+            continue
+        rows.append([f"FPS {_LABEL.get(name, name)} (end to end)", f"{PAPER['fps']}" if name == BASELINE else "",
+                     PAPER["fps_device"] if name == BASELINE else "", f"{b['fps']:.2f} at {hw}", cpu])
+        rows.append([f"FPS {_LABEL.get(name, name)} (inference only)", "", "", f"{b['fps_inference_only']:.2f}",
+                     cpu])
+    return rows
+
+
+def format_report(doc: dict[str, Any], compare_paper: bool = False) -> str:
+    """The human-readable report (plain text)."""
+    s = doc["setup"]
+    out = [f"calibnet-bench: {s['config']} at {s['height']}x{s['width']}, batch {s['batch']}, {s['iters']} timed "
+           f"iterations ({s['warmup']} warm-up), {s['threads']} threads, frame {s['frame_hw'][0]}x{s['frame_hw'][1]} "
+           f"({s['frame']}); {s['weights']}",
+           f"machine: {s['cpu']}; torch {s['torch']}, onnxruntime {s['onnxruntime']}; load average at start "
+           f"{s['loadavg_start']}, at end {s.get('loadavg_end')}",
+           ""]
+    p = doc["params"]
+    out.append(f"parameters: total {p['total']:,} ({p['total'] / 1e6:.1f}M, the paper's convention: training model, "
+               f"aux heads included); without the training-only heads {p['without_aux']:,} "
+               f"({p['without_aux'] / 1e6:.1f}M)")
+    out.append("  by module: " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in p["by_module"].items()))
+    f = doc["flops"]
+    out.append(f"MACs (fvcore convention, 1 multiply-add = 1 flop): {doc['gmacs']:.2f} G at "
+               f"{f['network_hw'][0]}x{f['network_hw'][1]}; FLOPs = 2 x MACs: {doc['gflops_2x_macs']:.1f} G")
+    out.append("  by module: " + ", ".join(f"{k} {v:.2f}" for k, v in f["by_module_gmacs"].items()))
+    out.append(f"  deformable-attention sampling: {f['msda_sampling_gmacs']:.3f} G in the count (fvcore's "
+               f"grid-sampler rule); its weighted sum, {f['msda_weighted_sum_gmacs_not_in_fvcore']:.3f} G, is not "
+               f"counted by fvcore")
+    for line in f.get("paper_gflops_explained", [])[1:]:
+        out.append("  " + line)
+    sg = doc["sgemm"]
+    out.append(f"SGEMM peak (float32 {sg['n']}x{sg['n']} matmul): torch {_f(sg['torch_gflops'])} GFLOP/s "
+               f"({sg['threads']} threads), numpy {_f(sg['numpy_gflops'])} GFLOP/s -> peak {doc['sgemm_gflops']:.1f}")
+    out.append("")
+    rows = [["backend", "status", "size MB", "pre ms", "infer ms", "post ms", "e2e p50", "e2e p90", "e2e p99", "FPS",
+             "speedup", "host %", "GFLOP/s", "% SGEMM"]]
+    notes = []
+    for name, b in [(BASELINE, doc["baseline"]), *doc["backends"].items()]:
+        st = b.get("stages_ms") or {}
+        e = b.get("e2e_ms") or {}
+        status = b["status"]
+        if len(status) > 32:
+            notes.append(f"[{len(notes) + 1}] {name}: {status}")
+            status = f"{status.split(':')[0][:28]} [{len(notes)}]"
+        rows.append([_LABEL.get(name, name), status, _f(b.get("artifact_mb")),
+                     _f(st.get("pre", {}).get("p50")), _f(st.get("infer", {}).get("p50")),
+                     _f(st.get("post", {}).get("p50")), _f(e.get("p50")), _f(e.get("p90")), _f(e.get("p99")),
+                     _f(b.get("fps"), "{:.2f}"), _f(b.get("speedup_vs_official"), "{:.2f}x"),
+                     _f(None if b.get("host_share") is None else 100 * b["host_share"]),
+                     _f(b.get("achieved_gflops")),
+                     _f(None if b.get("fraction_of_sgemm_peak") is None else 100 * b["fraction_of_sgemm_peak"])])
+    out.append(_table(rows))
+    out.extend(notes)
+    out.append("stage columns: p50 ms per batch; host % = (pre + post) / end to end; GFLOP/s = 2 x MACs / inference "
+               "p50; % SGEMM = that over the measured SGEMM peak.")
+    if doc.get("accuracy"):
+        out.append("")
+        out.append("accuracy (" + doc["accuracy"].get("dataset", "") + "): " + ", ".join(
+            f"{k}: AP {v.get('AP', float('nan')):.1f}" if isinstance(v, dict) and "AP" in v else f"{k}: {v}"
+            for k, v in doc["accuracy"].get("backends", {}).items()))
+    if compare_paper:
+        out.append("")
+        out.append("paper vs this run (no GPU here: every measured figure below is from this CPU)")
+        out.append(_table(compare_paper_rows(doc)))
+    return "\n".join(out)
+
+
+def plot_stages(doc: dict[str, Any], path: str | Path) -> Path:
+    """Stacked bars of the p50 stage latencies per backend, the official-style baseline first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    entries = [(BASELINE, doc["baseline"]), *doc["backends"].items()]
+    names, pre, infer, post, notes = [], [], [], [], []
+    for name, b in entries:
+        names.append(_LABEL.get(name, name))
+        st = b.get("stages_ms")
+        if st is None:
+            pre.append(0.0), infer.append(0.0), post.append(0.0)
+            notes.append(b["status"][:40])
+            continue
+        pre.append(st["pre"]["p50"]), infer.append(st["infer"]["p50"]), post.append(st["post"]["p50"])
+        sp = b.get("speedup_vs_official")
+        notes.append(f"{b['e2e_ms']['p50']:.0f} ms" + (f" ({sp:.2f}x)" if sp and name != BASELINE else ""))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.8 * len(names)), 4.2))
+    x = range(len(names))
+    ax.bar(x, pre, label="pre-processing", color="#4c72b0")
+    ax.bar(x, infer, bottom=pre, label="inference", color="#dd8452")
+    ax.bar(x, post, bottom=[a + b for a, b in zip(pre, infer)], label="post-processing", color="#55a868")
+    top = max([a + b + c for a, b, c in zip(pre, infer, post)] + [1.0])
+    for i, note in enumerate(notes):
+        ax.text(i, pre[i] + infer[i] + post[i] + 0.01 * top, note, ha="center", va="bottom", fontsize=8)
+    s = doc["setup"]
+    ax.set_xticks(list(x), names)
+    ax.set_ylabel("ms per batch (p50)")
+    ax.set_ylim(0, top * 1.15)
+    ax.set_title(f"calibnet-bench {s['config']} {s['height']}x{s['width']}, batch {s['batch']}, {s['threads']} threads "
+                 f"(CPU)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
