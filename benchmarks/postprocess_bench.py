@@ -1,0 +1,260 @@
+"""Post-processing benchmark: the runtime's numpy/OpenCV post-processing next to the official one in torch.
+
+Examples:
+  python -m calibnet.benchmarks.postprocess_bench                       # R50, a 375x500 frame, 50 iterations
+  python -m calibnet.benchmarks.postprocess_bench --config r50 --height 375 --width 500 --iters 100
+  python -m calibnet.benchmarks.postprocess_bench --no-forward --iters 20  # synthetic cases only (no model)
+
+On the same raw network outputs, one run times per frame
+  * runtime: :func:`calibnet.runtime.postprocess.decode_prediction` (selection, rescoring, mask decoding to
+    the original size, boxes; what ``Prediction.timings["post"]`` measures), and
+  * official: :func:`calibnet.benchmarks.official_postprocess.official_inference`, the official
+    ``CalibNet.inference`` in torch (sigmoid of all masks, two ``F.interpolate`` calls, threshold),
+interleaved iteration by iteration, and checks that both give the same instances: the same count, scores
+within 1e-5 and mask pixels equal except at most 0.1% (interpolation ties). It also times the runtime's
+pre-processing of the frame (official resize + pad) to report pre + post.
+
+Cases (raw outputs [1,N,1], [1,N,1], [1,N,H/2,W/2] for the network input of the frame):
+  r50-forward  the real model (``--config``, deterministic weights unless ``--weights``) on a synthetic
+               RGB-D scene; with deterministic weights every kernel passes the threshold (50 instances);
+  blobs-50     50 kept instances, smooth elliptical mask logits (every mask has a real contour);
+  blobs-10     10 kept instances among 50 kernels.
+Exit status 1 when some case's outputs differ beyond the tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calibnet.runtime.metadata import ModelMetadata
+from calibnet.runtime.postprocess import decode_prediction
+from calibnet.runtime.prediction import Prediction
+from calibnet.runtime.preprocess import prepare_frame
+from calibnet.runtime.resize import shortest_edge_size
+
+__all__ = ["RawCase", "blob_case", "forward_case", "compare", "run_case", "main", "SCORE_TOL", "PIXEL_TOL"]
+
+SCORE_TOL = 1e-5
+PIXEL_TOL = 1e-3  # share of mask pixels that may differ (interpolation ties)
+
+
+@dataclass
+class RawCase:
+    """Raw outputs of one frame plus the sizes post-processing needs."""
+
+    name: str
+    outputs: dict[str, np.ndarray]  # pred_logits [1,N,1], pred_scores [1,N,1], pred_masks [1,N,h,w] (+depth_trust)
+    padded_hw: tuple[int, int]
+    resized_hw: tuple[int, int]
+    original_hw: tuple[int, int]
+    frame: tuple[np.ndarray, np.ndarray] | None = None  # (rgb, depth) the outputs came from, if any
+
+
+def _sizes(height: int, width: int, divisor: int = 32) -> tuple[tuple[int, int], tuple[int, int]]:
+    h, w = shortest_edge_size(height, width, 320, 480)
+    return (h, w), (-(-h // divisor) * divisor, -(-w // divisor) * divisor)
+
+
+def blob_case(name: str, height: int, width: int, kept: int, kernels: int = 50, seed: int = 0,
+              stride: int = 2) -> RawCase:
+    """Synthetic raw outputs: ``kept`` of ``kernels`` kernels pass the score threshold, each mask is a smooth
+    ellipse-shaped logit map (positive inside, a soft edge a few pixels wide, noise) over the valid region."""
+    g = np.random.default_rng(seed)
+    resized, padded = _sizes(height, width)
+    mh, mw = padded[0] // stride, padded[1] // stride
+    vh, vw = resized[0] / stride, resized[1] / stride
+    yy, xx = np.mgrid[0:mh, 0:mw].astype(np.float32)
+    masks = np.empty((kernels, mh, mw), np.float32)
+    for k in range(kernels):
+        cy, cx = g.uniform(0.1, 0.9) * vh, g.uniform(0.1, 0.9) * vw
+        ry, rx = g.uniform(0.05, 0.45) * vh, g.uniform(0.05, 0.45) * vw
+        r = np.sqrt(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2)
+        masks[k] = (1.0 - r) * g.uniform(4, 12) + g.normal(0, 0.3, (mh, mw)).astype(np.float32)
+    logits = np.full((kernels, 1), -20.0, np.float32)
+    on = g.choice(kernels, kept, replace=False)
+    logits[on, 0] = g.uniform(-1.0, 3.0, kept)
+    objectness = g.uniform(0.0, 3.0, (kernels, 1)).astype(np.float32)
+    outputs = {"pred_logits": logits[None], "pred_scores": objectness[None], "pred_masks": masks[None],
+               "depth_trust": np.full((1, 3), 0.5, np.float32)}
+    return RawCase(name, outputs, padded, resized, (height, width))
+
+
+def forward_case(config: str, height: int, width: int, weights: str | None = None, seed: int = 0,
+                 name: str | None = None) -> RawCase:
+    """Raw outputs of the real model (torch, eager) on a synthetic RGB-D scene of ``height`` x ``width``."""
+    import torch
+
+    import calibnet
+    from calibnet.data.synthetic import make_scene
+
+    model = calibnet.build_model(config, weights, seed=seed, quiet=True)
+    scene = make_scene(seed, height, width)
+    frame = prepare_frame(scene.rgb, scene.depth)
+    with torch.no_grad():
+        out = model(torch.from_numpy(frame.rgb[None]), torch.from_numpy(frame.depth[None]),
+                    image_sizes=torch.tensor([frame.resized_hw]))
+    outputs = {k: out[k].float().numpy() for k in ("pred_logits", "pred_scores", "pred_masks", "depth_trust")}
+    padded = (int(frame.rgb.shape[1]), int(frame.rgb.shape[2]))
+    return RawCase(name or f"{config}-forward", outputs, padded, frame.resized_hw, frame.original_hw,
+                   (scene.rgb, scene.depth))
+
+
+def metadata_for(cls_threshold: float = 0.005, mask_threshold: float = 0.45, max_detections: int = 50) -> ModelMetadata:
+    """The post-processing settings both sides use (the official defaults)."""
+    return ModelMetadata(cls_threshold=cls_threshold, mask_threshold=mask_threshold, max_detections=max_detections)
+
+
+def runtime_post(case: RawCase, meta: ModelMetadata) -> Prediction:
+    """The runtime's post-processing of one case."""
+    return decode_prediction(case.outputs, 0, case.padded_hw, case.resized_hw, case.original_hw, meta)
+
+
+def official_post(case: RawCase, meta: ModelMetadata, tensors: tuple[Any, Any, Any]) -> dict[str, Any]:
+    """The official post-processing (torch) of one case; ``tensors`` = the raw outputs as torch tensors."""
+    from .official_postprocess import official_inference
+
+    return official_inference(*tensors, [case.resized_hw], [case.original_hw], case.padded_hw,
+                              cls_threshold=meta.cls_threshold, mask_threshold=meta.mask_threshold,
+                              max_detections=meta.max_detections)[0]
+
+
+def compare(pred: Prediction, official: dict[str, Any]) -> dict[str, Any]:
+    """Runtime vs official outputs: counts, the largest score difference and the share of differing mask
+    pixels (instances matched in kernel order), and whether they are identical within the tolerance."""
+    o_scores = official["scores"].detach().cpu().numpy().astype(np.float32)
+    o_masks = official["masks"].detach().cpu().numpy().astype(bool)
+    order = np.argsort(pred.kernel_index, kind="stable")  # the official result is in kernel order
+    r_scores, r_masks = pred.scores[order], pred.masks[order]
+    res: dict[str, Any] = {"kept_runtime": int(len(r_scores)), "kept_official": int(len(o_scores)),
+                           "max_score_diff": None, "mask_pixel_diff": None}
+    same_count = len(r_scores) == len(o_scores) and r_masks.shape == o_masks.shape
+    if same_count and len(r_scores):
+        res["max_score_diff"] = float(np.abs(r_scores - o_scores).max())
+        res["mask_pixel_diff"] = float((r_masks != o_masks).mean())
+    elif same_count:
+        res["max_score_diff"] = res["mask_pixel_diff"] = 0.0
+    res["identical"] = bool(same_count and res["max_score_diff"] <= SCORE_TOL
+                            and res["mask_pixel_diff"] <= PIXEL_TOL)
+    return res
+
+
+@dataclass
+class CaseResult:
+    """Timings (ms per frame) and the comparison of one case."""
+
+    case: str
+    frame_hw: tuple[int, int]
+    network_hw: tuple[int, int]
+    kept: int
+    runtime_ms: float  # median
+    official_ms: float  # median
+    speedup: float  # ratio of the medians
+    pre_ms: float | None
+    runtime_best_ms: float = 0.0
+    official_best_ms: float = 0.0
+    check: dict[str, Any] = field(default_factory=dict)
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def run_case(case: RawCase, iters: int = 50, warmup: int = 3, meta: ModelMetadata | None = None) -> CaseResult:
+    """Time both post-processings on ``case`` (interleaved, median of ``iters``) and compare their outputs."""
+    import torch
+
+    meta = meta or metadata_for()
+    tensors = tuple(torch.from_numpy(case.outputs[k]) for k in ("pred_logits", "pred_scores", "pred_masks"))
+    pred, official = runtime_post(case, meta), official_post(case, meta, tensors)  # type: ignore[arg-type]
+    check = compare(pred, official)
+    rt_t, off_t, pre_t = [], [], []
+    for i in range(warmup + iters):
+        a = _timed(lambda: runtime_post(case, meta))
+        b = _timed(lambda: official_post(case, meta, tensors))  # type: ignore[arg-type]
+        c = _timed(lambda: prepare_frame(*case.frame)) if case.frame is not None else None
+        if i >= warmup:
+            rt_t.append(a)
+            off_t.append(b)
+            if c is not None:
+                pre_t.append(c)
+    rt_ms, off_ms = statistics.median(rt_t) * 1e3, statistics.median(off_t) * 1e3
+    return CaseResult(case.name, case.original_hw, case.padded_hw, len(pred), rt_ms, off_ms, off_ms / rt_ms,
+                      statistics.median(pre_t) * 1e3 if pre_t else None, runtime_best_ms=min(rt_t) * 1e3,
+                      official_best_ms=min(off_t) * 1e3, check=check)
+
+
+def _table(results: list[CaseResult]) -> str:
+    head = (f"{'case':14s} {'frame':>9s} {'network':>9s} {'kept':>4s} {'runtime ms':>10s} {'official ms':>11s} "
+            f"{'speed-up':>8s} {'(best)':>7s} {'pre ms':>7s} {'max |ds|':>9s} {'px diff':>8s}  outputs")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        c = r.check
+        pre = f"{r.pre_ms:7.1f}" if r.pre_ms is not None else f"{'-':>7s}"
+        ds = f"{c['max_score_diff']:9.1e}" if c["max_score_diff"] is not None else f"{'-':>9s}"
+        px = f"{c['mask_pixel_diff']:8.2e}" if c["mask_pixel_diff"] is not None else f"{'-':>8s}"
+        frame, net = "{}x{}".format(*r.frame_hw), "{}x{}".format(*r.network_hw)
+        lines.append(f"{r.case:14s} {frame:>9s} {net:>9s} {r.kept:4d} "
+                     f"{r.runtime_ms:10.2f} {r.official_ms:11.2f} {r.speedup:7.1f}x "
+                     f"{r.official_best_ms / r.runtime_best_ms:6.1f}x {pre} {ds} {px}  "
+                     f"{'identical' if c['identical'] else 'DIFFERENT'}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m calibnet.benchmarks.postprocess_bench``."""
+    p = argparse.ArgumentParser(prog="python -m calibnet.benchmarks.postprocess_bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="r50", help="model preset or YAML for the forward case (default r50)")
+    p.add_argument("--weights", help="checkpoint for the forward case (default: deterministic weights)")
+    p.add_argument("--height", type=int, default=375, help="frame height (default 375)")
+    p.add_argument("--width", type=int, default=500, help="frame width (default 500)")
+    p.add_argument("--iters", type=int, default=50, help="timed iterations per case (default 50)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed iterations first (default 3)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    p.add_argument("--no-forward", action="store_true", help="synthetic cases only (no model forward)")
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args(argv)
+    if min(args.height, args.width) < 32 or args.iters < 1:
+        print("postprocess_bench: error: frame sides must be >= 32 and --iters >= 1", file=sys.stderr)
+        return 2
+    try:
+        import cv2
+        import torch
+    except ImportError as exc:
+        print(f"postprocess_bench: error: the baseline needs torch ({exc})", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cases = [] if args.no_forward else [forward_case(args.config, args.height, args.width, args.weights)]
+    cases += [blob_case("blobs-50", args.height, args.width, 50, seed=1),
+              blob_case("blobs-10", args.height, args.width, 10, seed=2)]
+    results = [run_case(c, args.iters, args.warmup) for c in cases]
+    print(f"post-processing per frame, median of {args.iters} interleaved iterations (best: ratio of the fastest "
+          f"iterations); torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), "
+          f"numpy {np.__version__}")
+    print(_table(results))
+    for r in results:
+        if r.pre_ms is not None:
+            print(f"{r.case}: runtime pre + post = {r.pre_ms + r.runtime_ms:.1f} ms per {r.frame_hw[0]}x"
+                  f"{r.frame_hw[1]} frame ({r.kept} instances)")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=1))
+    return 0 if all(r.check["identical"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
