@@ -70,12 +70,10 @@ def load_records(spec: DatasetSpec) -> list[ImageRecord]:
     for ann in data.get("annotations", []):
         if ann.get("iscrowd", 0):
             continue
-        rec = records.get(int(ann.get("image_id", -1)))
-        if rec is None:
-            continue
+        owner = records.get(int(ann.get("image_id", -1)))
         seg = _clean_segmentation(ann.get("segmentation"))
-        if seg is not None:
-            rec.segmentations.append(seg)
+        if owner is not None and seg is not None:
+            owner.segmentations.append(seg)
     return [records[k] for k in sorted(records)]
 
 

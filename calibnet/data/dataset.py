@@ -55,7 +55,7 @@ class RGBDInstanceDataset(Dataset):
         if isinstance(key, (tuple, list)):
             index = int(key[0])
             return index, np.random.default_rng([index, *(int(k) for k in key[1:])])
-        index = int(key)
+        index = int(key)  # type: ignore[arg-type]
         return index, np.random.default_rng(index)
 
     def load_raw(self, index: int) -> tuple[np.ndarray, np.ndarray, ImageRecord]:

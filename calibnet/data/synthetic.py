@@ -141,7 +141,8 @@ def write_synthetic_dataset(out_dir: str | Path, num_images: int, seed: int = 0,
     spec.depth_root.mkdir(parents=True, exist_ok=True)
     n_salient = scene_kwargs.pop("n_salient", (1, 3))
     n_clutter = scene_kwargs.pop("n_clutter", (2, 5))
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for i in range(num_images):
         s_seed = scene_seed(seed, i)
         counts_rng = np.random.default_rng([s_seed, 7])

@@ -99,7 +99,7 @@ def _strip_boxes(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _results_coco(gt: Any, results: list[dict[str, Any]]) -> Any:
     """The detections as a COCO object (pycocotools ``loadRes``, which cannot take an empty list)."""
-    from pycocotools.coco import COCO  # type: ignore[import-untyped]
+    from pycocotools.coco import COCO
 
     if results:
         if any("segmentation" not in r for r in results):
@@ -149,7 +149,7 @@ def evaluate_coco(gt_json_path: str | Path, results_json_path: str | Path | Sequ
         raise EvaluationError(f"image ids not in the ground truth: {sorted(unknown)[:5]}")
     foreign = {r.get("image_id") for r in results} - set(gt.getImgIds())
     if foreign:  # results of another data set: an error, not "AP 0"
-        raise EvaluationError(f"results name image ids the ground truth does not have: {sorted(foreign)[:5]}")
+        raise EvaluationError(f"results name image ids the ground truth does not have: {sorted(map(str, foreign))[:5]}")
     wanted = set(ids)
     results = [r for r in results if r.get("image_id") in wanted]
     dt = _results_coco(gt, results)
