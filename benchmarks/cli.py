@@ -6,7 +6,9 @@ Examples:
       --compare-paper --json out/bench/r50.json --plot out/bench/r50.png
   calibnet-bench --config r50 --weights model_final.pth --backends torch,onnxruntime,tensorrt
   calibnet-bench --config r18 --height 64 --width 96 --iters 1 --warmup 0 --json r18.json --plot r18.png
-  calibnet-bench --config r50 --weights model_final.pth --accuracy come_e.json --accuracy-limit 200
+  calibnet-bench --config r50 --weights model_final.pth --accuracy /data/COME15K/annotations/test_e.json \\
+      --image-root /data/COME15K/COME-E/RGB --depth-root /data/COME15K/COME-E/depth --accuracy-limit 200
+  calibnet-bench --weights model_final.pth --accuracy dsis_test --data-root /data
 
 What is measured, in one run:
   * parameters: total (the paper's convention: the training model, aux heads included) and without the
@@ -79,10 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, help="write a PNG of the stage latencies here")
     p.add_argument("--compare-paper", action="store_true", help="add the paper-vs-here table")
     p.add_argument("--accuracy", default=None, metavar="DATASET_JSON",
-                   help="mask AP per backend on a data set: a JSON spec {name, json_file, image_root, depth_root} "
-                        "or a COCO annotation file (then give --image-root and --depth-root)")
+                   help="mask AP per backend (calibnet.evaluation.run_eval) on a data set: a COCO annotation file "
+                        "(RGB/ and depth/ beside it, or --image-root/--depth-root), a JSON spec {name, json_file, "
+                        "image_root, depth_root}, or a registered name (come15k_test_e, dsis_test... with "
+                        "--data-root)")
     p.add_argument("--image-root", default=None, help="RGB folder for a COCO --accuracy file")
     p.add_argument("--depth-root", default=None, help="depth folder for a COCO --accuracy file")
+    p.add_argument("--data-root", default=None, help="root of the registered data sets (default $CALIBNET_DATASETS)")
     p.add_argument("--accuracy-limit", type=int, default=None, help="evaluate only the first N images")
     p.add_argument("--workdir", default=None, help="keep exported ONNX files / engines here (default: a temp dir)")
     p.add_argument("--sgemm-size", type=int, default=2048, help="matrix size of the SGEMM peak measurement (2048)")
@@ -107,8 +112,6 @@ def _check_args(args: argparse.Namespace) -> list[str]:
                          f"{', '.join(KNOWN_BACKENDS)}")
     if args.weights and not Path(args.weights).is_file():
         raise BenchError(f"weights file not found: {args.weights}")
-    if args.accuracy and not Path(args.accuracy).is_file():
-        raise BenchError(f"--accuracy file not found: {args.accuracy}")
     return list(dict.fromkeys(backends))
 
 
@@ -161,33 +164,48 @@ def _say(msg: str, quiet: bool) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def _accuracy(args: argparse.Namespace, prepared: list[Any]) -> dict[str, Any]:
-    """Mask AP per runnable backend via calibnet.evaluation.run_eval."""
+def dataset_spec(args: argparse.Namespace) -> Any:
+    """The :class:`calibnet.data.DatasetSpec` that ``--accuracy`` names (checked: files and folders exist)."""
+    from calibnet.data import DatasetError, DatasetSpec, dataset_names, get_dataset_spec
+
+    path = Path(args.accuracy)
     try:
-        from calibnet.data import DatasetSpec
-        from calibnet.evaluation import run_eval
-    except ImportError as exc:
-        return {"error": f"the evaluation module is not available: {exc}"}
-    raw = json.loads(Path(args.accuracy).read_text())
-    if isinstance(raw, dict) and "json_file" in raw:
-        base = Path(args.accuracy).parent
-        fields = {k: (str(base / raw[k]) if k != "name" and not Path(raw[k]).is_absolute() else raw[k])
-                  for k in ("name", "json_file", "image_root", "depth_root") if k in raw}
-        fields.setdefault("name", Path(args.accuracy).stem)
-        spec = DatasetSpec(**fields)
-    elif isinstance(raw, dict) and "images" in raw:
-        if not (args.image_root and args.depth_root):
-            raise BenchError("a COCO --accuracy file needs --image-root and --depth-root")
-        spec = DatasetSpec(Path(args.accuracy).stem, args.accuracy, args.image_root, args.depth_root)
-    else:
-        raise BenchError(f"{args.accuracy}: expected a data-set spec (name, json_file, image_root, depth_root) "
-                         "or a COCO annotation file")
-    out: dict[str, Any] = {"dataset": spec.name, "backends": {}}
+        if not path.is_file():
+            if args.accuracy in dataset_names():
+                return get_dataset_spec(args.accuracy, args.data_root)
+            raise BenchError(f"--accuracy: no such file or registered data set: {args.accuracy}")
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BenchError(f"--accuracy: cannot read {path} as JSON ({exc})") from exc
+        if isinstance(raw, dict) and "json_file" in raw:
+            fields = {k: raw[k] if k == "name" or Path(raw[k]).is_absolute() else str(path.parent / raw[k])
+                      for k in ("name", "json_file", "image_root", "depth_root") if k in raw}
+            fields.setdefault("name", path.stem)
+            spec = DatasetSpec(**fields)
+        elif isinstance(raw, dict) and "images" in raw:
+            image_root = args.image_root or path.parent / "RGB"
+            depth_root = args.depth_root or path.parent / "depth"
+            spec = DatasetSpec(path.parent.name or path.stem, path, image_root, depth_root)
+        else:
+            raise BenchError(f"--accuracy: {path} is neither a COCO annotation file nor a data-set spec "
+                             "(name, json_file, image_root, depth_root)")
+        spec.check()
+        return spec
+    except (DatasetError, TypeError) as exc:
+        raise BenchError(f"--accuracy: {exc}") from exc
+
+
+def _accuracy(args: argparse.Namespace, spec: Any, prepared: list[Any]) -> dict[str, Any]:
+    """Mask AP (percent) per runnable backend via :func:`calibnet.evaluation.run_eval`."""
+    from calibnet.evaluation import run_eval
+
+    out: dict[str, Any] = {"dataset": spec.name, "limit": args.accuracy_limit, "backends": {}}
     for p in prepared:
-        if not p.runnable:
-            continue
-        res = run_eval(p.runtime, spec, out_dir=None, progress=not args.quiet, limit=args.accuracy_limit)
-        out["backends"][p.name] = res.to_dict() if hasattr(res, "to_dict") else res
+        if p.runnable:
+            _say(f"evaluating {p.name} on {spec.name}", args.quiet)
+            out["backends"][p.name] = run_eval(p.runtime, spec, out_dir=None, progress=not args.quiet,
+                                               limit=args.accuracy_limit)
     return out
 
 
@@ -210,6 +228,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from .sgemm import measure_sgemm
 
     quiet = args.quiet
+    spec = dataset_spec(args) if args.accuracy else None  # fail early on a bad data set
     load_start = _loadavg()
     torch.set_num_threads(args.threads)
     cfg, resize_note = _config(args.config, args.height, args.width)
@@ -275,7 +294,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             {"network_hw": list(baseline.network_hw), "instances": base_instances,
              "detail": "Pillow ResizeShortestEdge + torch normalize/pad, eager model with grid_sample MSDA, "
                        "official post-processing in torch"})
-        accuracy = _accuracy(args, prepared) if args.accuracy else None
+        accuracy = _accuracy(args, spec, prepared) if spec is not None else None
 
     msda = "grid_sample reference (official CPU fallback)"
     doc: dict[str, Any] = {

@@ -70,7 +70,8 @@ def percentiles(seconds: Sequence[float]) -> dict[str, float]:
 
 def interleave(paths: Sequence[Timed], warmup: int, iters: int,
                progress: Callable[[Iterable[int], str], Iterable[int]] | None = None) -> dict[str, StageTimes]:
-    """Run ``warmup`` untimed then ``iters`` timed rounds; each round runs every path once, in order.
+    """Run ``warmup`` untimed then ``iters`` timed rounds; each round runs every path once, the starting path
+    rotating from round to round (no path always runs first, e.g. right after a slow one).
     ``progress(iterable, description)`` may wrap the rounds (e.g. a tqdm bar)."""
     if iters < 1 or warmup < 0:
         raise ValueError("iters must be >= 1 and warmup >= 0")
@@ -78,11 +79,13 @@ def interleave(paths: Sequence[Timed], warmup: int, iters: int,
     def wrap(r: Iterable[int], desc: str) -> Iterable[int]:
         return progress(r, desc) if progress else r
 
-    for _ in wrap(range(warmup), "warm-up"):
-        for p in paths:
-            p.run_once()
+    n = len(paths)
+    for r in wrap(range(warmup), "warm-up"):
+        for i in range(n):
+            paths[(r + i) % n].run_once()
     out = {p.name: StageTimes() for p in paths}
-    for _ in wrap(range(iters), "timed"):
-        for p in paths:
+    for r in wrap(range(iters), "timed"):
+        for i in range(n):
+            p = paths[(r + i) % n]
             out[p.name].add(p.run_once())
     return out

@@ -1,4 +1,5 @@
 """ONNX Runtime CPU vs PyTorch eager latency of the CalibNet network (no pre/post-processing), one run.
+(``calibnet-bench`` measures the whole pipeline per stage; this script times the network call alone.)
 
 Usage:
   python -m calibnet.benchmarks.onnx_vs_torch --config r50 --height 320 --width 480 --iters 5 --threads 2
@@ -38,15 +39,9 @@ def _interleaved(fns: dict[str, Callable[[], object]], warmup: int, iters: int) 
 
 def session_options(threads: int):  # type: ignore[no-untyped-def]
     """The ONNX Runtime CPU session options this benchmark (and a latency-minded user) uses."""
-    import onnxruntime as ort
+    from .backends import ort_session_options
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return opts
+    return ort_session_options(threads)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -103,8 +103,9 @@ def format_report(doc: dict[str, Any], compare_paper: bool = False) -> str:
     for line in f.get("paper_gflops_explained", [])[1:]:
         out.append("  " + line)
     sg = doc["sgemm"]
-    out.append(f"SGEMM peak (float32 {sg['n']}x{sg['n']} matmul): torch {_f(sg['torch_gflops'])} GFLOP/s "
-               f"({sg['threads']} threads), numpy {_f(sg['numpy_gflops'])} GFLOP/s -> peak {doc['sgemm_gflops']:.1f}")
+    out.append(f"SGEMM peak (float32 {sg['n']}x{sg['n']} matmul, GFLOP/s): torch {_f(sg['torch_gflops'])} and "
+               f"ONNX Runtime {_f(sg.get('onnxruntime_gflops'))} ({sg['threads']} threads), numpy "
+               f"{_f(sg['numpy_gflops'])} (BLAS default threads) -> peak {doc['sgemm_gflops']:.1f}")
     out.append("")
     rows = [["backend", "status", "size MB", "pre ms", "infer ms", "post ms", "e2e p50", "e2e p90", "e2e p99", "FPS",
              "speedup", "host %", "GFLOP/s", "% SGEMM"]]

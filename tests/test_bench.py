@@ -77,8 +77,8 @@ class _Fake:
 
 def test_interleave_alternates_paths_and_counts_rounds():
     log: list[str] = []
-    times = interleave([_Fake("a", log), _Fake("b", log)], warmup=1, iters=3)
-    assert log == ["a", "b"] * 4
+    times = interleave([_Fake("a", log), _Fake("b", log), _Fake("c", log)], warmup=1, iters=3)
+    assert log == ["a", "b", "c", "a", "b", "c", "b", "c", "a", "c", "a", "b"]  # warm-up, then rotating starts
     assert len(times["a"].samples["e2e"]) == 3
     assert times["b"].summary_ms()["post"]["p50"] == pytest.approx(3.0)
     with pytest.raises(ValueError):
@@ -118,6 +118,7 @@ def test_validate_outputs_flags_disagreement():
     (["--backends", "torch,openvino"], "unknown backend"),
     (["--iters", "0"], "--iters must be >= 1"),
     (["--weights", "/nonexistent.pth"], "weights file not found"),
+    (["--accuracy", "/nonexistent.json"], "no such file or registered data set"),
 ])
 def test_cli_user_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
@@ -126,10 +127,14 @@ def test_cli_user_errors_are_one_line(argv, message, capsys):
 
 
 def test_cli_end_to_end_tiny(tmp_path, capsys):
+    from calibnet.data import write_synthetic_dataset
+
+    spec = write_synthetic_dataset(tmp_path / "syn", 2, seed=3, height=96, width=144)
     out_json, out_png = tmp_path / "b.json", tmp_path / "b.png"
     rc = main(["--config", "r18", "--height", "64", "--width", "96", "--iters", "1", "--warmup", "0",
                "--threads", "1", "--backends", "torch,onnxruntime,tensorrt", "--sgemm-size", "128",
-               "--json", str(out_json), "--plot", str(out_png), "--compare-paper", "--quiet"])
+               "--json", str(out_json), "--plot", str(out_png), "--compare-paper", "--quiet",
+               "--accuracy", str(spec.json_file)])
     assert rc == 0
     doc = json.loads(out_json.read_text())
     assert isinstance(doc["params"]["total"], int) and isinstance(doc["params"]["without_aux"], int)
@@ -153,6 +158,9 @@ def test_cli_end_to_end_tiny(tmp_path, capsys):
         trt = doc["backends"]["tensorrt"]
         assert trt["status"].startswith("unavailable: ") and trt["fps"] is None
     assert doc["baseline"]["speedup_vs_official"] == pytest.approx(1.0)
+    acc = doc["accuracy"]["backends"]
+    assert set(acc) == {"torch", "onnxruntime"} and all(acc[b]["images"] == 2 for b in acc)
+    assert acc["torch"]["AP"] == pytest.approx(acc["onnxruntime"]["AP"], abs=1.0)
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
     assert "official (baseline)" in printed and "paper vs this run" in printed and "RTX 3090" in printed
