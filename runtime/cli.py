@@ -193,7 +193,7 @@ class VideoSink:
     def write(self, rgb: np.ndarray) -> None:
         if self.writer is None:
             h, w = rgb.shape[:2]
-            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"MJPG"), self.fps, (w, h))
+            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*"MJPG"), self.fps, (w, h))
             if not self.writer.isOpened():
                 raise CliError(f"cannot write video: {self.path}")
         self.writer.write(np.ascontiguousarray(rgb[:, :, ::-1]))
@@ -241,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
     if args.saliency:
         (out / "saliency" if video_mode else out).mkdir(parents=True, exist_ok=True)
     sink = VideoSink(out / "overlay.avi", fps) if video_mode and not args.no_overlay else None
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     results: list[dict[str, Any]] = []
     images: list[dict[str, Any]] = []
