@@ -67,10 +67,10 @@ def ort_session_options(threads: int) -> Any:
     return opts
 
 
-def _feeds(runtime: Any, rgb: np.ndarray, depth: np.ndarray) -> dict[str, np.ndarray]:
+def _feeds(runtime: Any, rgb: np.ndarray, depth: np.ndarray, batch: int = 1) -> dict[str, np.ndarray]:
     frame = runtime.prepare(rgb, depth)
-    return {"rgb": frame.rgb[None], "depth": frame.depth[None],
-            "valid_hw": np.array([frame.resized_hw], dtype=np.int64)}
+    return {"rgb": np.repeat(frame.rgb[None], batch, 0), "depth": np.repeat(frame.depth[None], batch, 0),
+            "valid_hw": np.array([frame.resized_hw] * batch, dtype=np.int64)}
 
 
 def validate_outputs(candidate: dict[str, np.ndarray], reference: dict[str, np.ndarray], mask_threshold: float,
@@ -89,8 +89,9 @@ def validate_outputs(candidate: dict[str, np.ndarray], reference: dict[str, np.n
     return report
 
 
-def _validate(prepared: PreparedBackend, reference_backend: Any, rgb: np.ndarray, depth: np.ndarray) -> None:
-    feeds = _feeds(prepared.runtime, rgb, depth)
+def _validate(prepared: PreparedBackend, reference_backend: Any, rgb: np.ndarray, depth: np.ndarray,
+              batch: int = 1) -> None:
+    feeds = _feeds(prepared.runtime, rgb, depth, batch)
     report = validate_outputs(prepared.runtime.backend.run(feeds), reference_backend.run(feeds),
                               prepared.runtime.metadata.mask_threshold, prepared.precision)
     prepared.validation = report
@@ -151,7 +152,7 @@ def _prepare_onnxruntime(model: Any, workdir: Path, height: int, width: int, bat
     prep = PreparedBackend("onnxruntime", PASSED, rt, path, path.stat().st_size / 1e6,
                            detail=f"ONNX Runtime {ort.__version__} CPU, portable ONNX (GridSample MSDA), "
                                   f"{threads} intra-op threads, no spinning")
-    _validate(prep, reference, rgb, depth)
+    _validate(prep, reference, rgb, depth, batch)
     return prep
 
 
@@ -181,5 +182,5 @@ def _prepare_tensorrt(model: Any, workdir: Path, height: int, width: int, batch:
                                detail=repr(exc))
     prep = PreparedBackend("tensorrt", PASSED, rt, Path(engine), Path(engine).stat().st_size / 1e6, "fp16",
                            detail="TensorRT FP16 engine (calibnet.engines.get_or_build)")
-    _validate(prep, reference, rgb, depth)
+    _validate(prep, reference, rgb, depth, batch)
     return prep
