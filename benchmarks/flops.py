@@ -213,7 +213,7 @@ class _MacCounterMode(TorchDispatchMode):
                             meta)
         return func(*args, **kwargs)
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = func.overloadpacket.__name__
         out = self._run(func, name, args, kwargs)

@@ -24,7 +24,7 @@ from .flops import MacCount, count_model_macs
 __all__ = ["PAPER", "DATASET_FRAMES", "SizeCount", "ModelStats", "model_stats", "padded_network_size"]
 
 #: The paper's efficiency figures (CalibNet R50, IEEE TIP 2024) and where they were measured.
-PAPER = {
+PAPER: dict[str, Any] = {
     "params_m": 78.9,
     "gflops": 90.2,
     "fps": 35.9,
@@ -126,7 +126,7 @@ def model_stats(model: nn.Module, height: int, width: int, dataset_sizes: bool =
     macs = count_model_macs(model, height, width)
     stats = ModelStats(params.total, params.without_aux, dict(params.by_module), macs, (height, width))
     if dataset_sizes:
-        cfg = model.cfg  # type: ignore[attr-defined]
+        cfg: Any = model.cfg
         short, max_size = cfg.input.min_size_test, cfg.input.max_size_test
         divisor = cfg.input.size_divisibility
         stats.paper_model = (cfg.backbone.depth == 50 and (short, max_size) == (320, 480)

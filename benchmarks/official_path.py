@@ -50,7 +50,7 @@ def _pil_resize(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
     if img.shape[:2] == hw:
         return img
-    return np.asarray(Image.fromarray(img).resize((hw[1], hw[0]), Image.BILINEAR))
+    return np.asarray(Image.fromarray(img).resize((hw[1], hw[0]), Image.Resampling.BILINEAR))
 
 
 def _pad_batch(tensors: Sequence[torch.Tensor], divisor: int) -> torch.Tensor:
@@ -70,7 +70,10 @@ def official_preprocess(rgbs: Sequence[np.ndarray], depths: Sequence[np.ndarray]
 
     mean = torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1)
     std = torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1)
-    imgs, deps, sizes, originals = [], [], [], []
+    imgs: list[torch.Tensor] = []
+    deps: list[torch.Tensor] = []
+    sizes: list[tuple[int, int]] = []
+    originals: list[tuple[int, int]] = []
     for rgb, depth in zip(rgbs, depths):
         h0, w0 = rgb.shape[:2]
         hw = shortest_edge_size(h0, w0, short, max_size)
@@ -89,7 +92,7 @@ def forward_normalized(model: nn.Module, images: torch.Tensor, depths: torch.Ten
     backbones and encoders, mask branch, kernel branch. Returns the decoder's raw outputs."""
     feats, feats_d = model.features(images, depths)  # type: ignore[operator]
     mask_features, _ = model.fusion_decoder(feats, feats_d)  # type: ignore[operator]
-    return model.decoder(feats[2], feats_d[2], mask_features)  # type: ignore[operator,no-any-return]
+    return model.decoder(feats[2], feats_d[2], mask_features)  # type: ignore[operator]
 
 
 class OfficialStylePath:
@@ -101,7 +104,7 @@ class OfficialStylePath:
         from .official_postprocess import official_inference
 
         self.model = model.eval()
-        cfg = model.cfg  # type: ignore[attr-defined]
+        cfg: Any = model.cfg
         self._post = official_inference
         self.rgbs, self.depths = list(rgbs), list(depths)
         self.short, self.max_size = cfg.input.min_size_test, cfg.input.max_size_test

@@ -109,7 +109,7 @@ def format_report(doc: dict[str, Any], compare_paper: bool = False) -> str:
     out.append("")
     rows = [["backend", "status", "size MB", "pre ms", "infer ms", "post ms", "e2e p50", "e2e p90", "e2e p99", "FPS",
              "speedup", "host %", "GFLOP/s", "% SGEMM"]]
-    notes = []
+    notes: list[str] = []
     for name, b in [(BASELINE, doc["baseline"]), *doc["backends"].items()]:
         st = b.get("stages_ms") or {}
         e = b.get("e2e_ms") or {}
@@ -153,10 +153,14 @@ def plot_stages(doc: dict[str, Any], path: str | Path) -> Path:
         names.append(_LABEL.get(name, name))
         st = b.get("stages_ms")
         if st is None:
-            pre.append(0.0), infer.append(0.0), post.append(0.0)
+            pre.append(0.0)
+            infer.append(0.0)
+            post.append(0.0)
             notes.append(b["status"][:40])
             continue
-        pre.append(st["pre"]["p50"]), infer.append(st["infer"]["p50"]), post.append(st["post"]["p50"])
+        pre.append(st["pre"]["p50"])
+        infer.append(st["infer"]["p50"])
+        post.append(st["post"]["p50"])
         sp = b.get("speedup_vs_official")
         notes.append(f"{b['e2e_ms']['p50']:.0f} ms" + (f" ({sp:.2f}x)" if sp and name != BASELINE else ""))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.8 * len(names)), 4.2))
