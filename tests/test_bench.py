@@ -164,3 +164,18 @@ def test_cli_end_to_end_tiny(tmp_path, capsys):
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
     assert "official (baseline)" in printed and "paper vs this run" in printed and "RTX 3090" in printed
+
+
+def test_eager_msda_default_is_the_grid_sample_reference():
+    """The baseline's eager model runs the pure-PyTorch deformable attention (the official CPU fallback's
+    computation) unless an exporter swaps it in a context."""
+    from calibnet.modeling.msda import ms_deform_attn_core, msda_dispatch
+
+    g = torch.Generator().manual_seed(0)
+    shapes = [(4, 6), (2, 3)]
+    value = torch.randn(1, 30, 2, 4, generator=g)
+    loc = torch.rand(1, 5, 2, 2, 3, 2, generator=g)
+    w = torch.rand(1, 5, 2, 2, 3, generator=g)
+    start = torch.tensor([0, 24])
+    got = msda_dispatch(value, shapes, start, loc, w, torch.tensor(shapes))
+    assert torch.equal(got, ms_deform_attn_core(value, shapes, loc, w))
