@@ -24,10 +24,10 @@ class Recipe:
     overrides: dict[str, Any] = field(default_factory=dict)
     synthetic: str = "stream"
     scene_hw: tuple[int, int] = (320, 480)
-    iters: int = 450
+    iters: int = 600
     batch: int = 4
     lr: float = 2e-4
-    steps: tuple[int, ...] = (360,)
+    steps: tuple[int, ...] = (480,)
     warmup_iters: int = 50
     eval_scenes: int = 100
     eval_seed: int = 0
@@ -37,10 +37,14 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "synthetic-r18": Recipe(
         name="synthetic-r18",
-        description="R18 backbones from scratch, 10 kernels, 128x192 input, synthetic scenes (2-core CPU)",
+        description="R18 backbones from scratch, 1-layer encoders, 10 kernels, 128x192 input, synthetic scenes",
+        iters=600,
+        steps=(480,),
         config="r18",
         overrides={
             "decoder.num_kernels": 10,
+            "encoder.num_layers": 1,
+            "encoder_depth.num_layers": 1,
             "input.min_size_train": (128,),
             "input.max_size_train": 192,
             "input.min_size_test": 128,
