@@ -162,13 +162,16 @@ class CaseResult:
     pre_ms: float | None
     runtime_best_ms: float = 0.0
     official_best_ms: float = 0.0
+    runtime_cpu_ms: float = 0.0  # median CPU time of the process (all threads): the work, whatever the load
+    official_cpu_ms: float = 0.0
     check: dict[str, Any] = field(default_factory=dict)
 
 
-def _timed(fn: Callable[[], Any]) -> float:
-    t0 = time.perf_counter()
+def _timed(fn: Callable[[], Any]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the whole process) of one call."""
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def run_case(case: RawCase, iters: int = 50, warmup: int = 3, meta: ModelMetadata | None = None) -> CaseResult:
@@ -179,25 +182,33 @@ def run_case(case: RawCase, iters: int = 50, warmup: int = 3, meta: ModelMetadat
     tensors = tuple(torch.from_numpy(case.outputs[k]) for k in ("pred_logits", "pred_scores", "pred_masks"))
     pred, official = runtime_post(case, meta), official_post(case, meta, tensors)  # type: ignore[arg-type]
     check = compare(pred, official)
-    rt_t, off_t, pre_t = [], [], []
+    rt_t: list[tuple[float, float]] = []
+    off_t: list[tuple[float, float]] = []
+    pre_t: list[float] = []
+    frame = case.frame
     for i in range(warmup + iters):
         a = _timed(lambda: runtime_post(case, meta))
         b = _timed(lambda: official_post(case, meta, tensors))  # type: ignore[arg-type]
-        c = _timed(lambda: prepare_frame(*case.frame)) if case.frame is not None else None
+        c = _timed(lambda: prepare_frame(*frame))[0] if frame is not None else None
         if i >= warmup:
             rt_t.append(a)
             off_t.append(b)
             if c is not None:
                 pre_t.append(c)
-    rt_ms, off_ms = statistics.median(rt_t) * 1e3, statistics.median(off_t) * 1e3
+
+    def med(xs: list[tuple[float, float]], j: int) -> float:
+        return statistics.median(x[j] for x in xs) * 1e3
+
+    rt_ms, off_ms = med(rt_t, 0), med(off_t, 0)
     return CaseResult(case.name, case.original_hw, case.padded_hw, len(pred), rt_ms, off_ms, off_ms / rt_ms,
-                      statistics.median(pre_t) * 1e3 if pre_t else None, runtime_best_ms=min(rt_t) * 1e3,
-                      official_best_ms=min(off_t) * 1e3, check=check)
+                      statistics.median(pre_t) * 1e3 if pre_t else None,
+                      runtime_best_ms=min(x[0] for x in rt_t) * 1e3, official_best_ms=min(x[0] for x in off_t) * 1e3,
+                      runtime_cpu_ms=med(rt_t, 1), official_cpu_ms=med(off_t, 1), check=check)
 
 
 def _table(results: list[CaseResult]) -> str:
     head = (f"{'case':14s} {'frame':>9s} {'network':>9s} {'kept':>4s} {'runtime ms':>10s} {'official ms':>11s} "
-            f"{'speed-up':>8s} {'(best)':>7s} {'pre ms':>7s} {'max |ds|':>9s} {'px diff':>8s}  outputs")
+            f"{'speed-up':>8s} {'(best)':>7s} {'(cpu)':>7s} {'pre ms':>7s} {'max |ds|':>9s} {'px diff':>8s}  outputs")
     lines = [head, "-" * len(head)]
     for r in results:
         c = r.check
@@ -207,7 +218,8 @@ def _table(results: list[CaseResult]) -> str:
         frame, net = "{}x{}".format(*r.frame_hw), "{}x{}".format(*r.network_hw)
         lines.append(f"{r.case:14s} {frame:>9s} {net:>9s} {r.kept:4d} "
                      f"{r.runtime_ms:10.2f} {r.official_ms:11.2f} {r.speedup:7.1f}x "
-                     f"{r.official_best_ms / r.runtime_best_ms:6.1f}x {pre} {ds} {px}  "
+                     f"{r.official_best_ms / r.runtime_best_ms:6.1f}x {r.official_cpu_ms / r.runtime_cpu_ms:6.1f}x "
+                     f"{pre} {ds} {px}  "
                      f"{'identical' if c['identical'] else 'DIFFERENT'}")
     return "\n".join(lines)
 
@@ -222,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=500, help="frame width (default 500)")
     p.add_argument("--iters", type=int, default=50, help="timed iterations per case (default 50)")
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations first (default 3)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="threads for torch and OpenCV alike (default: each library's choice)")
     p.add_argument("--no-forward", action="store_true", help="synthetic cases only (no model forward)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
@@ -237,12 +250,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
     cases = [] if args.no_forward else [forward_case(args.config, args.height, args.width, args.weights)]
     cases += [blob_case("blobs-50", args.height, args.width, 50, seed=1),
               blob_case("blobs-10", args.height, args.width, 10, seed=2)]
     results = [run_case(c, args.iters, args.warmup) for c in cases]
-    print(f"post-processing per frame, median of {args.iters} interleaved iterations (best: ratio of the fastest "
-          f"iterations); torch {torch.__version__} "
+    print(f"post-processing per frame, median wall time of {args.iters} interleaved iterations; speed-up = "
+          f"official / runtime (best: of the fastest iterations; cpu: of the process CPU time, all threads); "
+          f"torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), "
           f"numpy {np.__version__}")
     print(_table(results))

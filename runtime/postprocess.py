@@ -26,16 +26,17 @@ import cv2
 import numpy as np
 
 from .metadata import ModelMetadata
-from .prediction import Prediction, masks_to_boxes
+from .prediction import Prediction
 
-__all__ = ["sigmoid", "select_instances", "select_topk", "rescore", "decode_masks", "decode_prediction", "Selection"]
+__all__ = ["sigmoid", "select_instances", "select_topk", "rescore", "decode_masks", "decode_masks_and_boxes",
+           "decode_prediction", "Selection"]
 
 Selection = tuple[np.ndarray, np.ndarray, np.ndarray]  # kernel indices [K], scores [K], mask probabilities [K,h,w]
 
 
-def _sigmoid_inplace(a: np.ndarray) -> np.ndarray:
-    """Logistic function of a contiguous float32 array, in place."""
-    np.negative(a, out=a)
+def _sigmoid_into(x: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Logistic function of float32 ``x`` written into the contiguous float32 array ``a`` (may be ``x``)."""
+    np.negative(x, out=a)
     if a.size:
         flat = a.reshape(1, -1)
         cv2.exp(flat, dst=flat)
@@ -46,7 +47,8 @@ def _sigmoid_inplace(a: np.ndarray) -> np.ndarray:
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """Logistic function in float32 (OpenCV's SIMD exp: relative error ~1e-7; no overflow warnings, +-inf
     saturate to 1 and 0)."""
-    return _sigmoid_inplace(np.array(x, dtype=np.float32))
+    a = np.array(x, dtype=np.float32)
+    return _sigmoid_into(a, a)
 
 
 def _row_sums(a: np.ndarray) -> np.ndarray:
@@ -76,9 +78,13 @@ def select_instances(logits: np.ndarray, objectness: np.ndarray, mask_logits: np
     keep = np.nonzero(scores > cls_threshold)[0]
     if len(keep) > max_detections:
         keep = np.sort(keep[np.argsort(-scores[keep], kind="stable")[:max_detections]])
-    probs = np.empty((len(keep), *mask_logits.shape[1:]), np.float32)
-    np.take(np.asarray(mask_logits, dtype=np.float32), keep, axis=0, out=probs)
-    _sigmoid_inplace(probs)
+    logits32 = np.asarray(mask_logits, dtype=np.float32)
+    probs = np.empty((len(keep), *logits32.shape[1:]), np.float32)
+    if len(keep) == len(logits32):  # all kept (e.g. untrained weights): no gather
+        _sigmoid_into(logits32, probs)
+    else:
+        np.take(logits32, keep, axis=0, out=probs)
+        _sigmoid_into(probs, probs)
     return keep, (scores[keep] * rescore(probs, mask_threshold)).astype(np.float32), probs
 
 
@@ -116,6 +122,40 @@ def _source_crop(src_len: int, padded_len: int, keep_len: int) -> tuple[int, int
 _UNIFORM_MARGIN = 1e-6  # a bilinear mix of values all above (below) t + margin (t - margin) stays above (below) t
 
 
+def decode_masks_and_boxes(probs: np.ndarray, padded_hw: tuple[int, int], resized_hw: tuple[int, int],
+                           original_hw: tuple[int, int], mask_threshold: float,
+                           order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`decode_masks` plus the masks' boxes (float32 [K,4] xyxy, pixel edges; zeros for an empty mask),
+    found per mask while it is decoded (OpenCV ``boundingRect``; trivial for uniform masks)."""
+    index = np.arange(len(probs)) if order is None else np.asarray(order)
+    K = len(index)
+    H0, W0 = original_hw
+    out = np.empty((K, H0, W0), dtype=bool)
+    boxes = np.zeros((K, 4), np.float32)
+    if K == 0:
+        return out, boxes
+    rh, rw = resized_hw
+    sh, uh = _source_crop(probs.shape[1], padded_hw[0], rh)
+    sw, uw = _source_crop(probs.shape[2], padded_hw[1], rw)
+    for k, i in enumerate(index):
+        src = probs[i, :sh, :sw]  # a view: OpenCV takes row-strided planes as they are
+        if src.dtype != np.float32:
+            src = src.astype(np.float32)
+        lo, hi, _, _ = cv2.minMaxLoc(src)
+        if lo > mask_threshold + _UNIFORM_MARGIN or hi < mask_threshold - _UNIFORM_MARGIN:
+            full = lo > mask_threshold
+            out[k] = full
+            if full:
+                boxes[k] = (0, 0, W0, H0)
+            continue
+        up = _resize_plane(src, (uh, uw))
+        np.greater(_resize_plane(up[:rh, :rw], original_hw), mask_threshold, out=out[k])
+        x, y, w, h = cv2.boundingRect(out[k].view(np.uint8))
+        if w:
+            boxes[k] = (x, y, x + w, y + h)
+    return out, boxes
+
+
 def decode_masks(probs: np.ndarray, padded_hw: tuple[int, int], resized_hw: tuple[int, int],
                  original_hw: tuple[int, int], mask_threshold: float, order: np.ndarray | None = None) -> np.ndarray:
     """[K,h',w'] mask probabilities at 1/stride -> bool [K,H0,W0] at the original size.
@@ -126,23 +166,7 @@ def decode_masks(probs: np.ndarray, padded_hw: tuple[int, int], resized_hw: tupl
     True (False) without resizing. Only the source rows/columns that reach the crop are upsampled.
     ``order``: decode ``probs[order]`` (without copying the probabilities).
     """
-    index = np.arange(len(probs)) if order is None else np.asarray(order)
-    K = len(index)
-    out = np.empty((K, *original_hw), dtype=bool)
-    if K == 0:
-        return out
-    rh, rw = resized_hw
-    sh, uh = _source_crop(probs.shape[1], padded_hw[0], rh)
-    sw, uw = _source_crop(probs.shape[2], padded_hw[1], rw)
-    for k, i in enumerate(index):
-        src = np.ascontiguousarray(probs[i, :sh, :sw], dtype=np.float32)
-        lo, hi, _, _ = cv2.minMaxLoc(src)
-        if lo > mask_threshold + _UNIFORM_MARGIN or hi < mask_threshold - _UNIFORM_MARGIN:
-            out[k] = lo > mask_threshold
-            continue
-        up = _resize_plane(src, (uh, uw))
-        np.greater(_resize_plane(up[:rh, :rw], original_hw), mask_threshold, out=out[k])
-    return out
+    return decode_masks_and_boxes(probs, padded_hw, resized_hw, original_hw, mask_threshold, order)[0]
 
 
 def decode_prediction(out: dict[str, np.ndarray], b: int, padded_hw: tuple[int, int], resized_hw: tuple[int, int],
@@ -156,7 +180,7 @@ def decode_prediction(out: dict[str, np.ndarray], b: int, padded_hw: tuple[int, 
         keep, scores, probs = select_instances(out["pred_logits"][b], out["pred_scores"][b], out["pred_masks"][b],
                                                meta.cls_threshold, meta.mask_threshold, meta.max_detections)
     order = np.argsort(-scores, kind="stable")
-    masks = decode_masks(probs, padded_hw, resized_hw, original_hw, meta.mask_threshold, order=order)
+    masks, boxes = decode_masks_and_boxes(probs, padded_hw, resized_hw, original_hw, meta.mask_threshold, order)
     trust = out["depth_trust"][b].astype(np.float32) if "depth_trust" in out else np.full(3, np.nan, np.float32)
-    return Prediction(masks=masks, scores=scores[order], boxes=masks_to_boxes(masks), depth_trust=trust,
+    return Prediction(masks=masks, scores=scores[order], boxes=boxes, depth_trust=trust,
                       kernel_index=keep[order].astype(np.int64))

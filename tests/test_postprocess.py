@@ -7,7 +7,15 @@ import cv2
 import numpy as np
 import pytest
 
-from calibnet.runtime.postprocess import _source_crop, decode_masks, rescore, select_instances, sigmoid
+from calibnet.runtime.postprocess import (
+    _source_crop,
+    decode_masks,
+    decode_masks_and_boxes,
+    rescore,
+    select_instances,
+    sigmoid,
+)
+from calibnet.runtime.prediction import masks_to_boxes
 
 
 def naive_decode(probs, padded_hw, resized_hw, original_hw, t):
@@ -37,6 +45,9 @@ def test_decode_equals_the_naive_official_steps_exactly(seed):
     assert got[1].all() and not got[2].any()
     order = np.array([4, 0, 3])
     assert np.array_equal(decode_masks(probs, padded, resized, original, 0.45, order=order), got[order])
+    masks, boxes = decode_masks_and_boxes(probs, padded, resized, original, 0.45)
+    assert np.array_equal(masks, got) and np.array_equal(boxes, masks_to_boxes(got))
+    assert tuple(boxes[1]) == (0, 0, original[1], original[0]) and not boxes[2].any()
 
 
 def test_source_crop_only_for_integer_factors():
