@@ -63,7 +63,7 @@ def test_errors_name_the_file(onnx_and_data, tmp_path, capsys):
 def test_sixteen_bit_depth_and_saliency(onnx_and_data, tmp_path):
     path, d = onnx_and_data
     s = make_scene(5, 240, 320)
-    mm = (4000 - s.depth.astype(np.uint16) * 14).astype(np.uint16)  # millimetres, nearer = smaller
+    mm = (300 + s.depth.astype(np.uint16) * 14).astype(np.uint16)  # millimetres: near (dark) = small
     mm[:8] = 0  # no reading
     cv2.imwrite(str(tmp_path / "a_mm.png"), mm)
     cv2.imwrite(str(tmp_path / "a.jpg"), s.rgb[:, :, ::-1])

@@ -34,9 +34,9 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
 
 def read_depth(path: str | Path) -> np.ndarray:
-    """uint8 [H,W] depth (near = bright, as in the data sets). 16-bit or float maps are an error: the
+    """uint8 [H,W] depth (near = dark, far = bright, as in the data sets). 16-bit or float maps are an error: the
     model was trained on 8-bit maps, and their scaling is the user's decision."""
     img = _open(Path(path), "depth map")
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        raise DatasetError(f"{path}: depth must be an 8-bit image (0..255, near = bright), got mode {img.mode}")
+        raise DatasetError(f"{path}: depth must be an 8-bit image (0..255, near = dark), got mode {img.mode}")
     return np.array(img.convert("RGB"))[:, :, 0].copy()

@@ -2,7 +2,7 @@
 
 Textured ellipses and rectangles at different depths over a cluttered background; the nearest objects
 are the salient instances. Depth follows the RGB-D SOD data sets' 8-bit convention used by the official
-code: near = bright (255), far = dark.
+code: near = dark, far = bright (COME15K, SIP and CalibNet's own figures; see runtime/depth.py).
 
 :func:`write_synthetic_dataset` writes scenes as a COCO-json data set in the layout of the official
 DSIS/SIP folders (``RGB/``, ``depth/``, one json), which :class:`calibnet.data.RGBDInstanceDataset`,
@@ -35,7 +35,7 @@ class Scene:
     """One generated RGB-D frame and its salient instance masks."""
 
     rgb: np.ndarray  # uint8 [H,W,3] RGB
-    depth: np.ndarray  # uint8 [H,W], near = bright
+    depth: np.ndarray  # uint8 [H,W], near = dark, far = bright
     masks: np.ndarray  # bool [K,H,W] salient instances (visible parts)
 
 
@@ -75,7 +75,8 @@ def make_scene(seed: int = 0, height: int = 320, width: int = 480, n_salient: in
         if salient:
             masks.append(region)
     masks_arr = np.array([m for m in masks if m.any()], dtype=bool).reshape(-1, height, width)
-    return Scene(np.clip(rgb, 0, 255).astype(np.uint8), np.clip(depth, 0, 255).astype(np.uint8), masks_arr)
+    # `depth` holds nearness above (near = high); the data sets store near = dark, far = bright
+    return Scene(np.clip(rgb, 0, 255).astype(np.uint8), (255 - np.clip(depth, 0, 255)).astype(np.uint8), masks_arr)
 
 
 def scene_seed(seed: int, index: int) -> int:
@@ -122,7 +123,7 @@ def write_synthetic_dataset(out_dir: str | Path, num_images: int, seed: int = 0,
     """Write ``num_images`` synthetic RGB-D scenes as a COCO-json data set; returns its :class:`DatasetSpec`.
 
     Layout (as the official DSIS/SIP folders): ``out_dir/RGB/<id>.jpg`` (or ``.png``),
-    ``out_dir/depth/<id>.png`` (8-bit, near = bright), ``out_dir/annotations.json`` (one category,
+    ``out_dir/depth/<id>.png`` (8-bit, near = dark), ``out_dir/annotations.json`` (one category,
     ``foreground``, id 1; image ids 1..N; ``segmentation`` as compressed RLE, or polygons with
     ``segmentation="polygon"``). Deterministic by ``seed``: scene ``i`` is
     ``make_scene(scene_seed(seed, i), ...)``. ``scene_kwargs`` go to :func:`make_scene`; ``n_salient``
