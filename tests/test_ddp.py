@@ -88,27 +88,34 @@ def test_two_gloo_processes_keep_identical_parameters(tmp_path):
         assert torch.equal(v, r1["params"][k]), k
 
     # the first DDP step == one AdamW step on the mean of the two ranks' gradients (single process)
-    model = calibnet.build_model(_cfg(), seed=0, eval_mode=False, quiet=True)
-    init = {k: v.detach().clone() for k, v in model.named_parameters()}
     from calibnet.training.solver import build_optimizer
 
-    opt = build_optimizer(model, SolverOptions(base_lr=LR, warmup_iters=0))
+    model = calibnet.build_model(_cfg(), seed=0, eval_mode=False, quiet=True)
+    init = {k: v.detach().clone() for k, v in model.named_parameters()}
     crit = CalibNetCriterion(model.cfg.loss)
-    opt.zero_grad()
     for rank in range(2):
         b = EqualCountBatches(rank).batch(0)
         out = model(b["rgb"], b["depth"], b["image_sizes"])
         (CalibNetCriterion.total(crit(out, b["masks"], b["rgb"].shape[-2:])) / 2).backward()
-    opt.step()
     step1 = torch.load(tmp_path / "rank0_step1.pt", weights_only=True)
     grads = {k: v.grad for k, v in model.named_parameters() if v.grad is not None}
     assert grads.keys() == step1["grads"].keys() and len(grads) > 100
-    for k, g in grads.items():  # all-reduced gradient == mean of the per-rank gradients
-        scale = g.abs().max().item()
-        assert torch.allclose(step1["grads"][k], g, rtol=1e-3, atol=1e-5 * scale + 1e-12), k
+    # all-reduced gradient == mean of the per-rank gradients, up to float noise (the workers run 1 thread,
+    # this process more, so sums are ordered differently). Some biases sit before a normalization: their
+    # exact gradient is 0 and what is left is noise, hence a floor relative to the typical gradient norm.
+    floor = 1e-4 * torch.tensor([g.norm().item() for g in grads.values()]).median().item()
+    for k, g in grads.items():
+        diff = (step1["grads"][k] - g).norm().item()
+        assert diff <= 1e-3 * g.norm().item() + floor, (k, diff, g.norm().item())
+    # and the optimizer stepped with that all-reduced gradient
+    for k, v in model.named_parameters():
+        with torch.no_grad():
+            v.copy_(init[k])
+        v.grad = step1["grads"].get(k)
+    opt = build_optimizer(model, SolverOptions(base_lr=LR, warmup_iters=0))
+    opt.step()
     moved = 0
     for k, v in model.named_parameters():
-        # AdamW's first update is about lr * sign(grad): gradients within float noise of eps may differ
-        assert torch.allclose(step1["params"][k], v.detach(), rtol=0, atol=LR * 0.1), k
+        assert torch.allclose(step1["params"][k], v.detach(), rtol=0, atol=LR * 1e-4), k
         moved += int(not torch.equal(step1["params"][k], init[k]))
     assert moved > 100

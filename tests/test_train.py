@@ -209,3 +209,13 @@ def test_cli_resume_without_a_checkpoint(tmp_path, capsys):
     code = train_main(["--synthetic", "stream", "--config", "r18", "--out", str(tmp_path), "--resume",
                        "--no-progress"])
     assert code == 2 and "nothing to resume" in capsys.readouterr().err
+
+
+def test_cli_trains_on_a_written_data_set_through_the_data_loader(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--config", "r18", "--synthetic", "4", "--batch", "2", "--iters", "1", "--out", str(out),
+            "--no-progress", "--warmup-iters", "0", "--workers", "0"] + [f"--set={k}={v}" for k, v in TINY.items()]
+    assert train_main(args) == 0
+    assert (out / "synthetic_train" / "annotations.json").is_file()
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("1,")

@@ -219,8 +219,15 @@ def _make_source(args: argparse.Namespace, plan: dict[str, Any], info: Any) -> A
         except (KeyError, FileNotFoundError, ValueError) as exc:
             raise _UserError(str(exc)) from None
     else:
-        spec = data.DatasetSpec("custom_train", args.train_json, args.image_root, args.depth_root)
+        from calibnet.evaluation.cli import CliError, default_depth_root
+
+        try:
+            depth_root = Path(args.depth_root) if args.depth_root else default_depth_root(Path(args.image_root))
+        except CliError as exc:
+            raise _UserError(str(exc)) from None
+        spec = data.DatasetSpec(Path(args.train_json).stem, Path(args.train_json), Path(args.image_root), depth_root)
     try:
+        spec.check()
         dataset = data.RGBDInstanceDataset(spec, cfg.input, train=True)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         raise _UserError(str(exc)) from None
@@ -273,10 +280,12 @@ def _run(args: argparse.Namespace) -> int:
                                gamma=plan["gamma"], warmup_iters=plan["warmup"], clip_grad_norm=plan["clip"],
                                amsgrad=cfg.solver.amsgrad, backbone_multiplier=cfg.solver.backbone_multiplier)
         eval_spec = None
+        if plan["eval_scenes"] and plan["synthetic"] is None:
+            if main_rank:
+                print("note: --eval-scenes applies to synthetic training; evaluate on your data set with "
+                      "calibnet-eval OUT/model_final.pth --config OUT/config.yaml --dataset ...", file=sys.stderr)
+            plan["eval_scenes"] = 0
         if plan["eval_scenes"] and main_rank:
-            if plan["synthetic"] is None:
-                print("note: --eval-scenes evaluates synthetic scenes; use calibnet-eval for your data set",
-                      file=sys.stderr)
             from .evaluate import held_out_synthetic_spec
 
             h, w = plan["scene_hw"]
