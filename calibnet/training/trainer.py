@@ -162,8 +162,17 @@ class Trainer:
                 metrics = self.eval_fn(self.model, self.iteration)
             finally:
                 self.model.train()
-            line = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if isinstance(v, (int, float)))
+            line = ", ".join(f"{k} {metrics[k]:.2f}" for k in ("AP", "AP50", "AP70") if k in metrics)
             print(f"[iter {self.iteration}] eval: {line}", file=sys.stderr)
+            if self.opts.out_dir is not None:
+                import json
+
+                row = {"iteration": self.iteration}
+                for k, v in metrics.items():
+                    if isinstance(v, (int, float, str)) or v is None:
+                        row[k] = None if isinstance(v, float) and not math.isfinite(v) else v
+                with (Path(self.opts.out_dir) / "eval.jsonl").open("a") as f:
+                    f.write(json.dumps(row) + "\n")
             if self._tb is not None:
                 for k, v in metrics.items():
                     if isinstance(v, (int, float)) and math.isfinite(v):
