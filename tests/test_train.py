@@ -219,3 +219,17 @@ def test_cli_trains_on_a_written_data_set_through_the_data_loader(tmp_path, caps
     assert (out / "synthetic_train" / "annotations.json").is_file()
     rows = (out / "metrics.csv").read_text().splitlines()
     assert len(rows) == 2 and rows[1].startswith("1,")
+
+
+def test_training_package_and_cli_parser_import_without_torch():
+    import subprocess
+    import sys
+
+    from conftest import BLOCK_TORCH
+
+    code = BLOCK_TORCH + ("import calibnet.training, calibnet.training.cli as c\n"
+                          "c.build_parser().parse_args(['--recipe', 'synthetic-r18'])\n"
+                          "print(sorted(calibnet.training.RECIPES))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "synthetic-r18" in out.stdout
