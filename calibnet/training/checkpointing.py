@@ -25,7 +25,7 @@ LAST_CHECKPOINT = "last_checkpoint"
 
 def capture_rng() -> dict[str, Any]:
     """torch (CPU and CUDA), numpy and Python random states as tensors / plain values."""
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": {"name": str(np_state[0]), "keys": torch.from_numpy(np_state[1].astype(np.int64)),

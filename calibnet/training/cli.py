@@ -149,7 +149,7 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     if synthetic is not None and synthetic != "stream" and not (synthetic.isdigit() and int(synthetic) > 0):
         raise _UserError(f"--synthetic wants 'stream' or a positive number of scenes, got {synthetic!r}")
     s = cfg.solver
-    plan = {
+    plan: dict[str, Any] = {
         "cfg": cfg,
         "recipe": recipe,
         "synthetic": synthetic,

@@ -167,7 +167,7 @@ class Trainer:
             if self.opts.out_dir is not None:
                 import json
 
-                row = {"iteration": self.iteration}
+                row: dict[str, Any] = {"iteration": self.iteration}
                 for k, v in metrics.items():
                     if isinstance(v, (int, float, str)) or v is None:
                         row[k] = None if isinstance(v, float) and not math.isfinite(v) else v
