@@ -156,7 +156,7 @@ def plot_stages(doc: dict[str, Any], path: str | Path) -> Path:
             pre.append(0.0)
             infer.append(0.0)
             post.append(0.0)
-            notes.append(b["status"][:40])
+            notes.append(b["status"].split(":")[0])  # e.g. "unavailable" (the reason is in the table and JSON)
             continue
         pre.append(st["pre"]["p50"])
         infer.append(st["infer"]["p50"])
