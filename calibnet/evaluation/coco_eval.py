@@ -38,33 +38,38 @@ def _load_gt(gt_json_path: str | Path) -> Any:
     from pycocotools.coco import COCO  # type: ignore[import-untyped]
 
     path = Path(gt_json_path)
-    if not path.is_file():
-        raise EvaluationError(f"ground-truth json not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EvaluationError(f"cannot read ground truth {path}: {exc}") from None
+    data = _read_json(path, "ground truth")
     if not isinstance(data, dict) or "images" not in data:
         raise EvaluationError(f"{path} is not a COCO instances json (no 'images')")
     data.setdefault("annotations", [])
     data.setdefault("categories", [{"id": 1, "name": "foreground"}])
+    sizes = {img.get("id"): (int(img["height"]), int(img["width"])) for img in data["images"]}
     for ann in data["annotations"]:  # pycocotools needs these; detectron2-style jsons may omit them
         ann.setdefault("iscrowd", 0)
         if "area" not in ann:
-            ann["area"] = _segm_area(ann.get("segmentation"), data, ann.get("image_id"))
+            ann["area"] = _segm_area(ann.get("segmentation"), sizes.get(ann.get("image_id")))
     gt = COCO()
     gt.dataset = data
     _quiet(gt.createIndex)
     return gt
 
 
-def _segm_area(seg: Any, data: dict[str, Any], image_id: Any) -> float:
+def _read_json(path: Path, what: str) -> Any:
+    """The parsed json file; :class:`EvaluationError` naming the file when it is missing or unreadable."""
+    if not path.is_file():
+        raise EvaluationError(f"{what} json not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EvaluationError(f"cannot read {what} {path}: {exc}") from None
+
+
+def _segm_area(seg: Any, hw: tuple[int, int] | None) -> float:
     from pycocotools import mask as mask_utils  # type: ignore[import-untyped]
 
-    img = next((i for i in data["images"] if i.get("id") == image_id), None)
-    if seg is None or img is None:
+    if seg is None or hw is None:
         return 0.0
-    h, w = int(img["height"]), int(img["width"])
+    h, w = hw
     if isinstance(seg, list):
         rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
     elif isinstance(seg.get("counts"), list):
@@ -77,12 +82,7 @@ def _segm_area(seg: Any, data: dict[str, Any], image_id: Any) -> float:
 def _load_results(results: str | Path | Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     if isinstance(results, (str, Path)):
         path = Path(results)
-        if not path.is_file():
-            raise EvaluationError(f"results json not found: {path}")
-        try:
-            loaded = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise EvaluationError(f"cannot read results {path}: {exc}") from None
+        loaded = _read_json(path, "results")
         if not isinstance(loaded, list):
             raise EvaluationError(f"{path}: a COCO results json is a list of detections")
         return loaded
