@@ -17,7 +17,6 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
-import torch
 
 __all__ = ["BatchSource", "LoaderBatches", "SyntheticBatches", "collate_arrays", "scene_seed"]
 
@@ -30,26 +29,14 @@ class BatchSource(Protocol):
 
 def collate_arrays(rgbs: Sequence[np.ndarray], depths: Sequence[np.ndarray], masks: Sequence[np.ndarray],
                    image_ids: Sequence[int] | None = None, size_divisibility: int = 32) -> dict[str, Any]:
-    """Pad uint8 RGB [h,w,3], depth [h,w] and bool masks [K,h,w] of each image into one batch."""
-    d = size_divisibility
-    H = max(r.shape[0] for r in rgbs)
-    W = max(r.shape[1] for r in rgbs)
-    H, W = -(-H // d) * d, -(-W // d) * d
-    B = len(rgbs)
-    rgb = torch.zeros((B, 3, H, W), dtype=torch.float32)
-    depth = torch.zeros((B, 1, H, W), dtype=torch.float32)
-    sizes = torch.zeros((B, 2), dtype=torch.int64)
-    mask_list = []
-    for b, (r, dp, m) in enumerate(zip(rgbs, depths, masks)):
-        h, w = r.shape[:2]
-        rgb[b, :, :h, :w] = torch.from_numpy(np.array(r.transpose(2, 0, 1), dtype=np.float32, order="C"))
-        depth[b, 0, :h, :w] = torch.from_numpy(np.array(dp, dtype=np.float32, order="C"))
-        sizes[b] = torch.tensor([h, w])
-        padded = torch.zeros((m.shape[0], H, W), dtype=torch.bool)
-        padded[:, :h, :w] = torch.from_numpy(np.array(m, dtype=bool, order="C"))
-        mask_list.append(padded)
-    ids = list(image_ids) if image_ids is not None else list(range(B))
-    return {"rgb": rgb, "depth": depth, "image_sizes": sizes, "masks": mask_list, "image_ids": ids}
+    """Pad uint8 RGB [h,w,3], depth [h,w] and bool masks [K,h,w] of each image into one batch
+    (:func:`calibnet.data.collate_rgbd` on array items)."""
+    from calibnet.data import collate_rgbd
+
+    ids = list(image_ids) if image_ids is not None else list(range(len(rgbs)))
+    items = [{"rgb": r.transpose(2, 0, 1), "depth": dp[None], "masks": m, "image_id": i, "file_name": "",
+              "orig_hw": r.shape[:2]} for r, dp, m, i in zip(rgbs, depths, masks, ids)]
+    return collate_rgbd(items, size_divisibility)
 
 
 def scene_seed(base: int, iteration: int, rank: int, world_size: int, batch_size: int, index: int) -> int:
