@@ -7,10 +7,8 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from .config import CalibNetConfig, ConfigError, get_config
+from .lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -28,14 +26,4 @@ _LAZY = {
 __all__ = ["CalibNetConfig", "ConfigError", "get_config", "__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'calibnet' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals(), __all__)
