@@ -142,10 +142,8 @@ def _prepare_onnxruntime(model: Any, workdir: Path, height: int, width: int, bat
     try:
         import onnxruntime as ort
 
-        backend = OnnxRuntimeBackend(path, providers=["CPUExecutionProvider"])
-        backend.session = ort.InferenceSession(str(path), ort_session_options(threads),
-                                               providers=["CPUExecutionProvider"])
-        rt = Runtime(backend)
+        rt = Runtime(OnnxRuntimeBackend(path, providers=["CPUExecutionProvider"],
+                                        session_options=ort_session_options(threads)))
     except Exception as exc:
         return PreparedBackend("onnxruntime", f"{VALIDATION_FAILED} (session: {_short(exc)})", None, path,
                                path.stat().st_size / 1e6, detail=repr(exc))

@@ -67,15 +67,20 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
 
     def __init__(self, path: str | Path, providers: ProviderList | None = None, threads: int = 0,
-                 fp16: bool = True, cache_dir: str | os.PathLike[str] | None = None) -> None:
+                 fp16: bool = True, cache_dir: str | os.PathLike[str] | None = None,
+                 session_options: Any = None) -> None:
+        """``session_options``: an ``ort.SessionOptions`` to use instead of the defaults (all graph
+        optimizations, ``threads`` intra-op threads)."""
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - base dependency
             raise BackendUnavailable("onnxruntime is not installed: pip install onnxruntime") from exc
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = threads
+        opts = session_options
+        if opts is None:
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            if threads:
+                opts.intra_op_num_threads = threads
         self.providers: ProviderList = providers or default_providers(path, fp16=fp16, cache_dir=cache_dir)
         if any((p[0] if isinstance(p, tuple) else p) == "TensorrtExecutionProvider" for p in self.providers):
             Path(default_ort_cache_dir() if cache_dir is None else cache_dir).mkdir(parents=True, exist_ok=True)
