@@ -13,13 +13,13 @@ import contextlib
 import copy
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["EvaluationError", "STAT_NAMES", "ap_at_iou", "evaluate_coco"]
+__all__ = ["EvaluationError", "STAT_NAMES", "ap_at_iou", "evaluate_coco", "load_results"]
 
 #: The 12 entries of ``COCOeval.stats`` for segm/bbox, in order.
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -79,7 +79,9 @@ def _segm_area(seg: Any, hw: tuple[int, int] | None) -> float:
     return float(mask_utils.area(rle))
 
 
-def _load_results(results: str | Path | Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def load_results(results: str | Path | Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The detections of a COCO results json (a copy of the list when given one); :class:`EvaluationError`
+    naming the file when it is missing, unreadable or not a list."""
     if isinstance(results, (str, Path)):
         path = Path(results)
         loaded = _read_json(path, "results")
@@ -125,7 +127,8 @@ def ap_at_iou(precision: np.ndarray, iou_thresholds: np.ndarray, iou: float, are
 
 
 def evaluate_coco(gt_json_path: str | Path, results_json_path: str | Path | Sequence[dict[str, Any]],
-                  img_ids: Sequence[int] | None = None, use_cats: bool = True) -> dict[str, Any]:
+                  img_ids: Sequence[int] | None = None, use_cats: bool = True,
+                  size_bins: Mapping[str, tuple[float, float]] | None = None) -> dict[str, Any]:
     """Mask (segm) AP of COCO results against a COCO ground truth, in percent.
 
     Args:
@@ -134,6 +137,11 @@ def evaluate_coco(gt_json_path: str | Path, results_json_path: str | Path | Sequ
             ``segmentation`` (RLE), ``score``. An empty list gives AP 0 (no crash).
         img_ids: evaluate these images only (default: every image of the ground truth).
         use_cats: COCOeval ``useCats``; False evaluates class-agnostically.
+        size_bins: optional size classes relative to the image, ``label -> (lo, hi)`` in instance pixels /
+            image pixels (e.g. ``{"small": (0, 0.01)}``): a second COCOeval run whose area ranges are these
+            (inclusive, as COCOeval's; ground truth outside a range is ignored, unmatched detections outside
+            it too) gives ``by_size[label] = {"AP", "AP50", "AP70", "num_gt"}``. COCO's APs/m/l use absolute
+            pixel areas (32^2, 96^2), which mean different things at different image resolutions.
 
     Returns ``AP``, ``AP50``, ``AP70`` (the paper's columns), ``AP75``, ``APs``, ``APm``, ``APl``, ``AR1``,
     ``AR10``, ``AR100``, ``ARs``, ``ARm``, ``ARl`` (percent; ``nan`` where COCOeval has no ground truth to
@@ -142,7 +150,7 @@ def evaluate_coco(gt_json_path: str | Path, results_json_path: str | Path | Sequ
     from pycocotools.cocoeval import COCOeval  # type: ignore[import-untyped]
 
     gt = _load_gt(gt_json_path)
-    results = _strip_boxes(_load_results(results_json_path))
+    results = _strip_boxes(load_results(results_json_path))
     ids = sorted(gt.getImgIds()) if img_ids is None else [int(i) for i in img_ids]
     unknown = set(ids) - set(gt.getImgIds())
     if unknown:
@@ -167,4 +175,40 @@ def evaluate_coco(gt_json_path: str | Path, results_json_path: str | Path | Sequ
     out["AP70"] = ap70 * 100.0 if ap70 >= 0 else float("nan")
     gt_anns = gt.loadAnns(gt.getAnnIds(imgIds=ids, iscrowd=False))
     out.update(num_images=len(ids), num_gt=len(gt_anns), num_detections=len(results))
+    if size_bins:
+        out["by_size"] = _ap_by_relative_size(gt, dt, ids, use_cats, size_bins)
+    return out
+
+
+def _ap_by_relative_size(gt: Any, dt: Any, ids: list[int], use_cats: bool,
+                         size_bins: Mapping[str, tuple[float, float]]) -> dict[str, dict[str, float]]:
+    """AP / AP50 / AP70 (percent, nan without ground truth) per relative size class: ``area`` of every ground
+    truth and detection divided by its image's pixels, then COCOeval with those area ranges."""
+    from pycocotools.cocoeval import COCOeval
+
+    pixels = {i["id"]: float(i["height"]) * float(i["width"]) for i in gt.dataset["images"]}
+    for coco in (gt, dt):
+        for ann in coco.anns.values():
+            ann["area"] = float(ann["area"]) / pixels[ann["image_id"]]
+    labels = list(size_bins)
+    ev = COCOeval(gt, dt, "segm")
+    ev.params.imgIds = ids
+    ev.params.useCats = int(bool(use_cats))
+    ev.params.areaRng = [[float(lo), float(hi)] for lo, hi in size_bins.values()]
+    ev.params.areaRngLbl = labels
+    _quiet(ev.evaluate)
+    _quiet(ev.accumulate)
+    precision = ev.eval["precision"]
+    wanted = set(ids)
+    out: dict[str, dict[str, float]] = {}
+    for a, (label, (lo, hi)) in enumerate(size_bins.items()):
+        p = precision[:, :, :, a, -1]
+        defined = p[p > -1]
+        row = {"AP": float(defined.mean()) * 100.0 if defined.size else float("nan")}
+        for name, iou in (("AP50", 0.5), ("AP70", 0.7)):
+            v = ap_at_iou(precision, ev.params.iouThrs, iou, area_index=a)
+            row[name] = v * 100.0 if v >= 0 else float("nan")
+        row["num_gt"] = sum(1 for g in gt.anns.values() if g["image_id"] in wanted and not g.get("iscrowd", 0)
+                            and lo <= g["area"] <= hi)
+        out[label] = row
     return out
