@@ -36,6 +36,7 @@ class Prediction:
     depth_trust: np.ndarray  # float32 [3]: DSA of kernel branch, WSF-T3, WSF-res2
     kernel_index: np.ndarray  # int64 [K] the kernel each instance came from
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage: pre, infer, post
+    track_ids: np.ndarray | None = None  # int64 [K] stable IDs across frames (-1: not tracked), see tracking.py
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -65,8 +66,12 @@ class Prediction:
         return out
 
     def coco_results(self, image_id: int, category_id: int = 1) -> list[dict[str, Any]]:
-        """COCO results entries (segmentation RLE, score, category, image id)."""
-        return [
+        """COCO results entries (segmentation RLE, score, category, image id; ``track_id`` when tracked)."""
+        out = [
             {"image_id": image_id, "category_id": category_id, "segmentation": r, "score": float(s)}
             for r, s in zip(self.rle(), self.scores)
         ]
+        if self.track_ids is not None:
+            for entry, tid in zip(out, self.track_ids):
+                entry["track_id"] = int(tid)
+        return out

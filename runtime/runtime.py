@@ -140,6 +140,14 @@ class Runtime:
                     results[i] = pred
         return [results[i] for i in range(len(frames))]
 
+    def stream(self, source: Any, policy: str = "all", track: Any = False, **kwargs: Any) -> Any:
+        """A pipelined iterator of ``(frame, Prediction)`` over ``source`` (reading + pre-processing,
+        inference and post-processing in three threads; ``policy`` "all" or "latest"; ``track=True`` adds
+        stable instance IDs): see :class:`calibnet.runtime.stream.Stream` for sources and options."""
+        from .stream import Stream
+
+        return Stream(self, source, policy, track, **kwargs)
+
     def _decode(self, out: dict[str, np.ndarray], b: int, frame: PreparedFrame) -> Prediction:
         """Prediction of batch item ``b`` from the graph outputs (full-output or top-k graph)."""
         padded = (int(frame.rgb.shape[-2]), int(frame.rgb.shape[-1]))
