@@ -166,33 +166,11 @@ def _say(msg: str, quiet: bool) -> None:
 
 def dataset_spec(args: argparse.Namespace) -> Any:
     """The :class:`calibnet.data.DatasetSpec` that ``--accuracy`` names (checked: files and folders exist)."""
-    from calibnet.data import DatasetError, DatasetSpec, dataset_names, get_dataset_spec
+    from calibnet.data import DatasetError, resolve_dataset
 
-    path = Path(args.accuracy)
     try:
-        if not path.is_file():
-            if args.accuracy in dataset_names():
-                return get_dataset_spec(args.accuracy, args.data_root)
-            raise BenchError(f"--accuracy: no such file or registered data set: {args.accuracy}")
-        try:
-            raw = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BenchError(f"--accuracy: cannot read {path} as JSON ({exc})") from exc
-        if isinstance(raw, dict) and "json_file" in raw:
-            fields = {k: raw[k] if k == "name" or Path(raw[k]).is_absolute() else str(path.parent / raw[k])
-                      for k in ("name", "json_file", "image_root", "depth_root") if k in raw}
-            fields.setdefault("name", path.stem)
-            spec = DatasetSpec(**fields)
-        elif isinstance(raw, dict) and "images" in raw:
-            image_root = args.image_root or path.parent / "RGB"
-            depth_root = args.depth_root or path.parent / "depth"
-            spec = DatasetSpec(path.parent.name or path.stem, path, image_root, depth_root)
-        else:
-            raise BenchError(f"--accuracy: {path} is neither a COCO annotation file nor a data-set spec "
-                             "(name, json_file, image_root, depth_root)")
-        spec.check()
-        return spec
-    except (DatasetError, TypeError) as exc:
+        return resolve_dataset(args.accuracy, args.data_root, args.image_root, args.depth_root)
+    except DatasetError as exc:
         raise BenchError(f"--accuracy: {exc}") from exc
 
 

@@ -8,22 +8,19 @@
 from __future__ import annotations
 
 from .config import CalibNetConfig, ConfigError, get_config
-from .lazy import lazy_attributes
+from .lazy import lazy_attributes, lazy_names
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "CalibNet": ("calibnet.modeling", "CalibNet"),
-    "load_checkpoint": ("calibnet.checkpoint", "load_checkpoint"),
-    "save_checkpoint": ("calibnet.checkpoint", "save_checkpoint"),
-    "read_state_dict": ("calibnet.checkpoint", "read_state_dict"),
-    "CheckpointMismatchError": ("calibnet.checkpoint", "CheckpointMismatchError"),
-    "count_parameters": ("calibnet.params", "count_parameters"),
-    "build_model": ("calibnet.builder", "build_model"),
-    "evaluate_coco": ("calibnet.evaluation.coco_eval", "evaluate_coco"),
+    "calibnet.modeling": ("CalibNet",),
+    "calibnet.checkpoint": ("load_checkpoint", "save_checkpoint", "read_state_dict", "CheckpointMismatchError"),
+    "calibnet.params": ("count_parameters",),
+    "calibnet.builder": ("build_model",),
+    "calibnet.evaluation.coco_eval": ("evaluate_coco",),
 }
 
-__all__ = ["CalibNetConfig", "ConfigError", "get_config", "__version__", *_LAZY]
+__all__ = ["CalibNetConfig", "ConfigError", "get_config", "__version__", *lazy_names(_LAZY)]
 
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals(), __all__)

@@ -29,11 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import sys
-import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,140 +37,15 @@ import numpy as np
 
 from .backends.base import BackendUnavailable
 from .depth import DEPTH_DIRECTIONS, DEPTH_KINDS, DepthFormat
-from .errors import InputError
+from .errors import InputError, run_cli
 from .overlay import draw_overlay
 from .prediction import Prediction
 from .runtime import Runtime
-
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".npy"}
+from .sources import image_frames, match_pairs, video_frames
 
 
 class CliError(Exception):
     """A user-facing error (printed without a traceback)."""
-
-
-def _imread(path: Path, flags: int, what: str) -> np.ndarray:
-    if not path.is_file():
-        raise CliError(f"file not found: {path}")
-    img = cv2.imread(str(path), flags)
-    if img is None or img.size == 0:
-        raise CliError(f"cannot read {what}: {path}")
-    return img
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """uint8 RGB image from a file; CliError naming the file if unreadable."""
-    return _imread(path, cv2.IMREAD_COLOR, "image")[:, :, ::-1].copy()
-
-
-def read_depth(path: Path) -> np.ndarray:
-    """A depth map as stored: 8-bit, 16-bit or float (PNG/TIFF via OpenCV, or a .npy array); gray
-    images saved with three channels give their first channel. CliError naming the file if unreadable."""
-    if path.suffix.lower() == ".npy":
-        if not path.is_file():
-            raise CliError(f"file not found: {path}")
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise CliError(f"cannot read depth map: {path} ({exc})") from None
-        return np.asarray(arr)
-    img = _imread(path, cv2.IMREAD_UNCHANGED, "depth map")
-    return img if img.ndim == 2 else img[:, :, 0]
-
-
-def _natural_key(path: Path) -> list[Any]:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
-
-
-def _image_files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise CliError(f"folder not found: {folder}")
-    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS), key=_natural_key)
-
-
-def match_pairs(rgb_dir: Path, depth_dir: Path) -> list[tuple[Path, Path]]:
-    """(rgb, depth) files with the same stem; warns about unmatched files."""
-    rgbs = {p.stem: p for p in _image_files(rgb_dir)}
-    depths = {p.stem: p for p in _image_files(depth_dir)}
-    missing = sorted(set(rgbs) - set(depths))
-    if missing:
-        warnings.warn(f"{len(missing)} RGB images have no depth map (e.g. {missing[0]}); skipped", stacklevel=2)
-    pairs = [(rgbs[s], depths[s]) for s in sorted(set(rgbs) & set(depths))]
-    if not pairs:
-        raise CliError(f"no RGB/depth pairs with matching file stems in {rgb_dir} and {depth_dir}")
-    return pairs
-
-
-@dataclass
-class Frame:
-    """One RGB-D input of any mode."""
-
-    name: str  # file name (images) or "<video>#<index>" (video frames)
-    stem: str  # for output file names
-    rgb: np.ndarray
-    depth: np.ndarray
-    depth_source: str  # what to name in an error about the depth
-
-
-def _open_video(path: Path, what: str) -> cv2.VideoCapture:
-    if not path.is_file():
-        raise CliError(f"file not found: {path}")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise CliError(f"cannot open {what}: {path}")
-    return cap
-
-
-def video_frames(video: Path, depth_video: Path | None, depth_dir: Path | None,
-                 max_frames: int = 0) -> tuple[Iterator[Frame], float, int]:
-    """(frames, fps, frame count or 0 if unknown) of a video mode run; depth from a second video or from a
-    folder of depth frames matched by index."""
-    cap = _open_video(video, "video")
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    dcap = _open_video(depth_video, "depth video") if depth_video else None
-    files = _image_files(depth_dir) if depth_dir else []
-    if depth_dir and not files:
-        raise CliError(f"no depth frames in {depth_dir}")
-    if files:
-        if count and len(files) != count:
-            warnings.warn(f"{video} has {count} frames but {depth_dir} {len(files)} depth frames: "
-                          f"using the first {min(count, len(files))}", stacklevel=2)
-        count = min(count, len(files)) if count else len(files)
-    if max_frames:
-        count = min(count, max_frames) if count else max_frames
-
-    def gen() -> Iterator[Frame]:
-        try:
-            i = 0
-            while not max_frames or i < max_frames:
-                ok, bgr = cap.read()
-                if not ok:
-                    break
-                if dcap is not None:
-                    dok, dframe = dcap.read()
-                    if not dok:
-                        warnings.warn(f"{depth_video} ended after {i} frames; stopping", stacklevel=2)
-                        break
-                    depth, source = dframe[:, :, 0] if dframe.ndim == 3 else dframe, f"{depth_video} frame {i}"
-                else:
-                    if i >= len(files):
-                        break
-                    depth, source = read_depth(files[i]), str(files[i])
-                yield Frame(f"{video.name}#{i}", f"{video.stem}_{i:06d}", bgr[:, :, ::-1].copy(), depth, source)
-                i += 1
-        finally:
-            cap.release()
-            if dcap is not None:
-                dcap.release()
-
-    return gen(), fps if fps and np.isfinite(fps) and fps > 0 else 25.0, count
-
-
-def image_frames(pairs: list[tuple[Path, Path]]) -> Iterator[Frame]:
-    """Frames of the single-pair and folder modes."""
-    for rgb_path, depth_path in pairs:
-        yield Frame(rgb_path.name, rgb_path.stem, read_rgb(rgb_path), read_depth(depth_path), str(depth_path))
 
 
 def saliency_png(pred: Prediction) -> np.ndarray:
@@ -323,13 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``calibnet-infer``."""
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except CliError as exc:
-        print(f"calibnet-infer: error: {exc}", file=sys.stderr)
-        return 2
+    """Entry point of ``calibnet-infer``; InputError: a file or folder that cannot be read, named."""
+    return run_cli("calibnet-infer", build_parser(), run, argv, (CliError, InputError))
 
 
 if __name__ == "__main__":

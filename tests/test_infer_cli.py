@@ -126,7 +126,7 @@ def test_video_mode_writes_an_overlay_video_and_one_image_per_frame(onnx_and_dat
 
 
 def test_depth_frames_are_matched_in_natural_order(videos):
-    from calibnet.runtime.cli import _image_files
+    from calibnet.runtime.sources import image_files as _image_files
 
     assert [p.name for p in _image_files(videos / "depth_frames")] == ["f2.png", "f10.png", "f33.png"]
 

@@ -11,11 +11,10 @@ torch = pytest.importorskip("torch")
 
 import calibnet  # noqa: E402
 from calibnet import get_config  # noqa: E402
-from calibnet.config import CalibNetConfig  # noqa: E402
+from calibnet.config import CalibNetConfig, write_config_yaml  # noqa: E402
 from calibnet.training.backbone_init import BackboneInitError, init_backbones, torchvision_to_d2  # noqa: E402
 from calibnet.training.batches import SyntheticBatches  # noqa: E402
 from calibnet.training.cli import main as train_main  # noqa: E402
-from calibnet.training.config_yaml import write_config_yaml  # noqa: E402
 from calibnet.training.solver import SolverOptions, lr_factor  # noqa: E402
 from calibnet.training.trainer import Trainer, TrainOptions  # noqa: E402
 

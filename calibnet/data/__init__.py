@@ -1,9 +1,9 @@
 """RGB-D instance data sets: the official COCO-json layouts, augmentation, loaders, synthetic scenes.
 
-Importing ``calibnet.data`` does not import torch: the specs, the registry, json reading, image reading,
-the numpy transforms and the synthetic writer work without it; the PyTorch names below
-(``RGBDInstanceDataset``, ``collate_rgbd``, ``build_train_loader``, ``build_test_loader``,
-``InfiniteSampler``) are loaded on first use.
+Importing ``calibnet.data`` does not import torch: the specs, the registry, json reading, image reading
+(:mod:`calibnet.runtime.readers`), the data-set CLI options, the numpy transforms and the synthetic writer
+work without it; the PyTorch names below (``RGBDInstanceDataset``, ``collate_rgbd``, ``build_train_loader``,
+``build_test_loader``, ``InfiniteSampler``) are loaded on first use.
 
 Typical use::
 
@@ -17,34 +17,34 @@ Typical use::
 
 from __future__ import annotations
 
-from ..lazy import lazy_attributes
+from ..lazy import lazy_attributes, lazy_names
+from ..runtime.readers import read_depth, read_rgb
 from .coco import ImageRecord, decode_segmentation, load_records, rasterize_polygons
-from .io import read_depth, read_rgb
+from .options import add_dataset_arguments, specs_from_args
 from .registry import (
     OFFICIAL_DATASETS,
     DatasetError,
     DatasetSpec,
     dataset_names,
+    dataset_spec_from_json,
+    default_depth_root,
     get_dataset_spec,
     register_dataset,
     resolve_data_root,
+    resolve_dataset,
 )
 from .synthetic import Scene, make_scene, synthetic_dataset_spec, write_synthetic_dataset
 from .transforms import GeometricTransform, sample_train_transform, test_transform
 
-_LAZY = {
-    "RGBDInstanceDataset": ("calibnet.data.dataset", "RGBDInstanceDataset"),
-    "collate_rgbd": ("calibnet.data.dataset", "collate_rgbd"),
-    "build_train_loader": ("calibnet.data.dataset", "build_train_loader"),
-    "build_test_loader": ("calibnet.data.dataset", "build_test_loader"),
-    "InfiniteSampler": ("calibnet.data.dataset", "InfiniteSampler"),
-}
+_LAZY = {"calibnet.data.dataset": ("RGBDInstanceDataset", "collate_rgbd", "build_train_loader", "build_test_loader",
+                                   "InfiniteSampler")}
 
 __all__ = [
     "OFFICIAL_DATASETS", "DatasetError", "DatasetSpec", "GeometricTransform", "ImageRecord", "Scene",
-    "dataset_names", "decode_segmentation", "get_dataset_spec", "load_records", "make_scene", "rasterize_polygons",
-    "read_depth", "read_rgb", "register_dataset", "resolve_data_root", "sample_train_transform",
-    "synthetic_dataset_spec", "test_transform", "write_synthetic_dataset", *_LAZY,
+    "add_dataset_arguments", "dataset_names", "dataset_spec_from_json", "decode_segmentation", "default_depth_root",
+    "get_dataset_spec", "load_records", "make_scene", "rasterize_polygons", "read_depth", "read_rgb",
+    "register_dataset", "resolve_data_root", "resolve_dataset", "sample_train_transform", "specs_from_args",
+    "synthetic_dataset_spec", "test_transform", "write_synthetic_dataset", *lazy_names(_LAZY),
 ]
 
 

@@ -16,8 +16,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..runtime.depth import depth_to_u8
+from ..runtime.errors import InputError
+from ..runtime.readers import read_depth, read_rgb
 from .coco import ImageRecord, decode_segmentation, load_records, rasterize_polygons
-from .io import read_depth, read_rgb
 from .registry import DatasetError, DatasetSpec
 from .transforms import GeometricTransform, sample_train_transform, test_transform
 
@@ -59,12 +61,16 @@ class RGBDInstanceDataset(Dataset):
         return index, np.random.default_rng(index)
 
     def load_raw(self, index: int) -> tuple[np.ndarray, np.ndarray, ImageRecord]:
-        """RGB [H0,W0,3] and depth [H0,W0] uint8 of one image, sizes checked against the json."""
+        """RGB [H0,W0,3] and depth [H0,W0] uint8 of one image, sizes checked against the json (depth maps of
+        more than 8 bits converted as :func:`calibnet.runtime.depth.depth_to_u8` does)."""
         rec = self.records[index]
         rgb_path = self.spec.image_path(rec.file_name)
         depth_path = self.spec.depth_path(rec.file_name)
-        rgb = read_rgb(rgb_path)
-        depth = read_depth(depth_path)
+        try:
+            rgb = read_rgb(rgb_path)
+            depth = depth_to_u8(read_depth(depth_path))  # 16-bit / float maps: the runtime's conversion
+        except InputError as exc:
+            raise DatasetError(str(exc)) from None
         h0, w0 = rgb.shape[:2]
         if rec.height is not None and rec.width is not None and (int(rec.height), int(rec.width)) != (h0, w0):
             raise DatasetError(f"{rgb_path}: image is {h0}x{w0} but {self.spec.json_file} says "

@@ -16,19 +16,27 @@ sip_test           SIP/RGB                     SIP/SIP.json                     
 The official mappers find a depth map by rewriting the RGB path (``imgs_right`` -> ``depths`` for
 training, ``RGB`` -> ``depth`` for testing, ``jpg`` -> ``png``). Here the rule is explicit and
 configurable: the depth map of image ``<image_root>/<file_name>`` is ``<depth_root>/<file_name>`` with
-its suffix replaced by ``depth_suffix`` (default ``.png``).
+its suffix replaced by ``depth_suffix`` (default ``.png``); without a depth folder, the one beside the
+RGB folder by the official rename (:func:`default_depth_root`).
+
+A data set of your own is a COCO json (:func:`dataset_spec_from_json`; its RGB folder defaults to ``RGB/``
+beside the json) or a small spec json ``{name, json_file, image_root, depth_root[, depth_suffix]}``;
+:func:`resolve_dataset` takes a registered name or either file, the one entry point of every CLI.
 
 This module does not import torch.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["DatasetError", "DatasetSpec", "OFFICIAL_DATASETS", "DATA_ROOT_ENV", "dataset_names", "get_dataset_spec",
-           "register_dataset", "resolve_data_root"]
+__all__ = ["DatasetError", "DatasetSpec", "OFFICIAL_DATASETS", "DATA_ROOT_ENV", "DEPTH_FOLDER_OF", "dataset_names",
+           "dataset_spec_from_json", "default_depth_root", "get_dataset_spec", "register_dataset", "resolve_data_root",
+           "resolve_dataset"]
 
 #: Environment variables read (in this order) when no data root is given.
 DATA_ROOT_ENV = ("CALIBNET_DATASETS", "DETECTRON2_DATASETS")
@@ -84,6 +92,20 @@ class DatasetSpec:
         return self
 
 
+#: The official depth folder of an RGB folder (the official mappers' path rewrite).
+DEPTH_FOLDER_OF = {"RGB": "depth", "imgs_right": "depths", "rgb": "depth"}
+
+
+def default_depth_root(image_root: str | Path) -> Path:
+    """The depth folder beside an RGB folder by the official rule (``RGB`` -> ``depth``,
+    ``imgs_right`` -> ``depths``); :class:`DatasetError` for a folder the rule does not cover."""
+    image_root = Path(image_root)
+    if image_root.name in DEPTH_FOLDER_OF:
+        return image_root.with_name(DEPTH_FOLDER_OF[image_root.name])
+    raise DatasetError(f"cannot derive the depth folder of {image_root} (the official rule maps RGB -> depth and "
+                       "imgs_right -> depths): give --depth-root")
+
+
 # name -> (image root, json file, depth root), relative to the data root (official layout)
 OFFICIAL_DATASETS: dict[str, tuple[str, str, str]] = {
     "come15k_train": ("COME15K/train/imgs_right", "COME15K/annotations/COME15K-Train.json", "COME15K/train/depths"),
@@ -132,3 +154,54 @@ def get_dataset_spec(name: str, data_root: str | Path | None = None, check: bool
             raise DatasetError(f"data root not found: {root}")
         spec.check()
     return spec
+
+
+def _json_name(path: Path) -> str:
+    """A data-set name for a json: its stem, or its folder's name for generic stems (annotations.json)."""
+    folder = path.resolve().parent.name
+    return folder if path.stem.lower() in ("annotations", "instances", "gt", "ground_truth") and folder else path.stem
+
+
+def dataset_spec_from_json(json_file: str | Path, image_root: str | Path | None = None,
+                           depth_root: str | Path | None = None, name: str | None = None,
+                           depth_suffix: str | None = ".png", check: bool = True) -> DatasetSpec:
+    """The :class:`DatasetSpec` of a COCO instances json, or of a spec json ``{name, json_file, image_root,
+    depth_root[, depth_suffix]}`` (relative paths relative to the spec file).
+
+    For a COCO json the RGB folder defaults to ``RGB/`` beside it and the depth folder to
+    :func:`default_depth_root` of the RGB folder; the name to ``name``, else the json's stem (its folder's
+    name for generic stems such as ``annotations.json``). :class:`DatasetError` naming the file or folder
+    that is missing or not what it should be.
+    """
+    path = Path(json_file)
+    if not path.is_file():
+        raise DatasetError(f"annotation file not found: {path}")
+    try:
+        raw: Any = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"cannot read {path} as JSON ({exc})") from None
+    if isinstance(raw, dict) and "json_file" in raw:
+        fields = {k: raw[k] if k in ("name", "depth_suffix") or Path(raw[k]).is_absolute() else path.parent / raw[k]
+                  for k in ("name", "json_file", "image_root", "depth_root", "depth_suffix") if k in raw}
+        missing = {"json_file", "image_root", "depth_root"} - set(fields)
+        if missing:
+            raise DatasetError(f"{path}: data-set spec without {', '.join(sorted(missing))}")
+        spec = DatasetSpec(**{"name": name or path.stem, **fields})
+    elif isinstance(raw, dict) and "images" in raw:
+        image = Path(image_root) if image_root is not None else path.parent / "RGB"
+        depth = Path(depth_root) if depth_root is not None else default_depth_root(image)
+        spec = DatasetSpec(name or _json_name(path), path, image, depth, depth_suffix)
+    else:
+        raise DatasetError(f"{path} is neither a COCO annotation file nor a data-set spec "
+                           "(name, json_file, image_root, depth_root)")
+    return spec.check() if check else spec
+
+
+def resolve_dataset(ref: str | Path, data_root: str | Path | None = None, image_root: str | Path | None = None,
+                    depth_root: str | Path | None = None, check: bool = True) -> DatasetSpec:
+    """A registered data-set name (under ``data_root``) or a json file (:func:`dataset_spec_from_json`)."""
+    if str(ref) in _REGISTRY and not Path(ref).is_file():
+        return get_dataset_spec(str(ref), data_root, check=check)
+    if not Path(ref).is_file():
+        raise DatasetError(f"no such file or registered data set: {ref} (registered: {', '.join(_REGISTRY)})")
+    return dataset_spec_from_json(ref, image_root, depth_root, check=check)

@@ -29,13 +29,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..data.registry import DatasetError, DatasetSpec, dataset_names, get_dataset_spec
+from ..data.options import add_dataset_arguments, specs_from_args
+from ..data.registry import DatasetError, DatasetSpec
+from ..runtime.errors import run_cli
 from .coco_eval import EvaluationError
 
-__all__ = ["default_depth_root", "main"]
+__all__ = ["build_parser", "format_table", "main", "run"]
 
-#: The official depth folder of an RGB folder (the official mappers' path rewrite).
-DEPTH_FOLDER_OF = {"RGB": "depth", "imgs_right": "depths", "rgb": "depth"}
 MODEL_SUFFIXES = (".onnx", ".engine", ".plan", ".pth", ".pt")
 COLUMNS = ("AP", "AP50", "AP70")
 
@@ -44,41 +44,11 @@ class CliError(Exception):
     """A user error, printed as one line without a traceback."""
 
 
-def default_depth_root(image_root: Path) -> Path:
-    """The depth folder beside an RGB folder by the official rule (``RGB`` -> ``depth``,
-    ``imgs_right`` -> ``depths``)."""
-    if image_root.name in DEPTH_FOLDER_OF:
-        return image_root.with_name(DEPTH_FOLDER_OF[image_root.name])
-    raise CliError(f"cannot derive the depth folder of {image_root} (the official rule maps RGB -> depth and "
-                   "imgs_right -> depths): give --depth-root")
-
-
-def _json_name(path: Path) -> str:
-    """A table name for a json: its stem, or its folder's name for generic stems (annotations.json)."""
-    generic = path.stem.lower() in ("annotations", "instances", "gt", "ground_truth")
-    return path.resolve().parent.name if generic and path.resolve().parent.name else path.stem
-
-
 def _specs(args: argparse.Namespace) -> list[DatasetSpec]:
-    specs: list[DatasetSpec] = []
     try:
-        for name in args.dataset or []:
-            specs.append(get_dataset_spec(name, args.data_root))
-        if args.json:
-            if not args.image_root:
-                raise CliError("--json needs --image-root")
-            image_root = Path(args.image_root)
-            depth_root = Path(args.depth_root) if args.depth_root else default_depth_root(image_root)
-            specs.append(DatasetSpec(args.name or _json_name(Path(args.json)), Path(args.json), image_root, depth_root,
-                                     args.depth_suffix).check())
+        return specs_from_args(args)
     except DatasetError as exc:
         raise CliError(str(exc)) from None
-    if not specs:
-        raise CliError("give --dataset NAME [--data-root DIR] or --json GT.json --image-root DIR (see --help)")
-    names = [s.name for s in specs]
-    if len(set(names)) != len(names):
-        raise CliError(f"data set named twice: {names}")
-    return specs
 
 
 def _open_runtime(path: Path, args: argparse.Namespace) -> Any:
@@ -183,15 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="model(s): .onnx, .engine/.plan or .pth/.pt; the first is the reference of the comparison")
-    g = p.add_argument_group("data sets")
-    g.add_argument("--dataset", nargs="+", metavar="NAME", help=f"registered data set(s): {', '.join(dataset_names())}")
-    g.add_argument("--data-root", help="folder holding COME15K/, DSIS/, SIP/ (default $CALIBNET_DATASETS or "
-                                       "$DETECTRON2_DATASETS)")
-    g.add_argument("--json", help="a COCO instances json of your own data set")
-    g.add_argument("--image-root", help="its RGB folder (json file names are relative to it)")
-    g.add_argument("--depth-root", help="its depth folder (default: RGB -> depth, imgs_right -> depths)")
-    g.add_argument("--depth-suffix", default=".png", help="depth file suffix (default .png)")
-    g.add_argument("--name", help="name of the --json data set in the table (default: the json's stem)")
+    g = add_dataset_arguments(p.add_argument_group("data sets"))
     g.add_argument("--limit", type=int, help="evaluate only the first N images (by image id) of each data set")
     m = p.add_argument_group("models")
     m.add_argument("--config", help="config of .pth checkpoints: preset (r50, r101, r18, r34) or official YAML "
@@ -210,12 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``calibnet-eval``; returns 0, 1 (--max-drop exceeded) or 2 (user error)."""
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except CliError as exc:
-        print(f"calibnet-eval: error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli("calibnet-eval", build_parser(), run, argv, (CliError,))
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from ..data.coco import load_records
-from ..data.io import read_depth, read_rgb
 from ..data.registry import DatasetError, DatasetSpec
+from ..runtime.errors import InputError
+from ..runtime.readers import read_depth, read_rgb
 from .coco_eval import evaluate_coco
 
 __all__ = ["predict_dataset", "run_eval"]
@@ -25,12 +26,11 @@ def predict_dataset(runtime: Any, spec: DatasetSpec, progress: bool = True, limi
                     category_id: int = 1) -> tuple[list[dict[str, Any]], list[int], float]:
     """COCO results of ``runtime`` on the images of ``spec`` (sorted by id, the first ``limit``).
 
-    Images and depth maps are read as the official test mapper reads them (Pillow, EXIF orientation);
-    the runtime resizes and pads them. Returns (results, image ids, seconds spent reading + predicting).
+    Images and depth maps are read by :mod:`calibnet.runtime.readers` (as the official test mapper: Pillow,
+    EXIF orientation; depth maps of any bit depth, converted by the runtime); the runtime resizes and pads
+    them. Returns (results, image ids, seconds spent reading + predicting).
     """
     from tqdm import tqdm
-
-    from ..runtime.preprocess import InputError
 
     records = load_records(spec)
     if limit is not None:
@@ -38,10 +38,8 @@ def predict_dataset(runtime: Any, spec: DatasetSpec, progress: bool = True, limi
     results: list[dict[str, Any]] = []
     start = time.perf_counter()
     for rec in tqdm(records, desc=spec.name, unit="img", disable=not progress, leave=False):
-        rgb = read_rgb(spec.image_path(rec.file_name))
-        depth = read_depth(spec.depth_path(rec.file_name))
         try:
-            pred = runtime.predict(rgb, depth)
+            pred = runtime.predict(read_rgb(spec.image_path(rec.file_name)), read_depth(spec.depth_path(rec.file_name)))
         except InputError as exc:
             raise DatasetError(f"{spec.image_path(rec.file_name)}: {exc}") from None
         results.extend(pred.coco_results(rec.image_id, category_id))

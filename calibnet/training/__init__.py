@@ -16,35 +16,20 @@ The command line is ``calibnet-train`` (:mod:`calibnet.training.cli`).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy import lazy_attributes, lazy_names
 
 _LAZY = {
-    "CalibNetCriterion": "calibnet.training.losses",
-    "HungarianMatcher": "calibnet.training.matcher",
-    "SolverOptions": "calibnet.training.solver",
-    "build_optimizer": "calibnet.training.solver",
-    "build_scheduler": "calibnet.training.solver",
-    "Trainer": "calibnet.training.trainer",
-    "TrainOptions": "calibnet.training.trainer",
-    "SyntheticBatches": "calibnet.training.batches",
-    "LoaderBatches": "calibnet.training.batches",
-    "init_backbones": "calibnet.training.backbone_init",
-    "evaluate_model": "calibnet.training.evaluate",
-    "write_config_yaml": "calibnet.training.config_yaml",
-    "RECIPES": "calibnet.training.recipes",
+    "calibnet.training.losses": ("CalibNetCriterion",),
+    "calibnet.training.matcher": ("HungarianMatcher",),
+    "calibnet.training.solver": ("SolverOptions", "build_optimizer", "build_scheduler"),
+    "calibnet.training.trainer": ("Trainer", "TrainOptions"),
+    "calibnet.training.batches": ("SyntheticBatches", "LoaderBatches"),
+    "calibnet.training.backbone_init": ("init_backbones",),
+    "calibnet.training.evaluate": ("evaluate_model",),
+    "calibnet.config": ("write_config_yaml",),
+    "calibnet.training.recipes": ("RECIPES",),
 }
 
-__all__ = sorted(_LAZY)
+__all__ = sorted(lazy_names(_LAZY))
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'calibnet.training' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals(), __all__)

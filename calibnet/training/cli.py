@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..data.options import add_dataset_arguments
 from .recipes import RECIPES
 
 #: data-set seed of the synthetic training scenes (calibnet.data.synthetic.scene_seed(seed, i) =
@@ -66,11 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("data (one of)")
     g.add_argument("--synthetic", metavar="N|stream", help="synthetic scenes: 'stream' = endless fresh scenes, "
                    "N = a fixed set of N scenes written to OUT/synthetic_train")
-    g.add_argument("--dataset", help="a registered data set name (e.g. come15k_train), with --data-root")
-    g.add_argument("--data-root", default="datasets", help="root folder of the registered data sets (default datasets)")
-    g.add_argument("--train-json", help="a COCO instances json of your own data set (with --image-root)")
-    g.add_argument("--image-root", help="RGB image folder of --train-json")
-    g.add_argument("--depth-root", help="depth folder of --train-json (default: derived from the RGB paths)")
+    add_dataset_arguments(g, json_flags=("--train-json",), several=False, data_root_default="datasets")
     g = p.add_argument_group("schedule")
     g.add_argument("--iters", type=int, help="optimizer steps (default: config SOLVER.MAX_ITER or the recipe's)")
     g.add_argument("--batch", type=int, help="images per step and process (default: config IMS_PER_BATCH)")
@@ -138,14 +135,13 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
             cfg = cfg.replace(**overrides)
     except ConfigError as exc:
         raise _UserError(str(exc)) from None
-    data_modes = [m for m in ("synthetic", "dataset", "train_json") if getattr(args, m)]
+    data_modes = [m for m in ("synthetic", "dataset", "json") if getattr(args, m)]
     if len(data_modes) > 1:
-        raise _UserError(f"give one data source, not {', '.join('--' + m.replace('_', '-') for m in data_modes)}")
+        flags = {"synthetic": "--synthetic", "dataset": "--dataset", "json": "--train-json"}
+        raise _UserError(f"give one data source, not {', '.join(flags[m] for m in data_modes)}")
     synthetic = args.synthetic or (recipe.synthetic if recipe and not data_modes else None)
     if not data_modes and synthetic is None:
         raise _UserError("no training data: give --synthetic, --dataset (with --data-root), --train-json or a --recipe")
-    if args.train_json and not args.image_root:
-        raise _UserError("--train-json needs --image-root")
     if synthetic is not None and synthetic != "stream" and not (synthetic.isdigit() and int(synthetic) > 0):
         raise _UserError(f"--synthetic wants 'stream' or a positive number of scenes, got {synthetic!r}")
     s = cfg.solver
@@ -213,19 +209,11 @@ def _make_source(args: argparse.Namespace, plan: dict[str, Any], info: Any) -> A
                                          height=h, width=w, name="synthetic_train")
         barrier()
         spec = data.synthetic_dataset_spec(folder, "synthetic_train")
-    elif args.dataset:
-        try:
-            spec = data.get_dataset_spec(args.dataset, args.data_root)
-        except (KeyError, FileNotFoundError, ValueError) as exc:
-            raise _UserError(str(exc)) from None
     else:
-        from calibnet.evaluation.cli import CliError, default_depth_root
-
         try:
-            depth_root = Path(args.depth_root) if args.depth_root else default_depth_root(Path(args.image_root))
-        except CliError as exc:
+            (spec,) = data.specs_from_args(args)
+        except data.DatasetError as exc:
             raise _UserError(str(exc)) from None
-        spec = data.DatasetSpec(Path(args.train_json).stem, Path(args.train_json), Path(args.image_root), depth_root)
     try:
         spec.check()
         dataset = data.RGBDInstanceDataset(spec, cfg.input, train=True)
@@ -246,9 +234,9 @@ def _run(args: argparse.Namespace) -> int:
     from calibnet.builder import build_model
     from calibnet.checkpoint import CheckpointMismatchError
 
+    from ..config import write_config_yaml
     from .backbone_init import BackboneInitError, init_backbones
     from .checkpointing import find_resume_file
-    from .config_yaml import write_config_yaml
     from .distributed import cleanup, init_from_env
     from .solver import SolverOptions
     from .trainer import Trainer, TrainOptions

@@ -1,0 +1,247 @@
+"""The official detectron2 YAML keys of CalibNet: ONE table that drives reading and writing.
+
+The official implementation is configured with detectron2 YAML files (``Base-CalibNet.yaml`` plus a
+variant that names it in ``_BASE_``). Each row of :data:`YAML_KEYS` says where one official key lives
+in :class:`~calibnet.config.CalibNetConfig` and which values calibnet honours:
+
+- ``YamlKey(key, field, conv)``: the key's value, converted by ``conv``, is the dotted ``field``;
+- ``YamlKey(key, field, choices={yaml_value: field_value})``: one of a few names, mapped to a field;
+- ``YamlKey(key, choices={value: None})``: a fixed value (another value is an error naming the key);
+- ``YamlKey(key, written=False)``: accepted and ignored (not written back).
+
+:func:`read_yaml` (used by ``CalibNetConfig.from_yaml``) applies a file and its ``_BASE_`` chain; a key
+missing from the table, or a value it does not honour, is a :class:`ConfigError` naming the key and the
+file. :func:`config_tree` / :func:`config_to_yaml` / :func:`write_config_yaml` write every row back (the
+``config.yaml`` of a training run), so a written file reads back to an equal config. Adding a key is one
+row. This module does not import torch.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .schema import ConfigError
+
+if TYPE_CHECKING:
+    from .schema import CalibNetConfig
+
+__all__ = ["YAML_KEYS", "YamlKey", "config_to_yaml", "config_tree", "read_yaml", "write_config_yaml"]
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _tuple(v: Any) -> tuple[Any, ...]:
+    if isinstance(v, str):  # detectron2 accepts python-literal tuples written as strings, e.g. "(320,)"
+        v = ast.literal_eval(v)
+    if isinstance(v, (list, tuple)):
+        return tuple(v)
+    return (v,)
+
+
+def _ints(v: Any) -> tuple[int, ...]:
+    return tuple(int(x) for x in _tuple(v))
+
+
+@dataclass(frozen=True)
+class YamlKey:
+    """One official YAML key: the config field it sets (if any) and the values calibnet honours."""
+
+    key: str
+    field: str = ""  # dotted CalibNetConfig field; "" for a fixed or ignored key
+    conv: Callable[[Any], Any] = _same  # YAML value -> field value
+    choices: Mapping[Any, Any] | None = None  # YAML value -> field value (None: any value, through conv)
+    written: bool = True
+
+    def apply(self, cfg: CalibNetConfig, value: Any) -> None:
+        """Set the field of ``cfg`` from the YAML ``value``; ConfigError for a value calibnet cannot honour."""
+        if self.choices is not None:
+            if value not in self.choices:
+                raise ConfigError(f"unsupported value {value!r} (calibnet supports "
+                                  f"{', '.join(repr(c) for c in self.choices)})")
+            value = self.choices[value]
+        if self.field:
+            cfg.set(self.field, self.conv(value))
+
+    def value(self, cfg: CalibNetConfig) -> Any:
+        """The YAML value of this key for ``cfg`` (lists for tuples)."""
+        if not self.field:
+            return next(iter(self.choices or {None: None}))
+        v = cfg.get(self.field)
+        if self.choices is not None:
+            v = next(k for k, fv in self.choices.items() if fv == v)
+        return list(v) if isinstance(v, tuple) else v
+
+
+def _encoder_keys(prefix: str, target: str) -> list[YamlKey]:
+    return [
+        YamlKey(f"{prefix}.NAME", choices={"TransformerEncoder": None}),
+        YamlKey(f"{prefix}.NUM_LAYERS", f"{target}.num_layers", int),
+        YamlKey(f"{prefix}.NUM_CHANNELS", f"{target}.num_channels", int),
+        YamlKey(f"{prefix}.NUM_HEADS", f"{target}.num_heads", int),
+        YamlKey(f"{prefix}.DIM_FEEDFORWARD", f"{target}.dim_feedforward", int),
+        YamlKey(f"{prefix}.ACTIVATION", f"{target}.activation", str),
+        YamlKey(f"{prefix}.DROPOUT", f"{target}.dropout", float),
+        YamlKey(f"{prefix}.IN_FEATURES", f"{target}.in_features", _tuple),
+    ]
+
+
+#: Every official key calibnet reads and writes, in the order of the official Base-CalibNet.yaml.
+YAML_KEYS: tuple[YamlKey, ...] = (
+    YamlKey("MODEL.META_ARCHITECTURE", choices={"CalibNet": None}),
+    YamlKey("MODEL.WEIGHTS", "weights", str),
+    YamlKey("MODEL.PIXEL_MEAN", "pixel_mean", _tuple),
+    YamlKey("MODEL.PIXEL_STD", "pixel_std", _tuple),
+    YamlKey("MODEL.DEVICE", written=False),
+    YamlKey("MODEL.MASK_ON", choices={True: None}),
+    YamlKey("MODEL.BACKBONE.NAME", choices={"build_resnet_backbone": None}),  # Swin/PVT/P2T: not implemented
+    YamlKey("MODEL.BACKBONE.FREEZE_AT", "backbone.freeze_at", int),
+    YamlKey("MODEL.RESNETS.NORM", "backbone.norm", str),
+    YamlKey("MODEL.RESNETS.DEPTH", "backbone.depth", int),
+    YamlKey("MODEL.RESNETS.STRIDE_IN_1X1", "backbone.stride_in_1x1", bool),
+    YamlKey("MODEL.RESNETS.OUT_FEATURES", "backbone.out_features", _tuple),
+    YamlKey("MODEL.RESNETS.NUM_GROUPS", "backbone.num_groups", int),
+    YamlKey("MODEL.RESNETS.WIDTH_PER_GROUP", "backbone.width_per_group", int),
+    YamlKey("MODEL.CALIBNET.NUM_CLASSES", "num_classes", int),
+    YamlKey("MODEL.CALIBNET.CLS_THRESHOLD", "inference.cls_threshold", float),
+    YamlKey("MODEL.CALIBNET.MASK_THRESHOLD", "inference.mask_threshold", float),
+    YamlKey("MODEL.CALIBNET.MAX_DETECTIONS", "inference.max_detections", int),
+    YamlKey("MODEL.CALIBNET.DATASET_MAPPER", choices={"RGBDSISDatasetMapper": None}),
+    *_encoder_keys("MODEL.CALIBNET.ENCODER", "encoder"),
+    *_encoder_keys("MODEL.CALIBNET.ENCODER_DEPTH", "encoder_depth"),
+    YamlKey("MODEL.CALIBNET.DECODER.NAME", choices={"CalibNetDecoder": None}),
+    YamlKey("MODEL.CALIBNET.DECODER.NUM_KERNELS", "decoder.num_kernels", int),
+    YamlKey("MODEL.CALIBNET.DECODER.INPUT_CHANNELS", "decoder.input_channels", int),
+    YamlKey("MODEL.CALIBNET.DECODER.CONV_DIM", "decoder.conv_dim", int),
+    YamlKey("MODEL.CALIBNET.DECODER.SCALE_FACTOR", "decoder.scale_factor", int),
+    YamlKey("MODEL.CALIBNET.FUSION_DECODER.NAME", "fusion_decoder.two_scale",
+            choices={"TwoScaleCalibNetFusionDecoder": True, "CalibNetFusionDecoder": False}),
+    YamlKey("MODEL.CALIBNET.FUSION_DECODER.INPUT_DIM", "fusion_decoder.input_dim", int),
+    YamlKey("MODEL.CALIBNET.FUSION_DECODER.MASK_DIM", "fusion_decoder.mask_dim", int),
+    YamlKey("MODEL.CALIBNET.LOSS.CLASS_WEIGHT", "loss.class_weight", float),
+    YamlKey("MODEL.CALIBNET.LOSS.MASK_PIXEL_WEIGHT", "loss.mask_pixel_weight", float),
+    YamlKey("MODEL.CALIBNET.LOSS.MASK_DICE_WEIGHT", "loss.mask_dice_weight", float),
+    YamlKey("MODEL.CALIBNET.LOSS.OBJECTNESS_WEIGHT", "loss.objectness_weight", float),
+    YamlKey("MODEL.CALIBNET.MATCHER.ALPHA", "loss.matcher_alpha", float),
+    YamlKey("MODEL.CALIBNET.MATCHER.BETA", "loss.matcher_beta", float),
+    YamlKey("DATASETS.TRAIN", "datasets_train", _tuple),
+    YamlKey("DATASETS.TEST", "datasets_test", _tuple),
+    YamlKey("SOLVER.OPTIMIZER", "solver.optimizer", str),
+    YamlKey("SOLVER.IMS_PER_BATCH", "solver.ims_per_batch", int),
+    YamlKey("SOLVER.BASE_LR", "solver.base_lr", float),
+    YamlKey("SOLVER.STEPS", "solver.steps", _ints),
+    YamlKey("SOLVER.GAMMA", "solver.gamma", float),
+    YamlKey("SOLVER.MAX_ITER", "solver.max_iter", int),
+    YamlKey("SOLVER.WEIGHT_DECAY", "solver.weight_decay", float),
+    YamlKey("SOLVER.CHECKPOINT_PERIOD", "solver.checkpoint_period", int),
+    YamlKey("SOLVER.AMSGRAD", "solver.amsgrad", bool),
+    YamlKey("SOLVER.BACKBONE_MULTIPLIER", "solver.backbone_multiplier", float),
+    YamlKey("INPUT.CROP.ENABLED", "input.crop_enabled", bool),
+    YamlKey("INPUT.CROP.TYPE", "input.crop_type", str),
+    YamlKey("INPUT.CROP.SIZE", "input.crop_size", _ints),
+    YamlKey("INPUT.MASK_FORMAT", "input.mask_format", str),
+    YamlKey("INPUT.MIN_SIZE_TRAIN", "input.min_size_train", _ints),
+    YamlKey("INPUT.MAX_SIZE_TRAIN", "input.max_size_train", int),
+    YamlKey("INPUT.MIN_SIZE_TEST", "input.min_size_test", int),
+    YamlKey("INPUT.MAX_SIZE_TEST", "input.max_size_test", int),
+    YamlKey("INPUT.FORMAT", "input.format", str),
+    YamlKey("TEST.EVAL_PERIOD", "eval_period", int),
+    YamlKey("TEST.DETECTIONS_PER_IMAGE", "inference.max_detections", int),
+    YamlKey("DATALOADER.NUM_WORKERS", "num_workers", int),
+    YamlKey("VERSION", choices={2: None}),
+)
+
+_BY_KEY = {k.key: k for k in YAML_KEYS}
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def _flatten(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _load_yaml_chain(path: Path, _seen: tuple[Path, ...] = ()) -> list[tuple[Path, dict[str, Any]]]:
+    """[(file, flat key->value)] from the deepest ``_BASE_`` to ``path`` itself."""
+    import yaml
+
+    path = path.resolve()
+    if path in _seen:
+        raise ConfigError(f"{path}: _BASE_ cycle through {[str(p) for p in _seen]}")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    chain: list[tuple[Path, dict[str, Any]]] = []
+    base = data.pop("_BASE_", None)
+    if base is not None:
+        chain.extend(_load_yaml_chain((path.parent / str(base)), _seen + (path,)))
+    chain.append((path, _flatten(data)))
+    return chain
+
+
+def read_yaml(cfg: CalibNetConfig, path: Path) -> CalibNetConfig:
+    """Apply an official YAML file (after its ``_BASE_`` chain) to ``cfg`` in place; returns ``cfg`` (not
+    validated). :class:`ConfigError` naming the file and the key for an unknown key or a bad value."""
+    cfg.source = str(path)
+    for file, flat in _load_yaml_chain(path):
+        for key, value in flat.items():
+            row = _BY_KEY.get(key)
+            if row is None:
+                raise ConfigError(f"{file}: unknown or unsupported config key {key!r}")
+            try:
+                row.apply(cfg, value)
+            except ConfigError as exc:
+                raise ConfigError(f"{file}: key {key!r}: {exc}") from None
+            except (TypeError, ValueError, SyntaxError) as exc:
+                raise ConfigError(f"{file}: key {key!r}: bad value {value!r}: {exc}") from None
+    return cfg
+
+
+# ---------------------------------------------------------------------- writing
+
+
+def config_tree(cfg: CalibNetConfig) -> dict[str, Any]:
+    """The nested YAML mapping of ``cfg`` (official key names, every written row of :data:`YAML_KEYS`)."""
+    tree: dict[str, Any] = {}
+    for row in YAML_KEYS:
+        if row.written:
+            *parents, name = row.key.split(".")
+            node = tree
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[name] = row.value(cfg)
+    return tree
+
+
+def config_to_yaml(cfg: CalibNetConfig, header: str = "") -> str:
+    """YAML text of ``cfg`` that ``CalibNetConfig.from_yaml`` reads back to an equal config."""
+    import yaml
+
+    text = yaml.safe_dump(config_tree(cfg), sort_keys=False, default_flow_style=None)
+    if header:
+        text = "".join(f"# {line}\n" for line in header.splitlines()) + text
+    return text
+
+
+def write_config_yaml(cfg: CalibNetConfig, path: str | Path, header: str = "") -> Path:
+    """Write :func:`config_to_yaml` to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config_to_yaml(cfg, header))
+    return path
