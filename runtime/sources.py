@@ -4,7 +4,8 @@
   as in the COME15K/DSIS/SIP layout, in sorted stem order;
 - :func:`image_frames`: the frames of a list of such pairs, read by :mod:`calibnet.runtime.readers`;
 - :func:`video_frames`: an RGB video with a depth video (frame by frame) or a folder of depth frames
-  (matched by index in natural sort order, ``2.png`` before ``10.png``).
+  (matched by index in natural sort order, ``2.png`` before ``10.png``);
+- :func:`capture_frames`: an OpenCV capture (device index, URL, video file) with depth from a callable.
 
 Errors (missing file or folder, unreadable video, no pairs) are :class:`~calibnet.runtime.errors.InputError`
 naming the path. This module does not import torch.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import numpy as np
 from .errors import InputError
 from .readers import read_depth, read_rgb
 
-__all__ = ["IMAGE_EXTS", "Frame", "image_files", "image_frames", "match_pairs", "video_frames"]
+__all__ = ["IMAGE_EXTS", "Frame", "capture_frames", "image_files", "image_frames", "match_pairs", "video_frames"]
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".npy"}
 
@@ -80,6 +81,32 @@ def _open_video(path: Path, what: str) -> cv2.VideoCapture:
     return cap
 
 
+def _bgr_frames(cap: cv2.VideoCapture, max_frames: int = 0) -> Iterator[np.ndarray]:
+    """The frames of an opened capture as OpenCV decodes them (BGR), at most ``max_frames`` (0: all)."""
+    i = 0
+    while not max_frames or i < max_frames:
+        ok, bgr = cap.read()
+        if not ok:
+            return
+        yield bgr
+        i += 1
+
+
+def capture_frames(source: int | str, depth: Callable[[np.ndarray], np.ndarray],
+                   max_frames: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(rgb, depth)`` of an OpenCV capture (device index, URL or video file) with depth from
+    ``depth(rgb)`` (e.g. a sensor SDK call); the capture is released when the iterator ends or is closed."""
+    cap = cv2.VideoCapture(source)
+    if not cap.isOpened():
+        raise InputError(f"cannot open capture {source!r}")
+    try:
+        for bgr in _bgr_frames(cap, max_frames):
+            rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+            yield rgb, depth(rgb)
+    finally:
+        cap.release()
+
+
 def video_frames(video: Path, depth_video: Path | None, depth_dir: Path | None,
                  max_frames: int = 0) -> tuple[Iterator[Frame], float, int]:
     """(frames, fps, frame count or 0 if unknown) of a video; depth from a second video or from a folder of
@@ -104,24 +131,20 @@ def video_frames(video: Path, depth_video: Path | None, depth_dir: Path | None,
         count = min(count, max_frames) if count else max_frames
 
     def gen() -> Iterator[Frame]:
+        depth_frames = _bgr_frames(dcap) if dcap is not None else None
         try:
-            i = 0
-            while not max_frames or i < max_frames:
-                ok, bgr = cap.read()
-                if not ok:
-                    break
-                if dcap is not None:
-                    dok, dframe = dcap.read()
-                    if not dok:
+            for i, bgr in enumerate(_bgr_frames(cap, max_frames)):
+                if depth_frames is not None:
+                    dframe = next(depth_frames, None)
+                    if dframe is None:
                         warnings.warn(f"{depth_video} ended after {i} frames; stopping", stacklevel=2)
                         break
                     depth, source = dframe[:, :, 0] if dframe.ndim == 3 else dframe, f"{depth_video} frame {i}"
-                else:
-                    if i >= len(files):
-                        break
+                elif i < len(files):
                     depth, source = read_depth(files[i]), str(files[i])
+                else:
+                    break
                 yield Frame(f"{video.name}#{i}", f"{video.stem}_{i:06d}", bgr[:, :, ::-1].copy(), depth, source)
-                i += 1
         finally:
             cap.release()
             if dcap is not None:

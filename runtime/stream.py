@@ -48,6 +48,7 @@ import numpy as np
 
 from .errors import InputError
 from .prediction import Prediction
+from .sources import capture_frames
 from .tracking import InstanceTracker
 
 if TYPE_CHECKING:
@@ -184,28 +185,6 @@ class _Channel:
             self.closed = True
             self.items.clear()
             self.cond.notify_all()
-
-
-def capture_frames(source: int | str, depth: Callable[[np.ndarray], np.ndarray],
-                   max_frames: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``(rgb, depth)`` of an OpenCV capture (device index, URL or video file) with depth from
-    ``depth(rgb)`` (e.g. a sensor SDK call); the capture is released when the iterator ends or is closed."""
-    import cv2
-
-    cap = cv2.VideoCapture(source)
-    if not cap.isOpened():
-        raise InputError(f"cannot open capture {source!r}")
-    try:
-        i = 0
-        while not max_frames or i < max_frames:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-            yield rgb, depth(rgb)
-            i += 1
-    finally:
-        cap.release()
 
 
 def _is_path(x: Any) -> bool:
