@@ -31,8 +31,7 @@ from .depth import DepthFormat, depth_to_u8
 from .errors import InputError, InputWarning
 from .resize import pil_bilinear_resize_u8, shortest_edge_size
 
-__all__ = ["InputError", "InputWarning", "PreparedFrame", "prepare_frame", "to_rgb_u8", "to_depth_u8",
-           "MIN_SIDE"]
+__all__ = ["InputError", "InputWarning", "PreparedFrame", "prepare_frame", "to_rgb_u8", "MIN_SIDE"]
 
 MIN_SIDE = 32
 
@@ -65,11 +64,6 @@ def to_rgb_u8(img: np.ndarray, bgr: bool = False) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, ::-1] if bgr else img)
 
 
-def to_depth_u8(depth: np.ndarray, depth_format: DepthFormat | None = None) -> np.ndarray:
-    """uint8 [H,W] depth in the model's 0..255 convention (see :mod:`calibnet.runtime.depth`)."""
-    return depth_to_u8(depth, depth_format)
-
-
 def match_depth_size(depth_u8: np.ndarray, hw: tuple[int, int], strict: bool = False) -> np.ndarray:
     """``depth_u8`` at the RGB size ``hw``: resized (bilinear) with an :class:`InputWarning`, or an
     :class:`InputError` when ``strict``."""
@@ -90,7 +84,7 @@ def prepare_frame(rgb: np.ndarray, depth: np.ndarray, short: int = 320, max_size
     h0, w0 = rgb.shape[:2]
     if min(h0, w0) < MIN_SIDE:
         raise InputError(f"image too small: {h0}x{w0} (at least {MIN_SIDE} px per side)")
-    depth = match_depth_size(to_depth_u8(depth, depth_format), (h0, w0), strict)
+    depth = match_depth_size(depth_to_u8(depth, depth_format), (h0, w0), strict)
     h, w = shortest_edge_size(h0, w0, short, max_size)
     if min(h, w) < 1:
         raise InputError(f"image {h0}x{w0}: aspect ratio too extreme (resized to {h}x{w})")

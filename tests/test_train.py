@@ -232,3 +232,14 @@ def test_training_package_and_cli_parser_import_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "synthetic-r18" in out.stdout
+
+
+def test_plan_merges_recipe_and_command_line():
+    from calibnet.training.cli import build_parser
+    from calibnet.training.plan import resolve_plan
+
+    plan = resolve_plan(build_parser().parse_args(["--recipe", "synthetic-r18", "--iters", "300", "--lr", "1e-4"]))
+    assert (plan.iters, plan.steps, plan.lr, plan.batch, plan.synthetic) == (300, (240,), 1e-4, 4, "stream")
+    assert (plan.cfg.solver.max_iter, plan.cfg.solver.steps, plan.cfg.decoder.num_kernels) == (300, (240,), 10)
+    data_run = resolve_plan(build_parser().parse_args(["--train-json", "a.json", "--eval-scenes", "5"]))
+    assert data_run.eval_scenes == 0 and "--eval-scenes applies to synthetic training" in data_run.notes[0]

@@ -31,24 +31,15 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from ..data.options import add_dataset_arguments
+from .plan import TrainError, TrainPlan, resolve_plan
 from .recipes import RECIPES
 
 #: data-set seed of the synthetic training scenes (calibnet.data.synthetic.scene_seed(seed, i) =
 #: seed * 1e6 + i); the held-out evaluation scenes use data-set seed 0, so the two never overlap
 TRAIN_SET_SEED = 1
-
-
-def _parse_value(text: str) -> Any:
-    import ast
-
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,11 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _error(msg: str) -> int:
-    print(f"error: {msg}", file=sys.stderr)
-    return 2
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``calibnet-train``."""
     args = build_parser().parse_args(argv)
@@ -109,103 +95,31 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except _UserError as exc:
-        return _error(str(exc))
+    except TrainError as exc:  # a user error, one line
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
-class _UserError(Exception):
-    pass
-
-
-def _resolve(args: argparse.Namespace) -> dict[str, Any]:
-    """Merge recipe defaults and the command line into one plan."""
-    from calibnet.config import ConfigError, get_config
-
-    recipe = RECIPES[args.recipe] if args.recipe else None
-    config_name = args.config or (recipe.config if recipe else "r50")
-    try:
-        cfg = get_config(config_name)
-        overrides = dict(recipe.overrides) if recipe and not args.config else {}
-        for item in args.set:
-            if "=" not in item:
-                raise _UserError(f"--set wants KEY=VALUE, got {item!r}")
-            k, v = item.split("=", 1)
-            overrides[k.strip()] = _parse_value(v.strip())
-        if overrides:
-            cfg = cfg.replace(**overrides)
-    except ConfigError as exc:
-        raise _UserError(str(exc)) from None
-    data_modes = [m for m in ("synthetic", "dataset", "json") if getattr(args, m)]
-    if len(data_modes) > 1:
-        flags = {"synthetic": "--synthetic", "dataset": "--dataset", "json": "--train-json"}
-        raise _UserError(f"give one data source, not {', '.join(flags[m] for m in data_modes)}")
-    synthetic = args.synthetic or (recipe.synthetic if recipe and not data_modes else None)
-    if not data_modes and synthetic is None:
-        raise _UserError("no training data: give --synthetic, --dataset (with --data-root), --train-json or a --recipe")
-    if synthetic is not None and synthetic != "stream" and not (synthetic.isdigit() and int(synthetic) > 0):
-        raise _UserError(f"--synthetic wants 'stream' or a positive number of scenes, got {synthetic!r}")
-    s = cfg.solver
-    plan: dict[str, Any] = {
-        "cfg": cfg,
-        "recipe": recipe,
-        "synthetic": synthetic,
-        "iters": args.iters or (recipe.iters if recipe else s.max_iter),
-        "batch": args.batch or (recipe.batch if recipe else s.ims_per_batch),
-        "lr": args.lr if args.lr is not None else (recipe.lr if recipe else s.base_lr),
-        "weight_decay": args.weight_decay if args.weight_decay is not None else s.weight_decay,
-        "gamma": args.gamma if args.gamma is not None else s.gamma,
-        "warmup": args.warmup_iters if args.warmup_iters is not None else (recipe.warmup_iters if recipe else 1000),
-        "clip": args.clip_grad if args.clip_grad is not None else s.clip_gradients,
-        "out": Path(args.out or (recipe.out if recipe else "out/train")),
-        "eval_scenes": args.eval_scenes if args.eval_scenes is not None else (recipe.eval_scenes if recipe else 0),
-        "eval_seed": recipe.eval_seed if recipe else 0,
-        "scene_hw": recipe.scene_hw if recipe else (320, 480),
-        "workers": args.workers if args.workers is not None else cfg.num_workers,
-        "checkpoint_period": args.checkpoint_period if args.checkpoint_period is not None else s.checkpoint_period,
-    }
-    if args.steps is not None:
-        plan["steps"] = args.steps
-    elif recipe and args.iters is None:
-        plan["steps"] = recipe.steps
-    elif recipe:  # the recipe's drop at the same fraction of a changed length
-        plan["steps"] = tuple(int(round(x * plan["iters"] / recipe.iters)) for x in recipe.steps)
-    else:
-        plan["steps"] = s.steps
-    for key in ("iters", "batch"):
-        if plan[key] <= 0:
-            raise _UserError(f"--{key} must be positive")
-    if plan["lr"] <= 0:
-        raise _UserError("--lr must be positive")
-    # the saved config describes what was trained
-    plan["cfg"] = cfg.replace(**{"solver.max_iter": plan["iters"], "solver.ims_per_batch": plan["batch"],
-                                 "solver.base_lr": plan["lr"], "solver.steps": tuple(plan["steps"]),
-                                 "solver.gamma": plan["gamma"], "solver.weight_decay": plan["weight_decay"],
-                                 "solver.clip_gradients": plan["clip"]})
-    return plan
-
-
-def _make_source(args: argparse.Namespace, plan: dict[str, Any], info: Any) -> Any:
+def _make_source(args: argparse.Namespace, plan: TrainPlan, info: Any) -> Any:
     """The batch source for this process."""
     from calibnet.data.synthetic import scene_seed
 
     from .batches import LoaderBatches, SyntheticBatches
     from .distributed import barrier
 
-    cfg = plan["cfg"]
-    if plan["synthetic"] == "stream":
-        h, w = plan["scene_hw"]
-        return SyntheticBatches(batch_size=plan["batch"], height=h, width=w, short=cfg.input.min_size_train[0],
+    cfg = plan.cfg
+    if plan.synthetic == "stream":
+        h, w = plan.scene_hw
+        return SyntheticBatches(batch_size=plan.batch, height=h, width=w, short=cfg.input.min_size_train[0],
                                 max_size=cfg.input.max_size_train, seed=scene_seed(TRAIN_SET_SEED + args.seed, 0),
                                 rank=info.rank, world_size=info.world_size)
-    try:
-        import calibnet.data as data
-    except ImportError as exc:  # pragma: no cover - the data package ships with calibnet
-        raise _UserError(f"calibnet.data is unavailable: {exc}") from None
-    if plan["synthetic"] is not None:
-        folder = plan["out"] / "synthetic_train"
-        h, w = plan["scene_hw"]
+    import calibnet.data as data
+
+    if plan.synthetic is not None:
+        folder = plan.out / "synthetic_train"
+        h, w = plan.scene_hw
         if info.rank == 0:
-            data.write_synthetic_dataset(folder, int(plan["synthetic"]), seed=TRAIN_SET_SEED + args.seed,
+            data.write_synthetic_dataset(folder, int(plan.synthetic), seed=TRAIN_SET_SEED + args.seed,
                                          height=h, width=w, name="synthetic_train")
         barrier()
         spec = data.synthetic_dataset_spec(folder, "synthetic_train")
@@ -213,22 +127,22 @@ def _make_source(args: argparse.Namespace, plan: dict[str, Any], info: Any) -> A
         try:
             (spec,) = data.specs_from_args(args)
         except data.DatasetError as exc:
-            raise _UserError(str(exc)) from None
+            raise TrainError(str(exc)) from None
     try:
         spec.check()
         dataset = data.RGBDInstanceDataset(spec, cfg.input, train=True)
     except (FileNotFoundError, ValueError, KeyError) as exc:
-        raise _UserError(str(exc)) from None
+        raise TrainError(str(exc)) from None
 
     def make_loader(start_iter: int) -> Any:
-        return data.build_train_loader(dataset, plan["batch"], num_workers=plan["workers"],
+        return data.build_train_loader(dataset, plan.batch, num_workers=plan.workers,
                                        distributed=info.distributed, seed=args.seed, start_iter=start_iter)
 
     return LoaderBatches(make_loader)
 
 
 def _run(args: argparse.Namespace) -> int:
-    plan = _resolve(args)
+    plan = resolve_plan(args)
     import torch
 
     from calibnet.builder import build_model
@@ -244,41 +158,38 @@ def _run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise _UserError("--device cuda: CUDA is not available")
+        raise TrainError("--device cuda: CUDA is not available")
     info = init_from_env(args.device)
     try:
-        cfg, out = plan["cfg"], plan["out"]
+        cfg, out = plan.cfg, plan.out
         main_rank = info.rank == 0
         resume_file = None
         if args.resume is not None:
             try:
                 resume_file = find_resume_file(args.resume or out, out)
             except FileNotFoundError as exc:
-                raise _UserError(str(exc)) from None
+                raise TrainError(str(exc)) from None
         try:
             model = build_model(cfg, args.weights, seed=args.seed, eval_mode=False, quiet=True)
             if args.init_backbone and resume_file is None:
                 init_backbones(model, args.init_backbone, quiet=not main_rank)
         except (FileNotFoundError, BackboneInitError, CheckpointMismatchError, RuntimeError) as exc:
-            raise _UserError(str(exc)) from None
+            raise TrainError(str(exc)) from None
         if main_rank and not args.weights and not args.init_backbone and resume_file is None:
             print("note: training from scratch (no --init-backbone ImageNet weights, no --weights)", file=sys.stderr)
         source = _make_source(args, plan, info)
-        solver = SolverOptions(base_lr=plan["lr"], weight_decay=plan["weight_decay"], steps=tuple(plan["steps"]),
-                               gamma=plan["gamma"], warmup_iters=plan["warmup"], clip_grad_norm=plan["clip"],
+        solver = SolverOptions(base_lr=plan.lr, weight_decay=plan.weight_decay, steps=plan.steps,
+                               gamma=plan.gamma, warmup_iters=plan.warmup_iters, clip_grad_norm=plan.clip_grad,
                                amsgrad=cfg.solver.amsgrad, backbone_multiplier=cfg.solver.backbone_multiplier)
+        for note in plan.notes if main_rank else ():
+            print(f"note: {note}", file=sys.stderr)
         eval_spec = None
-        if plan["eval_scenes"] and plan["synthetic"] is None:
-            if main_rank:
-                print("note: --eval-scenes applies to synthetic training; evaluate on your data set with "
-                      "calibnet-eval OUT/model_final.pth --config OUT/config.yaml --dataset ...", file=sys.stderr)
-            plan["eval_scenes"] = 0
-        if plan["eval_scenes"] and main_rank:
+        if plan.eval_scenes and main_rank:
             from .evaluate import held_out_synthetic_spec
 
-            h, w = plan["scene_hw"]
-            eval_spec = held_out_synthetic_spec(out / "synthetic_heldout", plan["eval_scenes"],
-                                                seed=plan["eval_seed"], height=h, width=w)
+            h, w = plan.scene_hw
+            eval_spec = held_out_synthetic_spec(out / "synthetic_heldout", plan.eval_scenes,
+                                                seed=plan.eval_seed, height=h, width=w)
         eval_fn = None
         if eval_spec is not None and args.eval_period:
             from .evaluate import evaluate_model
@@ -286,20 +197,20 @@ def _run(args: argparse.Namespace) -> int:
             def eval_fn(m: torch.nn.Module, it: int) -> dict[str, float]:
                 return evaluate_model(m, eval_spec, out / f"eval_{it:07d}", progress=False)
 
-        opts = TrainOptions(max_iter=plan["iters"], solver=solver, out_dir=out,
-                            checkpoint_period=plan["checkpoint_period"], amp=not args.no_amp,
+        opts = TrainOptions(max_iter=plan.iters, solver=solver, out_dir=out,
+                            checkpoint_period=plan.checkpoint_period, amp=not args.no_amp,
                             progress=not args.no_progress,
-                            eval_period=args.eval_period if plan["eval_scenes"] else 0, config=cfg.to_dict())
+                            eval_period=args.eval_period if plan.eval_scenes else 0, config=cfg.to_dict())
         trainer = Trainer(model, source, opts, dist_info=info, eval_fn=eval_fn)
         if resume_file is not None:
             try:
                 start = trainer.resume(resume_file)
             except (RuntimeError, KeyError, ValueError) as exc:
-                raise _UserError(f"cannot resume from {resume_file}: {exc}") from None
+                raise TrainError(f"cannot resume from {resume_file}: {exc}") from None
             if main_rank:
                 print(f"resumed from {resume_file} at iteration {start}", file=sys.stderr)
-            if start >= plan["iters"]:
-                raise _UserError(f"{resume_file} is at iteration {start}, not below --iters {plan['iters']}")
+            if start >= plan.iters:
+                raise TrainError(f"{resume_file} is at iteration {start}, not below --iters {plan.iters}")
         if main_rank:
             out.mkdir(parents=True, exist_ok=True)
             header = f"written by calibnet-train ({args.recipe or 'custom'}); pass to --config of calibnet tools"
@@ -319,7 +230,7 @@ def _run(args: argparse.Namespace) -> int:
             t1 = time.perf_counter()
             metrics = evaluate_model(trainer.model, eval_spec, out / "eval_final", progress=not args.no_progress)
             summary["eval_seconds"] = round(time.perf_counter() - t1, 1)
-            summary["eval_scenes"] = plan["eval_scenes"]
+            summary["eval_scenes"] = plan.eval_scenes
             for k in ("AP", "AP50", "AP70"):
                 if k in metrics:
                     summary[k] = round(float(metrics[k]), 2)
@@ -328,7 +239,7 @@ def _run(args: argparse.Namespace) -> int:
             (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
             if "AP50" in summary:
                 print(f"AP {summary['AP']:.2f}  AP50 {summary['AP50']:.2f}  AP70 {summary['AP70']:.2f}  "
-                      f"(mask, {plan['eval_scenes']} held-out synthetic scenes)")
+                      f"(mask, {plan.eval_scenes} held-out synthetic scenes)")
             print(f"trained {trainer.iteration} iterations in {train_s / 60:.1f} min "
                   f"(total {summary['total_seconds'] / 60:.1f} min); checkpoint {summary['checkpoint']}")
             print(json.dumps(summary))

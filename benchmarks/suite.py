@@ -1,0 +1,204 @@
+"""The measurements of one ``calibnet-bench`` run, assembled into its JSON document.
+
+:func:`run_benchmark` builds the model, counts parameters and MACs, measures the SGEMM peak, prepares each
+backend (export, validation), times them interleaved with the official-style path and, with ``--accuracy``,
+evaluates mask AP per backend; the command line (:mod:`.cli`) parses, checks and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BenchError", "dataset_spec", "run_benchmark"]
+
+
+class BenchError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} logical CPUs"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs"
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _config(name: str, height: int, width: int) -> tuple[Any, str]:
+    from calibnet.config import ConfigError, get_config
+
+    try:
+        cfg = get_config(name)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        raise BenchError(str(exc)) from exc
+    note = f"official resize: short side {cfg.input.min_size_test}, long side <= {cfg.input.max_size_test}"
+    if min(height, width) < cfg.input.min_size_test:
+        cfg = cfg.replace(**{"input.min_size_test": min(height, width), "input.max_size_test": max(height, width)})
+        note = (f"resize scaled to the small network size: short side {cfg.input.min_size_test}, long side <= "
+                f"{cfg.input.max_size_test}")
+    return cfg, note
+
+
+def _default_frame(height: int, width: int) -> tuple[int, int]:
+    return round(height * 1.5), round(width * 1.5)
+
+
+def _progress(quiet: bool):  # type: ignore[no-untyped-def]
+    if quiet:
+        return None
+    from tqdm import tqdm
+
+    return lambda it, desc: tqdm(it, desc=desc, unit="round", file=sys.stderr, leave=False)
+
+
+def _say(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def dataset_spec(args: argparse.Namespace) -> Any:
+    """The :class:`calibnet.data.DatasetSpec` that ``--accuracy`` names (checked: files and folders exist)."""
+    from calibnet.data import DatasetError, resolve_dataset
+
+    try:
+        return resolve_dataset(args.accuracy, args.data_root, args.image_root, args.depth_root)
+    except DatasetError as exc:
+        raise BenchError(f"--accuracy: {exc}") from exc
+
+
+def _accuracy(args: argparse.Namespace, spec: Any, prepared: list[Any]) -> dict[str, Any]:
+    """Mask AP (percent) per runnable backend via :func:`calibnet.evaluation.run_eval`."""
+    from calibnet.evaluation import run_eval
+
+    out: dict[str, Any] = {"dataset": spec.name, "limit": args.accuracy_limit, "backends": {}}
+    for p in prepared:
+        if p.runnable:
+            _say(f"evaluating {p.name} on {spec.name}", args.quiet)
+            out["backends"][p.name] = run_eval(p.runtime, spec, out_dir=None, progress=not args.quiet,
+                                               limit=args.accuracy_limit)
+    return out
+
+
+def run_benchmark(args: argparse.Namespace, backends: list[str]) -> dict[str, Any]:
+    """Measure ``backends`` as the parsed ``calibnet-bench`` arguments say; returns the JSON document."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    import calibnet
+    from calibnet.data.synthetic import make_scene
+
+    from .backends import prepare_backend
+    from .flops import count_model_macs
+    from .latency import RuntimePath, interleave
+    from .model_stats import model_stats, padded_network_size
+    from .official_path import OfficialStylePath
+    from .report import BASELINE, backend_entry
+    from .sgemm import measure_sgemm
+
+    quiet = args.quiet
+    spec = dataset_spec(args) if args.accuracy else None  # fail early on a bad data set
+    load_start = _loadavg()
+    torch.set_num_threads(args.threads)
+    cfg, resize_note = _config(args.config, args.height, args.width)
+    frame_hw = args.frame or _default_frame(args.height, args.width)
+    resized, padded = padded_network_size(*frame_hw, cfg.input.min_size_test, cfg.input.max_size_test,
+                                          cfg.input.size_divisibility)
+    if resized[0] > args.height or resized[1] > args.width:
+        raise BenchError(f"a {frame_hw[0]}x{frame_hw[1]} frame resizes to {resized[0]}x{resized[1]}, which does not "
+                         f"fit the {args.height}x{args.width} network input; pick --frame or --height/--width")
+    _say(f"building {args.config} ({'weights ' + args.weights if args.weights else 'deterministic weights'})", quiet)
+    try:
+        model = calibnet.build_model(cfg, args.weights, quiet=True)
+    except Exception as exc:  # a checkpoint that does not fit the config is a user error
+        raise BenchError(f"cannot build the model: {exc}") from exc
+    scenes = [make_scene(seed=i, height=frame_hw[0], width=frame_hw[1]) for i in range(args.batch)]
+    rgbs, depths = [s.rgb for s in scenes], [s.depth for s in scenes]
+
+    _say("counting parameters and MACs", quiet)
+    stats = model_stats(model, args.height, args.width, dataset_sizes=not args.no_dataset_sizes)
+    _say(f"measuring the SGEMM peak ({args.sgemm_size}x{args.sgemm_size} float32)", quiet)
+    sgemm = measure_sgemm(args.sgemm_size, args.threads)
+
+    with tempfile.TemporaryDirectory(prefix="calibnet-bench-") as tmp:
+        workdir = Path(args.workdir or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        prepared = []
+        for name in backends:
+            _say(f"preparing backend {name}", quiet)
+            prepared.append(prepare_backend(name, model, workdir, args.height, args.width, args.batch,
+                                            args.threads, rgbs[0], depths[0], args.weights))
+            _say(f"  {name}: {prepared[-1].status}", quiet)
+        baseline = OfficialStylePath(model, rgbs, depths)
+        paths = [baseline, *(RuntimePath(p.name, p.runtime, rgbs, depths) for p in prepared if p.runnable)]
+        _say(f"timing {', '.join(p.name for p in paths)}: {args.warmup} warm-up + {args.iters} timed rounds, "
+             "interleaved", quiet)
+        times = interleave(paths, args.warmup, args.iters, _progress(quiet))
+        macs_cache: dict[tuple[int, int], float] = {(args.height, args.width): stats.macs.gmacs}
+
+        def gmacs_at(hw: tuple[int, int]) -> float:
+            if hw not in macs_cache:
+                macs_cache[hw] = count_model_macs(model, *hw).gmacs
+            return macs_cache[hw]
+
+        base_summary = times[BASELINE].summary_ms()
+        base_p50 = base_summary["e2e"]["p50"]
+        base_instances = len(baseline.last_results[0]["scores"]) if baseline.last_results else None
+        doc_backends: dict[str, Any] = {}
+        for p in prepared:
+            extra: dict[str, Any] = {"precision": p.precision, "detail": p.detail, "validation": p.validation,
+                                     "artifact": p.artifact.name if p.artifact else None}
+            if not p.runnable:
+                doc_backends[p.name] = backend_entry(p.status, None, base_p50, args.batch, None, sgemm.peak_gflops,
+                                                     p.artifact_mb, extra)
+                continue
+            net_hw = tuple(int(v) for v in p.runtime.prepare(rgbs[0], depths[0]).rgb.shape[-2:])
+            path = next(x for x in paths if x.name == p.name)
+            extra.update(network_hw=list(net_hw), instances=len(path.last_predictions[0]))  # type: ignore[attr-defined]
+            doc_backends[p.name] = backend_entry(p.status, times[p.name].summary_ms(), base_p50, args.batch,
+                                                 gmacs_at(net_hw), sgemm.peak_gflops, p.artifact_mb, extra)  # type: ignore[arg-type]
+        baseline_entry = backend_entry(
+            "passed (reference path)", base_summary, base_p50, args.batch, gmacs_at(baseline.network_hw),
+            sgemm.peak_gflops, None,
+            {"network_hw": list(baseline.network_hw), "instances": base_instances,
+             "detail": "Pillow ResizeShortestEdge + torch normalize/pad, eager model with grid_sample MSDA, "
+                       "official post-processing in torch"})
+        accuracy = _accuracy(args, spec, prepared) if spec is not None else None
+
+    msda = "grid_sample reference (official CPU fallback)"
+    doc: dict[str, Any] = {
+        **stats.to_dict(),
+        "sgemm_gflops": sgemm.peak_gflops,
+        "sgemm": sgemm.to_dict(),
+        "baseline": baseline_entry,
+        "backends": doc_backends,
+        "setup": {
+            "config": args.config, "weights": args.weights or "deterministic weights (seed 0)",
+            "height": args.height, "width": args.width, "batch": args.batch, "warmup": args.warmup,
+            "iters": args.iters, "threads": args.threads, "frame_hw": list(frame_hw),
+            "frame": f"synthetic RGB-D scene (make_scene seeds 0..{args.batch - 1}), resized to "
+                     f"{resized[0]}x{resized[1]}, padded to {padded[0]}x{padded[1]}",
+            "resize": resize_note, "msda_eager": msda, "cpu": _cpu_name(), "torch": torch.__version__,
+            "onnxruntime": ort.__version__, "numpy": np.__version__, "python": platform.python_version(),
+            "loadavg_start": load_start, "loadavg_end": _loadavg(),
+            "units": "ms per batch of --batch frames; fps = frames per second",
+        },
+    }
+    if accuracy is not None:
+        doc["accuracy"] = accuracy
+    return doc
