@@ -165,6 +165,7 @@ def test_hand_built_dataset_statistics_are_exact(hand_spec: DatasetSpec) -> None
     # the images to look at: image 2 (all of its labels outside the salient map), then the depth order
     assert [w["image_id"] for w in a.worst["instances_leave_salient_region"]] == [2]
     assert [w["image_id"] for w in a.worst["depth_disagrees"]] == [2, 3, 1]
+    assert [w["image_id"] for w in a.worst["objects_instances_lowest_iou"]] == [2]
 
 
 def test_without_salient_maps_the_union_stands_in(hand_spec: DatasetSpec) -> None:

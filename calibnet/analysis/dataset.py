@@ -183,6 +183,10 @@ def _worst(spec: DatasetSpec, rows: Sequence[ImageStats], saliency_dir: Path | N
     out["instances_leave_salient_region"] = [
         entry(r, outside_fraction=r.outside_fraction, object_iou=r.object_iou, instances=r.num_instances)
         for r in leaving[:count]]
+    obj_rows = sorted((r for r in rows if r.object_iou is not None), key=lambda r: (r.object_iou, r.image_id))
+    out["objects_instances_lowest_iou"] = [
+        entry(r, object_iou=r.object_iou, outside_fraction=r.outside_fraction, salient_fraction=r.salient_fraction,
+              union_fraction=r.union_fraction) for r in obj_rows[:count] if (r.object_iou or 0.0) < 1.0]
     depth_rows = sorted((r for r in rows if r.depth_iou is not None), key=lambda r: (r.depth_iou, r.image_id))
     out["depth_disagrees"] = [entry(r, depth_iou=r.depth_iou, otsu_threshold=r.depth_threshold,
                                     near_fraction=r.near_fraction) for r in depth_rows[:count]]

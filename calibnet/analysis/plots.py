@@ -68,18 +68,21 @@ def _save(fig: Any, path: Path) -> Path:
 
 def _instances_per_image(datasets: Sequence[dict[str, Any]], path: Path) -> Path:
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + 0.9 * len(datasets) + 3.5), 3.4))
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
     n = len(datasets)
     width = 0.8 / n
-    xs = np.arange(MAX_COUNT_BAR + 1)
+    # bars 0..top; the last one holds "top and more" when some image has more instances
+    most = max(int(d["instances_per_image"]["max"]) for d in datasets)
+    top = min(max(most, 4), MAX_COUNT_BAR)
+    xs = np.arange(top + 1)
     for k, (d, c) in enumerate(zip(datasets, _colors(n))):
         frac = np.asarray(d["instances_per_image"]["fraction"], dtype=np.float64)
-        bars = np.zeros(MAX_COUNT_BAR + 1)
-        bars[:min(len(frac), MAX_COUNT_BAR)] = frac[:MAX_COUNT_BAR]
-        bars[MAX_COUNT_BAR] = frac[MAX_COUNT_BAR:].sum()
+        bars = np.zeros(top + 1)
+        bars[:min(len(frac), top)] = frac[:top]
+        bars[top] = frac[top:].sum()
         ax.bar(xs - 0.4 + width * (k + 0.5), 100 * bars, width, color=c,
                label=f"{d['name']} (mean {d['instances_per_image']['mean'] or 0:.2f})")
-    ax.set_xticks(xs, [str(i) for i in xs[:-1]] + [f"{MAX_COUNT_BAR}+"])
+    ax.set_xticks(xs, [str(i) for i in xs[:-1]] + [f"{top}+" if most > top else str(top)])
     ax.set_xlabel("instances per image")
     ax.set_ylabel("images (%)")
     ax.set_title("Instances per image")
@@ -155,6 +158,7 @@ def _matching(datasets: Sequence[dict[str, Any]], key: str, title: str, path: Pa
 
 def _predictions(datasets: Sequence[dict[str, Any]], path: Path) -> Path:
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
     with_pred = [d for d in datasets if d.get("predictions")]
     fig, axes = plt.subplots(1, 3, figsize=(13.0, 3.6))
     colors = _colors(len(with_pred))
@@ -163,8 +167,8 @@ def _predictions(datasets: Sequence[dict[str, Any]], path: Path) -> Path:
         p = d["predictions"]
         for ax, table in ((axes[0], p["AP_by_size"]), (axes[1], p["AP_by_instance_count"])):
             labels = list(table)
-            ax.bar(np.arange(len(labels)) - 0.4 + width * (k + 0.5), [table[x]["AP"] for x in labels], width,
-                   color=c, label=d["name"])
+            heights = [np.nan if table[x]["AP"] is None else table[x]["AP"] for x in labels]
+            ax.bar(np.arange(len(labels)) - 0.4 + width * (k + 0.5), heights, width, color=c, label=d["name"])
             ax.set_xticks(np.arange(len(labels)), [f"{x}\n({table[x]['num_gt']} gt)" for x in labels], fontsize=8)
         gt_frac = np.asarray(d["instances_per_image"]["fraction"])
         pr_frac = np.asarray(p["statistics"]["instances_per_image"]["fraction"])
@@ -179,6 +183,7 @@ def _predictions(datasets: Sequence[dict[str, Any]], path: Path) -> Path:
     axes[0].set_ylabel("AP (%)")
     axes[2].set_ylabel("images (%)")
     axes[2].set_xlabel("instances")
+    axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
