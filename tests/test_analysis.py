@@ -20,7 +20,7 @@ from calibnet.analysis import (
     otsu_threshold,
 )
 from calibnet.analysis.stats import MATCH_THRESHOLDS, SIZE_EDGES, instance_statistics
-from calibnet.data import DatasetSpec
+from calibnet.data import DatasetError, DatasetSpec
 from calibnet.data.synthetic import mask_to_rle
 
 
@@ -234,3 +234,5 @@ def test_predictions_ap_along_the_axes_is_exact(hand_spec: DatasetSpec) -> None:
     # depth axis: image 2 has depth IoU 0 (< 0.5), images 1 and 3 >= 0.5
     assert p["AP_by_consistency"]["depth_iou"]["< 0.5"]["images"] == 1
     assert p["AP_by_consistency"]["depth_iou"][">= 0.5"]["images"] == 2
+    with pytest.raises(DatasetError, match="none of the 3 images"):
+        analyze_predictions(gt, [dict(r, image_id=r["image_id"] + 100) for r in results])

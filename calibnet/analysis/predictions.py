@@ -50,6 +50,10 @@ def analyze_predictions(gt: DatasetAnalysis, results: str | Path | list[dict[str
     ids = sorted(rows_by_id)
     known = set(ids)
     foreign = sorted({d.get("image_id") for d in dets} - known, key=str)
+    if dets and foreign and len(foreign) == len({d.get("image_id") for d in dets}):
+        raise DatasetError(f"the results name none of the {len(ids)} images of {gt.name} (image ids "
+                           f"{', '.join(map(str, foreign[:5]))}...): results must use the ground-truth json's image "
+                           "ids, as calibnet-eval's do")
     dets = [d for d in dets if d.get("image_id") in known]
     try:
         overall = evaluate_coco(gt.spec.json_file, dets, img_ids=ids, use_cats=False, size_bins=SIZE_CLASSES)

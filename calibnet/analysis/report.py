@@ -124,7 +124,9 @@ def _prediction_lines(p: dict[str, Any]) -> list[str]:
     for label, row in p["AP_by_size"].items():
         lines.append(f"| size | {label} | | {row['num_gt']} | {_num(row['AP'], 1)} | {_num(row['AP50'], 1)} | "
                      f"{_num(row['AP70'], 1)} |")
-    for axis, table in (("instances", p["AP_by_instance_count"]), *p["AP_by_consistency"].items()):
+    axis_names = {"depth_iou": "depth/saliency IoU", "object_iou": "objects/instances IoU"}
+    for axis, table in (("gt instances / image", p["AP_by_instance_count"]),
+                        *((axis_names.get(k, k), v) for k, v in p["AP_by_consistency"].items())):
         for label, row in table.items():
             lines.append(f"| {axis} | {label} | {row['images']} | {row['num_gt']} | {_num(row['AP'], 1)} | "
                          f"{_num(row['AP50'], 1)} | {_num(row['AP70'], 1)} |")
