@@ -33,6 +33,7 @@ from typing import Any
 
 from ..data.options import add_dataset_arguments, specs_from_args
 from ..data.registry import DatasetError, DatasetSpec
+from ..runtime.errors import run_cli
 from .stats import CENTER_KINDS
 
 __all__ = ["build_parser", "main"]
@@ -71,10 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from .predictions import analyze_predictions
     from .report import write_reports
 
-    try:
-        specs = specs_from_args(args)
-    except DatasetError as exc:
-        raise CliError(str(exc)) from None
+    specs = specs_from_args(args)  # DatasetError: a user error (main)
     saliency = _per_dataset(args.saliency_dir, specs, "--saliency-dir")
     results = _per_dataset(args.results, specs, "--results")
     for what, table in (("salient-object map folder", saliency), ("results file", results)):
@@ -87,12 +85,8 @@ def run(args: argparse.Namespace) -> int:
         notes.append("figures skipped: matplotlib is not installed (pip install matplotlib, or \"calibnet[analysis]\")")
     analyses, predictions = [], {}
     for spec in specs:
-        try:
-            a = analyze_dataset(spec, saliency.get(spec.name), center=args.center,
-                                depth_direction=args.depth_direction, limit=args.limit,
-                                progress=not args.no_progress, worst=args.worst)
-        except DatasetError as exc:
-            raise CliError(str(exc)) from None
+        a = analyze_dataset(spec, saliency.get(spec.name), center=args.center, depth_direction=args.depth_direction,
+                            limit=args.limit, progress=not args.no_progress, worst=args.worst)
         if spec.name not in saliency:
             notes.append(f"{spec.name}: no salient-object maps (--saliency-dir): the union of instances stands in; "
                          "objects/instances consistency skipped")
@@ -161,12 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``calibnet-analyze``; returns 0, or 2 for a user error."""
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except CliError as exc:
-        print(f"calibnet-analyze: error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli("calibnet-analyze", build_parser(), run, argv, (CliError, DatasetError))
 
 
 if __name__ == "__main__":

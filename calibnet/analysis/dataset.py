@@ -31,12 +31,8 @@ from ..data.coco import ImageRecord, decode_segmentation, load_records
 from ..data.registry import DatasetError, DatasetSpec
 from ..runtime.depth import DepthFormat, depth_to_u8
 from ..runtime.errors import InputError
+from ..runtime.readers import read_depth, read_rgb
 from .stats import SALIENCY_THRESHOLD, ImageStats, image_statistics, summarize
-
-try:  # the one depth/RGB reader (calibnet.runtime.readers); older trees read 8-bit maps via calibnet.data.io
-    from ..runtime.readers import read_depth, read_rgb
-except ImportError:  # pragma: no cover
-    from ..data.io import read_depth, read_rgb  # type: ignore[assignment]
 
 __all__ = ["SALIENCY_SUFFIXES", "DatasetAnalysis", "analyze_dataset", "read_saliency_map", "saliency_path"]
 
