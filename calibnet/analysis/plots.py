@@ -108,7 +108,7 @@ def _center_bias(datasets: Sequence[dict[str, Any]], path: Path) -> Path:
         for ax in axes[:, k]:
             ax.set_xticks([0, 0.5, 1])
             ax.set_yticks([0, 0.5, 1])
-    fig.suptitle("Instance centre bias (normalized image coordinates)", fontsize=10)
+    fig.suptitle("Instance centre bias\n(normalized image coordinates)", fontsize=10)
     return _save(fig, path)
 
 
