@@ -236,3 +236,17 @@ def test_predictions_ap_along_the_axes_is_exact(hand_spec: DatasetSpec) -> None:
     assert p["AP_by_consistency"]["depth_iou"][">= 0.5"]["images"] == 2
     with pytest.raises(DatasetError, match="none of the 3 images"):
         analyze_predictions(gt, [dict(r, image_id=r["image_id"] + 100) for r in results])
+
+
+def test_16bit_metric_depth_and_near_bright_maps(tmp_path: Path) -> None:
+    # the square is at 500 mm, the rest at 3000 mm: converted to near = dark 8-bit (0 and 255), Otsu T = 0,
+    # near = the square; the same scene as an 8-bit near-bright map needs --depth-direction near-bright
+    sq = _box(60, 100, (20, 39), (40, 59))
+    spec = _write(tmp_path / "mm", [dict(h=60, w=100, masks=[sq], depth=None, saliency=sq)])
+    cv2.imwrite(str(spec.depth_root / "001.png"), np.where(sq, 500, 3000).astype(np.uint16))
+    row = analyze_dataset(spec, spec.json_file.parent / "GT", progress=False).rows[0]
+    assert (row.depth_threshold, row.depth_iou) == (0, 1.0)
+    cv2.imwrite(str(spec.depth_root / "001.png"), np.where(sq, 230, 40).astype(np.uint8))
+    wrong = analyze_dataset(spec, spec.json_file.parent / "GT", progress=False).rows[0]
+    right = analyze_dataset(spec, spec.json_file.parent / "GT", progress=False, depth_direction="near-bright").rows[0]
+    assert wrong.depth_iou == 0.0 and right.depth_iou == 1.0 and right.depth_threshold == 40
