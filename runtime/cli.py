@@ -19,6 +19,18 @@ Writes results.json (COCO results: RLE segmentation, score, category 1, image id
 name, size; in video mode one image id per frame), an overlay PNG per image (or the overlay video) and, with
 --saliency, the per-pixel saliency map (255 x the score of the best instance covering the pixel) as PNG.
 
+Batch runs keep their work: each image's results are appended to progress.jsonl as soon as it is done;
+results.json / images.json / errors.json are written atomically at the end, or when the run is interrupted
+(Ctrl-C / SIGTERM finish the current frame first). An input that cannot be read or is refused goes to
+errors.json with the reason and the run goes on (--fail-fast: stop at the first). --resume skips the inputs
+already done in --out, so an interrupted run continued with --resume writes exactly what an uninterrupted run
+writes. Exit code: 0 every input succeeded, 1 some failed (see errors.json), 2 bad arguments or model file,
+130 / 143 interrupted by SIGINT / SIGTERM (outputs written; continue with --resume).
+
+--stream runs folders and videos through Runtime.stream (reading + pre-processing, inference and
+post-processing in three threads) and prints per-stage p50/p99, capture-to-result latency and throughput;
+--track adds stable instance IDs (track_id in results.json, one color per ID in the overlays).
+
 Depth: 8-bit maps (the data sets' PNGs) are used as is; 16-bit or float maps (PNG/TIFF/.npy) are metric
 depth and are converted to the model's 8-bit convention (near = dark for the official checkpoints), per
 frame min-max over the valid pixels or over the fixed --depth-near/--depth-far range; 0/NaN/inf pixels
@@ -28,20 +40,30 @@ count as far. See calibnet.runtime.depth for the rule.
 from __future__ import annotations
 
 import argparse
-import json
+import signal
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import cv2
 import numpy as np
 
-from .backends.base import BackendUnavailable
+from .batchlog import BatchLog
 from .depth import DEPTH_DIRECTIONS, DEPTH_KINDS, DepthFormat
 from .errors import InputError, run_cli
+from .filecheck import file_problem, one_line
 from .overlay import draw_overlay
 from .prediction import Prediction
 from .runtime import Runtime
-from .sources import image_frames, match_pairs, video_frames
+from .sources import Frame, FrameError, image_frames, match_pairs, video_frames
+
+#: default --max-pixels: larger images are refused (each kept mask is a full-size bool array)
+MAX_PIXELS = 40_000_000
 
 
 class CliError(Exception):
@@ -80,86 +102,271 @@ def _depth_format(args: argparse.Namespace) -> DepthFormat:
         raise CliError(str(exc)) from None
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run calibnet-infer on parsed arguments; CliError for user errors."""
-    fmt = _depth_format(args)
-    video_mode = bool(args.video)
-    if video_mode:
+def _imwrite(path: Path, img: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), img):
+        raise CliError(f"cannot write {path}")
+
+
+class StopFlag:
+    """SIGINT / SIGTERM during a batch run: finish the current frame, write what is done, exit 128+signal.
+    A second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._old: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        del frame
+        if self.signum and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"calibnet-infer: {signal.Signals(signum).name}: finishing the current frame, then writing the "
+              "outputs (continue with --resume)", file=sys.stderr)
+
+    def __enter__(self) -> StopFlag:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+@dataclass
+class Task:
+    """One input of a run: its key in progress.jsonl and its images.json entry (id, file names, frame)."""
+
+    key: str
+    image: dict[str, Any]
+
+
+@dataclass
+class Inputs:
+    """What a run reads: frames (or FrameErrors) with their tasks, in image-id order."""
+
+    items: Iterator[tuple[Task, Frame | FrameError]]
+    total: int
+    video: bool = False
+    fps: float = 0.0
+    skipped: int = 0  # already done (--resume)
+    tasks: list[Task] = field(default_factory=list)
+
+
+def _inputs(args: argparse.Namespace, log: BatchLog) -> Inputs:
+    """The frames of the run's mode, skipping those ``log`` has done."""
+    if args.video:
         if args.depth_video and args.depth_dir:
             raise CliError("give --depth-video or --depth-dir with --video, not both")
         if not (args.depth_video or args.depth_dir):
             raise CliError("video mode needs --depth-video or --depth-dir (depth frames)")
         frames, fps, total = video_frames(Path(args.video), Path(args.depth_video) if args.depth_video else None,
-                                          Path(args.depth_dir) if args.depth_dir else None, args.max_frames)
-    elif args.rgb_dir or args.depth_dir:
+                                          Path(args.depth_dir) if args.depth_dir else None, args.max_frames,
+                                          errors="yield")
+        skipped = sum(log.done(str(i)) for i in range(total)) if total else 0
+
+        def video_items() -> Iterator[tuple[Task, Frame | FrameError]]:
+            try:
+                for i, fr in enumerate(frames):
+                    if not log.done(str(i)):
+                        yield Task(str(i), {"id": i + 1, "file_name": fr.name, "frame_index": i}), fr
+            finally:
+                frames.close()  # type: ignore[attr-defined]
+
+        return Inputs(video_items(), total - skipped if total else 0, True, fps, skipped)
+    if args.rgb_dir or args.depth_dir:
         if not (args.rgb_dir and args.depth_dir):
             raise CliError("folder mode needs both --rgb-dir and --depth-dir")
         pairs = match_pairs(Path(args.rgb_dir), Path(args.depth_dir))
-        frames, fps, total = image_frames(pairs), 0.0, len(pairs)
     elif args.rgb and args.depth:
         pairs = [(Path(args.rgb), Path(args.depth))]
-        frames, fps, total = image_frames(pairs), 0.0, 1
     else:
         raise CliError("give --rgb and --depth, --rgb-dir and --depth-dir, or --video and --depth-video/--depth-dir "
                        "(see --help)")
+    tasks = [Task(r.name, {"id": i, "file_name": r.name, "depth_file": d.name})
+             for i, (r, d) in enumerate(pairs, start=1)]
+    todo = [(t, pair) for t, pair in zip(tasks, pairs) if not log.done(t.key)]
+
+    def image_items() -> Iterator[tuple[Task, Frame | FrameError]]:
+        for t, pair in todo:
+            yield t, next(image_frames([pair], errors="yield"))
+
+    return Inputs(image_items(), len(todo), False, 0.0, len(tasks) - len(todo), tasks)
+
+
+def _open_runtime(args: argparse.Namespace, fmt: DepthFormat) -> Runtime:
+    path = Path(args.model)
+    problem = file_problem(path)
+    if problem is not None:
+        raise CliError(f"{path}: {problem}")
     try:
-        rt = Runtime.open(args.model, depth_format=fmt, strict=args.strict)
-    except (FileNotFoundError, ValueError, BackendUnavailable) as exc:
-        raise CliError(str(exc)) from None
+        extra = {"threads": args.threads} if args.threads else {}
+        rt = Runtime.open(path, depth_format=fmt, strict=args.strict, **extra)
+    except Exception as exc:  # noqa: BLE001 - any loader failure is a bad model file for the user
+        raise CliError(f"{path}: cannot load the model ({one_line(exc)})") from None
+    names = set(rt.backend.input_names)
+    expected = set(rt.metadata.input_names)
+    if names != expected:
+        raise CliError(f"{path}: not a CalibNet model (inputs {sorted(names)}; expected {sorted(expected)})")
+    return rt
+
+
+class Run:
+    """One calibnet-infer batch run over its inputs (sequential or streamed)."""
+
+    def __init__(self, args: argparse.Namespace, rt: Runtime, log: BatchLog, inputs: Inputs) -> None:
+        self.args, self.rt, self.log, self.inputs = args, rt, log, inputs
+        self.out = Path(args.out)
+        self.stage = {"pre": 0.0, "infer": 0.0, "post": 0.0}
+        self.n_ok = self.n_failed = 0
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.sink: VideoSink | None = None
+        if inputs.video and not args.no_overlay:
+            name = "overlay.avi" if not inputs.skipped else f"overlay_from_{inputs.skipped:06d}.avi"
+            self.sink = VideoSink(self.out / name, inputs.fps)
+        if args.saliency:
+            (self.out / "saliency" if inputs.video else self.out).mkdir(parents=True, exist_ok=True)
+
+    def check(self, task: Task, frame: Frame) -> None:
+        """Refusals before the model runs (too many pixels)."""
+        h, w = frame.rgb.shape[:2]
+        if self.args.max_pixels and h * w > self.args.max_pixels:
+            raise InputError(f"image {w}x{h} ({h * w / 1e6:.1f} MP) is larger than --max-pixels "
+                             f"{self.args.max_pixels / 1e6:.1f} MP (each kept mask is a full-size array; raise "
+                             "--max-pixels to run it)")
+
+    def failed(self, task: Task, reason: str, depth_source: str = "") -> None:
+        image = dict(task.image)
+        if depth_source and "depth_file" not in image:
+            image["depth_file"] = depth_source
+        self.log.add_error(task.key, image, reason)
+        self.n_failed += 1
+        print(f"calibnet-infer: {task.image['file_name']}: {reason}", file=sys.stderr)
+
+    def done(self, task: Task, frame: Frame, pred: Prediction, caught: list[str]) -> None:
+        args, out = self.args, self.out
+        results = [r for r in pred.coco_results(task.image["id"]) if r["score"] >= args.min_score]
+        image = {**task.image, "height": int(frame.rgb.shape[0]), "width": int(frame.rgb.shape[1])}
+        if caught:
+            image["warnings"] = caught
+        if not args.no_overlay:
+            overlay = draw_overlay(frame.rgb, pred)
+            if self.sink is not None:
+                self.sink.write(overlay)
+            else:
+                _imwrite(out / f"{frame.stem}_overlay.png", overlay[:, :, ::-1])
+        if args.saliency:
+            target = out / "saliency" / f"{frame.stem}.png" if self.inputs.video else out / f"{frame.stem}_saliency.png"
+            _imwrite(target, saliency_png(pred))
+        self.log.add_result(task.key, image, results)
+        self.n_ok += 1
+        for k in self.stage:
+            self.stage[k] += pred.timings.get(k, 0.0)
+
+    def sequential(self, stop: StopFlag, bar: Any) -> None:
+        for task, fr in self.inputs.items:
+            if isinstance(fr, FrameError):
+                self.failed(task, str(fr.error), fr.depth_source)
+            else:
+                caught: list[str] = []
+                try:
+                    with warnings.catch_warnings(record=True) as ws:
+                        warnings.simplefilter("always")
+                        self.check(task, fr)
+                        pred = self.rt.predict(fr.rgb, fr.depth)
+                    caught = [str(w.message) for w in ws]
+                    for w in ws:
+                        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+                except InputError as exc:
+                    self.failed(task, str(exc), fr.depth_source)
+                else:
+                    self.done(task, fr, pred, caught)
+                    if not self.inputs.video:
+                        ms = {k: v * 1e3 for k, v in pred.timings.items()}
+                        bar.write(f"{fr.name}: {len(pred)} instances, top score "
+                                  f"{pred.scores[0] if len(pred) else 0:.3f}, pre {ms['pre']:.1f} ms, "
+                                  f"infer {ms['infer']:.1f} ms, post {ms['post']:.1f} ms")
+            bar.update(1)
+            if stop.signum or (self.args.fail_fast and self.n_failed):
+                break
+
+    def streamed(self, stop: StopFlag, bar: Any) -> None:
+        meta: list[tuple[Task, str]] = []  # (task, depth file) by stream index: small, frames are not kept
+
+        def source() -> Iterator[Frame | FrameError]:
+            for task, fr in self.inputs.items:
+                meta.append((task, fr.depth_source))
+                if isinstance(fr, Frame):
+                    try:
+                        self.check(task, fr)
+                    except InputError as exc:
+                        fr = FrameError(fr.name, fr.stem, exc, fr.depth_source)
+                yield fr
+
+        def on_error(index: int, name: str, exc: BaseException) -> None:
+            del name
+            self.failed(meta[index][0], str(exc), meta[index][1])
+            bar.update(1)
+
+        st = self.rt.stream(source(), policy="all", track=self.args.track, on_error=on_error)
+        try:
+            for sf, pred in st:
+                self.done(meta[sf.index][0], sf.source, pred, [])
+                bar.update(1)
+                if stop.signum or (self.args.fail_fast and self.n_failed):
+                    break
+        finally:
+            st.close()
+        self.stats = st.stats()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run calibnet-infer on parsed arguments; CliError for user errors. Returns the exit code."""
+    fmt = _depth_format(args)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if args.saliency:
-        (out / "saliency" if video_mode else out).mkdir(parents=True, exist_ok=True)
-    sink = VideoSink(out / "overlay.avi", fps) if video_mode and not args.no_overlay else None
+    rt = _open_runtime(args, fmt)
+    log = BatchLog(out, resume=args.resume)
+    try:
+        inputs = _inputs(args, log)
+    except InputError as exc:
+        raise CliError(str(exc)) from None
+    if args.resume and inputs.skipped:
+        print(f"calibnet-infer: resuming: {inputs.skipped} inputs already done in {out}", file=sys.stderr)
     from tqdm import tqdm  # type: ignore[import-untyped]
 
-    results: list[dict[str, Any]] = []
-    images: list[dict[str, Any]] = []
-    stage = {"pre": 0.0, "infer": 0.0, "post": 0.0}
-    bar = tqdm(frames, total=total or None, desc="infer", unit="frame" if video_mode else "img",
-               disable=total == 1)
+    job = Run(args, rt, log, inputs)
+    bar = tqdm(total=inputs.total or None, desc="infer", unit="frame" if inputs.video else "img",
+               disable=inputs.total <= 1 and not inputs.video)
+    t0 = time.perf_counter()
     try:
-        for image_id, fr in enumerate(bar, start=1):
-            try:
-                pred = rt.predict(fr.rgb, fr.depth)
-            except InputError as exc:
-                where = fr.name if "depth" not in str(exc) else f"{fr.name} / {fr.depth_source}"
-                raise CliError(f"{where}: {exc}") from None
-            results.extend(r for r in pred.coco_results(image_id) if r["score"] >= args.min_score)
-            entry = {"id": image_id, "file_name": fr.name, "height": fr.rgb.shape[0], "width": fr.rgb.shape[1]}
-            if video_mode:
-                entry["frame_index"] = image_id - 1
-            images.append(entry)
-            if not args.no_overlay:
-                overlay = draw_overlay(fr.rgb, pred)
-                if sink is not None:
-                    sink.write(overlay)
-                else:
-                    cv2.imwrite(str(out / f"{fr.stem}_overlay.png"), overlay[:, :, ::-1])
-            if args.saliency:
-                target = out / "saliency" / f"{fr.stem}.png" if video_mode else out / f"{fr.stem}_saliency.png"
-                cv2.imwrite(str(target), saliency_png(pred))
-            for k in stage:
-                stage[k] += pred.timings[k]
-            if not video_mode:
-                ms = {k: v * 1e3 for k, v in pred.timings.items()}
-                bar.write(f"{fr.name}: {len(pred)} instances, top score {pred.scores[0] if len(pred) else 0:.3f}, "
-                          f"pre {ms['pre']:.1f} ms, infer {ms['infer']:.1f} ms, post {ms['post']:.1f} ms")
+        with StopFlag() as stop:
+            if args.stream or args.track:
+                job.streamed(stop, bar)
+            else:
+                job.sequential(stop, bar)
     finally:
         bar.close()
-        if sink is not None:
-            sink.close()
-    if not images:
-        raise CliError(f"no frames could be read from {args.video}" if video_mode else "no images")
-    (out / "results.json").write_text(json.dumps(results))
-    (out / "images.json").write_text(json.dumps(images, indent=1))
-    n = len(images)
-    mean = {k: v / n * 1e3 for k, v in stage.items()}
-    print(f"wrote {len(results)} detections for {n} {'frames' if video_mode else 'images'} to {out / 'results.json'}"
-          + (f" and {sink.path}" if sink is not None else ""))
-    print(f"mean per frame: pre {mean['pre']:.1f} ms, infer {mean['infer']:.1f} ms, post {mean['post']:.1f} ms "
-          f"({1e3 / max(sum(mean.values()), 1e-9):.1f} FPS without I/O)")
-    return 0
+        if job.sink is not None:
+            job.sink.close()
+        n_det, n_img = log.write_outputs()
+        log.close()
+    wall = time.perf_counter() - t0
+    errors = log.errors
+    print(f"wrote {n_det} detections for {n_img} {'frames' if inputs.video else 'images'} to {out / 'results.json'}"
+          + (f" and {job.sink.path}" if job.sink is not None and job.n_ok else "")
+          + (f"; {len(errors)} failed, see {out / 'errors.json'}" if errors else ""))
+    if job.n_ok:
+        mean = {k: v / job.n_ok * 1e3 for k, v in job.stage.items()}
+        print(f"this run: {job.n_ok} frames in {wall:.1f} s ({job.n_ok / max(wall, 1e-9):.2f} frames/s with I/O); "
+              f"mean per frame: pre {mean['pre']:.1f} ms, infer {mean['infer']:.1f} ms, post {mean['post']:.1f} ms")
+    if hasattr(job, "stats"):
+        print(job.stats.summary())
+    if stop.signum:
+        return 128 + stop.signum
+    return 1 if errors or not n_img else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--video", help="RGB video (video mode)")
     io.add_argument("--depth-video", help="depth video, frame by frame with --video (8-bit gray)")
     io.add_argument("--max-frames", type=int, default=0, help="video mode: stop after this many frames (0: all)")
+    io.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                    help=f"refuse larger images (default {MAX_PIXELS:,}; 0: no limit)")
     dp = parser.add_argument_group("depth")
     dp.add_argument("--depth-format", choices=DEPTH_KINDS, default="auto",
                     help="auto (default): 8-bit used as is, 16-bit/float = metric depth; u8-inverted: an 8-bit map "
@@ -184,6 +393,16 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--depth-direction", choices=DEPTH_DIRECTIONS,
                     help="the model's 8-bit convention (default: from the model, near-dark for official weights)")
     dp.add_argument("--strict", action="store_true", help="error instead of resizing a depth map of another size")
+    r = parser.add_argument_group("batch runs")
+    r.add_argument("--resume", action="store_true", help="skip the inputs already done in --out (progress.jsonl)")
+    r.add_argument("--fail-fast", action="store_true", help="stop at the first input that fails")
+    r.add_argument("--stream", action="store_true",
+                   help="pipelined: read/pre-process, inference and post-process in three threads; prints "
+                        "per-stage and capture-to-result p50/p99 and throughput")
+    r.add_argument("--track", action="store_true",
+                   help="stable instance IDs across frames (track_id in results.json, one color per ID); "
+                        "implies --stream")
+    r.add_argument("--threads", type=int, default=0, help="CPU threads of ONNX Runtime / torch (default: theirs)")
     o = parser.add_argument_group("outputs")
     o.add_argument("--out", default="out/infer", help="output folder (default: out/infer)")
     o.add_argument("--min-score", type=float, default=0.0, help="drop detections below this score in the json")
@@ -193,8 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``calibnet-infer``; InputError: a file or folder that cannot be read, named."""
-    return run_cli("calibnet-infer", build_parser(), run, argv, (CliError, InputError))
+    """Entry point of ``calibnet-infer``."""
+    return run_cli("calibnet-infer", build_parser(), run, argv, (CliError, InputError), files=lambda a: [a.model])
 
 
 if __name__ == "__main__":

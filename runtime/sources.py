@@ -26,7 +26,8 @@ import numpy as np
 from .errors import InputError
 from .readers import read_depth, read_rgb
 
-__all__ = ["IMAGE_EXTS", "Frame", "capture_frames", "image_files", "image_frames", "match_pairs", "video_frames"]
+__all__ = ["IMAGE_EXTS", "Frame", "FrameError", "capture_frames",
+           "image_files", "image_frames", "match_pairs", "video_frames"]
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".npy"}
 
@@ -40,6 +41,16 @@ class Frame:
     rgb: np.ndarray
     depth: np.ndarray
     depth_source: str  # what to name in an error about the depth
+
+
+@dataclass
+class FrameError:
+    """An input a source could not read (yielded instead of raising with ``errors="yield"``)."""
+
+    name: str
+    stem: str
+    error: InputError
+    depth_source: str = ""
 
 
 def _natural_key(path: Path) -> list[Any]:
@@ -66,10 +77,19 @@ def match_pairs(rgb_dir: Path, depth_dir: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def image_frames(pairs: list[tuple[Path, Path]]) -> Iterator[Frame]:
-    """Frames of (rgb, depth) file pairs, read when iterated."""
+def image_frames(pairs: list[tuple[Path, Path]], errors: str = "raise") -> Iterator[Frame | FrameError]:
+    """Frames of (rgb, depth) file pairs, read when iterated. A pair that cannot be read raises
+    :class:`InputError`, or with ``errors="yield"`` comes as a :class:`FrameError` and the pairs after it
+    are still read (batch runs that go on)."""
     for rgb_path, depth_path in pairs:
-        yield Frame(rgb_path.name, rgb_path.stem, read_rgb(rgb_path), read_depth(depth_path), str(depth_path))
+        try:
+            frame = Frame(rgb_path.name, rgb_path.stem, read_rgb(rgb_path), read_depth(depth_path), str(depth_path))
+        except InputError as exc:
+            if errors == "raise":
+                raise
+            yield FrameError(rgb_path.name, rgb_path.stem, exc, str(depth_path))
+            continue
+        yield frame
 
 
 def _open_video(path: Path, what: str) -> cv2.VideoCapture:
@@ -107,10 +127,12 @@ def capture_frames(source: int | str, depth: Callable[[np.ndarray], np.ndarray],
         cap.release()
 
 
-def video_frames(video: Path, depth_video: Path | None, depth_dir: Path | None,
-                 max_frames: int = 0) -> tuple[Iterator[Frame], float, int]:
+def video_frames(video: Path, depth_video: Path | None, depth_dir: Path | None, max_frames: int = 0,
+                 errors: str = "raise") -> tuple[Iterator[Frame | FrameError], float, int]:
     """(frames, fps, frame count or 0 if unknown) of a video; depth from a second video or from a folder of
-    depth frames matched by index. The captures are released when the iterator ends or is closed."""
+    depth frames matched by index. The captures are released when the iterator ends or is closed. An
+    unreadable depth frame raises :class:`InputError`, or with ``errors="yield"`` comes as a
+    :class:`FrameError` and the video goes on."""
     cap = _open_video(video, "video")
     fps = cap.get(cv2.CAP_PROP_FPS)
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
@@ -130,7 +152,7 @@ def video_frames(video: Path, depth_video: Path | None, depth_dir: Path | None,
     if max_frames:
         count = min(count, max_frames) if count else max_frames
 
-    def gen() -> Iterator[Frame]:
+    def gen() -> Iterator[Frame | FrameError]:
         depth_frames = _bgr_frames(dcap) if dcap is not None else None
         try:
             for i, bgr in enumerate(_bgr_frames(cap, max_frames)):
@@ -141,7 +163,13 @@ def video_frames(video: Path, depth_video: Path | None, depth_dir: Path | None,
                         break
                     depth, source = dframe[:, :, 0] if dframe.ndim == 3 else dframe, f"{depth_video} frame {i}"
                 elif i < len(files):
-                    depth, source = read_depth(files[i]), str(files[i])
+                    try:
+                        depth, source = read_depth(files[i]), str(files[i])
+                    except InputError as exc:
+                        if errors == "raise":
+                            raise
+                        yield FrameError(f"{video.name}#{i}", f"{video.stem}_{i:06d}", exc, str(files[i]))
+                        continue
                 else:
                     break
                 yield Frame(f"{video.name}#{i}", f"{video.stem}_{i:06d}", bgr[:, :, ::-1].copy(), depth, source)

@@ -36,6 +36,7 @@ skipped instead.
 from __future__ import annotations
 
 import collections
+import collections.abc
 import contextlib
 import threading
 import time
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 __all__ = ["POLICIES", "Stream", "StreamFrame", "StreamStats", "capture_frames", "open_source", "stream"]
 
 POLICIES = ("all", "latest")
+STATS_WINDOW = 10_000
 ErrorCallback = Callable[[int, str, BaseException], None]
 
 
@@ -86,7 +88,8 @@ class _Raw:
     item: Any = None
 
 
-def _percentiles(values: list[float]) -> dict[str, float]:
+def _percentiles(values: collections.abc.Iterable[float]) -> dict[str, float]:
+    values = list(values)
     if not values:
         return {"p50": float("nan"), "p99": float("nan"), "mean": float("nan")}
     a = np.asarray(values) * 1e3
@@ -104,7 +107,9 @@ class StreamStats:
     errors: int = 0  # frames reported to on_error
     t_start: float = 0.0
     t_last: float = 0.0
-    stages: dict[str, list[float]] = field(default_factory=lambda: collections.defaultdict(list))
+    #: per-stage seconds of the last :data:`STATS_WINDOW` results (bounded: a camera stream may run for days)
+    stages: dict[str, collections.deque[float]] = field(
+        default_factory=lambda: collections.defaultdict(lambda: collections.deque(maxlen=STATS_WINDOW)))
 
     @property
     def throughput(self) -> float:
@@ -208,9 +213,9 @@ def open_source(source: Any, depth: Callable[[np.ndarray], np.ndarray] | None = 
         first, second = Path(source[0]), Path(source[1])
         if first.is_dir():
             pairs = sources.match_pairs(first, second)
-            return sources.image_frames(pairs[:max_frames] if max_frames else pairs)
+            return sources.image_frames(pairs[:max_frames] if max_frames else pairs, errors="yield")
         frames, _, _ = sources.video_frames(first, None if second.is_dir() else second,
-                                            second if second.is_dir() else None, max_frames)
+                                            second if second.is_dir() else None, max_frames, errors="yield")
         return frames
     return iter(source)
 
@@ -405,8 +410,10 @@ class Stream:
         """A snapshot of the counts and timings so far."""
         with self._pipe.lock:
             s = self._pipe.stats
-            return StreamStats(s.policy, s.read, s.done, s.dropped, s.errors, s.t_start, s.t_last,
-                               {k: list(v) for k, v in s.stages.items()})
+            snap = StreamStats(s.policy, s.read, s.done, s.dropped, s.errors, s.t_start, s.t_last)
+            for k, v in s.stages.items():
+                snap.stages[k].extend(v)
+            return snap
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the threads (the reader closes the source); idempotent."""

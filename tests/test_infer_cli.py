@@ -44,14 +44,16 @@ def test_single_pair_and_folder(onnx_and_data, tmp_path):
 
 def test_errors_name_the_file(onnx_and_data, tmp_path, capsys):
     path, d = onnx_and_data
-    assert main([str(path), "--rgb", str(tmp_path / "none.jpg"), "--depth", str(d / "depth/img0.png")]) == 2
+    out = ["--out", str(tmp_path / "o")]  # an input that fails: exit 1, one line naming it, errors.json
+    assert main([str(path), "--rgb", str(tmp_path / "none.jpg"), "--depth", str(d / "depth/img0.png"), *out]) == 1
     assert "none.jpg" in capsys.readouterr().err
     (tmp_path / "broken.png").write_bytes(b"not an image")
-    assert main([str(path), "--rgb", str(d / "RGB/img0.jpg"), "--depth", str(tmp_path / "broken.png")]) == 2
+    assert main([str(path), "--rgb", str(d / "RGB/img0.jpg"), "--depth", str(tmp_path / "broken.png"), *out]) == 1
     assert "broken.png" in capsys.readouterr().err
+    assert "broken.png" in json.loads((tmp_path / "o" / "errors.json").read_text())[0]["reason"]
     small = tmp_path / "small.png"
     cv2.imwrite(str(small), np.zeros((100, 100), np.uint8))
-    assert main([str(path), "--rgb", str(d / "RGB/img0.jpg"), "--depth", str(small), "--strict"]) == 2
+    assert main([str(path), "--rgb", str(d / "RGB/img0.jpg"), "--depth", str(small), "--strict", *out]) == 1
     assert "sizes differ" in capsys.readouterr().err
     with pytest.warns(UserWarning, match="resized"):
         assert main([str(path), "--rgb", str(d / "RGB/img0.jpg"), "--depth", str(small),
@@ -76,7 +78,7 @@ def test_sixteen_bit_depth_and_saliency(onnx_and_data, tmp_path):
     if results:  # the brightest saliency pixel is the best score
         assert abs(sal.max() / 255 - max(r["score"] for r in results)) <= 1 / 255
     assert main([str(path), "--rgb", str(tmp_path / "a.jpg"), "--depth", str(tmp_path / "a_mm.png"),
-                 "--depth-format", "u8"]) == 2
+                 "--depth-format", "u8", "--out", str(tmp_path / "u8")]) == 1
 
 
 def _write_video(path, frames, color=True):

@@ -1,0 +1,221 @@
+"""``calibnet-bench --stream`` and ``--soak N``: the pipelined runtime against the sequential one, and memory
+over a long run. Torch-free once the model is exported (``--model file.onnx`` skips the export).
+
+``--stream``:
+  1. file source: the same folder of RGB-D pairs (synthetic scenes written as JPEG + PNG) read and predicted
+     in a loop (``read_rgb``/``read_depth`` + ``Runtime.predict``) and through ``Runtime.stream(folders)``,
+     interleaved for ``--iters`` rounds; throughput of each, ratio stream / sequential, and the stream's
+     per-stage and capture-to-result p50/p99;
+  2. live source ``--speedup`` (5) times faster than the model (frames paced at model time / speedup, like a
+     camera): ``policy="latest"`` for ``--stream-frames`` results (p99 latency in model-frame times, frames
+     dropped) and ``policy="all"`` over the same number of source frames (every frame processed).
+
+``--soak N``: N frames through ``Runtime.predict`` and N through ``Runtime.stream`` (frames cycled from a
+set of synthetic scenes), the process RSS sampled every 100 frames; reports RSS at the warm-up frame
+(``--soak-warmup``, 200) and at the end, and the growth between them in percent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["latest_vs_all", "rss_bytes", "run_streaming", "sequential_vs_stream", "soak", "write_pairs"]
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process now (Linux /proc; peak RSS from getrusage elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def write_pairs(folder: Path, n: int, hw: tuple[int, int], seed: int = 0) -> tuple[Path, Path]:
+    """``n`` synthetic scenes as ``RGB/<i>.jpg`` + ``depth/<i>.png``; returns the two folders."""
+    import cv2
+
+    from calibnet.data.synthetic import make_scene
+
+    rgb_dir, depth_dir = folder / "RGB", folder / "depth"
+    rgb_dir.mkdir(parents=True, exist_ok=True)
+    depth_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        s = make_scene(seed + i, *hw)
+        cv2.imwrite(str(rgb_dir / f"{i:05d}.jpg"), s.rgb[:, :, ::-1])
+        cv2.imwrite(str(depth_dir / f"{i:05d}.png"), s.depth)
+    return rgb_dir, depth_dir
+
+
+def _sequential(rt: Any, rgb_dir: Path, depth_dir: Path) -> float:
+    from calibnet.runtime.readers import read_depth, read_rgb
+    from calibnet.runtime.sources import match_pairs
+
+    pairs = match_pairs(rgb_dir, depth_dir)
+    t0 = time.perf_counter()
+    for r, d in pairs:
+        rt.predict(read_rgb(r), read_depth(d))
+    return len(pairs) / (time.perf_counter() - t0)
+
+
+def sequential_vs_stream(rt: Any, rgb_dir: Path, depth_dir: Path, rounds: int = 3) -> dict[str, Any]:
+    """Throughput (frames/s) of predict-in-a-loop and of ``Runtime.stream`` over the same files, ``rounds``
+    interleaved rounds (order alternating); the ratio is of the summed frames over summed time."""
+    seq: list[float] = []
+    strm: list[float] = []
+    last_stats: Any = None
+    for k in range(rounds):
+        order = ("seq", "stream") if k % 2 == 0 else ("stream", "seq")
+        for what in order:
+            if what == "seq":
+                seq.append(_sequential(rt, rgb_dir, depth_dir))
+            else:
+                with rt.stream((rgb_dir, depth_dir), policy="all") as st:
+                    n = sum(1 for _ in st)
+                    last_stats = st.stats()
+                strm.append(n / (last_stats.t_last - last_stats.t_start))
+    hmean = lambda xs: len(xs) / sum(1 / x for x in xs)  # noqa: E731 - frames over total time
+    return {"sequential_fps": hmean(seq), "stream_fps": hmean(strm), "ratio": hmean(strm) / hmean(seq),
+            "rounds": {"sequential_fps": seq, "stream_fps": strm}, "stream": last_stats.to_dict(),
+            "summary": last_stats.summary()}
+
+
+def _paced(frame: tuple[np.ndarray, np.ndarray], n: int, interval: float) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    t0 = time.perf_counter()
+    for i in range(n):
+        delay = t0 + i * interval - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        yield frame
+
+
+def latest_vs_all(rt: Any, rgb: np.ndarray, depth: np.ndarray, results: int = 100, speedup: float = 5.0,
+                  ) -> dict[str, Any]:
+    """A source ``speedup`` times faster than the model: "latest" for ``results`` results, "all" over
+    ``results`` source frames. Model time = median inference time of the run itself."""
+    for _ in range(3):
+        rt.predict(rgb, depth)
+    model_s = float(np.median([rt.predict(rgb, depth).timings["infer"] for _ in range(5)]))
+    interval = model_s / speedup
+    lat, infer = [], []
+    with rt.stream(_paced((rgb, depth), int(results * speedup * 3), interval), policy="latest") as st:
+        for _, pred in itertools.islice(st, results):
+            lat.append(pred.timings["latency"])
+            infer.append(pred.timings["infer"])
+        latest = st.stats()
+    model_in_run = float(np.median(infer))
+    with rt.stream(_paced((rgb, depth), results, interval), policy="all") as st:
+        done = [f.index for f, _ in st]
+        all_stats = st.stats()
+    return {
+        "model_ms": model_in_run * 1e3, "source_interval_ms": interval * 1e3, "speedup": speedup,
+        "latest": {"results": len(lat), "dropped": latest.dropped, "p50_ms": float(np.percentile(lat, 50)) * 1e3,
+                   "p99_ms": float(np.percentile(lat, 99)) * 1e3,
+                   "p99_in_model_frames": float(np.percentile(lat, 99)) / model_in_run},
+        "all": {"source_frames": results, "processed": len(done), "in_order": done == list(range(results)),
+                "p99_ms": all_stats.to_dict()["ms"]["latency"]["p99"]},
+    }
+
+
+def soak(rt: Any, frames: list[tuple[np.ndarray, np.ndarray]], n: int, warmup: int = 200, every: int = 100,
+         progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """RSS over ``n`` frames of ``Runtime.predict`` then ``n`` of ``Runtime.stream`` (frames cycled)."""
+    out: dict[str, Any] = {}
+
+    def record(mode: str, i: int, samples: list[tuple[int, int]]) -> None:
+        if i in (warmup, n) or i % every == 0:
+            samples.append((i, rss_bytes()))
+            if progress is not None and i % (every * 5) == 0:
+                progress(f"soak {mode}: frame {i}/{n}, RSS {samples[-1][1] / 2**20:.1f} MiB")
+
+    for mode in ("predict", "stream"):
+        samples: list[tuple[int, int]] = []
+        t0 = time.perf_counter()
+        if mode == "predict":
+            for i, (rgb, depth) in enumerate(itertools.islice(itertools.cycle(frames), n), start=1):
+                rt.predict(rgb, depth)
+                record(mode, i, samples)
+        else:
+            with rt.stream(itertools.islice(itertools.cycle(frames), n), policy="all") as st:
+                for i, _ in enumerate(st, start=1):
+                    record(mode, i, samples)
+        at_warm = next((r for i, r in samples if i == warmup), samples[0][1])
+        at_end = samples[-1][1]
+        out[mode] = {"frames": n, "seconds": time.perf_counter() - t0, "rss_warmup_mib": at_warm / 2**20,
+                     "rss_end_mib": at_end / 2**20, "growth_pct": 100.0 * (at_end - at_warm) / at_warm,
+                     "warmup_frame": warmup, "samples_mib": [(i, r / 2**20) for i, r in samples]}
+    return out
+
+
+def _model_path(args: argparse.Namespace, workdir: Path) -> Path:
+    if args.model:
+        return Path(args.model)
+    import calibnet
+    from calibnet.export import export_onnx
+
+    model = calibnet.build_model(args.config, args.weights, quiet=True)
+    return export_onnx(model, workdir / "stream.onnx", height=args.height, width=args.width)
+
+
+def run_streaming(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
+    """The ``--stream`` / ``--soak`` part of calibnet-bench; returns its JSON document."""
+    from calibnet.data.synthetic import make_scene
+    from calibnet.runtime import Runtime
+
+    doc: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="calibnet-bench-stream-") as tmp:
+        workdir = Path(args.workdir or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        path = _model_path(args, workdir)
+        rt = Runtime.open(path, threads=args.threads)
+        m = rt.metadata
+        hw = tuple(args.frame) if args.frame else (m.resize_short, m.resize_max)  # resizes to the graph size
+        doc["setup"] = {"model": str(path), "frame_hw": list(hw), "threads": args.threads,
+                        "network_hw": [m.height, m.width], "loadavg": os.getloadavg()}
+        scene = make_scene(0, *hw)
+        if args.stream:
+            say(f"stream: writing {args.stream_frames} RGB-D pairs ({hw[0]}x{hw[1]})")
+            rgb_dir, depth_dir = write_pairs(workdir / "pairs", args.stream_frames, hw)
+            say(f"stream: sequential predict vs Runtime.stream, {args.iters} interleaved rounds")
+            doc["file_source"] = sequential_vs_stream(rt, rgb_dir, depth_dir, rounds=max(1, args.iters))
+            say(f"stream: source {args.speedup:g}x faster than the model, latest vs all")
+            doc["live_source"] = latest_vs_all(rt, scene.rgb, scene.depth, args.stream_frames, args.speedup)
+        if args.soak:
+            frames = [(s.rgb, s.depth) for s in (make_scene(i, *hw) for i in range(8))]
+            say(f"soak: {args.soak} frames through Runtime.predict, then Runtime.stream")
+            doc["soak"] = soak(rt, frames, args.soak, warmup=min(args.soak_warmup, args.soak), progress=say)
+    return doc
+
+
+def format_streaming(doc: dict[str, Any]) -> str:
+    """The terminal report of :func:`run_streaming`."""
+    lines = [f"model {doc['setup']['model']}, frames {doc['setup']['frame_hw']}, threads {doc['setup']['threads']}"]
+    if "file_source" in doc:
+        f = doc["file_source"]
+        lines += [f"file source: sequential predict {f['sequential_fps']:.2f} fps, Runtime.stream "
+                  f"{f['stream_fps']:.2f} fps, ratio {f['ratio']:.2f}", f["summary"]]
+        lv = doc["live_source"]
+        la, al = lv["latest"], lv["all"]
+        lines += [f"live source {lv['speedup']:g}x faster than the model ({lv['model_ms']:.1f} ms/frame): "
+                  f"latest p50 {la['p50_ms']:.1f} ms, p99 {la['p99_ms']:.1f} ms = "
+                  f"{la['p99_in_model_frames']:.2f} model frames, {la['dropped']} dropped over {la['results']} results;"
+                  f" all: {al['processed']}/{al['source_frames']} processed, in order {al['in_order']}, "
+                  f"p99 {al['p99_ms']:.1f} ms"]
+    if "soak" in doc:
+        for mode, s in doc["soak"].items():
+            lines.append(f"soak {mode}: {s['frames']} frames in {s['seconds']:.0f} s, "
+                         f"RSS {s['rss_warmup_mib']:.1f} MiB "
+                         f"at frame {s['warmup_frame']} -> {s['rss_end_mib']:.1f} MiB at the end "
+                         f"({s['growth_pct']:+.2f}%)")
+    return "\n".join(lines)
