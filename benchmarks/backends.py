@@ -14,23 +14,18 @@ Status values: ``passed``, ``exported but validation failed``, ``export failed: 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["KNOWN_BACKENDS", "PreparedBackend", "ort_session_options", "prepare_backend", "validate_outputs",
-           "PASSED", "VALIDATION_FAILED"]
+__all__ = ["KNOWN_BACKENDS", "PreparedBackend", "ort_session_options", "prepare_backend", "PASSED",
+           "VALIDATION_FAILED"]
 
 KNOWN_BACKENDS = ("torch", "onnxruntime", "tensorrt")
 PASSED = "passed"
 VALIDATION_FAILED = "exported but validation failed"
-
-#: validation tolerances against the eager model (FP32 backends; FP16 engines get looser ones)
-LOGIT_ATOL = {"fp32": 1e-2, "fp16": 0.1}
-MASK_AGREEMENT = {"fp32": 0.99, "fp16": 0.97}
 
 
 @dataclass
@@ -67,35 +62,18 @@ def ort_session_options(threads: int) -> Any:
     return opts
 
 
-def _feeds(runtime: Any, rgb: np.ndarray, depth: np.ndarray, batch: int = 1) -> dict[str, np.ndarray]:
-    frame = runtime.prepare(rgb, depth)
-    return {"rgb": np.repeat(frame.rgb[None], batch, 0), "depth": np.repeat(frame.depth[None], batch, 0),
-            "valid_hw": np.array([frame.resized_hw] * batch, dtype=np.int64)}
-
-
-def validate_outputs(candidate: dict[str, np.ndarray], reference: dict[str, np.ndarray], mask_threshold: float,
-                     precision: str = "fp32") -> dict[str, Any]:
-    """Compare raw outputs with the eager model's: max |diff| of the class and objectness logits, and the
-    share of mask pixels on the same side of the mask threshold. ``ok`` when within tolerance."""
-    report: dict[str, Any] = {}
-    for name in ("pred_logits", "pred_scores"):
-        report[f"{name}_max_abs_diff"] = float(np.max(np.abs(candidate[name] - reference[name])))
-    logit_thr = math.log(mask_threshold / (1 - mask_threshold))
-    agree = (candidate["pred_masks"] > logit_thr) == (reference["pred_masks"] > logit_thr)
-    report["mask_agreement"] = float(agree.mean())
-    report["ok"] = bool(max(report["pred_logits_max_abs_diff"], report["pred_scores_max_abs_diff"])
-                        <= LOGIT_ATOL[precision] and report["mask_agreement"] >= MASK_AGREEMENT[precision])
-    report["tolerance"] = {"logits_atol": LOGIT_ATOL[precision], "mask_agreement_min": MASK_AGREEMENT[precision]}
-    return report
-
-
 def _validate(prepared: PreparedBackend, reference_backend: Any, rgb: np.ndarray, depth: np.ndarray,
               batch: int = 1) -> None:
-    feeds = _feeds(prepared.runtime, rgb, depth, batch)
-    report = validate_outputs(prepared.runtime.backend.run(feeds), reference_backend.run(feeds),
-                              prepared.runtime.metadata.mask_threshold, prepared.precision)
-    prepared.validation = report
-    prepared.status = PASSED if report["ok"] else VALIDATION_FAILED
+    """Raw outputs against the eager model's on the same prepared frame (the one comparator, at the
+    backend's precision)."""
+    from calibnet.runtime.compare import compare_outputs
+    from calibnet.runtime.feeds import stack_frames
+
+    feeds = stack_frames([prepared.runtime.prepare(rgb, depth)] * batch)
+    report = compare_outputs(reference_backend.run(feeds), prepared.runtime.backend.run(feeds),
+                             prepared.runtime.metadata, prepared.precision)
+    prepared.validation = {"ok": report.passed, **report.to_json()}
+    prepared.status = PASSED if report.passed else VALIDATION_FAILED
 
 
 def _model_mb(model: Any) -> float:

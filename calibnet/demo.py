@@ -31,7 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="synthetic scene seed")
     args = parser.parse_args(argv)
 
-    import numpy as np
     import torch
     from tqdm import tqdm
 
@@ -39,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     from calibnet.data.synthetic import make_scene
     from calibnet.export import export_onnx
     from calibnet.runtime import Runtime
+    from calibnet.runtime.compare import compare_outputs
+    from calibnet.runtime.feeds import stack_frames
     from calibnet.runtime.overlay import draw_overlay
 
     out = Path(args.out)
@@ -54,27 +55,23 @@ def main(argv: list[str] | None = None) -> int:
     onnx_path = export_onnx(model, out / "calibnet.onnx", height=args.height, width=args.width)
     steps.update(1)
     scene = make_scene(args.seed, height=375, width=500)
-    rt = Runtime.open(onnx_path)
-    frame = rt.prepare(scene.rgb, scene.depth)
-    feeds = {"rgb": frame.rgb[None], "depth": frame.depth[None],
-             "valid_hw": np.array([frame.resized_hw], dtype=np.int64)}
-    onnx_out = rt.backend.run(feeds)
-    with torch.no_grad():
-        ref = model(torch.from_numpy(feeds["rgb"]), torch.from_numpy(feeds["depth"]),
-                    image_sizes=torch.from_numpy(feeds["valid_hw"]))
-    diffs = {k: float(np.abs(onnx_out[k] - ref[k].numpy()).max()) for k in ("pred_logits", "pred_scores", "pred_masks")}
-    agree = float(((onnx_out["pred_masks"] > 0) == (ref["pred_masks"].numpy() > 0)).mean())
-    steps.update(1)
-    rt.predict(scene.rgb, scene.depth)  # warm-up
-    t = time.perf_counter()
-    pred = rt.predict(scene.rgb, scene.depth)
-    total = time.perf_counter() - t
+    with Runtime.open(onnx_path) as rt:
+        feeds = stack_frames([rt.prepare(scene.rgb, scene.depth)])
+        reference = Runtime.from_model(model).backend.run(feeds)
+        check = compare_outputs(reference, rt.backend.run(feeds), rt.metadata)
+        steps.update(1)
+        rt.predict(scene.rgb, scene.depth)  # warm-up
+        t = time.perf_counter()
+        pred = rt.predict(scene.rgb, scene.depth)
+        total = time.perf_counter() - t
     overlay = draw_overlay(scene.rgb, pred)
     import cv2
 
     cv2.imwrite(str(out / "overlay.png"), overlay[:, :, ::-1])
     cv2.imwrite(str(out / "scene_rgb.png"), scene.rgb[:, :, ::-1])
     cv2.imwrite(str(out / "scene_depth.png"), scene.depth)
+    diffs = {k: check.outputs[k].max_abs for k in ("pred_logits", "pred_scores", "pred_masks")}
+    agree = check.outputs["pred_masks"].mask_agreement
     report = {"onnx": str(onnx_path), "verify_max_abs_diff": diffs, "verify_mask_agreement": agree,
               "instances": len(pred), "scores": [round(float(s), 4) for s in pred.scores[:10]],
               "depth_trust": [round(float(x), 4) for x in pred.depth_trust],
@@ -84,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "demo.json").write_text(json.dumps(report, indent=2))
     steps.update(1)
     steps.close()
-    ok = diffs["pred_logits"] <= 1e-3 and diffs["pred_scores"] <= 1e-3 and agree >= 0.999
+    ok = check.passed
     print(f"verify ONNX Runtime vs PyTorch: max|d| logits {diffs['pred_logits']:.1e} objectness "
           f"{diffs['pred_scores']:.1e} masks {diffs['pred_masks']:.1e}, mask agreement {agree:.4%} -> "
           f"{'PASS' if ok else 'FAIL'}")

@@ -21,11 +21,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..runtime.metadata import ModelMetadata
-from ._deps import TensorRTUnavailable, require_tensorrt, tensorrt_major
+from ..runtime.backends.tensorrt_deps import TensorRTUnavailable, require_tensorrt, tensorrt_major
+from ..runtime.contract import PLUGIN_NAME, ModelMetadata, read_metadata
+from ..runtime.profiles import Profile, profiles_from_json, profiles_from_metadata, profiles_to_json
+from ..runtime.sidecar import EngineSidecar, GpuInfo, IOTensor, file_sha256, write_sidecar
 from .fp16 import DEFAULT_FP32_PATTERNS, Pattern, compile_patterns, convert_to_fp16, load_fp32_patterns, node_matches
-from .profiles import Profile, profiles_from_json, profiles_from_metadata, profiles_to_json
-from .sidecar import EngineSidecar, GpuInfo, IOTensor, file_sha256, write_sidecar
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -34,8 +34,6 @@ __all__ = ["build_engine", "choose_fp16_path", "read_onnx_metadata", "EngineBuil
            "current_gpu", "onnx_node_for_layer"]
 
 log = logging.getLogger(__name__)
-
-PLUGIN_NAME = "MultiscaleDeformableAttnPlugin_TRT"
 
 
 class EngineBuildError(RuntimeError):
@@ -49,9 +47,8 @@ def read_onnx_metadata(onnx_path: str | os.PathLike[str]) -> tuple[Any, ModelMet
     except ImportError:
         raise TensorRTUnavailable("reading ONNX files needs the `onnx` package: pip install onnx") from None
     model = onnx.load(str(onnx_path), load_external_data=False)
-    props = {p.key: p.value for p in model.metadata_props}
     try:
-        return model, ModelMetadata.from_props(props)
+        return model, read_metadata(onnx_path)
     except ValueError:
         return model, None
 

@@ -16,16 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .profiles import Profile, profiles_from_json, profiles_to_json
-from .sidecar import EngineSidecar, GpuInfo, file_sha256, read_sidecar
+from ..runtime.profiles import Profile, profiles_from_json, profiles_to_json
+from ..runtime.sidecar import EngineSidecar, GpuInfo, default_cache_dir, file_sha256, read_sidecar
 
-__all__ = ["CacheKey", "cache_mismatches", "find_cached", "engine_filename", "default_cache_dir", "get_or_build"]
-
-
-def default_cache_dir() -> Path:
-    """``$CALIBNET_ENGINE_CACHE`` or ``~/.cache/calibnet/engines``."""
-    env = os.environ.get("CALIBNET_ENGINE_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "calibnet" / "engines"
+__all__ = ["CacheKey", "cache_mismatches", "find_cached", "engine_filename", "get_or_build"]
 
 
 @dataclass(frozen=True)
@@ -108,11 +102,11 @@ def get_or_build(onnx_path: str | os.PathLike[str], cache_dir: str | os.PathLike
 
     ``tensorrt_version``/``gpu``/``builder`` default to the installed TensorRT, the current GPU and
     ``build_engine`` (they can be given, e.g. to look up engines for another machine)."""
-    from ._deps import require_tensorrt
-    from ._deps import tensorrt_version as _installed
+    from ..runtime.backends.tensorrt_deps import require_tensorrt
+    from ..runtime.backends.tensorrt_deps import tensorrt_version as _installed
+    from ..runtime.profiles import profiles_from_metadata
     from .builder import build_engine, current_gpu, read_onnx_metadata
     from .fp16 import DEFAULT_FP32_PATTERNS, load_fp32_patterns
-    from .profiles import profiles_from_metadata
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():

@@ -93,16 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.cmd == "build":
+            from ..runtime.profiles import parse_profile_spec
             from .builder import build_engine
             from .cache import get_or_build
-            from .profiles import parse_profile_spec
 
             profiles = [parse_profile_spec(args.profile)] if args.profile else None
             kw = dict(fp16=not args.fp32, profiles=profiles, fp32_layers=_patterns(args.fp32_layers),
                       workspace=int(args.workspace_gib * (1 << 30)) if args.workspace_gib else None,
                       timing_cache=args.timing_cache, builder_optimization_level=args.opt_level,
                       plugin_libraries=args.plugin, fp16_path=args.fp16_path, verbose=args.verbose)
-            from ._deps import require_tensorrt
+            from ..runtime.backends.tensorrt_deps import require_tensorrt
 
             require_tensorrt("building an engine")
             print(f"building from {args.onnx} (this can take minutes) ...", file=sys.stderr)
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                 get_or_build(args.onnx, cache_dir=args.cache_dir, **kw)
             print(path)
         elif args.cmd == "info":
-            from .sidecar import read_sidecar
+            from ..runtime.sidecar import read_sidecar
 
             print(json.dumps(read_sidecar(args.engine).to_dict(), indent=2))
         elif args.cmd == "verify":

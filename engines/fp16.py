@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime.contract import PLUGIN_NAME
+
 __all__ = ["DEFAULT_FP32_PATTERNS", "FP16Report", "compile_patterns", "node_matches", "matching_nodes", "sampling_cone",
            "load_fp32_patterns", "convert_to_fp16"]
 
@@ -31,7 +33,7 @@ DEFAULT_FP32_PATTERNS: tuple[str, ...] = (
     "op:GroupNormalization",
     "op:InstanceNormalization",
     "op:Softmax",  # attention-weight softmax (and any other softmax)
-    "op:MultiscaleDeformableAttnPlugin_TRT",  # keep the deformable sampling itself in FP32
+    "op:" + PLUGIN_NAME,  # keep the deformable sampling itself in FP32
     "op:GridSample",  # portable MSDA: its grid (sampling locations) is FP32, TensorRT wants one dtype
     r"sampling_offsets",  # sampling-location arithmetic (offsets / normalizer + reference points)
     r"sampling_loc",
@@ -90,7 +92,7 @@ def node_matches(name: str, op_type: str, compiled: tuple[set[str], list[re.Patt
 
 
 # sampling-location inputs of deformable sampling: GridSample's grid, the plugin's sampling_locations
-_SAMPLING_INPUTS = {"GridSample": 1, "MultiscaleDeformableAttnPlugin_TRT": 3}
+_SAMPLING_INPUTS = {"GridSample": 1, PLUGIN_NAME: 3}
 
 
 def sampling_cone(model: Any) -> set[str]:

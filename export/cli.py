@@ -90,10 +90,11 @@ def _run(args: argparse.Namespace, bar) -> int:  # type: ignore[no-untyped-def]
     from calibnet import ConfigError, build_model
     from calibnet.builder import file_sha256
     from calibnet.checkpoint import CheckpointMismatchError
-    from calibnet.runtime.metadata import ModelMetadata
+    from calibnet.runtime.contract import ModelMetadata
+    from calibnet.runtime.feeds import random_feeds
 
     from .onnx_export import export_onnx
-    from .verify import random_inputs, verify_onnx
+    from .verify import verify_onnx
 
     def stage(name: str) -> None:
         bar.set_postfix_str(name)
@@ -122,7 +123,7 @@ def _run(args: argparse.Namespace, bar) -> int:  # type: ignore[no-untyped-def]
         stage("verify")
         sizes = [(args.height, args.width), *(args.verify_size or [])]
         for i, (h, w) in enumerate(sizes):
-            report = verify_onnx(path, model, random_inputs(args.batch, h, w, (h - 7, w - 11) if i else None))
+            report = verify_onnx(path, model, random_feeds(args.batch, h, w, (h - 7, w - 11) if i else None))
             report.save(str(path) + (".verify.json" if i == 0 else f".verify_{h}x{w}.json"))
             bar.write(report.table())
             status = status or (0 if report.passed else 1)
@@ -133,7 +134,7 @@ def _run(args: argparse.Namespace, bar) -> int:  # type: ignore[no-untyped-def]
         from .fp16_check import fp16_readiness
 
         fp32_json = Path(args.check_fp16 or str(path) + ".fp16.json")
-        rep = fp16_readiness(model, random_inputs(1, args.height, args.width), out_path=fp32_json)
+        rep = fp16_readiness(model, random_feeds(1, args.height, args.width), out_path=fp32_json)
         drift = ", ".join(f"{k} {v['max_abs_diff']:.3g}" for k, v in rep["outputs"].items())
         bar.write(f"FP16 readiness -> {fp32_json}: output drift under FP16 rounding: {drift}; "
                   f"{len(rep['fp32_layers'])} layer(s) to keep in FP32")
@@ -148,8 +149,7 @@ def _run(args: argparse.Namespace, bar) -> int:  # type: ignore[no-untyped-def]
 def _engine(onnx_path: Path, engine_path: str, fp16: bool, fp32_json: Path | None, verify: bool = False,
             write: Callable[[str], None] = print) -> int:
     try:
-        from calibnet.engines import build_engine
-        from calibnet.engines._deps import TensorRTUnavailable
+        from calibnet.engines import TensorRTUnavailable, build_engine
         from calibnet.engines.fp16 import DEFAULT_FP32_PATTERNS, load_fp32_patterns
     except ImportError as exc:
         print(f"calibnet-export: cannot build the engine: calibnet.engines is unavailable ({exc}). "

@@ -41,12 +41,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from calibnet.runtime.compare import binary_masks
+from calibnet.runtime.contract import INPUT_NAMES, OUTPUT_NAMES
+
 __all__ = ["fp16_readiness", "onnx_scope", "FP16_MAX", "FORMAT"]
 
 FP16_MAX = 65504.0
 FORMAT = "calibnet-fp16-readiness/1"
 _NORM_TYPES = ("LayerNorm", "GroupNorm", "InstanceNorm2d")  # they compute statistics (x^2) at run time
-_OUTPUTS = ("pred_logits", "pred_scores", "pred_masks", "depth_trust")
 
 
 def onnx_scope(model: nn.Module, name: str, root: str = "/model") -> str:
@@ -85,9 +87,10 @@ def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def _run(model: nn.Module, feeds: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    rgb, depth, valid_hw = (feeds[k] for k in INPUT_NAMES)
     with torch.no_grad():
-        out = model(feeds["rgb"], feeds["depth"], image_sizes=feeds["valid_hw"])
-    return {k: out[k].float().numpy() for k in _OUTPUTS}
+        out = model(rgb, depth, image_sizes=valid_hw)
+    return {k: out[k].float().numpy() for k in OUTPUT_NAMES}
 
 
 def fp16_readiness(model: nn.Module, inputs: Mapping[str, np.ndarray], norm_input_limit: float = 256.0,
@@ -127,11 +130,13 @@ def fp16_readiness(model: nn.Module, inputs: Mapping[str, np.ndarray], norm_inpu
             h.remove()
 
     outputs: dict[str, dict[str, float]] = {}
-    for k in _OUTPUTS:
+    for k in OUTPUT_NAMES:
         diff = np.abs(emu[k].astype(np.float64) - ref[k])
         outputs[k] = {"max_abs_diff": float(np.nan_to_num(diff, nan=np.inf).max()),
                       "fp32_max_abs": float(np.abs(ref[k]).max())}
-    outputs["pred_masks"]["binary_agreement"] = float(((emu["pred_masks"] > 0) == (ref["pred_masks"] > 0)).mean())
+    t = model.cfg.inference.mask_threshold  # the one mask rule: probability > mask threshold
+    same = binary_masks("pred_masks", emu["pred_masks"], t) == binary_masks("pred_masks", ref["pred_masks"], t)
+    outputs["pred_masks"]["binary_agreement"] = float(same.mean())
 
     flagged = []
     for name in order:

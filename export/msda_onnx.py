@@ -37,12 +37,11 @@ import torch
 from onnx import TensorProto, helper
 
 from calibnet.modeling.msda import ms_deform_attn_core
+from calibnet.runtime.contract import PLUGIN_DOMAIN, PLUGIN_NAME
 
 __all__ = ["PLUGIN_NAME", "PLUGIN_DOMAIN", "PluginMSDA", "msda_function_proto", "attach_reference_function",
            "inline_msda", "plugin_nodes"]
 
-PLUGIN_NAME = "MultiscaleDeformableAttnPlugin_TRT"
-PLUGIN_DOMAIN = "TRT"
 _PLUGIN_VERSION = "1"
 
 

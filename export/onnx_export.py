@@ -30,16 +30,23 @@ from torch import nn
 
 from calibnet import __version__
 from calibnet.modeling.msda import msda_implementation
-from calibnet.runtime.metadata import ModelMetadata
+from calibnet.runtime.contract import (
+    INPUT_NAMES,
+    MASK_OUTPUTS,
+    OUTPUT_NAMES,
+    PLUGIN_DOMAIN,
+    PLUGIN_NAME,
+    TOPK_OUTPUT_NAMES,
+    ModelMetadata,
+    metadata_from_config,
+)
 
 from . import msda_onnx
 from .dynamic_shapes import dynamic_reference_points
-from .topk import BELOW_THRESHOLD_SCORE, TOPK_OUTPUTS, TopKDeploy
+from .topk import BELOW_THRESHOLD_SCORE, TopKDeploy
 
-__all__ = ["export_onnx", "DeployWrapper", "FULL_OUTPUTS", "INPUTS", "FLAVORS"]
+__all__ = ["export_onnx", "DeployWrapper", "FLAVORS"]
 
-INPUTS = ("rgb", "depth", "valid_hw")
-FULL_OUTPUTS = ("pred_logits", "pred_scores", "pred_masks", "depth_trust")
 FLAVORS = ("portable", "tensorrt")
 
 
@@ -52,36 +59,23 @@ class DeployWrapper(nn.Module):
 
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor, valid_hw: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(rgb, depth, image_sizes=valid_hw)
-        return tuple(out[k] for k in FULL_OUTPUTS)
+        return tuple(out[k] for k in OUTPUT_NAMES)
 
 
 def _metadata_for(model: nn.Module, flavor: str, height: int, width: int, batch: int, opset: int, topk: int,
                   dynamic: bool, dynamic_batch: bool, min_hw: tuple[int, int], max_hw: tuple[int, int],
                   max_batch: int, plugin_version: str, base: ModelMetadata | None) -> ModelMetadata:
-    cfg = model.cfg
-    meta = ModelMetadata.from_dict(base.to_dict()) if base is not None else ModelMetadata()
-    meta.flavor, meta.topk = flavor, topk
-    meta.height, meta.width, meta.batch, meta.max_batch = height, width, batch, max_batch
-    meta.min_hw, meta.max_hw = (min_hw, max_hw) if dynamic else ((height, width), (height, width))
-    meta.dynamic_batch, meta.dynamic_hw = dynamic_batch, dynamic
-    meta.input_names, meta.output_names = INPUTS, (TOPK_OUTPUTS if topk else FULL_OUTPUTS)
-    meta.pixel_mean, meta.pixel_std = tuple(cfg.pixel_mean), tuple(cfg.pixel_std)
-    meta.size_divisibility = cfg.input.size_divisibility
-    meta.resize_short, meta.resize_max = cfg.input.min_size_test, cfg.input.max_size_test
-    meta.num_kernels = cfg.decoder.num_kernels
-    meta.cls_threshold = cfg.inference.cls_threshold
-    meta.mask_threshold = cfg.inference.mask_threshold
-    meta.max_detections = cfg.inference.max_detections
-    meta.opset, meta.exporter = opset, "torchscript"
-    meta.torch_version, meta.calibnet_version = torch.__version__, __version__
-    extra = dict(meta.extra)
+    extra = dict(base.extra) if base is not None else {}
     if flavor == "tensorrt":
-        extra["msda_plugin"] = {"name": msda_onnx.PLUGIN_NAME, "domain": msda_onnx.PLUGIN_DOMAIN,
-                                "plugin_version": plugin_version}
+        extra["msda_plugin"] = {"name": PLUGIN_NAME, "domain": PLUGIN_DOMAIN, "plugin_version": plugin_version}
     if topk:
         extra["topk_below_threshold_score"] = BELOW_THRESHOLD_SCORE
-    meta.extra = extra
-    return meta
+    return metadata_from_config(
+        model.cfg, base, flavor=flavor, topk=topk, height=height, width=width, batch=batch, max_batch=max_batch,
+        min_hw=min_hw if dynamic else (height, width), max_hw=max_hw if dynamic else (height, width),
+        dynamic_batch=dynamic_batch, dynamic_hw=dynamic, input_names=INPUT_NAMES,
+        output_names=TOPK_OUTPUT_NAMES if topk else OUTPUT_NAMES, opset=opset, exporter="torchscript",
+        torch_version=torch.__version__, calibnet_version=__version__, extra=extra)
 
 
 def _check_args(model: nn.Module, flavor: str, height: int, width: int, batch: int, opset: int,
@@ -169,7 +163,7 @@ def export_onnx(model: nn.Module, path: str | Path, flavor: str = "portable", he
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     wrapper = (TopKDeploy(model, topk) if topk else DeployWrapper(model)).eval()
-    outputs = TOPK_OUTPUTS if topk else FULL_OUTPUTS
+    outputs = TOPK_OUTPUT_NAMES if topk else OUTPUT_NAMES
     g = torch.Generator().manual_seed(0)
     rgb = torch.rand(batch, 3, height, width, generator=g) * 255
     depth = torch.rand(batch, 1, height, width, generator=g) * 255
@@ -178,12 +172,12 @@ def export_onnx(model: nn.Module, path: str | Path, flavor: str = "portable", he
     if dynamic or dynamic_batch:
         spatial = {2: "height", 3: "width"} if dynamic else {}
         b = {0: "batch"} if dynamic_batch else {}
-        axes = {"rgb": {**b, **spatial}, "depth": {**b, **spatial}, "valid_hw": dict(b)}
+        axes = dict(zip(INPUT_NAMES, ({**b, **spatial}, {**b, **spatial}, dict(b))))
         half = {2: "mask_height", 3: "mask_width"} if dynamic else {}
         for name in outputs:
-            axes[name] = {**b, **(half if name in ("pred_masks", "masks") else {})}
+            axes[name] = {**b, **(half if name in MASK_OUTPUTS else {})}
     with _export_mode(model, dynamic):
-        torch.onnx.export(wrapper, (rgb, depth, valid), str(path), input_names=list(INPUTS),
+        torch.onnx.export(wrapper, (rgb, depth, valid), str(path), input_names=list(INPUT_NAMES),
                           output_names=list(outputs), opset_version=opset, dynamo=False,
                           do_constant_folding=True, dynamic_axes=axes or None)
     proto = onnx.load(str(path))

@@ -24,9 +24,8 @@ from torch import nn
 
 from calibnet.modeling.common import coordinate_features, depth_similarity
 
-__all__ = ["TopKDeploy", "TOPK_OUTPUTS", "BELOW_THRESHOLD_SCORE"]
+__all__ = ["TopKDeploy", "BELOW_THRESHOLD_SCORE"]
 
-TOPK_OUTPUTS = ("scores", "masks", "depth_trust", "keep_index")
 BELOW_THRESHOLD_SCORE = -1.0
 
 

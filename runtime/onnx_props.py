@@ -9,6 +9,7 @@ exists.
 from __future__ import annotations
 
 import mmap
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def _length_delimited(buf: mmap.mmap | bytes, start: int, end: int) -> Iterator[
             raise ValueError(f"unsupported protobuf wire type {wire}")
 
 
-def read_metadata_props(path: str | Path) -> dict[str, str]:
+def read_metadata_props(path: str | os.PathLike[str]) -> dict[str, str]:
     """``{key: value}`` of the model's ``metadata_props``; ValueError if the file is not an ONNX model."""
     if Path(path).stat().st_size == 0:
         raise ValueError(f"{path}: empty file")

@@ -10,16 +10,30 @@ from typing import Any
 import numpy as np
 
 from .backends.base import Backend, BackendUnavailable
+from .contract import ModelMetadata
 from .depth import DEFAULT_DIRECTION, DepthFormat
-from .metadata import ModelMetadata
+from .feeds import stack_frames
 from .postprocess import decode_prediction
 from .prediction import Prediction
 from .preprocess import PreparedFrame, prepare_frame
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "BACKEND_BY_SUFFIX", "backend_for"]
 
-_BACKEND_BY_SUFFIX = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".pth": "torch",
-                      ".pt": "torch"}
+#: the backend a model file's suffix selects (the one map; a suffix not listed needs an explicit backend)
+BACKEND_BY_SUFFIX = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".pth": "torch",
+                     ".pt": "torch"}
+
+
+def backend_for(path: str | Path, backend: str | None = None) -> str:
+    """``backend`` if given, else the one :data:`BACKEND_BY_SUFFIX` names for ``path``'s suffix; an unknown
+    suffix is a ``ValueError`` (no guessing)."""
+    if backend:
+        return backend
+    suffix = Path(path).suffix.lower()
+    if suffix not in BACKEND_BY_SUFFIX:
+        known = ", ".join(f"{s} ({b})" for s, b in BACKEND_BY_SUFFIX.items())
+        raise ValueError(f"{path}: unknown model type {suffix or '(no suffix)'!r}: use {known} or name the backend")
+    return BACKEND_BY_SUFFIX[suffix]
 
 
 class Runtime:
@@ -28,7 +42,8 @@ class Runtime:
     ``depth_format`` says how depth maps are read (8-bit as is by default; see
     :class:`~calibnet.runtime.depth.DepthFormat`; its direction defaults to the model's metadata);
     ``strict`` turns an RGB/depth size mismatch into an :class:`InputError` instead of a resize with a warning.
-    Both can be overridden per call.
+    Both can be overridden per call. :meth:`close` releases the backend (sessions, GPU buffers); a
+    ``Runtime`` is a context manager: ``with Runtime.open(path) as rt: ...``.
     """
 
     def __init__(self, backend: Backend, depth_format: DepthFormat | None = None, strict: bool = False) -> None:
@@ -43,14 +58,15 @@ class Runtime:
     @classmethod
     def open(cls, path: str | Path, backend: str | None = None, providers: list | None = None,
              depth_format: DepthFormat | None = None, strict: bool = False, **kwargs: Any) -> Runtime:
-        """Open an exported model. The backend follows the file type unless ``backend`` names one:
-        ``.onnx`` -> ``onnxruntime`` (providers TensorRT > CUDA > CPU with FP16 and engine-cache options, or
-        ``providers``; ``fp16=``, ``cache_dir=``, ``threads=`` pass through), ``.engine``/``.plan`` ->
-        ``tensorrt``, ``.pth``/``.pt`` (a checkpoint; ``config=`` preset or YAML, default r50) -> ``torch``."""
+        """Open an exported model. The backend follows the file type (:func:`backend_for`) unless ``backend``
+        names one: ``.onnx`` -> ``onnxruntime`` (providers TensorRT > CUDA > CPU with FP16 and engine-cache
+        options, or ``providers``; ``fp16=``, ``cache_dir=``, ``threads=`` pass through), ``.engine``/``.plan``
+        -> ``tensorrt``, ``.pth``/``.pt`` (a checkpoint; ``config=`` preset or YAML, default r50) -> ``torch``;
+        another suffix without ``backend`` is a ``ValueError``."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"model file not found: {path}")
-        kind = backend or _BACKEND_BY_SUFFIX.get(path.suffix.lower(), "onnxruntime")
+        kind = backend_for(path, backend)
         be: Backend
         if kind == "onnxruntime":
             from .backends.onnxruntime import OnnxRuntimeBackend
@@ -77,6 +93,16 @@ class Runtime:
         from .backends.torch_backend import TorchBackend
 
         return cls(TorchBackend(model, device=device), depth_format=depth_format, strict=strict)
+
+    def close(self) -> None:
+        """Release the backend (ONNX Runtime session, TensorRT buffers and stream, torch model)."""
+        self.backend.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _static_hw(self) -> tuple[int, int] | None:
         m = self.metadata
@@ -127,9 +153,7 @@ class Runtime:
             for c in range(0, len(idx), cap):
                 chunk = idx[c:c + cap]
                 fill = chunk + [chunk[-1]] * (static - len(chunk)) if static else chunk
-                feeds = {"rgb": np.stack([frames[i].rgb for i in fill]),
-                         "depth": np.stack([frames[i].depth for i in fill]),
-                         "valid_hw": np.array([frames[i].resized_hw for i in fill], dtype=np.int64)}
+                feeds = stack_frames([frames[i] for i in fill])
                 t1 = time.perf_counter()
                 out = self.backend.run(feeds)
                 infer = (time.perf_counter() - t1) / len(chunk)

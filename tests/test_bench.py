@@ -11,12 +11,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import calibnet  # noqa: E402
-from calibnet.benchmarks.backends import validate_outputs  # noqa: E402
 from calibnet.benchmarks.cli import main  # noqa: E402
 from calibnet.benchmarks.latency import interleave, percentiles  # noqa: E402
 from calibnet.benchmarks.official_path import OfficialStylePath, forward_normalized, official_preprocess  # noqa: E402
 from calibnet.benchmarks.report import backend_entry  # noqa: E402
 from calibnet.data.synthetic import make_scene  # noqa: E402
+from calibnet.runtime import ModelMetadata  # noqa: E402
+from calibnet.runtime.compare import compare_outputs  # noqa: E402
 
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
@@ -102,15 +103,17 @@ def test_backend_entry_arithmetic():
     assert missing["fps"] is None and missing["e2e_ms"] is None
 
 
-def test_validate_outputs_flags_disagreement():
+def test_validation_flags_disagreement():
+    """The bench validates with the one comparator (calibnet.runtime.compare)."""
+    meta = ModelMetadata(mask_threshold=0.45)
     rng = np.random.default_rng(0)
     ref = {"pred_logits": rng.normal(size=(1, 5, 1)), "pred_scores": rng.normal(size=(1, 5, 1)),
            "pred_masks": rng.normal(size=(1, 5, 8, 8))}
     same = {k: v + 1e-4 for k, v in ref.items()}
-    assert validate_outputs(same, ref, 0.45)["ok"]
+    assert compare_outputs(ref, same, meta).passed
     flipped = dict(same, pred_masks=-ref["pred_masks"])
-    report = validate_outputs(flipped, ref, 0.45)
-    assert not report["ok"] and report["mask_agreement"] < 0.9
+    report = compare_outputs(ref, flipped, meta)
+    assert not report.passed and report.outputs["pred_masks"].mask_agreement < 0.9
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -16,7 +16,6 @@ from calibnet.engines import (
     IOTensor,
     ShapeRange,
     TensorRTUnavailable,
-    _deps,
     build_engine,
     cache_mismatches,
     choose_fp16_path,
@@ -32,7 +31,7 @@ from calibnet.engines import (
     tensorrt_provider_options,
     write_sidecar,
 )
-from calibnet.engines.sidecar import file_sha256
+from calibnet.runtime.backends import tensorrt_deps as _deps
 from calibnet.runtime.backends.base import BackendUnavailable
 from calibnet.runtime.backends.cuda_buffers import HostBuffer, get_cuda_api
 from calibnet.runtime.backends.tensorrt import (
@@ -44,6 +43,7 @@ from calibnet.runtime.backends.tensorrt import (
     resolve_input_shapes,
 )
 from calibnet.runtime.metadata import ModelMetadata
+from calibnet.runtime.sidecar import file_sha256
 
 # ---------------------------------------------------------------- profiles
 
@@ -184,7 +184,7 @@ def test_get_or_build_hit_and_miss(tmp_path):
 # ---------------------------------------------------------------- missing TensorRT / GPU
 
 def test_import_has_no_heavy_deps():
-    code = ("import sys, calibnet.engines, calibnet.runtime.backends.tensorrt, calibnet.engines.ort_providers;"
+    code = ("import sys, calibnet.engines, calibnet.runtime.backends.tensorrt, calibnet.runtime.backends.onnxruntime;"
             "print(sorted(m for m in ('torch', 'tensorrt', 'onnxruntime', 'pycuda', 'cuda') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

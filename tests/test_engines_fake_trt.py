@@ -19,11 +19,11 @@ from onnx import helper, numpy_helper  # noqa: E402
 
 from calibnet.engines import build_engine, read_sidecar  # noqa: E402
 from calibnet.engines import builder as builder_mod  # noqa: E402
-from calibnet.engines.sidecar import GpuInfo  # noqa: E402
 from calibnet.runtime.backends.base import Backend, BackendUnavailable  # noqa: E402
 from calibnet.runtime.backends.cuda_buffers import CudaApi, DeviceBuffer, HostBuffer  # noqa: E402
 from calibnet.runtime.backends.tensorrt import TensorRTBackend  # noqa: E402
 from calibnet.runtime.metadata import ModelMetadata  # noqa: E402
+from calibnet.runtime.sidecar import GpuInfo  # noqa: E402
 
 # ------------------------------------------------------------------ fake tensorrt
 

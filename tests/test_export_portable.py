@@ -122,6 +122,8 @@ def test_export_cli_verifies_the_engine_against_onnxruntime(tmp_path, monkeypatc
     import calibnet.engines
     import calibnet.engines.verify as engine_verify
     from calibnet.export.cli import main
+    from calibnet.runtime.compare import compare_outputs
+    from calibnet.runtime.feeds import random_feeds
 
     def fake_build(onnx_path, engine_path, fp16=True, **kw):
         Path(engine_path).write_bytes(b"not a real engine")
@@ -131,11 +133,11 @@ def test_export_cli_verifies_the_engine_against_onnxruntime(tmp_path, monkeypatc
         assert isinstance(onnx_model, bytes)  # the in-memory graph with the plugin's reference body
         sess = ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
         meta = ModelMetadata.from_props(dict(sess.get_modelmeta().custom_metadata_map))
-        feeds = engine_verify.random_feeds(meta)
+        feeds = random_feeds(meta.batch, meta.height, meta.width)
         names = [o.name for o in sess.get_outputs()]
         ref = dict(zip(names, sess.run(None, feeds)))
         got = {k: v + (1.0 if engine_drifts and k == "pred_logits" else 0.0) for k, v in ref.items()}
-        rep = {"samples": [engine_verify.compare_outputs(ref, got)], "timing_host_ms": {}}
+        rep = {"samples": [compare_outputs(ref, got, meta, "fp16").to_json()], "timing_host_ms": {}}
         rep["passed"] = rep["samples"][0]["passed"]
         report_path.write_text(json.dumps(rep))
         return rep

@@ -15,7 +15,7 @@ pytest.importorskip("onnxruntime")
 import calibnet  # noqa: E402
 from calibnet.export import export_onnx, fp16_readiness, verify_onnx  # noqa: E402
 from calibnet.export.fp16_check import FP16_MAX, onnx_scope  # noqa: E402
-from calibnet.export.verify import random_inputs  # noqa: E402
+from calibnet.runtime.feeds import random_feeds  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +43,14 @@ def test_verify_detects_a_model_that_differs(r18, trt_file):
     other = copy.deepcopy(r18)
     with torch.no_grad():
         other.decoder.inst_branch.score_linear.bias += 0.5
-    report = verify_onnx(trt_file, other, random_inputs(1, 64, 96, (50, 80), seed=2))
+    report = verify_onnx(trt_file, other, random_feeds(1, 64, 96, (50, 80), seed=2))
     failed = {c.name for c in report.checks if not c.passed}
     assert not report.passed and "pred_logits" in failed and "pred_masks" not in failed
     assert "FAIL" in report.table()
 
 
 def test_fp16_readiness_reports_drift_and_names_onnx_nodes(r18, trt_file, tmp_path):
-    report = fp16_readiness(r18, random_inputs(1, 64, 96), out_path=tmp_path / "f.json")
+    report = fp16_readiness(r18, random_feeds(1, 64, 96), out_path=tmp_path / "f.json")
     assert json.loads((tmp_path / "f.json").read_text())["format"] == "calibnet-fp16-readiness/1"
     out = report["outputs"]
     assert 0 < out["pred_masks"]["max_abs_diff"] < 1 and out["pred_masks"]["binary_agreement"] > 0.99
@@ -69,7 +69,7 @@ def test_fp16_readiness_flags_overflowing_layers(r18):
     model = copy.deepcopy(r18)
     with torch.no_grad():  # blow up one input projection: its GroupNorm input and the conv output overflow
         model.encoder.input_convs[0][0].weight *= 1e7
-    report = fp16_readiness(model, random_inputs(1, 64, 96))
+    report = fp16_readiness(model, random_feeds(1, 64, 96))
     flagged = {e["module"]: e for e in report["fp32_layers"]}
     assert "encoder.input_convs.0.0" in flagged and str(int(FP16_MAX)) in flagged["encoder.input_convs.0.0"]["reason"]
     assert "normalization input" in flagged["encoder.input_convs.0.1"]["reason"]

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 MODULES = ["-p", "calibnet.engines", "-p", "calibnet.runtime.backends.tensorrt",
-           "-p", "calibnet.runtime.backends.cuda_buffers"]
+           "-p", "calibnet.runtime.backends.cuda_buffers", "-p", "calibnet.runtime.backends.tensorrt_deps",
+           "-p", "calibnet.runtime.sidecar", "-p", "calibnet.runtime.profiles"]
 
 
 def _mypy(typings, *args: str) -> subprocess.CompletedProcess:

@@ -1,37 +1,105 @@
-"""ONNX Runtime backend (CPU here; CUDA / TensorRT execution providers when onnxruntime-gpu is installed).
+"""ONNX Runtime backend (CPU here; CUDA / TensorRT execution providers when onnxruntime-gpu is installed),
+and the GPU execution-provider options derived from the model metadata.
 
 Without an explicit ``providers`` list, the session gets the best providers this onnxruntime build offers,
-TensorRT > CUDA > CPU, with the options of :func:`calibnet.engines.ort_providers.gpu_providers`: FP16 with
-LayerNorm kept in FP32, engine and timing caches (under ``cache_dir``, default
-``$CALIBNET_ENGINE_CACHE/onnxruntime`` or ``~/.cache/calibnet/engines/onnxruntime``) and, for dynamic
-graphs, min/opt/max profile shapes from the model's metadata (read from the file before the session is made).
+TensorRT > CUDA > CPU, with the options of :func:`gpu_providers`: FP16 with LayerNorm kept in FP32, engine
+and timing caches (under ``cache_dir``, default ``$CALIBNET_ENGINE_CACHE/onnxruntime`` or
+``~/.cache/calibnet/engines/onnxruntime``) and, for dynamic graphs, min/opt/max profile shapes from the
+model's metadata (read from the file before the session is made). onnxruntime is imported only when a
+session or the provider list is made.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..metadata import ModelMetadata
-from ..onnx_props import read_metadata_props
+from ..contract import ModelMetadata, read_metadata
+from ..profiles import Profile, profiles_from_metadata
+from ..sidecar import default_cache_dir
 from .base import BackendUnavailable
 
-__all__ = ["OnnxRuntimeBackend", "default_providers", "GPU_PROVIDERS"]
+__all__ = ["OnnxRuntimeBackend", "default_providers", "GPU_PROVIDERS", "ProviderSpec", "shape_option",
+           "tensorrt_provider_options", "cuda_provider_options", "gpu_providers", "default_ort_cache_dir"]
 
-_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 ProviderList = list[Any]  # provider names or (name, options) pairs, as onnxruntime takes them
+ProviderSpec = tuple[str, dict[str, str]]
+
+
+def _b(v: bool) -> str:
+    return "True" if v else "False"
+
+
+def shape_option(profile: Mapping[str, Any], which: str) -> str:
+    """``"rgb:1x3x320x320,depth:1x1x320x320,valid_hw:1x2"`` for ``trt_profile_<which>_shapes``."""
+    parts = []
+    for name, r in profile.items():
+        shape = getattr(r, which)
+        parts.append(f"{name}:" + "x".join(str(int(d)) for d in shape))
+    return ",".join(parts)
+
+
+def tensorrt_provider_options(metadata: ModelMetadata | None = None, fp16: bool = True,
+                              cache_dir: str | os.PathLike[str] | None = None, device_id: int = 0,
+                              workspace: int | None = None, builder_optimization_level: int | None = None,
+                              profile: Profile | None = None) -> dict[str, str]:
+    """Options for ``TensorrtExecutionProvider``: FP16 with LayerNorm kept in FP32, engine and timing
+    caches under ``cache_dir`` and, for dynamic graphs, explicit min/opt/max profile shapes (from the
+    metadata unless ``profile`` is given)."""
+    opts: dict[str, str] = {"device_id": str(device_id), "trt_fp16_enable": _b(fp16),
+                            "trt_layer_norm_fp32_fallback": _b(fp16)}
+    if cache_dir is not None:
+        d = str(Path(cache_dir))
+        opts.update(trt_engine_cache_enable="True", trt_engine_cache_path=d,
+                    trt_timing_cache_enable="True", trt_timing_cache_path=d)
+    if workspace:
+        opts["trt_max_workspace_size"] = str(int(workspace))
+    if builder_optimization_level is not None:
+        opts["trt_builder_optimization_level"] = str(int(builder_optimization_level))
+    if profile is None and metadata is not None and (metadata.dynamic_batch or metadata.dynamic_hw):
+        profile = profiles_from_metadata(metadata)[0]
+    if profile is not None:
+        for which in ("min", "opt", "max"):
+            opts[f"trt_profile_{which}_shapes"] = shape_option(profile, which)
+    return opts
+
+
+def cuda_provider_options(device_id: int = 0, exhaustive_conv_search: bool = True) -> dict[str, str]:
+    """Options for ``CUDAExecutionProvider``."""
+    return {"device_id": str(device_id), "cudnn_conv_algo_search": "EXHAUSTIVE" if exhaustive_conv_search
+            else "HEURISTIC", "do_copy_in_default_stream": "True"}
+
+
+def gpu_providers(kind: str = "tensorrt", metadata: ModelMetadata | None = None, fp16: bool = True,
+                  cache_dir: str | os.PathLike[str] | None = None, device_id: int = 0,
+                  **trt_kwargs: Any) -> list[ProviderSpec]:
+    """Provider list with fallbacks, for ``InferenceSession(path, providers=...)``.
+
+    ``kind`` = "tensorrt" -> [TensorRT EP, CUDA EP, CPU]; "cuda" -> [CUDA EP, CPU]; "cpu" -> [CPU].
+    """
+    cpu: ProviderSpec = ("CPUExecutionProvider", {})
+    cuda: ProviderSpec = ("CUDAExecutionProvider", cuda_provider_options(device_id))
+    if kind == "cpu":
+        return [cpu]
+    if kind == "cuda":
+        return [cuda, cpu]
+    if kind == "tensorrt":
+        trt = tensorrt_provider_options(metadata, fp16=fp16, cache_dir=cache_dir, device_id=device_id, **trt_kwargs)
+        return [("TensorrtExecutionProvider", trt), cuda, cpu]
+    raise ValueError(f"unknown provider kind {kind!r}: use 'tensorrt', 'cuda' or 'cpu'")
 
 
 def _file_metadata(path: str | Path | None) -> ModelMetadata | None:
     if path is None:
         return None
     try:
-        return ModelMetadata.from_props(read_metadata_props(path))
+        return read_metadata(path)
     except (OSError, ValueError):
         return None
 
@@ -39,22 +107,18 @@ def _file_metadata(path: str | Path | None) -> ModelMetadata | None:
 def default_ort_cache_dir() -> Path:
     """Where the TensorRT execution provider keeps its engines and timing cache: ``onnxruntime/`` in the
     engine cache (``$CALIBNET_ENGINE_CACHE`` or ``~/.cache/calibnet/engines``)."""
-    from ...engines.cache import default_cache_dir
-
     return default_cache_dir() / "onnxruntime"
 
 
 def default_providers(path: str | Path | None = None, fp16: bool = True,
                       cache_dir: str | os.PathLike[str] | None = None) -> ProviderList:
     """Available providers in the order TensorRT > CUDA > CPU; GPU providers come with their options
-    (:func:`calibnet.engines.ort_providers.gpu_providers`, profile shapes from ``path``'s metadata)."""
+    (:func:`gpu_providers`, profile shapes from ``path``'s metadata)."""
     import onnxruntime as ort
 
     available = set(ort.get_available_providers())
     if not available & set(GPU_PROVIDERS):
         return ["CPUExecutionProvider"]
-    from ...engines.ort_providers import gpu_providers
-
     kind = "tensorrt" if "TensorrtExecutionProvider" in available else "cuda"
     specs = gpu_providers(kind, _file_metadata(path), fp16=fp16,
                           cache_dir=cache_dir if cache_dir is not None else default_ort_cache_dir())
@@ -85,8 +149,7 @@ class OnnxRuntimeBackend:
         if any((p[0] if isinstance(p, tuple) else p) == "TensorrtExecutionProvider" for p in self.providers):
             Path(default_ort_cache_dir() if cache_dir is None else cache_dir).mkdir(parents=True, exist_ok=True)
         self.session: Any = ort.InferenceSession(str(path), sess_options=opts, providers=self.providers)
-        props = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.metadata = ModelMetadata.from_props(props)
+        self.metadata = read_metadata(path)
 
     @property
     def input_names(self) -> list[str]:

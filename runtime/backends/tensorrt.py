@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..metadata import ModelMetadata
+from ..contract import ModelMetadata
+from ..sidecar import read_sidecar
 from .base import BackendUnavailable
 from .cuda_buffers import CudaApi, DeviceBuffer, HostBuffer, get_cuda_api
+from .tensorrt_deps import require_tensorrt
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -142,9 +143,6 @@ class TensorRTBackend:
     def __init__(self, engine_path: str | os.PathLike[str], device: int = 0, cuda_api: str | CudaApi | None = None,
                  use_cuda_graph: bool = False, plugin_libraries: Iterable[str] = (), check_compat: bool = True,
                  verbose: bool = False) -> None:
-        from ...engines._deps import require_tensorrt
-        from ...engines.sidecar import read_sidecar
-
         self.engine_path = Path(engine_path)
         if not self.engine_path.is_file():
             raise FileNotFoundError(f"engine {self.engine_path} does not exist")
@@ -189,7 +187,6 @@ class TensorRTBackend:
             log.warning("CUDA graphs need cuda-python; running without them (%s)", self.api.name)
         self._graph: Any = None
         self._runs_same_shape = 0
-        self.last_timings: dict[str, float] = {}
 
     @property
     def input_names(self) -> list[str]:
@@ -250,7 +247,6 @@ class TensorRTBackend:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch; returns new arrays (host buffers are reused across calls)."""
-        t0 = time.perf_counter()
         in_shapes = resolve_input_shapes(self.specs, feeds)
         if any(self._shapes.get(n) != s for n, s in in_shapes.items()):
             self._prepare(in_shapes)
@@ -259,14 +255,11 @@ class TensorRTBackend:
             np.copyto(host, np.asarray(feeds[name]), casting="same_kind" if self._dtypes[name].startswith("float")
                       else "unsafe")
             self.api.htod_async(self._dev[name], host, self._stream)
-        t1 = time.perf_counter()
         self._execute()
         outs = {n: self._host[n].view(self._shapes[n], self._dtypes[n]) for n in self.output_names}
         for name, host in outs.items():
             self.api.dtoh_async(host, self._dev[name], self._stream)
         self.api.synchronize(self._stream)
-        t2 = time.perf_counter()
-        self.last_timings = {"prepare_h2d_ms": (t1 - t0) * 1e3, "execute_d2h_sync_ms": (t2 - t1) * 1e3}
         return {n: a.copy() for n, a in outs.items()}
 
     def close(self) -> None:

@@ -12,29 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from ..metadata import ModelMetadata
+from ..contract import INPUT_NAMES, OUTPUT_NAMES, metadata_from_config
 from .base import BackendUnavailable
 
-__all__ = ["TorchBackend", "metadata_from_config"]
-
-FULL_OUTPUTS = ("pred_logits", "pred_scores", "pred_masks", "depth_trust")
-
-
-def metadata_from_config(cfg: Any, **overrides: Any) -> ModelMetadata:
-    """The runtime metadata a CalibNet config implies (dynamic H/W, full outputs, FP32)."""
-    meta = ModelMetadata(
-        flavor="torch", dynamic_hw=True, dynamic_batch=True, max_batch=64,
-        min_hw=(32, 32), max_hw=(4096, 4096),
-        pixel_mean=tuple(cfg.pixel_mean), pixel_std=tuple(cfg.pixel_std),
-        size_divisibility=cfg.input.size_divisibility,
-        resize_short=cfg.input.min_size_test, resize_max=cfg.input.max_size_test,
-        num_kernels=cfg.decoder.num_kernels, cls_threshold=cfg.inference.cls_threshold,
-        mask_threshold=cfg.inference.mask_threshold, max_detections=cfg.inference.max_detections,
-        config=str(getattr(cfg, "source", "")), output_names=FULL_OUTPUTS,
-    )
-    for k, v in overrides.items():
-        setattr(meta, k, v)
-    return meta
+__all__ = ["TorchBackend"]
 
 
 class TorchBackend:
@@ -62,23 +43,27 @@ class TorchBackend:
         self._torch = torch
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
-        self.metadata = metadata_from_config(model.cfg, torch_version=torch.__version__, **meta_over)
+        # the eager model takes any H/W (multiples of 32) and batch, full outputs, FP32
+        self.metadata = metadata_from_config(model.cfg, flavor="torch", dynamic_hw=True, dynamic_batch=True,
+                                             max_batch=64, min_hw=(32, 32), max_hw=(4096, 4096),
+                                             config=str(getattr(model.cfg, "source", "")),
+                                             torch_version=torch.__version__, **meta_over)
 
     @property
     def input_names(self) -> list[str]:
-        return ["rgb", "depth", "valid_hw"]
+        return list(INPUT_NAMES)
 
     @property
     def output_names(self) -> list[str]:
-        return list(FULL_OUTPUTS)
+        return list(OUTPUT_NAMES)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
+        rgb, depth, valid_hw = (torch.from_numpy(np.ascontiguousarray(feeds[k])).to(self.device)
+                                for k in INPUT_NAMES)
         with torch.no_grad():
-            out = self.model(torch.from_numpy(np.ascontiguousarray(feeds["rgb"])).to(self.device),
-                             torch.from_numpy(np.ascontiguousarray(feeds["depth"])).to(self.device),
-                             image_sizes=torch.from_numpy(np.asarray(feeds["valid_hw"], np.int64)).to(self.device))
-        return {k: out[k].float().cpu().numpy() for k in FULL_OUTPUTS}
+            out = self.model(rgb, depth, image_sizes=valid_hw.long())
+        return {k: out[k].float().cpu().numpy() for k in OUTPUT_NAMES}
 
     def close(self) -> None:
         self.model = None

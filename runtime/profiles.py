@@ -13,10 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..runtime.metadata import ModelMetadata
+from .contract import INPUT_NAMES, ModelMetadata
 
 __all__ = ["ShapeRange", "Profile", "profiles_from_metadata", "validate_profile", "profiles_to_json",
-           "profiles_from_json", "parse_profile_spec", "shape_in_profile"]
+           "profiles_from_json", "parse_profile_spec"]
 
 Shape = tuple[int, ...]
 
@@ -51,7 +51,7 @@ Profile = dict[str, ShapeRange]
 
 
 def _io_shapes(batch: int, h: int, w: int) -> dict[str, Shape]:
-    return {"rgb": (batch, 3, h, w), "depth": (batch, 1, h, w), "valid_hw": (batch, 2)}
+    return dict(zip(INPUT_NAMES, ((batch, 3, h, w), (batch, 1, h, w), (batch, 2))))
 
 
 def profiles_from_metadata(meta: ModelMetadata) -> list[Profile]:
@@ -99,11 +99,6 @@ def validate_profile(profile: Mapping[str, ShapeRange], size_divisibility: int =
             sa, sb = getattr(a, label), getattr(b, label)
             if (sa[0], sa[2], sa[3]) != (sb[0], sb[2], sb[3]):
                 raise ValueError(f"rgb and depth {label} shapes disagree on B/H/W: {sa} vs {sb}")
-
-
-def shape_in_profile(profile: Mapping[str, ShapeRange], shapes: Mapping[str, Iterable[int]]) -> bool:
-    """True when every given input shape lies inside the profile's [min, max]."""
-    return all(name in profile and profile[name].contains(s) for name, s in shapes.items())
 
 
 def profiles_to_json(profiles: Iterable[Mapping[str, ShapeRange]]) -> list[dict[str, dict[str, list[int]]]]:

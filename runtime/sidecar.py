@@ -1,4 +1,5 @@
-"""The JSON sidecar written next to every engine (``model.engine`` -> ``model.engine.json``).
+"""The JSON sidecar written next to every engine (``model.engine`` -> ``model.engine.json``), and where
+engines are cached.
 
 It records what the engine was built from and for: ONNX sha256, TensorRT version, GPU name and compute
 capability, precision and which FP16 path ran, optimization profiles, IO names/shapes/dtypes, the FP32
@@ -16,13 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..runtime.metadata import ModelMetadata
+from .contract import ModelMetadata
 
 __all__ = ["EngineSidecar", "GpuInfo", "IOTensor", "sidecar_path", "write_sidecar", "read_sidecar", "file_sha256",
-           "SIDECAR_FORMAT", "SIDECAR_VERSION"]
+           "SIDECAR_FORMAT", "SIDECAR_VERSION", "default_cache_dir"]
 
 SIDECAR_FORMAT = "calibnet-engine"
 SIDECAR_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """The engine cache: ``$CALIBNET_ENGINE_CACHE`` or ``~/.cache/calibnet/engines``."""
+    env = os.environ.get("CALIBNET_ENGINE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "calibnet" / "engines"
 
 
 def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..runtime.backends.base import BackendUnavailable
+from .base import BackendUnavailable
 
 __all__ = ["TensorRTUnavailable", "INSTALL_HINT", "require_tensorrt", "tensorrt_available", "tensorrt_version",
            "tensorrt_major"]
