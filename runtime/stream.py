@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InputError
+from .feeds import stack_frames
 from .prediction import Prediction
 from .sources import capture_frames
 from .tracking import InstanceTracker
@@ -321,8 +322,7 @@ class _Pipeline:
                 break
             frame, prepared, times = item
             fill = [prepared] * max(1, static)
-            feeds = {"rgb": np.stack([p.rgb for p in fill]), "depth": np.stack([p.depth for p in fill]),
-                     "valid_hw": np.array([p.resized_hw for p in fill], dtype=np.int64)}
+            feeds = stack_frames(fill)
             t0 = time.perf_counter()
             out = rt.backend.run(feeds)
             times["infer"] = time.perf_counter() - t0

@@ -36,7 +36,6 @@ from .coco_eval import EvaluationError
 
 __all__ = ["build_parser", "format_table", "main", "run"]
 
-MODEL_SUFFIXES = (".onnx", ".engine", ".plan", ".pth", ".pt")
 COLUMNS = ("AP", "AP50", "AP70")
 
 
@@ -53,14 +52,14 @@ def _specs(args: argparse.Namespace) -> list[DatasetSpec]:
 
 def _open_runtime(path: Path, args: argparse.Namespace) -> Any:
     from ..runtime import BackendUnavailable, Runtime
+    from ..runtime.runtime import backend_for
 
     if not path.is_file():
         raise CliError(f"model file not found: {path}")
-    backend = args.backend
-    if backend is None and path.suffix.lower() not in MODEL_SUFFIXES:
-        raise CliError(f"{path}: unknown model type {path.suffix!r} (.onnx, .engine/.plan or .pth/.pt; or --backend)")
-    kind = backend or {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}.get(path.suffix.lower(),
-                                                                                              "torch")
+    try:
+        kind = backend_for(path, args.backend)
+    except ValueError as exc:
+        raise CliError(f"{exc} (--backend)") from None
     kwargs: dict[str, Any] = {}
     if kind == "torch":
         kwargs.update(config=args.config or "r50", device=args.device, threads=args.threads)
