@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FP16 readiness report (default <onnx>.fp16.json); its fp32_layers feed --engine")
     p.add_argument("--engine", help="also build a TensorRT engine here (calibnet.engines; needs TensorRT + GPU)")
     p.add_argument("--fp16", action="store_true", help="with --engine: FP16 engine with FP32 islands")
+    p.add_argument("--triton-repo", metavar="DIR", help="also write a Triton model repository for the NGC container "
+                   "(calibnet.serving.triton_repo; its README.md says how to run it)")
+    p.add_argument("--triton-variant", choices=("onnxruntime", "tensorrt", "python"),
+                   help="network on ONNX Runtime or a TensorRT plan (+ Python-backend pre/post), or the whole "
+                        "runtime in the Python backend (default: onnxruntime, tensorrt for --flavor tensorrt)")
     return p
 
 
@@ -77,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     stages = ["model", "export", *(["verify"] if args.verify else []),
-              *(["fp16 check"] if args.check_fp16 is not None else []), *(["engine"] if args.engine else [])]
+              *(["fp16 check"] if args.check_fp16 is not None else []), *(["engine"] if args.engine else []),
+              *(["triton repo"] if args.triton_repo else [])]
     bar = tqdm(total=len(stages), desc="calibnet-export", unit="stage", file=sys.stderr,
                bar_format="{desc}: {n}/{total} stages {bar} [{elapsed}] {postfix}")
     try:
@@ -143,7 +149,26 @@ def _run(args: argparse.Namespace, bar) -> int:  # type: ignore[no-untyped-def]
         stage("engine")
         status = _engine(path, args.engine, args.fp16, fp32_json, args.verify, bar.write) or status
         bar.update()
+    if args.triton_repo:
+        stage("triton repo")
+        status = _triton_repo(args, path, bar.write) or status
+        bar.update()
     return status
+
+
+def _triton_repo(args: argparse.Namespace, onnx_path: Path, write: Callable[[str], None]) -> int:
+    """Write the Triton model repository of ``--triton-repo`` (calibnet.serving.triton_repo)."""
+    from calibnet.serving.triton_repo import write_triton_repo
+
+    variant = args.triton_variant or ("tensorrt" if args.flavor == "tensorrt" else "onnxruntime")
+    engine = args.engine if variant == "tensorrt" and args.engine and Path(args.engine).is_file() else None
+    try:
+        repo = write_triton_repo(onnx_path, args.triton_repo, variant=variant, engine=engine)
+    except (ImportError, ValueError) as exc:
+        print(f"calibnet-export: cannot write the Triton repository: {exc}", file=sys.stderr)
+        return 2
+    write(f"wrote Triton model repository {repo} ({variant}); how to serve it: {repo / 'README.md'}")
+    return 0
 
 
 def _engine(onnx_path: Path, engine_path: str, fp16: bool, fp32_json: Path | None, verify: bool = False,

@@ -1,0 +1,137 @@
+"""The model ``calibnet`` inside Triton's Python backend (the ``model.py`` of a generated repository imports
+:class:`TritonPythonModel` from here: calibnet's own runtime code runs in Triton, nothing is copied).
+
+Two modes, set by the ``mode`` parameter of its ``config.pbtxt`` (written by
+:func:`calibnet.serving.triton_repo.write_triton_repo`):
+
+- ``runtime``: the whole :class:`~calibnet.runtime.Runtime` in the Python backend, on the ONNX file
+  next to ``model.py`` (ONNX Runtime: CPU, or CUDA / TensorRT execution providers with onnxruntime-gpu).
+- ``bls``: pre- and post-processing here, the network on another Triton model (``network`` parameter:
+  ONNX Runtime backend or a TensorRT plan) called through Business Logic Scripting; the runtime drives it
+  through :class:`TritonBLSBackend`, a runtime backend like the others.
+
+Each request in a batch gets its own answer or its own error. Requires ``triton_python_backend_utils``
+(present only inside Triton).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..runtime.errors import InputError
+from ..runtime.metadata import ModelMetadata
+from ..runtime.runtime import Runtime
+from .protocol import OUTPUTS, decode_request
+from .server import predict_frames
+
+__all__ = ["TritonPythonModel", "TritonBLSBackend", "METADATA_FILE"]
+
+#: the network's ModelMetadata next to model.py in the BLS mode (the runtime reads nothing else)
+METADATA_FILE = "metadata.json"
+
+
+def _pb_utils() -> Any:
+    import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
+
+    return pb_utils
+
+
+class TritonBLSBackend:
+    """A runtime backend whose graph is another Triton model, run through BLS (``pb_utils.InferenceRequest``)."""
+
+    name = "triton-bls"
+
+    def __init__(self, network: str, metadata: ModelMetadata, output_names: list[str]) -> None:
+        self.network = network
+        self.metadata = metadata
+        self._outputs = list(output_names)
+
+    @property
+    def input_names(self) -> list[str]:
+        """The graph inputs (rgb, depth, valid_hw)."""
+        return list(self.metadata.input_names)
+
+    @property
+    def output_names(self) -> list[str]:
+        """The graph outputs requested from the network model."""
+        return list(self._outputs)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One batch through the network model; outputs on the CPU as numpy arrays."""
+        pb = _pb_utils()
+        kwargs: dict[str, Any] = {}
+        if hasattr(pb, "PreferredMemory"):
+            kwargs["preferred_memory"] = pb.PreferredMemory(pb.TRITONSERVER_MEMORY_CPU, 0)
+        req = pb.InferenceRequest(model_name=self.network, requested_output_names=self._outputs,
+                                  inputs=[pb.Tensor(k, np.ascontiguousarray(v)) for k, v in feeds.items()], **kwargs)
+        resp = req.exec()
+        if resp.has_error():
+            raise RuntimeError(f"network model {self.network!r}: {resp.error().message()}")
+        return {n: pb.get_output_tensor_by_name(resp, n).as_numpy() for n in self._outputs}
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class TritonPythonModel:
+    """Triton Python-backend model ``calibnet`` (see the module docs)."""
+
+    def initialize(self, args: dict[str, Any]) -> None:
+        """Open the runtime (``runtime`` mode) or the BLS backend (``bls`` mode) from the model config."""
+        config = json.loads(args["model_config"])
+        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        here = Path(args["model_repository"]) / str(args["model_version"])
+        mode = params.get("mode", "runtime")
+        if mode == "runtime":
+            threads = int(params.get("threads", "0") or 0)
+            self.runtime = Runtime.open(here / params.get("model_file", "model.onnx"), strict=True,
+                                        **({"threads": threads} if threads else {}))
+        elif mode == "bls":
+            meta = ModelMetadata.from_dict(json.loads((here / METADATA_FILE).read_text()))
+            outputs = [n.strip() for n in params.get("network_outputs", "").split(",") if n.strip()]
+            backend = TritonBLSBackend(params["network"], meta, outputs or list(meta.output_names))
+            self.runtime = Runtime(backend, strict=True)
+        else:
+            raise ValueError(f"unknown mode {mode!r} (runtime or bls)")
+        self.batched = int(config.get("max_batch_size", 0)) > 0
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        """One answer per request; an invalid request gets its own error, the others are run together."""
+        pb = _pb_utils()
+        frames: dict[int, Any] = {}
+        responses: list[Any] = [None] * len(requests)
+        for i, req in enumerate(requests):
+            inputs = {}
+            for name in ("rgb", "rgb_encoded", "depth", "depth_u16", "depth_encoded"):
+                t = pb.get_input_tensor_by_name(req, name)
+                if t is not None:
+                    inputs[name] = t.as_numpy()
+            try:
+                frames[i] = decode_request(inputs, json.loads(req.parameters() or "{}"))
+            except InputError as exc:
+                responses[i] = pb.InferenceResponse(error=pb.TritonError(f"InputError: {exc}"))
+        if frames:
+            idx = sorted(frames)
+            try:
+                answers = predict_frames(self.runtime, [frames[i] for i in idx])
+            except Exception as exc:  # noqa: BLE001 - every request must get an answer
+                answers = [exc] * len(idx)  # type: ignore[list-item]
+            for i, ans in zip(idx, answers):
+                if isinstance(ans, Exception):
+                    responses[i] = pb.InferenceResponse(error=pb.TritonError(f"{type(ans).__name__}: {ans}"))
+                    continue
+                if not self.batched:
+                    ans = {k: v[0] for k, v in ans.items()}
+                responses[i] = pb.InferenceResponse(output_tensors=[pb.Tensor(s.name, ans[s.name].astype(
+                    s.dtype if s.dtype is not object else np.object_)) for s in OUTPUTS])
+        return responses
+
+    def finalize(self) -> None:
+        """Release the runtime."""
+        close = getattr(self.runtime.backend, "close", None)
+        if close is not None:
+            close()
