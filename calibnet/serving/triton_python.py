@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime.contract import ModelMetadata
 from ..runtime.errors import InputError
-from ..runtime.metadata import ModelMetadata
 from ..runtime.runtime import Runtime
 from .protocol import OUTPUTS, decode_request
 from .server import predict_frames

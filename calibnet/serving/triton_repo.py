@@ -25,8 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..runtime.metadata import ModelMetadata
-from ..runtime.onnx_props import read_metadata_props
+from ..runtime.contract import PLUGIN_NAME, ModelMetadata, read_metadata
 from .protocol import INPUTS, MODEL_NAME, OUTPUTS, TensorSpec
 from .triton_python import METADATA_FILE
 
@@ -167,7 +166,7 @@ Build (or rebuild) it inside the container that will serve it, so that the Tenso
 python -m calibnet.engines build {onnx_name} -o {NETWORK_MODEL}/1/model.plan --fp16
 ```
 
-A `tensorrt`-flavour graph has one `MultiscaleDeformableAttnPlugin_TRT` node per encoder layer. That plugin is
+A `tensorrt`-flavour graph has one `{PLUGIN_NAME}` node per encoder layer. That plugin is
 part of TensorRT's own plugin library (libnvinfer_plugin, TensorRT >= 8.6; plugin version 2 needs >= 10.11),
 which Triton's TensorRT backend initializes, so the stock container needs nothing more. A plugin built
 separately (your own build of the TensorRT OSS plugins) must be loaded by the server before the plan is
@@ -193,7 +192,7 @@ def write_triton_repo(onnx_path: str | Path, out_dir: str | Path, variant: str =
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
     onnx_path, out = Path(onnx_path), Path(out_dir)
-    meta = ModelMetadata.from_props(read_metadata_props(onnx_path))
+    meta = read_metadata(onnx_path)
     if variant == "onnxruntime" and meta.flavor != "portable":
         raise ValueError(f"{onnx_path} is a {meta.flavor!r} graph: the onnxruntime variant needs a portable export "
                          "(calibnet-export --flavor portable)")
