@@ -88,6 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sgemm-size", type=int, default=2048, help="matrix size of the SGEMM peak measurement (2048)")
     p.add_argument("--no-dataset-sizes", action="store_true", help="skip the MAC counts at data-set sizes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    st = p.add_argument_group("streaming and soak (calibnet.benchmarks.streaming; replace the backend table)")
+    st.add_argument("--stream", action="store_true",
+                    help="Runtime.stream vs sequential predict on a file source (throughput ratio, per-stage and "
+                         "capture-to-result p50/p99), and latest vs all with a source --speedup x faster")
+    st.add_argument("--soak", type=int, default=0, metavar="N",
+                    help="N frames through Runtime.predict and N through Runtime.stream; RSS at warm-up and end")
+    st.add_argument("--soak-warmup", type=int, default=200, help="the soak's warm-up frame (200)")
+    st.add_argument("--stream-frames", type=int, default=100, help="frames of the --stream runs (100)")
+    st.add_argument("--speedup", type=float, default=5.0, help="live source speed / model speed (5)")
+    st.add_argument("--model", default=None,
+                    help="an exported .onnx for --stream/--soak (default: export --config at --height/--width)")
     return p
 
 
@@ -117,18 +128,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return run_benchmark(args, _check_args(args))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``calibnet-bench``."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        doc = run(args)
-    except BenchError as exc:
-        print(f"calibnet-bench: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("calibnet-bench: interrupted", file=sys.stderr)
-        return 130
+def _main(args: argparse.Namespace) -> int:
+    if args.stream or args.soak:
+        from .streaming import format_streaming, run_streaming
+
+        doc = run_streaming(args, lambda msg: None if args.quiet else print(msg, file=sys.stderr, flush=True))
+        if args.json:
+            path = Path(args.json)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(doc, indent=2))
+        print(format_streaming(doc))
+        return 0
+    doc = run(args)
     from .report import format_report, plot_stages
 
     if args.json:
@@ -142,6 +153,16 @@ def main(argv: list[str] | None = None) -> int:
         print("note: deterministic weights: latency and MACs are representative, masks and scores are not "
               "(every kernel passes the score threshold, so post-processing handles all instances).")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``calibnet-bench``: errors end in one line (a bad --weights / --model file named)."""
+    from calibnet.runtime.errors import run_cli
+
+    def files(a: argparse.Namespace) -> list[Any]:
+        return [a.model, a.weights, a.config if str(a.config).endswith((".yaml", ".yml")) else None]
+
+    return run_cli("calibnet-bench", build_parser(), _main, argv, (BenchError,), files=files)
 
 
 if __name__ == "__main__":

@@ -234,3 +234,26 @@ def test_file_problem_reads_bytes_only(small_onnx, tmp_path):
     (tmp_path / "e.engine").write_bytes(b"")
     assert "empty" in file_problem(tmp_path / "e.engine")
     assert os.path.isdir(tmp_path) and "folder" in file_problem(tmp_path)
+
+
+@pytest.mark.slow
+def test_bench_stream_and_soak_report(small_onnx, tmp_path, capsys):
+    from calibnet.benchmarks.cli import main as bench
+
+    out = tmp_path / "b.json"
+    assert bench(["--stream", "--soak", "40", "--soak-warmup", "10", "--model", str(small_onnx), "--stream-frames",
+                  "8", "--iters", "1", "--threads", "1", "--quiet", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["file_source"]["ratio"] > 0 and doc["live_source"]["all"]["processed"] == 8
+    assert doc["live_source"]["latest"]["results"] == 8
+    assert set(doc["soak"]) == {"predict", "stream"} and doc["soak"]["stream"]["rss_end_mib"] > 0
+    assert "soak stream" in capsys.readouterr().out
+
+
+def test_bench_bad_model_is_one_line(tmp_path, capsys):
+    from calibnet.benchmarks.cli import main as bench
+
+    (tmp_path / "r.onnx").write_bytes(b"\x08\x07garbage" * 10)
+    assert bench(["--stream", "--model", str(tmp_path / "r.onnx"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "r.onnx" in err[0]
