@@ -143,7 +143,11 @@ def metadata_from_config(cfg: Any, base: ModelMetadata | None = None, **facts: A
 def read_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
     """The metadata of an exported file: an engine's (``.engine``/``.plan``) JSON sidecar, else an ONNX file's
     ``metadata_props`` (read without the onnx package or a session). ``ValueError`` when the file carries none,
-    ``FileNotFoundError`` when an engine has no sidecar."""
+    ``FileNotFoundError`` when an engine has no sidecar. An OpenVINO IR (``.xml``): its ``rt_info``."""
+    if Path(path).suffix.lower() == ".xml":
+        from .backends.openvino import read_ir_metadata
+
+        return read_ir_metadata(path)
     if Path(path).suffix.lower() in (".engine", ".plan"):
         from .sidecar import read_sidecar
 

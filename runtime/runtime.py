@@ -21,7 +21,7 @@ __all__ = ["Runtime", "BACKEND_BY_SUFFIX", "backend_for"]
 
 #: the backend a model file's suffix selects (the one map; a suffix not listed needs an explicit backend)
 BACKEND_BY_SUFFIX = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".pth": "torch",
-                     ".pt": "torch"}
+                     ".pt": "torch", ".xml": "openvino"}
 
 
 def backend_for(path: str | Path, backend: str | None = None) -> str:
@@ -62,6 +62,8 @@ class Runtime:
         names one: ``.onnx`` -> ``onnxruntime`` (providers TensorRT > CUDA > CPU with FP16 and engine-cache
         options, or ``providers``; ``fp16=``, ``cache_dir=``, ``threads=`` pass through), ``.engine``/``.plan``
         -> ``tensorrt``, ``.pth``/``.pt`` (a checkpoint; ``config=`` preset or YAML, default r50) -> ``torch``;
+        ``.xml`` (OpenVINO IR) -> ``openvino`` (also ``.onnx`` with ``backend="openvino"``; ``precision=``
+        f32/bf16/int8/auto, ``threads=``, ``cache_dir=``: :class:`.backends.openvino.OpenVinoBackend`);
         another suffix without ``backend`` is a ``ValueError``."""
         path = Path(path)
         if not path.is_file():
@@ -82,8 +84,12 @@ class Runtime:
             from .backends.torch_backend import TorchBackend
 
             be = TorchBackend(weights=path, **kwargs)
+        elif kind == "openvino":
+            from .backends.openvino import OpenVinoBackend
+
+            be = OpenVinoBackend(path, **kwargs)
         else:
-            raise ValueError(f"unknown backend {kind!r} (onnxruntime, tensorrt or torch)")
+            raise ValueError(f"unknown backend {kind!r} (onnxruntime, openvino, tensorrt or torch)")
         return cls(be, depth_format=depth_format, strict=strict)
 
     @classmethod

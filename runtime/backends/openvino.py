@@ -1,0 +1,231 @@
+"""OpenVINO backend (CPU): FP32, BF16 (AMX / AVX512-BF16) and INT8 IR files behind the Backend interface.
+
+No torch. Opens an exported ONNX file or an OpenVINO IR (``.xml`` + its ``.bin``). The precision is always
+explicit: OpenVINO's CPU plugin runs BF16 by default on CPUs that report native BF16 (its
+``INFERENCE_PRECISION_HINT`` default), so a model opened "as is" would silently lose precision there; this
+backend sets the hint for every model.
+
+``precision``:
+
+- ``"f32"``: FP32 everywhere;
+- ``"bf16"``: BF16 inference (OpenVINO keeps its own FP32 islands); refused when the CPU does not report
+  native BF16 (OpenVINO would emulate it or fall back silently);
+- ``"int8"``: an INT8-quantized IR (FakeQuantize nodes, written by ``calibnet-export --int8``); the parts
+  kept in float run in FP32;
+- ``"auto"``: ``int8`` for an INT8 IR, else ``bf16`` when ``OPTIMIZATION_CAPABILITIES`` of the CPU device
+  lists ``BF16``, else ``f32``; :attr:`OpenVinoBackend.precision_reason` says which and why.
+
+calibnet metadata: an ONNX file's ``metadata_props``; an IR's ``rt_info`` section ``calibnet`` (one entry per
+:class:`~calibnet.runtime.contract.ModelMetadata` field, JSON values, the same encoding as ONNX), which
+:func:`read_ir_metadata` reads from the XML without OpenVINO.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..contract import PREFIX, ModelMetadata, read_metadata
+from ..sidecar import default_cache_dir
+from .base import BackendUnavailable
+
+__all__ = ["OpenVinoBackend", "PrecisionChoice", "PrecisionMismatch", "PRECISIONS", "RT_INFO_SECTION",
+           "choose_precision", "cpu_capabilities", "default_openvino_cache_dir", "is_int8_model",
+           "read_ir_metadata", "write_ir_metadata", "comparator_precision"]
+
+log = logging.getLogger(__name__)
+
+#: what ``precision=`` accepts
+PRECISIONS = ("f32", "bf16", "int8", "auto")
+#: the rt_info section of an IR that holds calibnet's metadata
+RT_INFO_SECTION = "calibnet"
+_INSTALL = 'pip install "calibnet[openvino]"'
+
+
+class PrecisionMismatch(ValueError):
+    """The model file holds another precision than the one asked for (e.g. ``int8`` asked of an FP32 file)."""
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision the backend runs (``f32``, ``bf16``, ``int8``) and why."""
+
+    precision: str
+    reason: str
+
+
+def comparator_precision(precision: str) -> str:
+    """The name :func:`calibnet.runtime.compare.compare_outputs` uses for a backend precision (``f32`` -> ``fp32``)."""
+    return {"f32": "fp32"}.get(precision, precision)
+
+
+def _import_openvino() -> Any:
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise BackendUnavailable(f"OpenVINO is not installed: {_INSTALL}") from exc
+    return ov
+
+
+def default_openvino_cache_dir() -> Path:
+    """OpenVINO's compiled-model cache (``CACHE_DIR``): ``openvino/`` in calibnet's engine cache
+    (``$CALIBNET_ENGINE_CACHE`` or ``~/.cache/calibnet/engines``)."""
+    return default_cache_dir() / "openvino"
+
+
+def cpu_capabilities(core: Any = None) -> list[str]:
+    """``OPTIMIZATION_CAPABILITIES`` of OpenVINO's CPU device (e.g. ``['BF16', 'FP32', 'INT8', ...]``)."""
+    if core is None:
+        core = _import_openvino().Core()
+    return [str(c) for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+
+
+def choose_precision(requested: str, capabilities: Iterable[str], int8_model: bool) -> PrecisionChoice:
+    """Resolve ``requested`` (one of :data:`PRECISIONS`) against the CPU's capabilities and the model file.
+
+    Raises ``ValueError`` for an unknown precision, :class:`PrecisionMismatch` when the file holds another
+    precision than asked, :class:`BackendUnavailable` for ``bf16`` on a CPU without native BF16."""
+    req = str(requested).lower()
+    if req not in PRECISIONS:
+        raise ValueError(f"unknown OpenVINO precision {requested!r}: choose from {', '.join(PRECISIONS)}")
+    caps = {str(c).upper() for c in capabilities}
+    if int8_model:
+        if req in ("int8", "auto"):
+            return PrecisionChoice("int8", "the IR is INT8-quantized (FakeQuantize nodes); float parts run in FP32")
+        raise PrecisionMismatch(f"precision={req!r} asked, but this IR is INT8-quantized (FakeQuantize nodes): open "
+                                "it with precision='int8' (or 'auto'), or open the FP32 ONNX/IR for f32/bf16")
+    if req == "int8":
+        raise PrecisionMismatch("precision='int8' asked, but this is a float model (no FakeQuantize nodes): write an "
+                                "INT8 IR first with calibnet-export ... --int8 OUT.xml --calib-dir DIR "
+                                "(or --calib-synthetic N) and open that")
+    if req == "bf16":
+        if "BF16" not in caps:
+            raise BackendUnavailable("precision='bf16' asked, but this CPU has no native BF16 (OpenVINO's "
+                                     f"OPTIMIZATION_CAPABILITIES: {sorted(caps)}): use 'f32' or 'auto'")
+        return PrecisionChoice("bf16", "asked for bf16; the CPU reports native BF16")
+    if req == "f32":
+        return PrecisionChoice("f32", "asked for f32")
+    if "BF16" in caps:
+        return PrecisionChoice("bf16", "auto: OpenVINO's CPU OPTIMIZATION_CAPABILITIES list BF16 (native BF16: "
+                                       "AMX or AVX512-BF16), so BF16")
+    return PrecisionChoice("f32", f"auto: the CPU does not report native BF16 (OPTIMIZATION_CAPABILITIES: "
+                                  f"{sorted(caps)}), so FP32")
+
+
+def is_int8_model(model: Any) -> bool:
+    """Whether an ``openvino.Model`` is INT8-quantized (has FakeQuantize nodes)."""
+    return any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+
+
+def write_ir_metadata(model: Any, metadata: ModelMetadata) -> None:
+    """Store ``metadata`` in an ``openvino.Model``'s rt_info (section :data:`RT_INFO_SECTION`), to be saved
+    with ``openvino.save_model``."""
+    for key, value in metadata.to_props().items():
+        model.set_rt_info(value, [RT_INFO_SECTION, key[len(PREFIX):]])
+
+
+def read_ir_metadata(xml_path: str | Path) -> ModelMetadata:
+    """calibnet metadata from an IR's XML (``rt_info/calibnet``), read with the standard library only.
+    ``ValueError`` when the file has none (an IR not written by calibnet) or is not an IR."""
+    try:
+        root = ET.parse(xml_path).getroot()
+    except ET.ParseError as exc:
+        raise ValueError(f"{xml_path}: not an OpenVINO IR XML file ({exc})") from None
+    section = root.find(f"rt_info/{RT_INFO_SECTION}")
+    if section is None:
+        raise ValueError(f"{xml_path}: no calibnet metadata in its rt_info (was this IR written by calibnet-export?)")
+    props = {PREFIX + child.tag: child.get("value", "") for child in section}
+    return ModelMetadata.from_props(props)
+
+
+class OpenVinoBackend:
+    """Runs an exported CalibNet model (ONNX or OpenVINO IR) on OpenVINO's CPU device.
+
+    ``precision``: see the module docstring; ``threads``: ``INFERENCE_NUM_THREADS`` (0: OpenVINO's default);
+    ``cache_dir``: ``CACHE_DIR`` for compiled blobs (default :func:`default_openvino_cache_dir`; ``""`` turns
+    the cache off); ``capabilities``: the CPU's capability list (default: asked from OpenVINO; tests pass a
+    fake). Attributes: :attr:`precision`, :attr:`precision_reason`, :attr:`config` (what was passed to
+    ``compile_model``)."""
+
+    name = "openvino"
+
+    def __init__(self, path: str | Path, precision: str = "auto", threads: int = 0,
+                 cache_dir: str | os.PathLike[str] | None = None, capabilities: Iterable[str] | None = None,
+                 device: str = "CPU") -> None:
+        ov = _import_openvino()
+        path = Path(path)
+        if str(precision).lower() not in PRECISIONS:  # before any file work
+            raise ValueError(f"unknown OpenVINO precision {precision!r}: choose from {', '.join(PRECISIONS)}")
+        if not path.is_file():
+            raise FileNotFoundError(f"model file not found: {path}")
+        if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
+            raise FileNotFoundError(f"{path}: its weights file {path.with_suffix('.bin').name} is missing (an OpenVINO "
+                                    "IR is two files, .xml + .bin, side by side: copy both)")
+        try:
+            self.metadata: ModelMetadata = read_metadata(path)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: cannot read calibnet metadata: {exc}") from None
+        core = ov.Core()
+        try:
+            model = core.read_model(str(path))
+        except RuntimeError as exc:
+            raise ValueError(f"{path}: OpenVINO cannot read this model: {str(exc).strip().splitlines()[0]}") from None
+        int8 = is_int8_model(model)
+        if self.metadata.precision == "int8" and not int8:
+            raise PrecisionMismatch(f"{path}: metadata says int8 but the graph has no FakeQuantize nodes")
+        caps = list(capabilities) if capabilities is not None else cpu_capabilities(core)
+        choice = choose_precision(precision, caps, int8)
+        self.precision, self.precision_reason = choice.precision, choice.reason
+        self.capabilities = caps
+        self.path = path
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "bf16" if choice.precision == "bf16" else "f32",
+                                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        cache = default_openvino_cache_dir() if cache_dir is None else (Path(cache_dir) if cache_dir else None)
+        if cache is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+            config["CACHE_DIR"] = str(cache)
+        self.config = config
+        self.compiled: Any = core.compile_model(model, device, config)
+        self.request: Any = self.compiled.create_infer_request()
+        self._outputs = [o.get_any_name() for o in self.compiled.outputs]
+        self._inputs = [i.get_any_name() for i in self.compiled.inputs]
+        log.info("OpenVINO %s on %s: %s (%s)", ov.__version__, device, self.precision, self.precision_reason)
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self._inputs)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self._outputs)
+
+    @property
+    def actual_precision(self) -> str:
+        """``INFERENCE_PRECISION_HINT`` as the compiled model reports it (``f32``, ``bf16``)."""
+        value = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        return str(value.get_type_name()) if hasattr(value, "get_type_name") else str(value)
+
+    def describe(self) -> str:
+        """One line: library, precision and why."""
+        import openvino as ov
+
+        return f"OpenVINO {ov.__version__} CPU {self.precision} ({self.precision_reason})"
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.request is None:
+            raise RuntimeError("the OpenVINO backend is closed")
+        res = self.request.infer({k: np.ascontiguousarray(feeds[k]) for k in self._inputs})
+        return {name: np.array(res[out]) for name, out in zip(self._outputs, self.compiled.outputs)}
+
+    def close(self) -> None:
+        self.request = None
+        self.compiled = None
