@@ -57,6 +57,16 @@ def official_state_dict(official: Path, manifest: str = "manifest_r50.json", see
 
 
 @pytest.fixture(scope="session")
+def r18():
+    """The deterministic R18 CalibNet (seed 0, eval mode), built once per session and shared: a test that
+    switches it to train mode switches it back, and one that changes weights or config works on a copy."""
+    pytest.importorskip("torch")
+    import calibnet
+
+    return calibnet.build_model("r18", quiet=True)
+
+
+@pytest.fixture(scope="session")
 def det_checkpoint_r50(official_dir: Path, tmp_path_factory) -> Path:
     """A detectron2-format checkpoint ({"model": state_dict}) with the seed-0 deterministic weights."""
     import torch

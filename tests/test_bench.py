@@ -129,6 +129,7 @@ def test_cli_user_errors_are_one_line(argv, message, capsys):
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_tiny(tmp_path, capsys):
     from calibnet.data import write_synthetic_dataset
 

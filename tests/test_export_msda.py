@@ -11,7 +11,6 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper  # noqa: E402
 
-import calibnet  # noqa: E402
 from calibnet.export import export_onnx  # noqa: E402
 from calibnet.export.msda_onnx import (  # noqa: E402
     PLUGIN_DOMAIN,
@@ -71,11 +70,6 @@ def test_inlined_graph_is_plain_onnx_named_in_scope():
     grid = [n for n in model.graph.node if n.op_type == "GridSample"]
     assert len(grid) == 3 and all(n.name.startswith("/enc/self_attn/msda_") for n in grid)
     assert {helper.get_attribute_value(a) for n in grid for a in n.attribute if a.name == "mode"} == {b"bilinear"}
-
-
-@pytest.fixture(scope="module")
-def r18():
-    return calibnet.build_model("r18", quiet=True)
 
 
 def test_tensorrt_graph_wiring(r18, tmp_path):

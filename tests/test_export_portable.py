@@ -12,17 +12,11 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-import calibnet  # noqa: E402
 from calibnet.export import export_onnx  # noqa: E402
 from calibnet.export.msda_onnx import attach_reference_function  # noqa: E402
 from calibnet.runtime.metadata import ModelMetadata  # noqa: E402
 
 KEYS = ("pred_logits", "pred_scores", "pred_masks", "depth_trust")
-
-
-@pytest.fixture(scope="module")
-def r18():
-    return calibnet.build_model("r18", quiet=True)
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +32,7 @@ def _session(path):
     return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flavor", ["portable", "tensorrt"])
 def test_dynamic_export_matches_torch_at_other_sizes_and_batches(r18, dynamic_files, flavor):
     sess = _session(dynamic_files[flavor])

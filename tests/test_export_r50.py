@@ -57,6 +57,7 @@ def _assert_close(got, want):
     assert ((got["pred_masks"] > 0) == (want["pred_masks"] > 0)).mean() >= 0.999
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flavor", FLAVORS)
 @pytest.mark.parametrize("ref_name", ["ref_A_320x480.npz", "ref_B_375x500.npz"])
 def test_r50_onnx_reproduces_official_reference(sessions, official_dir, ref_name, flavor):
@@ -82,6 +83,7 @@ def other_sizes(r50_model):
     return cases
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flavor", FLAVORS)
 @pytest.mark.parametrize("case", ["portrait", "wide"])
 def test_r50_onnx_matches_pytorch_at_other_sizes(sessions, other_sizes, flavor, case):
@@ -91,6 +93,7 @@ def test_r50_onnx_matches_pytorch_at_other_sizes(sessions, other_sizes, flavor, 
     assert np.abs(got["depth_trust"] - ref["depth_trust"]).max() <= 1e-3
 
 
+@pytest.mark.slow
 def test_r50_graph_contents_and_metadata(r50_files):
     trt = onnx.load(str(r50_files["tensorrt"]))
     portable = onnx.load(str(r50_files["portable"]))

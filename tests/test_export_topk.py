@@ -11,18 +11,12 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-import calibnet  # noqa: E402
 from calibnet.export import export_onnx  # noqa: E402
 from calibnet.export.topk import BELOW_THRESHOLD_SCORE, TopKDeploy  # noqa: E402
 from calibnet.runtime.metadata import ModelMetadata  # noqa: E402
 from calibnet.runtime.postprocess import select_instances  # noqa: E402
 
 K = 10
-
-
-@pytest.fixture(scope="module")
-def r18():
-    return calibnet.build_model("r18", quiet=True)
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +33,7 @@ def _inputs(B, H, W, valid, seed):
             "valid_hw": np.array(valid, dtype=np.int64)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape,valid", [((1, 64, 96), [[60, 90]]), ((2, 96, 128), [[96, 128], [80, 100]])])
 def test_topk_graph_equals_selection_after_full_graph(files, shape, valid):
     feeds = _inputs(*shape, valid, seed=shape[1])
@@ -79,6 +74,7 @@ def test_topk_flags_kernels_below_the_score_threshold(r18):
         TopKDeploy(model, 0)
 
 
+@pytest.mark.slow
 def test_topk_metadata(files):
     meta = ModelMetadata.from_props({p.key: p.value for p in onnx.load(str(files["topk"])).metadata_props})
     assert meta.topk == K and meta.output_names == ("scores", "masks", "depth_trust", "keep_index")
@@ -93,6 +89,7 @@ def _frames(n, seed=0):
     return [s.rgb for s in scenes], [s.depth for s in scenes]
 
 
+@pytest.mark.slow
 def test_runtime_decodes_topk_graph_like_full_graph(files):
     from calibnet.runtime import Runtime
 
@@ -109,6 +106,7 @@ def test_runtime_decodes_topk_graph_like_full_graph(files):
         assert a.masks.shape[1:] == b.masks.shape[1:]
 
 
+@pytest.mark.slow
 def test_batched_predict_equals_one_frame_at_a_time(files):
     from calibnet.runtime import Runtime
 

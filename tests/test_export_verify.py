@@ -12,15 +12,9 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-import calibnet  # noqa: E402
 from calibnet.export import export_onnx, fp16_readiness, verify_onnx  # noqa: E402
 from calibnet.export.fp16_check import FP16_MAX, onnx_scope  # noqa: E402
 from calibnet.runtime.feeds import random_feeds  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def r18():
-    return calibnet.build_model("r18", quiet=True)
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,15 @@ import pytest
 
 pytest.importorskip("torch")
 
-import calibnet  # noqa: E402
 from calibnet.data.synthetic import make_scene  # noqa: E402
 from calibnet.export import export_onnx  # noqa: E402
 from calibnet.runtime.cli import main  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def onnx_and_data(tmp_path_factory):
+def onnx_and_data(r18, tmp_path_factory):
     d = tmp_path_factory.mktemp("infer")
-    path = export_onnx(calibnet.build_model("r18", quiet=True), d / "r18.onnx", height=320, width=448)
+    path = export_onnx(r18, d / "r18.onnx", height=320, width=448)
     (d / "RGB").mkdir()
     (d / "depth").mkdir()
     for i in range(2):
@@ -30,6 +29,7 @@ def onnx_and_data(tmp_path_factory):
     return path, d
 
 
+@pytest.mark.slow
 def test_single_pair_and_folder(onnx_and_data, tmp_path):
     path, d = onnx_and_data
     assert main([str(path), "--rgb", str(d / "RGB/img0.jpg"), "--depth", str(d / "depth/img0.png"),
@@ -42,6 +42,7 @@ def test_single_pair_and_folder(onnx_and_data, tmp_path):
     assert all(r["segmentation"]["size"] == [240, 320] for r in results)
 
 
+@pytest.mark.slow
 def test_errors_name_the_file(onnx_and_data, tmp_path, capsys):
     path, d = onnx_and_data
     out = ["--out", str(tmp_path / "o")]  # an input that fails: exit 1, one line naming it, errors.json
@@ -62,6 +63,7 @@ def test_errors_name_the_file(onnx_and_data, tmp_path, capsys):
     assert "missing.onnx" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_sixteen_bit_depth_and_saliency(onnx_and_data, tmp_path):
     path, d = onnx_and_data
     s = make_scene(5, 240, 320)
@@ -102,6 +104,7 @@ def videos(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth_arg", ["--depth-video", "--depth-dir"])
 def test_video_mode_writes_an_overlay_video_and_one_image_per_frame(onnx_and_data, videos, tmp_path, depth_arg):
     path, _ = onnx_and_data
@@ -133,6 +136,7 @@ def test_depth_frames_are_matched_in_natural_order(videos):
     assert [p.name for p in _image_files(videos / "depth_frames")] == ["f2.png", "f10.png", "f33.png"]
 
 
+@pytest.mark.slow
 def test_video_mode_errors(onnx_and_data, videos, tmp_path, capsys):
     path, _ = onnx_and_data
     assert main([str(path), "--video", str(videos / "rgb.avi")]) == 2

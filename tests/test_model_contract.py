@@ -10,11 +10,6 @@ import calibnet  # noqa: E402
 from calibnet.checkpoint import CheckpointMismatchError  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def r18():
-    return calibnet.build_model("r18", quiet=True)
-
-
 def test_r18_forward_shapes_and_training_outputs(r18):
     rgb = torch.rand(2, 3, 64, 96) * 255
     depth = torch.rand(2, 1, 64, 96) * 255

@@ -14,6 +14,7 @@ from conftest import padded_network_input  # noqa: E402
 import calibnet  # noqa: E402
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ref_name", ["ref_A_320x480.npz", "ref_B_375x500.npz"])
 def test_reproduces_official_reference(r50_model, official_dir, ref_name):
     ref = np.load(official_dir / ref_name)
@@ -30,6 +31,7 @@ def test_reproduces_official_reference(r50_model, official_dir, ref_name):
     assert trust.shape == (1, 3) and bool(((trust >= 0) & (trust <= 1)).all())
 
 
+@pytest.mark.slow
 def test_padding_value_does_not_matter_and_batch_equals_single(r50_model, official_dir):
     """Normalize-then-pad: the raw padding value is irrelevant; a padded batch of two images of
     different sizes equals each image run alone."""
@@ -58,6 +60,7 @@ def test_padding_value_does_not_matter_and_batch_equals_single(r50_model, offici
         np.testing.assert_allclose(batch[key][1].numpy(), single2[key][0].numpy(), atol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(480, 320), (256, 640), (64, 96)])
 def test_other_aspect_ratios_shapes(r50_model, shape):
     H, W = shape

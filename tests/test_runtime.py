@@ -100,6 +100,7 @@ def r50_onnx_320x448(r50_model, tmp_path_factory):
     return export.export_onnx(r50_model, tmp_path_factory.mktemp("rt") / "r50_320x448.onnx", height=320, width=448)
 
 
+@pytest.mark.slow
 def test_predict_equals_official_end_to_end(r50_onnx_320x448, official_dir):
     ref = np.load(official_dir / "ref_B_375x500.npz")
     pred = Runtime.open(r50_onnx_320x448).predict(ref["net_rgb_u8"], ref["net_depth_u8"])
@@ -116,12 +117,11 @@ def test_predict_equals_official_end_to_end(r50_onnx_320x448, official_dir):
     assert len(rle) == k and rle[0]["size"] == [h, w]
 
 
-def test_full_predict_without_torch(tmp_path):
-    pytest.importorskip("torch")
-    import calibnet
+@pytest.mark.slow
+def test_full_predict_without_torch(r18, tmp_path):
     from calibnet.export import export_onnx
 
-    path = export_onnx(calibnet.build_model("r18", quiet=True), tmp_path / "r18.onnx", height=320, width=480)
+    path = export_onnx(r18, tmp_path / "r18.onnx", height=320, width=480)
     code = BLOCK_TORCH + (
         "import numpy as np\n"
         "from calibnet.runtime import Runtime\n"

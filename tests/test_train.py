@@ -58,6 +58,7 @@ def test_synthetic_batches_match_the_collate_format_and_are_deterministic():
         SyntheticBatches(**{**src.__dict__, "world_size": 2}).batch(3)["image_ids"])
 
 
+@pytest.mark.slow
 def test_real_steps_decrease_the_loss_on_a_fixed_batch():
     torch.manual_seed(0)
     trainer = make_trainer(FixedBatch(tiny_source().batch(0)))
@@ -71,6 +72,7 @@ def test_real_steps_decrease_the_loss_on_a_fixed_batch():
     assert any(k.startswith("predictor_depth_d2.") for k in changed)  # the aux heads are trained
 
 
+@pytest.mark.slow
 def test_resume_continues_with_identical_state_and_next_step(tmp_path):
     src = tiny_source()
     a = make_trainer(src, tmp_path / "a", warmup=3)
@@ -174,6 +176,7 @@ def test_config_yaml_round_trip(tmp_path):
     assert a == b
 
 
+@pytest.mark.slow
 def test_cli_trains_writes_a_usable_run_and_resumes(tmp_path, capsys):
     out = tmp_path / "run"
     base = ["--config", "r18", "--synthetic", "stream", "--batch", "1", "--out", str(out), "--no-progress",
@@ -197,6 +200,7 @@ def test_cli_trains_writes_a_usable_run_and_resumes(tmp_path, capsys):
     (["--synthetic", "stream", "--config", "nope"], "unknown config"),
     (["--synthetic", "stream", "--config", "r18", "--set", "decoder.nope=1"], "unknown config field"),
     (["--synthetic", "stream", "--config", "r18", "--init-backbone", "/no/such.pth"], "not found"),
+    (["--config", "r18", "--train-json", "/no/such.json"], "annotation file not found: /no/such.json"),
 ])
 def test_cli_user_errors_are_one_line(args, message, tmp_path, capsys):
     assert train_main([*args, "--out", str(tmp_path / "x"), "--iters", "1", "--no-progress"]) == 2
@@ -210,6 +214,7 @@ def test_cli_resume_without_a_checkpoint(tmp_path, capsys):
     assert code == 2 and "nothing to resume" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_trains_on_a_written_data_set_through_the_data_loader(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["--config", "r18", "--synthetic", "4", "--batch", "2", "--iters", "1", "--out", str(out),

@@ -41,11 +41,13 @@ def typings(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_engines_typecheck_against_tensorrt_stubs(typings):
     res = _mypy(typings, *MODULES)
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+@pytest.mark.slow
 def test_mypy_catches_a_misspelled_tensorrt_attribute(typings, tmp_path):
     bad = tmp_path / "bad_trt.py"
     bad.write_text(

@@ -115,23 +115,17 @@ def _make_source(args: argparse.Namespace, plan: TrainPlan, info: Any) -> Any:
                                 rank=info.rank, world_size=info.world_size)
     import calibnet.data as data
 
-    if plan.synthetic is not None:
-        folder = plan.out / "synthetic_train"
+    folder = plan.out / "synthetic_train"
+    if plan.synthetic is not None and info.rank == 0:
         h, w = plan.scene_hw
-        if info.rank == 0:
-            data.write_synthetic_dataset(folder, int(plan.synthetic), seed=TRAIN_SET_SEED + args.seed,
-                                         height=h, width=w, name="synthetic_train")
-        barrier()
-        spec = data.synthetic_dataset_spec(folder, "synthetic_train")
-    else:
-        try:
-            (spec,) = data.specs_from_args(args)
-        except data.DatasetError as exc:
-            raise TrainError(str(exc)) from None
+        data.write_synthetic_dataset(folder, int(plan.synthetic), seed=TRAIN_SET_SEED + args.seed, height=h,
+                                     width=w, name="synthetic_train")
+    barrier()
     try:
-        spec.check()
+        spec = (data.synthetic_dataset_spec(folder, "synthetic_train") if plan.synthetic
+                else data.specs_from_args(args)[0])
         dataset = data.RGBDInstanceDataset(spec, cfg.input, train=True)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
+    except (FileNotFoundError, ValueError, KeyError) as exc:  # DatasetError is a ValueError
         raise TrainError(str(exc)) from None
 
     def make_loader(start_iter: int) -> Any:
