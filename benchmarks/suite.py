@@ -8,6 +8,7 @@ evaluates mask AP per backend; the command line (:mod:`.cli`) parses, checks and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import sys
@@ -135,7 +136,8 @@ def run_benchmark(args: argparse.Namespace, backends: list[str]) -> dict[str, An
     _say(f"measuring the SGEMM peak ({args.sgemm_size}x{args.sgemm_size} float32)", quiet)
     sgemm = measure_sgemm(args.sgemm_size, args.threads)
 
-    with tempfile.TemporaryDirectory(prefix="calibnet-bench-") as tmp:
+    # the runtimes are closed (exit stack) before their files in the temporary folder are removed
+    with tempfile.TemporaryDirectory(prefix="calibnet-bench-") as tmp, contextlib.ExitStack() as opened:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         prepared = []
@@ -143,6 +145,8 @@ def run_benchmark(args: argparse.Namespace, backends: list[str]) -> dict[str, An
             _say(f"preparing backend {name}", quiet)
             prepared.append(prepare_backend(name, model, workdir, args.height, args.width, args.batch,
                                             args.threads, rgbs[0], depths[0], args.weights))
+            if prepared[-1].runnable:
+                opened.enter_context(prepared[-1].runtime)
             _say(f"  {name}: {prepared[-1].status}", quiet)
         baseline = OfficialStylePath(model, rgbs, depths)
         paths = [baseline, *(RuntimePath(p.name, p.runtime, rgbs, depths) for p in prepared if p.runnable)]

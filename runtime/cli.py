@@ -325,9 +325,12 @@ class Run:
 
 def run(args: argparse.Namespace) -> int:
     """Run calibnet-infer on parsed arguments; CliError for user errors. Returns the exit code."""
-    fmt = _depth_format(args)
+    with _open_runtime(args, _depth_format(args)) as rt:
+        return _run_batch(args, rt)
+
+
+def _run_batch(args: argparse.Namespace, rt: Runtime) -> int:
     out = Path(args.out)
-    rt = _open_runtime(args, fmt)
     log = BatchLog(out, resume=args.resume)
     try:
         inputs = _inputs(args, log)

@@ -76,6 +76,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_keep_identical_parameters(tmp_path):
     import torch.multiprocessing as mp
 

@@ -11,6 +11,7 @@ pytest.importorskip("torch")
 from calibnet.demo import main  # noqa: E402
 
 
+@pytest.mark.slow
 def test_demo_exports_verifies_and_writes_overlay(tmp_path, capsys):
     assert main(["--config", "r18", "--out", str(tmp_path), "--height", "320", "--width", "448"]) == 0
     captured = capsys.readouterr()

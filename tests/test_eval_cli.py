@@ -38,6 +38,7 @@ def tiny(tmp_path_factory):
     return d, spec
 
 
+@pytest.mark.slow
 def test_checkpoint_vs_onnx_on_a_custom_json(tiny, capsys):
     d, spec = tiny
     out = d / "out"
@@ -67,6 +68,7 @@ def test_checkpoint_vs_onnx_on_a_custom_json(tiny, capsys):
         assert (ma != mb).mean() < 0.01
 
 
+@pytest.mark.slow
 def test_registered_dataset_names_and_official_depth_rule(tiny, tmp_path, capsys):
     d, spec = tiny
     root = tmp_path / "root"
@@ -86,6 +88,7 @@ def test_registered_dataset_names_and_official_depth_rule(tiny, tmp_path, capsys
                      "--out", str(tmp_path / "o2"), "--limit", "1", "--no-progress"]) == 0
 
 
+@pytest.mark.slow
 def test_user_errors_are_one_line(tiny, tmp_path, capsys):
     d, spec = tiny
     cases = [
@@ -113,6 +116,12 @@ def test_max_drop_fails_the_command(tmp_path, monkeypatch, capsys):
 
     class _Rt:
         backend = type("B", (), {"name": "fake"})()
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
 
     monkeypatch.setattr(cli, "_open_runtime", lambda path, args: _Rt())
 

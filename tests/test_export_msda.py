@@ -72,6 +72,7 @@ def test_inlined_graph_is_plain_onnx_named_in_scope():
     assert {helper.get_attribute_value(a) for n in grid for a in n.attribute if a.name == "mode"} == {b"bilinear"}
 
 
+@pytest.mark.slow
 def test_tensorrt_graph_wiring(r18, tmp_path):
     path = export_onnx(r18, tmp_path / "t.onnx", flavor="tensorrt", height=64, width=96, simplify=False)
     proto = onnx.load(str(path))
@@ -89,6 +90,7 @@ def test_tensorrt_graph_wiring(r18, tmp_path):
         assert types[node.output[0]].shape.dim[2].dim_value == types[node.input[0]].shape.dim[2].dim_value  # M
 
 
+@pytest.mark.slow
 def test_plugin_version_two_and_bad_arguments(r18, tmp_path):
     path = export_onnx(r18, tmp_path / "v2.onnx", flavor="tensorrt", height=64, width=96, simplify=False,
                        plugin_version="2")

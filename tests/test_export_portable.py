@@ -50,6 +50,7 @@ def test_dynamic_export_matches_torch_at_other_sizes_and_batches(r18, dynamic_fi
             assert np.abs(got - ref[key].numpy()).max() <= 1e-3, (key, B, H, W)
 
 
+@pytest.mark.slow
 def test_static_export_is_static_and_simplified(r18, tmp_path):
     full = export_onnx(r18, tmp_path / "s.onnx", height=64, width=96, simplify=False)
     slim = export_onnx(r18, tmp_path / "slim.onnx", height=64, width=96)
@@ -76,6 +77,7 @@ def test_bad_export_arguments_are_clear(r18, tmp_path):
         export_onnx(r18, tmp_path / "x.onnx", height=64, width=96, batch=0)
 
 
+@pytest.mark.slow
 def test_export_cli_tensorrt_topk_verify_fp16_and_engine(tmp_path, capsys):
     from calibnet.export.cli import main
 
@@ -109,6 +111,7 @@ def test_export_cli_user_errors(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine_drifts", [False, True])
 def test_export_cli_verifies_the_engine_against_onnxruntime(tmp_path, monkeypatch, capsys, engine_drifts):
     """``--engine --verify``: the built engine is compared with ONNX Runtime running the same (plugin) graph with

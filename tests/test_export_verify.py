@@ -23,6 +23,7 @@ def trt_file(r18, tmp_path_factory):
                        simplify=False)
 
 
+@pytest.mark.slow
 def test_verify_passes_for_the_exported_model_and_writes_json(r18, trt_file, tmp_path):
     report = verify_onnx(trt_file, r18)
     assert report.passed and report.flavor == "tensorrt"
@@ -33,6 +34,7 @@ def test_verify_passes_for_the_exported_model_and_writes_json(r18, trt_file, tmp
     assert "PASSED" in report.table() and "pred_masks" in report.table()
 
 
+@pytest.mark.slow
 def test_verify_detects_a_model_that_differs(r18, trt_file):
     other = copy.deepcopy(r18)
     with torch.no_grad():
@@ -43,6 +45,7 @@ def test_verify_detects_a_model_that_differs(r18, trt_file):
     assert "FAIL" in report.table()
 
 
+@pytest.mark.slow
 def test_fp16_readiness_reports_drift_and_names_onnx_nodes(r18, trt_file, tmp_path):
     report = fp16_readiness(r18, random_feeds(1, 64, 96), out_path=tmp_path / "f.json")
     assert json.loads((tmp_path / "f.json").read_text())["format"] == "calibnet-fp16-readiness/1"
@@ -57,6 +60,7 @@ def test_fp16_readiness_reports_drift_and_names_onnx_nodes(r18, trt_file, tmp_pa
         assert any(n.startswith(scope) for n in nodes), entry["module"]
 
 
+@pytest.mark.slow
 def test_fp16_readiness_flags_overflowing_layers(r18):
     from calibnet.engines.fp16 import load_fp32_patterns
 

@@ -88,6 +88,7 @@ def r50_count():
     return count_model_macs(model, 320, 480)
 
 
+@pytest.mark.slow
 def test_r50_gmacs_match_official_fvcore_count(official_dir, r50_count):
     ref = json.loads((official_dir / "flops.json").read_text())
     assert r50_count.gmacs == pytest.approx(ref["total_G"], rel=0.02)
@@ -101,6 +102,7 @@ def test_r50_gmacs_match_official_fvcore_count(official_dir, r50_count):
     assert r50_count.gflops == pytest.approx(2 * r50_count.gmacs)
 
 
+@pytest.mark.slow
 def test_r50_at_the_16_9_padded_size_matches_the_papers_90_2g(r50_count):
     """A 16:9 frame resizes to 270x480 and pads to 288x480: the count there is the paper's 90.2G (the paper
     averages fvcore counts over padded test images); a 4:3 frame (320x427 -> 320x448) counts more."""

@@ -10,6 +10,7 @@ import calibnet  # noqa: E402
 from calibnet.checkpoint import CheckpointMismatchError  # noqa: E402
 
 
+@pytest.mark.slow
 def test_r18_forward_shapes_and_training_outputs(r18):
     rgb = torch.rand(2, 3, 64, 96) * 255
     depth = torch.rand(2, 1, 64, 96) * 255
@@ -39,6 +40,7 @@ def test_bad_channel_counts_are_clear_errors(r18):
         r18(torch.zeros(1, 3, 64, 64), torch.zeros(1, 1, 64, 96))
 
 
+@pytest.mark.slow
 def test_checkpoint_roundtrip_detectron2_and_bare(r18, tmp_path):
     other = calibnet.build_model("r18", seed=5, quiet=True)
     d2 = calibnet.save_checkpoint(other, tmp_path / "d2.pth", iteration=3)

@@ -31,6 +31,7 @@ def test_runtime_equals_official_on_synthetic_outputs(kept, hw):
     assert res.runtime_ms > 0 and res.official_ms > 0
 
 
+@pytest.mark.slow
 def test_runtime_equals_official_on_a_real_forward():
     case = forward_case("r18", 70, 100)
     pred = runtime_post(case, metadata_for())

@@ -103,27 +103,34 @@ def format_table(rows: list[dict[str, Any]], models: list[str], datasets: list[s
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Evaluate every model on every data set; write results, summary.json, print the table."""
+def _evaluate_model(path: Path, tag: str, specs: list[DatasetSpec], args: argparse.Namespace,
+                    out: Path) -> list[dict[str, Any]]:
+    """The result rows of one model on every data set; its runtime is closed afterwards."""
     from .runner import run_eval
 
+    rows = []
+    with _open_runtime(path, args) as runtime:
+        backend = getattr(runtime.backend, "name", type(runtime.backend).__name__)
+        for spec in specs:
+            try:
+                m = run_eval(runtime, spec, out_dir=out, progress=not args.no_progress, limit=args.limit)
+            except (DatasetError, EvaluationError) as exc:
+                raise CliError(str(exc)) from None
+            rows.append({"model": tag, "model_path": str(path), "backend": backend, "dataset": spec.name, **m})
+            print(f"{tag} on {spec.name}: AP {_fmt(m['AP'])}  AP50 {_fmt(m['AP50'])}  AP70 {_fmt(m['AP70'])}  "
+                  f"({m['images']} images, {m['ms_per_image']:.1f} ms/img) -> {m['results_json']}", file=sys.stderr)
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate every model on every data set; write results, summary.json, print the table."""
     specs = _specs(args)
     models = [Path(m) for m in args.models]
     tags = _model_tags(models)
     out = Path(args.out)
     rows: list[dict[str, Any]] = []
     for path, tag in zip(models, tags):
-        runtime = _open_runtime(path, args)
-        backend = getattr(runtime.backend, "name", type(runtime.backend).__name__)
-        for spec in specs:
-            try:
-                m = run_eval(runtime, spec, out_dir=out / tag, progress=not args.no_progress, limit=args.limit)
-            except (DatasetError, EvaluationError) as exc:
-                raise CliError(str(exc)) from None
-            row = {"model": tag, "model_path": str(path), "backend": backend, "dataset": spec.name, **m}
-            rows.append(row)
-            print(f"{tag} on {spec.name}: AP {_fmt(m['AP'])}  AP50 {_fmt(m['AP50'])}  AP70 {_fmt(m['AP70'])}  "
-                  f"({m['images']} images, {m['ms_per_image']:.1f} ms/img) -> {m['results_json']}", file=sys.stderr)
+        rows.extend(_evaluate_model(path, tag, specs, args, out / tag))
     table = format_table(rows, tags, [s.name for s in specs])
     print(table)
     failures = []

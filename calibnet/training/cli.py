@@ -163,6 +163,7 @@ def _run(args: argparse.Namespace) -> int:
                 resume_file = find_resume_file(args.resume or out, out)
             except FileNotFoundError as exc:
                 raise TrainError(str(exc)) from None
+        source = _make_source(args, plan, info)  # data errors before the model is built
         try:
             model = build_model(cfg, args.weights, seed=args.seed, eval_mode=False, quiet=True)
             if args.init_backbone and resume_file is None:
@@ -171,7 +172,6 @@ def _run(args: argparse.Namespace) -> int:
             raise TrainError(str(exc)) from None
         if main_rank and not args.weights and not args.init_backbone and resume_file is None:
             print("note: training from scratch (no --init-backbone ImageNet weights, no --weights)", file=sys.stderr)
-        source = _make_source(args, plan, info)
         solver = SolverOptions(base_lr=plan.lr, weight_decay=plan.weight_decay, steps=plan.steps,
                                gamma=plan.gamma, warmup_iters=plan.warmup_iters, clip_grad_norm=plan.clip_grad,
                                amsgrad=cfg.solver.amsgrad, backbone_multiplier=cfg.solver.backbone_multiplier)
