@@ -3,6 +3,7 @@
 Examples:
   calibnet-infer calibnet.onnx --rgb A.jpg --depth A.png --out out/A
   calibnet-infer calibnet.onnx --rgb-dir COME-E/RGB --depth-dir COME-E/depth --out out/come-e
+  calibnet-infer calibnet.onnx --ray --ray-actors 4 --rgb-dir COME-E/RGB --depth-dir COME-E/depth --out out/come-e
   calibnet-infer calibnet.onnx --rgb A.jpg --depth A_mm.png --depth-format metric --depth-near 300 \\
       --depth-far 4000 --out out/A            # a 16-bit depth PNG in millimetres (RealSense/Kinect)
   calibnet-infer calibnet.onnx --video scene.mp4 --depth-video scene_depth.mp4 --out out/scene
@@ -156,6 +157,12 @@ class Inputs:
     tasks: list[Task] = field(default_factory=list)
 
 
+def folder_tasks(pairs: list[tuple[Path, Path]]) -> list[Task]:
+    """The tasks of (rgb, depth) pairs: key = the RGB file name, image id = position in the pairs (from 1)."""
+    return [Task(r.name, {"id": i, "file_name": r.name, "depth_file": d.name})
+            for i, (r, d) in enumerate(pairs, start=1)]
+
+
 def _inputs(args: argparse.Namespace, log: BatchLog) -> Inputs:
     """The frames of the run's mode, skipping those ``log`` has done."""
     if args.video:
@@ -186,8 +193,7 @@ def _inputs(args: argparse.Namespace, log: BatchLog) -> Inputs:
     else:
         raise CliError("give --rgb and --depth, --rgb-dir and --depth-dir, or --video and --depth-video/--depth-dir "
                        "(see --help)")
-    tasks = [Task(r.name, {"id": i, "file_name": r.name, "depth_file": d.name})
-             for i, (r, d) in enumerate(pairs, start=1)]
+    tasks = folder_tasks(pairs)
     todo = [(t, pair) for t, pair in zip(tasks, pairs) if not log.done(t.key)]
 
     def image_items() -> Iterator[tuple[Task, Frame | FrameError]]:
@@ -325,6 +331,8 @@ class Run:
 
 def run(args: argparse.Namespace) -> int:
     """Run calibnet-infer on parsed arguments; CliError for user errors. Returns the exit code."""
+    if args.ray:
+        return _ray(args, _depth_format(args))
     with _open_runtime(args, _depth_format(args)) as rt:
         return _run_batch(args, rt)
 
@@ -372,6 +380,24 @@ def _run_batch(args: argparse.Namespace, rt: Runtime) -> int:
     return 1 if errors or not n_img else 0
 
 
+def _ray(args: argparse.Namespace, fmt: DepthFormat) -> int:
+    """Folder mode on Ray Data (calibnet.serving.ray_batch, a consumer of the runtime: imported only here)."""
+    if not (args.rgb_dir and args.depth_dir) or args.video:
+        raise CliError("--ray runs folder mode: give --rgb-dir and --depth-dir")
+    try:
+        from calibnet.serving.ray_batch import ray_batch
+    except ImportError as exc:
+        raise CliError(f"--ray needs Ray Data: pip install 'calibnet[serving]' ({exc})") from None
+    rep = ray_batch(args.model, args.rgb_dir, args.depth_dir, args.out, address=args.ray_address,
+                    num_actors=args.ray_actors, batch_size=args.ray_batch, threads=args.threads or 1,
+                    num_cpus=args.ray_cpus, depth_format=fmt, min_score=args.min_score, strict=args.strict,
+                    resume=args.resume)
+    print(f"wrote {rep.detections} detections for {rep.total - rep.failed} images to {rep.out / 'results.json'}"
+          + (f"; {rep.failed} failed, see {rep.out / 'errors.json'}" if rep.failed else "")
+          + f" (this run: {rep.done} images in {rep.wall_s:.1f} s on Ray)")
+    return 1 if rep.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``calibnet-infer``."""
     parser = argparse.ArgumentParser(prog="calibnet-infer", description=__doc__,
@@ -406,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stable instance IDs across frames (track_id in results.json, one color per ID); "
                         "implies --stream")
     r.add_argument("--threads", type=int, default=0, help="CPU threads of ONNX Runtime / torch (default: theirs)")
+    ray = parser.add_argument_group("Ray (folder mode on a Ray cluster: calibnet.serving.ray_batch)")
+    ray.add_argument("--ray", action="store_true", help="run the folder's pairs with Ray Data, one runtime per actor")
+    ray.add_argument("--ray-address", help="join this cluster (e.g. ray://head:10001 or auto; default: a local one)")
+    ray.add_argument("--ray-actors", type=int, default=1, help="actors, each with its own runtime (default 1)")
+    ray.add_argument("--ray-batch", type=int, default=4, help="pairs per map_batches call (default 4)")
+    ray.add_argument("--ray-cpus", type=int, help="CPUs of the local cluster (default: all)")
     o = parser.add_argument_group("outputs")
     o.add_argument("--out", default="out/infer", help="output folder (default: out/infer)")
     o.add_argument("--min-score", type=float, default=0.0, help="drop detections below this score in the json")

@@ -9,6 +9,8 @@ why, when nvidia-pytriton / tritonclient / ray are not installed (``./run`` inst
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import signal
 import socket
 import subprocess
@@ -281,3 +283,72 @@ def test_triton_repo_python_variant_runs_in_the_bundled_tritonserver(tiny, tmp_p
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(60)
     assert rc == 0, (tmp_path / "ts.log").read_text()[-3000:]
+
+
+# ---------------------------------------------------------------- Ray batch jobs
+
+
+def _write_pairs(folder: Path, n: int) -> None:
+    import cv2
+
+    from calibnet.data.synthetic import make_scene
+
+    (folder / "RGB").mkdir(parents=True)
+    (folder / "depth").mkdir()
+    for i in range(n):
+        s = make_scene(200 + i, 64, 96)
+        cv2.imwrite(str(folder / "RGB" / f"s{i:03d}.jpg"), s.rgb[:, :, ::-1])
+        cv2.imwrite(str(folder / "depth" / f"s{i:03d}.png"), s.depth)
+
+
+def _by_image(results):
+    out: dict[int, list] = {}
+    for r in results:
+        out.setdefault(r["image_id"], []).append(r)
+    return out
+
+
+@pytest.mark.slow
+def test_ray_batch_equals_calibnet_infer_and_resumes_after_a_kill(tiny, tmp_path):
+    _need("ray", "ray[data], for calibnet-infer --ray")
+    from calibnet.runtime.cli import main as infer_main
+
+    path, _ = tiny
+    data = tmp_path / "pairs"
+    _write_pairs(data, 40)
+    assert infer_main([str(path), "--rgb-dir", str(data / "RGB"), "--depth-dir", str(data / "depth"), "--out",
+                       str(tmp_path / "infer"), "--no-overlay", "--threads", "1"]) == 0
+    expected = json.loads((tmp_path / "infer" / "results.json").read_text())
+
+    out = tmp_path / "ray"
+    cmd = [sys.executable, "-m", "calibnet.runtime.cli", str(path), "--ray", "--ray-cpus", "2", "--ray-actors", "2",
+           "--ray-batch", "2", "--threads", "1", "--rgb-dir", str(data / "RGB"), "--depth-dir", str(data / "depth"),
+           "--out", str(out), "--resume"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    progress = out / "progress.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if progress.is_file() and len(progress.read_text().splitlines()) >= 8:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray cluster it started
+    log, _ = proc.communicate()
+    first = [json.loads(line) for line in progress.read_text().splitlines() if line.strip()]
+    assert 8 <= len(first) < 40, log[-3000:]
+    assert not (out / "results.json").exists()  # killed before the merge
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-3000:]
+    assert f"resuming: {len(first)} of 40 pairs already done" in rerun.stderr
+    records = [json.loads(line) for line in progress.read_text().splitlines() if line.strip()]
+    assert [r["key"] for r in records[:len(first)]] == [r["key"] for r in first]  # kept, not redone
+    assert len(records) == 40 and len({r["key"] for r in records}) == 40  # the rest once each
+    images = json.loads((out / "images.json").read_text())
+    assert [im["id"] for im in images] == list(range(1, 41))
+    got = json.loads((out / "results.json").read_text())
+    assert json.loads((out / "errors.json").read_text()) == []
+    e, g = _by_image(expected), _by_image(got)
+    assert sorted(e) == sorted(g) == list(range(1, 41))
+    for image_id in e:
+        assert [r["segmentation"] for r in g[image_id]] == [r["segmentation"] for r in e[image_id]]
+        np.testing.assert_allclose([r["score"] for r in g[image_id]], [r["score"] for r in e[image_id]], atol=1e-5)

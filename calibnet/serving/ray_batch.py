@@ -1,0 +1,163 @@
+"""Data-set-wide inference on Ray: ``calibnet-infer --ray`` and :func:`ray_batch`.
+
+    from calibnet.serving import ray_batch
+    report = ray_batch("calibnet.onnx", "COME-E/RGB", "COME-E/depth", "out/come-e", num_actors=2)
+
+Ray Data reads the (RGB, depth) pairs of two folders (matched by file stem, image ids in sorted stem order:
+exactly the pairs and ids of ``calibnet-infer --rgb-dir --depth-dir``), ``map_batches`` runs them through a
+callable class holding one :class:`~calibnet.runtime.Runtime` per actor (``num_actors`` actors, each frame
+read by :mod:`calibnet.runtime.readers` inside the actor, same-size frames of a batch run as one batch),
+and the driver records each finished batch (a shard: its images and COCO results, or the error of a pair
+that could not be read) in ``progress.jsonl`` of the output folder as it arrives
+(:class:`calibnet.runtime.batchlog.BatchLog`, the log ``calibnet-infer --resume`` uses). At the end the
+shards are merged into ``results.json``, ``images.json`` and ``errors.json``, the files of ``calibnet-infer``.
+A re-run on the same output folder (``resume=True``; ``calibnet-infer --ray --resume``) skips every pair
+already recorded, so a job killed half-way finishes the rest without redoing or losing a pair. Progress is
+shown with tqdm.
+
+Locally ``ray.init(num_cpus=...)`` starts a one-machine cluster; ``address`` joins an existing one
+(``ray://head:10001`` or ``auto``), whose workers need calibnet installed and the folders at the same
+paths (a shared file system).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..runtime.batchlog import BatchLog
+from ..runtime.cli import folder_tasks
+from ..runtime.depth import DepthFormat
+from ..runtime.errors import InputError
+from ..runtime.sources import match_pairs
+
+__all__ = ["ray_batch", "RayBatchReport", "PairPredictor"]
+
+
+@dataclass
+class RayBatchReport:
+    """What a :func:`ray_batch` run did."""
+
+    total: int  # pairs in the folders
+    skipped: int  # already recorded by an earlier run
+    done: int  # finished in this run
+    failed: int  # pairs that could not be read or were refused (errors.json)
+    detections: int  # entries of results.json
+    wall_s: float
+    out: Path
+
+
+class PairPredictor:
+    """The callable class of ``map_batches``: one runtime per actor; a batch of pair rows in, one record
+    (JSON) per pair out."""
+
+    def __init__(self, model: str, threads: int = 1, depth_format: DepthFormat | None = None,
+                 min_score: float = 0.0, strict: bool = False) -> None:
+        from ..runtime.runtime import Runtime
+
+        self.runtime = Runtime.open(model, depth_format=depth_format, strict=strict,
+                                    **({"threads": threads} if threads else {}))
+        self.min_score = min_score
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from ..runtime.readers import read_depth, read_rgb
+
+        keys: list[str] = []
+        records: list[dict[str, Any]] = []
+        ok: list[tuple[int, dict[str, Any], np.ndarray, np.ndarray]] = []
+        for key, raw, rgb_path, depth_path in zip(batch["key"], batch["image"], batch["rgb"], batch["depth"]):
+            image = json.loads(str(raw))
+            keys.append(str(key))
+            try:
+                rgb, depth = read_rgb(str(rgb_path)), read_depth(str(depth_path))
+                ok.append((len(records), image, rgb, depth))
+                records.append({})
+            except InputError as exc:
+                records.append({"image": image, "error": str(exc)})
+        if ok:
+            preds: list[Any]
+            try:
+                preds = list(self.runtime.predict_batch([o[2] for o in ok], [o[3] for o in ok]))
+            except InputError:  # one bad frame: run them one by one to name it
+                preds = []
+                for o in ok:
+                    try:
+                        preds.append(self.runtime.predict(o[2], o[3]))
+                    except InputError as exc:
+                        preds.append(exc)
+            for (slot, image, rgb, _), pred in zip(ok, preds):  # pred: Prediction or InputError
+                if isinstance(pred, Exception):
+                    records[slot] = {"image": image, "error": str(pred)}
+                    continue
+                image = {**image, "height": int(rgb.shape[0]), "width": int(rgb.shape[1])}
+                results = [r for r in pred.coco_results(image["id"]) if r["score"] >= self.min_score]
+                records[slot] = {"image": image, "results": results}
+        return {"key": np.array(keys, dtype=object), "record": np.array([json.dumps(r) for r in records], dtype=object)}
+
+
+def ray_batch(model: str | Path, rgb_dir: str | Path, depth_dir: str | Path, out: str | Path, *,
+              address: str | None = None, num_actors: int = 1, batch_size: int = 4, threads: int = 1,
+              num_cpus: int | None = None, depth_format: DepthFormat | None = None, min_score: float = 0.0,
+              strict: bool = False, resume: bool = True, progress: bool = True) -> RayBatchReport:
+    """Run ``model`` over the pairs of ``rgb_dir``/``depth_dir`` on Ray, writing (and resuming) ``out``
+    (see the module docs). ``num_actors`` runtimes (each ``threads`` intra-op threads, reserving that many
+    CPUs), ``batch_size`` pairs per ``map_batches`` call; ``num_cpus`` bounds a local cluster (default: all);
+    ``address`` joins an existing cluster instead; ``resume=False`` starts ``out`` over."""
+    import time
+
+    import ray
+    from tqdm import tqdm  # type: ignore[import-untyped]
+
+    t0 = time.perf_counter()
+    model = Path(model).resolve()
+    if not model.is_file():
+        raise FileNotFoundError(f"model file not found: {model}")
+    pairs = match_pairs(Path(rgb_dir).resolve(), Path(depth_dir).resolve())
+    out = Path(out)
+    log = BatchLog(out, resume=resume)
+    tasks = [{"key": t.key, "image": json.dumps(t.image), "rgb": str(r), "depth": str(d)}
+             for t, (r, d) in zip(folder_tasks(pairs), pairs)]
+    todo = [t for t in tasks if not log.done(t["key"])]
+    skipped = len(tasks) - len(todo)
+    if skipped:
+        print(f"calibnet-infer --ray: resuming: {skipped} of {len(tasks)} pairs already done in {out}",
+              file=sys.stderr)
+    done = failed = 0
+    try:
+        if todo:
+            if not ray.is_initialized():
+                init: dict[str, Any] = {"address": address} if address else {"num_cpus": num_cpus}
+                ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **init)
+            ctx = ray.data.DataContext.get_current()
+            ctx.enable_progress_bars = False
+            ctx.print_on_execution_start = False
+            ds = ray.data.from_items(todo, override_num_blocks=max(1, -(-len(todo) // batch_size)))
+            ds = ds.map_batches(PairPredictor, batch_size=batch_size, batch_format="numpy",
+                                fn_constructor_kwargs={"model": str(model), "threads": threads,
+                                                       "depth_format": depth_format, "min_score": min_score,
+                                                       "strict": strict},
+                                compute=ray.data.ActorPoolStrategy(size=max(1, num_actors)),
+                                num_cpus=max(1, threads))
+            with tqdm(total=len(tasks), initial=skipped, desc="infer (ray)", unit="img",
+                      disable=not progress) as bar:
+                for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                    for key, raw in zip(batch["key"], batch["record"]):
+                        rec = json.loads(str(raw))
+                        if "error" in rec:
+                            log.add_error(str(key), rec["image"], rec["error"])
+                            failed += 1
+                            print(f"calibnet-infer --ray: {rec['image']['file_name']}: {rec['error']}",
+                                  file=sys.stderr)
+                        else:
+                            log.add_result(str(key), rec["image"], rec["results"])
+                            done += 1
+                        bar.update(1)
+    finally:
+        n_det, _ = log.write_outputs()
+        log.close()
+    return RayBatchReport(len(tasks), skipped, done, failed, n_det, time.perf_counter() - t0, out)
