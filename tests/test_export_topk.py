@@ -13,6 +13,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from calibnet.export import export_onnx  # noqa: E402
 from calibnet.export.topk import BELOW_THRESHOLD_SCORE, TopKDeploy  # noqa: E402
+from calibnet.runtime.feeds import random_feeds  # noqa: E402
 from calibnet.runtime.metadata import ModelMetadata  # noqa: E402
 from calibnet.runtime.postprocess import select_instances  # noqa: E402
 
@@ -26,17 +27,10 @@ def files(r18, tmp_path_factory):
     return {"full": export_onnx(r18, d / "full.onnx", **kw), "topk": export_onnx(r18, d / "k.onnx", topk=K, **kw)}
 
 
-def _inputs(B, H, W, valid, seed):
-    g = np.random.default_rng(seed)
-    return {"rgb": (g.random((B, 3, H, W)) * 255).astype(np.float32),
-            "depth": (g.random((B, 1, H, W)) * 255).astype(np.float32),
-            "valid_hw": np.array(valid, dtype=np.int64)}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("shape,valid", [((1, 64, 96), [[60, 90]]), ((2, 96, 128), [[96, 128], [80, 100]])])
 def test_topk_graph_equals_selection_after_full_graph(files, shape, valid):
-    feeds = _inputs(*shape, valid, seed=shape[1])
+    feeds = {**random_feeds(*shape, seed=shape[1]), "valid_hw": np.array(valid, dtype=np.int64)}
     full = ort.InferenceSession(str(files["full"]), providers=["CPUExecutionProvider"])
     topk = ort.InferenceSession(str(files["topk"]), providers=["CPUExecutionProvider"])
     logits, obj, masks, trust_full = full.run(None, feeds)
