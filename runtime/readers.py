@@ -1,19 +1,11 @@
 """The one RGB reader and the one depth reader of calibnet (infer, eval, train, bench, analysis, serving).
 
-Both read the file the way the official data mapper does: detectron2's ``read_image`` opens it with Pillow
-and applies the EXIF orientation tag before anything else (``ImageOps.exif_transpose`` gives the same
-pixels), so a phone photo stored sideways comes out upright, and its depth map with it.
-
-- :func:`read_rgb`: uint8 [H,W,3] in RGB order (gray, palette, RGBA... converted to RGB, as
-  ``read_image(path, format="RGB")``).
-- :func:`read_depth`: the map as stored, for :func:`calibnet.runtime.depth.depth_to_u8` to convert:
-  8-bit images give uint8 [H,W] (a gray map saved as RGB gives its first channel, the official mapper's
-  gray-as-RGB reading); 16-bit PNGs give uint16, 32-bit integer images int32, float TIFFs float32; a
-  ``.npy`` file gives its array. Files Pillow cannot decode (e.g. multi-channel float TIFF, EXR where
-  OpenCV has it enabled) are read with OpenCV, unchanged.
-
-A missing or unreadable file is an :class:`~calibnet.runtime.errors.InputError` whose message names the
-file. This module does not import torch.
+Both read a file as the official data mapper does (detectron2's ``read_image``: Pillow, then the EXIF
+orientation, which ``ImageOps.exif_transpose`` applies identically). :func:`read_rgb` gives uint8 [H,W,3] RGB;
+:func:`read_depth` gives the map as stored for :func:`calibnet.runtime.depth.depth_to_u8`: uint8 for 8-bit
+images (the first channel of a gray map saved as RGB), uint16 / int32 / float32 for 16-bit, 32-bit and float
+images, a ``.npy`` file's array, and OpenCV's reading of what Pillow cannot decode (multi-channel float TIFF).
+A missing or unreadable file is an :class:`~calibnet.runtime.errors.InputError` naming it. No torch.
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
-"""Frame sources: where the RGB-D frames of a run come from (one pair, folder pairs, a video).
-
-- :func:`match_pairs`: the (rgb, depth) files of two folders with the same stem (``A.jpg`` <-> ``A.png``),
-  as in the COME15K/DSIS/SIP layout, in sorted stem order;
-- :func:`image_frames`: the frames of a list of such pairs, read by :mod:`calibnet.runtime.readers`;
-- :func:`video_frames`: an RGB video with a depth video (frame by frame) or a folder of depth frames
-  (matched by index in natural sort order, ``2.png`` before ``10.png``);
-- :func:`capture_frames`: an OpenCV capture (device index, URL, video file) with depth from a callable.
-
-Errors (missing file or folder, unreadable video, no pairs) are :class:`~calibnet.runtime.errors.InputError`
-naming the path. This module does not import torch.
+"""Frame sources: where the RGB-D frames of a run come from. :func:`match_pairs` pairs two folders' files by
+stem (``A.jpg`` <-> ``A.png``, the COME15K/DSIS/SIP layout) and :func:`image_frames` reads the pairs;
+:func:`video_frames` reads an RGB video with a depth video (frame by frame) or a folder of depth frames (by
+index in natural order: ``2.png`` before ``10.png``); :func:`capture_frames` reads an OpenCV capture with depth
+from a callable. A missing file or folder, an unreadable video or no pairs: an
+:class:`~calibnet.runtime.errors.InputError` naming the path. No torch.
 """
 
 from __future__ import annotations

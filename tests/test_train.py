@@ -244,7 +244,8 @@ def test_plan_merges_recipe_and_command_line():
     from calibnet.training.plan import resolve_plan
 
     plan = resolve_plan(build_parser().parse_args(["--recipe", "synthetic-r18", "--iters", "300", "--lr", "1e-4"]))
-    assert (plan.iters, plan.steps, plan.lr, plan.batch, plan.synthetic) == (300, (240,), 1e-4, 4, "stream")
-    assert (plan.cfg.solver.max_iter, plan.cfg.solver.steps, plan.cfg.decoder.num_kernels) == (300, (240,), 10)
+    s = plan.cfg.solver
+    assert (s.max_iter, s.steps, s.base_lr, s.ims_per_batch, plan.synthetic) == (300, (240,), 1e-4, 4, "stream")
+    assert plan.cfg.decoder.num_kernels == 10
     data_run = resolve_plan(build_parser().parse_args(["--train-json", "a.json", "--eval-scenes", "5"]))
     assert data_run.eval_scenes == 0 and "--eval-scenes applies to synthetic training" in data_run.notes[0]

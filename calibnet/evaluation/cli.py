@@ -43,13 +43,6 @@ class CliError(Exception):
     """A user error, printed as one line without a traceback."""
 
 
-def _specs(args: argparse.Namespace) -> list[DatasetSpec]:
-    try:
-        return specs_from_args(args)
-    except DatasetError as exc:
-        raise CliError(str(exc)) from None
-
-
 def _open_runtime(path: Path, args: argparse.Namespace) -> Any:
     from ..runtime import BackendUnavailable, Runtime
     from ..runtime.runtime import backend_for
@@ -112,10 +105,7 @@ def _evaluate_model(path: Path, tag: str, specs: list[DatasetSpec], args: argpar
     with _open_runtime(path, args) as runtime:
         backend = getattr(runtime.backend, "name", type(runtime.backend).__name__)
         for spec in specs:
-            try:
-                m = run_eval(runtime, spec, out_dir=out, progress=not args.no_progress, limit=args.limit)
-            except (DatasetError, EvaluationError) as exc:
-                raise CliError(str(exc)) from None
+            m = run_eval(runtime, spec, out_dir=out, progress=not args.no_progress, limit=args.limit)
             rows.append({"model": tag, "model_path": str(path), "backend": backend, "dataset": spec.name, **m})
             print(f"{tag} on {spec.name}: AP {_fmt(m['AP'])}  AP50 {_fmt(m['AP50'])}  AP70 {_fmt(m['AP70'])}  "
                   f"({m['images']} images, {m['ms_per_image']:.1f} ms/img) -> {m['results_json']}", file=sys.stderr)
@@ -124,7 +114,7 @@ def _evaluate_model(path: Path, tag: str, specs: list[DatasetSpec], args: argpar
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate every model on every data set; write results, summary.json, print the table."""
-    specs = _specs(args)
+    specs = specs_from_args(args)
     models = [Path(m) for m in args.models]
     tags = _model_tags(models)
     out = Path(args.out)
@@ -178,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``calibnet-eval``; returns 0, 1 (--max-drop exceeded) or 2 (user error)."""
-    return run_cli("calibnet-eval", build_parser(), run, argv, (CliError,))
+    return run_cli("calibnet-eval", build_parser(), run, argv, (CliError, DatasetError, EvaluationError))
 
 
 if __name__ == "__main__":

@@ -110,9 +110,10 @@ def _make_source(args: argparse.Namespace, plan: TrainPlan, info: Any) -> Any:
     cfg = plan.cfg
     if plan.synthetic == "stream":
         h, w = plan.scene_hw
-        return SyntheticBatches(batch_size=plan.batch, height=h, width=w, short=cfg.input.min_size_train[0],
-                                max_size=cfg.input.max_size_train, seed=scene_seed(TRAIN_SET_SEED + args.seed, 0),
-                                rank=info.rank, world_size=info.world_size)
+        return SyntheticBatches(batch_size=cfg.solver.ims_per_batch, height=h, width=w,
+                                short=cfg.input.min_size_train[0], max_size=cfg.input.max_size_train,
+                                seed=scene_seed(TRAIN_SET_SEED + args.seed, 0), rank=info.rank,
+                                world_size=info.world_size)
     import calibnet.data as data
 
     folder = plan.out / "synthetic_train"
@@ -129,7 +130,7 @@ def _make_source(args: argparse.Namespace, plan: TrainPlan, info: Any) -> Any:
         raise TrainError(str(exc)) from None
 
     def make_loader(start_iter: int) -> Any:
-        return data.build_train_loader(dataset, plan.batch, num_workers=plan.workers,
+        return data.build_train_loader(dataset, cfg.solver.ims_per_batch, num_workers=plan.workers,
                                        distributed=info.distributed, seed=args.seed, start_iter=start_iter)
 
     return LoaderBatches(make_loader)
@@ -172,9 +173,10 @@ def _run(args: argparse.Namespace) -> int:
             raise TrainError(str(exc)) from None
         if main_rank and not args.weights and not args.init_backbone and resume_file is None:
             print("note: training from scratch (no --init-backbone ImageNet weights, no --weights)", file=sys.stderr)
-        solver = SolverOptions(base_lr=plan.lr, weight_decay=plan.weight_decay, steps=plan.steps,
-                               gamma=plan.gamma, warmup_iters=plan.warmup_iters, clip_grad_norm=plan.clip_grad,
-                               amsgrad=cfg.solver.amsgrad, backbone_multiplier=cfg.solver.backbone_multiplier)
+        s = cfg.solver
+        solver = SolverOptions(base_lr=s.base_lr, weight_decay=s.weight_decay, steps=s.steps, gamma=s.gamma,
+                               warmup_iters=plan.warmup_iters, clip_grad_norm=s.clip_gradients, amsgrad=s.amsgrad,
+                               backbone_multiplier=s.backbone_multiplier)
         for note in plan.notes if main_rank else ():
             print(f"note: {note}", file=sys.stderr)
         eval_spec = None
@@ -191,7 +193,7 @@ def _run(args: argparse.Namespace) -> int:
             def eval_fn(m: torch.nn.Module, it: int) -> dict[str, float]:
                 return evaluate_model(m, eval_spec, out / f"eval_{it:07d}", progress=False)
 
-        opts = TrainOptions(max_iter=plan.iters, solver=solver, out_dir=out,
+        opts = TrainOptions(max_iter=s.max_iter, solver=solver, out_dir=out,
                             checkpoint_period=plan.checkpoint_period, amp=not args.no_amp,
                             progress=not args.no_progress,
                             eval_period=args.eval_period if plan.eval_scenes else 0, config=cfg.to_dict())
@@ -203,8 +205,8 @@ def _run(args: argparse.Namespace) -> int:
                 raise TrainError(f"cannot resume from {resume_file}: {exc}") from None
             if main_rank:
                 print(f"resumed from {resume_file} at iteration {start}", file=sys.stderr)
-            if start >= plan.iters:
-                raise TrainError(f"{resume_file} is at iteration {start}, not below --iters {plan.iters}")
+            if start >= s.max_iter:
+                raise TrainError(f"{resume_file} is at iteration {start}, not below --iters {s.max_iter}")
         if main_rank:
             out.mkdir(parents=True, exist_ok=True)
             header = f"written by calibnet-train ({args.recipe or 'custom'}); pass to --config of calibnet tools"

@@ -27,17 +27,10 @@ class TrainError(ValueError):
 class TrainPlan:
     """One training run: the config to train, the data, the schedule, the output and the evaluation."""
 
-    cfg: CalibNetConfig  # solver fields = the schedule below (what config.yaml records)
+    cfg: CalibNetConfig  # cfg.solver is the schedule (iterations, images per step and process, rate, steps...)
     out: Path
     synthetic: str | None  # "stream", a number of scenes to write, or None (a data set from the options)
-    iters: int
-    batch: int  # images per step and process
-    lr: float
-    weight_decay: float
-    steps: tuple[int, ...]  # iterations where the rate drops by gamma
-    gamma: float
     warmup_iters: int
-    clip_grad: float  # global gradient-norm clip (0: off)
     workers: int  # DataLoader workers
     checkpoint_period: int  # 0: only the final checkpoint
     eval_scenes: int  # held-out synthetic scenes evaluated at the end (synthetic runs only)
@@ -107,19 +100,17 @@ def resolve_plan(args: argparse.Namespace) -> TrainPlan:
         raise TrainError(f"--{'iters' if iters <= 0 else 'batch'} must be positive")
     if lr <= 0:
         raise TrainError("--lr must be positive")
-    weight_decay, gamma = _pick(args.weight_decay, s.weight_decay), _pick(args.gamma, s.gamma)
-    clip = _pick(args.clip_grad, s.clip_gradients)
     trained = cfg.replace(**{"solver.max_iter": iters, "solver.ims_per_batch": batch, "solver.base_lr": lr,
-                             "solver.steps": steps, "solver.gamma": gamma, "solver.weight_decay": weight_decay,
-                             "solver.clip_gradients": clip})
+                             "solver.steps": steps, "solver.gamma": _pick(args.gamma, s.gamma),
+                             "solver.weight_decay": _pick(args.weight_decay, s.weight_decay),
+                             "solver.clip_gradients": _pick(args.clip_grad, s.clip_gradients)})
     eval_scenes, notes = _pick(args.eval_scenes, recipe.eval_scenes if recipe else 0), ()
     if eval_scenes and synthetic is None:
         eval_scenes, notes = 0, ("--eval-scenes applies to synthetic training; evaluate on your data set with "
                                  "calibnet-eval OUT/model_final.pth --config OUT/config.yaml --dataset ...",)
     return TrainPlan(
         cfg=trained, out=Path(args.out or (recipe.out if recipe else "out/train")), synthetic=synthetic,
-        iters=iters, batch=batch, lr=lr, weight_decay=weight_decay, steps=steps, gamma=gamma,
-        warmup_iters=_pick(args.warmup_iters, recipe.warmup_iters if recipe else 1000), clip_grad=clip,
+        warmup_iters=_pick(args.warmup_iters, recipe.warmup_iters if recipe else 1000),
         workers=_pick(args.workers, cfg.num_workers), checkpoint_period=_pick(args.checkpoint_period,
                                                                              s.checkpoint_period),
         eval_scenes=eval_scenes, eval_seed=recipe.eval_seed if recipe else 0,
