@@ -47,7 +47,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
-__all__ = ["MacCount", "count_macs", "count_model_macs", "fvcore_macs", "MSDA_SAMPLING_OP"]
+__all__ = ["MacCount", "count_macs", "count_model_macs", "MSDA_SAMPLING_OP"]
 
 #: operator key of deformable-attention sampling (bilinear grid sampling; part of the fvcore total)
 MSDA_SAMPLING_OP = "grid_sampler"
@@ -285,8 +285,3 @@ def count_model_macs(model: nn.Module, height: int, width: int, batch: int = 1, 
         return count_macs(model, (rgb, depth), shape_only=shape_only)
     finally:
         model.train(was_training)
-
-
-def fvcore_macs(model: nn.Module, height: int, width: int) -> float:
-    """fvcore-convention GMACs of ``model`` at ``height`` x ``width`` (shortcut)."""
-    return count_model_macs(model, height, width).gmacs

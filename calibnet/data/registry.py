@@ -186,7 +186,7 @@ def dataset_spec_from_json(json_file: str | Path, image_root: str | Path | None 
         missing = {"json_file", "image_root", "depth_root"} - set(fields)
         if missing:
             raise DatasetError(f"{path}: data-set spec without {', '.join(sorted(missing))}")
-        spec = DatasetSpec(**{"name": name or path.stem, **fields})
+        spec = DatasetSpec(**{"name": path.stem, **fields, **({"name": name} if name else {})})
     elif isinstance(raw, dict) and "images" in raw:
         image = Path(image_root) if image_root is not None else path.parent / "RGB"
         depth = Path(depth_root) if depth_root is not None else default_depth_root(image)

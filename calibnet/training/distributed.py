@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "barrier", "cleanup", "get_rank", "get_world_size", "init_from_env", "is_main_process"]
+__all__ = ["DistInfo", "barrier", "cleanup", "get_rank", "get_world_size", "init_from_env"]
 
 
 @dataclass
@@ -34,11 +34,6 @@ def get_rank() -> int:
 def get_world_size() -> int:
     """World size of the default process group (1 without one)."""
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def is_main_process() -> bool:
-    """True on rank 0 (and without a process group)."""
-    return get_rank() == 0
 
 
 def barrier() -> None:
