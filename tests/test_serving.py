@@ -48,6 +48,17 @@ def _need(module: str, why: str):
     return pytest.importorskip(module, reason=f"{module} is not installed ({why}; ./run installs it)")
 
 
+def _need_stub_env() -> None:
+    """The Python-backend stub's environment (calibnet.serving.stub_env: made once with pip, numpy<2)."""
+    from calibnet.serving.stub_env import stub_python_env
+
+    try:
+        stub_python_env()
+    except (subprocess.CalledProcessError, OSError) as exc:
+        pytest.skip(f"cannot make the Triton Python-backend stub's environment (pip install numpy<2 into "
+                    f"~/.cache/calibnet): {exc}")
+
+
 # ---------------------------------------------------------------- protocol (fast)
 
 
@@ -188,6 +199,7 @@ def test_calibnet_serve_under_concurrent_http_and_grpc_clients(tiny):
     from calibnet.serving.client import CalibnetClient, ServingError
     from calibnet.serving.loadgen import run_load
 
+    _need_stub_env()
     path, frames = tiny
     http, grpc, metrics = _free_ports(3)
     proc = subprocess.Popen([sys.executable, "-m", "calibnet.serving.server", str(path), "--port", str(http),
@@ -247,6 +259,7 @@ def test_triton_repo_python_variant_runs_in_the_bundled_tritonserver(tiny, tmp_p
     from calibnet.serving.triton_local import start_tritonserver
     from calibnet.serving.triton_repo import RepoError, validate_triton_repo, write_triton_repo
 
+    _need_stub_env()
     path, frames = tiny
     # the ONNX Runtime and TensorRT variants: validated offline (config.pbtxt parsed, IO against the ONNX file)
     ort_repo = write_triton_repo(path, tmp_path / "repo_ort", variant="onnxruntime")
