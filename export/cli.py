@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triton-variant", choices=("onnxruntime", "tensorrt", "python"),
                    help="network on ONNX Runtime or a TensorRT plan (+ Python-backend pre/post), or the whole "
                         "runtime in the Python backend (default: onnxruntime, tensorrt for --flavor tensorrt)")
+    from .openvino_int8 import add_cli_arguments
+
+    add_cli_arguments(p)
     return p
 
 
@@ -79,11 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.fp16 and not args.engine:
         print("calibnet-export: error: --fp16 needs --engine OUT", file=sys.stderr)
         return 2
+    from .openvino_int8 import cli_argument_errors
+
+    if (int8_error := cli_argument_errors(args)) is not None:
+        print(f"calibnet-export: error: {int8_error}", file=sys.stderr)
+        return 2
     from tqdm import tqdm
 
     stages = ["model", "export", *(["verify"] if args.verify else []),
               *(["fp16 check"] if args.check_fp16 is not None else []), *(["engine"] if args.engine else []),
-              *(["triton repo"] if args.triton_repo else [])]
+              *(["triton repo"] if args.triton_repo else []), *(["int8"] if args.int8 else [])]
     bar = tqdm(total=len(stages), desc="calibnet-export", unit="stage", file=sys.stderr,
                bar_format="{desc}: {n}/{total} stages {bar} [{elapsed}] {postfix}")
     try:
@@ -152,6 +160,12 @@ def _run(args: argparse.Namespace, bar) -> int:  # type: ignore[no-untyped-def]
     if args.triton_repo:
         stage("triton repo")
         status = _triton_repo(args, path, bar.write) or status
+        bar.update()
+    if args.int8:
+        stage("int8")
+        from .openvino_int8 import run_cli
+
+        status = run_cli(args, path, bar.write) or status
         bar.update()
     return status
 

@@ -1,0 +1,333 @@
+"""INT8 post-training quantization of an exported CalibNet model for OpenVINO (NNCF), guarded by the comparator.
+
+``quantize_int8(onnx, "m_int8.xml", frames)``: NNCF's PTQ (min-max statistics on calibration frames, fast bias
+correction) over the FP32 graph with the groups of :data:`KEEP_FLOAT_GROUPS` named in ``keep_float`` left out
+of quantization (NNCF ``IgnoredScope``), then the INT8 model is compared with the FP32 model on held-out frames
+by :func:`calibnet.runtime.compare.compare_outputs` (``precision="int8"``). Below the threshold it is
+refused (:class:`QuantizationRefused`, whose message names the groups still quantized that can be kept in
+float) unless ``force=True``, which writes it marked ``forced`` in its metadata.
+
+The written IR carries calibnet's metadata in ``rt_info`` (``precision="int8"`` and ``extra["int8"]``: the
+groups kept in float and their NNCF scope, the calibration frames, the comparison report, versions,
+``forced``); see :mod:`calibnet.runtime.backends.openvino`.
+
+Calibration frames are read and pre-processed by the runtime's own code: RGB/depth pairs of a folder
+(:func:`calibnet.runtime.sources.match_pairs`, the runtime's readers and ``Runtime.prepare``), or synthetic
+scenes (:func:`calibnet.data.synthetic.make_scene`). No torch is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calibnet.runtime.backends.openvino import OpenVinoBackend, write_ir_metadata
+from calibnet.runtime.contract import ModelMetadata
+from calibnet.runtime.feeds import stack_frames
+
+__all__ = ["KEEP_FLOAT_GROUPS", "DEFAULT_KEEP_FLOAT", "QuantizationRefused", "Int8Result", "quantize_int8",
+           "ignored_scope_spec", "synthetic_calibration_feeds", "folder_calibration_feeds", "compare_precision",
+           "parse_keep_float"]
+
+#: parts of the CalibNet graph that can be kept out of INT8 quantization, as NNCF ignored-scope entries over
+#: OpenVINO node names (which follow the PyTorch module path of the ONNX export) and OpenVINO op types
+KEEP_FLOAT_GROUPS: dict[str, dict[str, Any]] = {
+    "msda": {"patterns": [r".*/self_attn/.*"],
+             "what": "multi-scale deformable attention: value/offset/weight/output projections, sampling "
+                     "arithmetic, GridSample"},
+    "softmax_layernorm": {"types": ["Softmax", "MVN"],
+                          "what": "softmax and the normalizations (LayerNorm, GroupNorm: OpenVINO MVN)"},
+    "encoder_ffn": {"patterns": [r".*/trans_encoder/.*/linear[12]/.*"],
+                    "what": "the transformer encoders' feed-forward layers"},
+    "kernel_branch": {"patterns": [r".*/model/decoder/.*"],
+                      "what": "the kernel branch (DSA, instance-aware kernels, scores, objectness, mask product)"},
+    "mask_branch": {"patterns": [r".*/fusion_decoder/.*"], "what": "the mask branch (WSF modules, projection)"},
+}
+#: the split this module uses unless told otherwise (chosen by measurement: see the README / issue-12 note)
+DEFAULT_KEEP_FLOAT: tuple[str, ...] = ("msda", "softmax_layernorm", "kernel_branch")
+
+
+class QuantizationRefused(RuntimeError):
+    """The INT8 model disagrees with FP32 beyond the comparator's limits; the message says what to keep in float."""
+
+    def __init__(self, message: str, report: Any) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class Int8Result:
+    """What :func:`quantize_int8` wrote and measured."""
+
+    path: Path
+    keep_float: tuple[str, ...]
+    report: Any  # calibnet.runtime.compare.ComparisonReport
+    forced: bool
+    calibration: dict[str, Any]
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        """Whether the INT8 model passed the comparison with FP32."""
+        return bool(self.report.passed)
+
+
+def parse_keep_float(text: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Group names from ``"msda,kernel_branch"`` (``"none"`` or empty: nothing kept in float); unknown names are
+    a ``ValueError`` listing the groups."""
+    if text is None:
+        return DEFAULT_KEEP_FLOAT
+    items = [t.strip() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
+    if items in (["none"], []):
+        return ()
+    unknown = [t for t in items if t not in KEEP_FLOAT_GROUPS]
+    if unknown:
+        raise ValueError(f"unknown keep-float group(s) {', '.join(unknown)}: choose from "
+                         f"{', '.join(KEEP_FLOAT_GROUPS)} (or none)")
+    return tuple(dict.fromkeys(items))
+
+
+def ignored_scope_spec(keep_float: Sequence[str]) -> dict[str, list[str]]:
+    """``{"patterns": [...], "types": [...]}`` of NNCF's IgnoredScope for these groups."""
+    patterns: list[str] = []
+    types: list[str] = []
+    for name in keep_float:
+        group = KEEP_FLOAT_GROUPS[name]
+        patterns += [p for p in group.get("patterns", []) if p not in patterns]
+        types += [t for t in group.get("types", []) if t not in types]
+    return {"patterns": patterns, "types": types}
+
+
+def _static_batch(metadata: ModelMetadata) -> int:
+    return max(1, int(metadata.batch)) if not metadata.dynamic_batch else 1
+
+
+def synthetic_calibration_feeds(runtime: Any, count: int, seed: int = 1000) -> list[dict[str, np.ndarray]]:
+    """Graph feeds of ``count`` synthetic RGB-D scenes (seeds ``seed``..), resized and padded by
+    ``runtime.prepare`` (scenes 1.5x the network size, as calibnet-bench's frame)."""
+    from calibnet.data.synthetic import make_scene
+
+    m = runtime.metadata
+    h, w = round(m.height * 1.5), round(m.width * 1.5)
+    out = []
+    for i in range(count):
+        s = make_scene(seed=seed + i, height=h, width=w)
+        out.append(stack_frames([runtime.prepare(s.rgb, s.depth)] * _static_batch(m)))
+    return out
+
+
+def folder_calibration_feeds(runtime: Any, folder: str | Path, limit: int | None = None) -> list[dict[str, np.ndarray]]:
+    """Graph feeds of the RGB/depth pairs of ``folder`` (``RGB/`` + ``depth/`` beside each other, pairs by file
+    stem; or ``folder`` itself holding ``rgb``/``depth`` subfolders of another case), read by the runtime's
+    readers and pre-processed by ``runtime.prepare``."""
+    from calibnet.runtime.errors import InputError
+    from calibnet.runtime.sources import image_frames, match_pairs
+
+    folder = Path(folder)
+    subs = {p.name.lower(): p for p in folder.iterdir()} if folder.is_dir() else {}
+    if "rgb" not in subs or "depth" not in subs:
+        raise InputError(f"--calib-dir {folder}: expected RGB/ and depth/ subfolders (pairs by file stem)")
+    pairs = match_pairs(subs["rgb"], subs["depth"])[: limit or None]
+    batch = _static_batch(runtime.metadata)
+    return [stack_frames([runtime.prepare(f.rgb, f.depth)] * batch) for f in image_frames(pairs)]
+
+
+def compare_precision(reference: Any, candidate: Any, feeds: Sequence[dict[str, np.ndarray]], metadata: ModelMetadata,
+                      precision: str, min_mask_agreement: float | None = None) -> Any:
+    """One comparator report over several frames: the outputs of ``reference`` and ``candidate`` (backends) on
+    each feed, concatenated along the batch axis, compared by :func:`calibnet.runtime.compare.compare_outputs`."""
+    from calibnet.runtime.compare import compare_outputs
+
+    refs = [reference.run(f) for f in feeds]
+    cands = [candidate.run(f) for f in feeds]
+    ref = {k: np.concatenate([r[k] for r in refs]) for k in refs[0]}
+    cand = {k: np.concatenate([c[k] for c in cands]) for k in refs[0] if k in cands[0]}
+    return compare_outputs(ref, cand, metadata, precision=precision, min_mask_agreement=min_mask_agreement)
+
+
+def _versions() -> dict[str, str]:
+    import nncf
+    import openvino as ov
+
+    return {"openvino": ov.__version__.split("-")[0], "nncf": nncf.__version__}
+
+
+def _refusal(report: Any, keep_float: Sequence[str]) -> str:
+    failed = [f"{c.name} {c.metric} {c.value:.4g} (limit {c.limit:.4g})" for c in report.checks() if not c.passed]
+    rest = [g for g in KEEP_FLOAT_GROUPS if g not in keep_float]
+    hint = (f"keep more in float: --int8-keep-float {','.join([*keep_float, rest[0]])} (groups still quantized: "
+            f"{', '.join(rest)})" if rest else "every group is already kept in float: use more/better calibration "
+            "frames or stay with bf16/f32")
+    return (f"the INT8 model disagrees with FP32 ({'; '.join(failed)}); kept in float: "
+            f"{', '.join(keep_float) or 'nothing'}. Not written: {hint}, or pass --force to write it anyway "
+            "(marked forced in its metadata)")
+
+
+def quantize_int8(model_path: str | Path, out_xml: str | Path, calibration: Sequence[dict[str, np.ndarray]],
+                  check_feeds: Sequence[dict[str, np.ndarray]] | None = None,
+                  keep_float: Sequence[str] = DEFAULT_KEEP_FLOAT, preset: str = "mixed", transformer: bool = False,
+                  force: bool = False, min_mask_agreement: float | None = None, threads: int = 0,
+                  calibration_source: str = "") -> Int8Result:
+    """Quantize the FP32 model at ``model_path`` (ONNX or IR) to an INT8 OpenVINO IR at ``out_xml``.
+
+    ``calibration``: graph feeds (see :func:`synthetic_calibration_feeds`); ``check_feeds``: frames for the
+    comparison with FP32 (default: the calibration frames); ``keep_float``: groups of
+    :data:`KEEP_FLOAT_GROUPS`; ``preset``: NNCF ``mixed`` (symmetric weights, asymmetric activations) or
+    ``performance``; ``transformer``: NNCF ``model_type=TRANSFORMER``. Raises :class:`QuantizationRefused`
+    (nothing written) when the comparison fails and ``force`` is false."""
+    import nncf
+    import openvino as ov
+
+    nncf.set_log_level(logging.ERROR)
+    if not calibration:
+        raise ValueError("no calibration frames")
+    keep_float = tuple(keep_float)
+    t0 = time.perf_counter()
+    out_xml = Path(out_xml)
+    reference = OpenVinoBackend(model_path, precision="f32", threads=threads, cache_dir="")
+    metadata = reference.metadata
+    model = ov.Core().read_model(str(model_path))
+    scope = ignored_scope_spec(keep_float)
+    presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
+    if preset not in presets:
+        raise ValueError(f"unknown NNCF preset {preset!r}: mixed or performance")
+    quantized = nncf.quantize(model, nncf.Dataset(list(calibration)), preset=presets[preset],
+                              subset_size=len(calibration), fast_bias_correction=True,
+                              model_type=nncf.ModelType.TRANSFORMER if transformer else None,
+                              ignored_scope=nncf.IgnoredScope(patterns=scope["patterns"], types=scope["types"],
+                                                              validate=False))
+    info: dict[str, Any] = {
+        "keep_float": list(keep_float), "ignored_scope": scope,
+        "kept_in_float": {g: KEEP_FLOAT_GROUPS[g]["what"] for g in keep_float},
+        "calibration": {"frames": len(calibration), "source": calibration_source, "preset": preset,
+                        "model_type": "transformer" if transformer else "default", "fast_bias_correction": True},
+        **_versions()}
+    meta = ModelMetadata.from_dict(metadata.to_dict())
+    meta.precision = "int8"
+    out_xml.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(extra: dict[str, Any]) -> None:
+        meta.extra = {**metadata.extra, "int8": {**info, **extra}}
+        write_ir_metadata(quantized, meta)
+        ov.save_model(quantized, str(out_xml), compress_to_fp16=False)
+
+    save({"comparison": None, "forced": False})  # provisional: the comparison runs the written IR
+    try:
+        candidate = OpenVinoBackend(out_xml, precision="int8", threads=threads, cache_dir="")
+        report = compare_precision(reference, candidate, check_feeds or calibration, metadata, "int8",
+                                   min_mask_agreement)
+        candidate.close()
+    except BaseException:
+        _remove_ir(out_xml)
+        raise
+    finally:
+        reference.close()
+    if not report.passed and not force:
+        _remove_ir(out_xml)
+        raise QuantizationRefused(_refusal(report, keep_float), report)
+    forced = bool(force and not report.passed)
+    save({"comparison": report.to_json(), "forced": forced})
+    return Int8Result(out_xml, keep_float, report, forced, info["calibration"], time.perf_counter() - t0)
+
+
+def _remove_ir(xml: Path) -> None:
+    for p in (xml, xml.with_suffix(".bin")):
+        p.unlink(missing_ok=True)
+
+
+def add_cli_arguments(parser: Any) -> None:
+    """The ``--int8`` options of ``calibnet-export`` (an argparse parser)."""
+    g = parser.add_argument_group("OpenVINO INT8 (NNCF post-training quantization, guarded by the comparator)")
+    g.add_argument("--int8", metavar="OUT.xml", help="also write an INT8 OpenVINO IR here (needs calibnet[openvino])")
+    g.add_argument("--calib-dir", metavar="DIR", help="calibration RGB-D pairs: DIR/RGB and DIR/depth, pairs by file "
+                   "stem, read and pre-processed by the runtime")
+    g.add_argument("--calib-synthetic", type=int, metavar="N", help="calibrate on N synthetic scenes (default 16 "
+                   "when no --calib-dir)")
+    g.add_argument("--calib-limit", type=int, default=300, help="at most this many --calib-dir pairs (300)")
+    g.add_argument("--int8-keep-float", default=None, metavar="GROUPS",
+                   help=f"groups kept in float, comma-separated, or none: {', '.join(KEEP_FLOAT_GROUPS)} "
+                        f"(default {','.join(DEFAULT_KEEP_FLOAT)})")
+    g.add_argument("--int8-preset", choices=("mixed", "performance"), default="mixed", help="NNCF preset (mixed)")
+    g.add_argument("--int8-transformer", action="store_true", help="NNCF model_type=TRANSFORMER")
+    g.add_argument("--int8-check-frames", type=int, default=4,
+                   help="held-out frames for the comparison with FP32 (4)")
+    g.add_argument("--force", action="store_true", help="write the INT8 IR even if it fails the comparison "
+                   "(marked forced in its metadata)")
+
+
+def cli_argument_errors(args: Any) -> str | None:
+    """A one-line usage error of the ``--int8`` options, or None."""
+    if not args.int8:
+        if args.calib_dir or args.calib_synthetic or args.int8_keep_float or args.force:
+            return "--calib-dir/--calib-synthetic/--int8-keep-float/--force need --int8 OUT.xml"
+        return None
+    if Path(args.int8).suffix.lower() != ".xml":
+        return f"--int8 writes an OpenVINO IR: give a .xml path, got {args.int8}"
+    if args.calib_dir and args.calib_synthetic:
+        return "--calib-dir and --calib-synthetic are exclusive"
+    if args.calib_synthetic is not None and args.calib_synthetic < 1:
+        return "--calib-synthetic must be >= 1"
+    try:
+        parse_keep_float(args.int8_keep_float)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def run_cli(args: Any, model_path: Path, write: Any = print) -> int:
+    """The ``--int8`` stage of ``calibnet-export`` for the written ``model_path``: 0 written, 1 refused by the
+    comparison, 2 bad calibration input, 3 OpenVINO/NNCF missing."""
+    import sys
+
+    from calibnet.runtime import Runtime
+    from calibnet.runtime.backends.base import BackendUnavailable
+    from calibnet.runtime.errors import InputError
+
+    try:
+        import nncf  # noqa: F401
+    except ImportError:
+        print('calibnet-export: --int8 needs NNCF and OpenVINO: pip install "calibnet[openvino]"', file=sys.stderr)
+        return 3
+    try:
+        rt = Runtime.open(model_path, backend="openvino", precision="f32", cache_dir="")
+    except BackendUnavailable as exc:
+        print(f"calibnet-export: --int8: {exc}", file=sys.stderr)
+        return 3
+    check_n = max(1, args.int8_check_frames)
+    try:
+        if args.calib_dir:
+            feeds = folder_calibration_feeds(rt, args.calib_dir, args.calib_limit + check_n)
+            if len(feeds) > 2 * check_n:
+                calib, check = feeds[:-check_n], feeds[-check_n:]
+                source = f"{len(calib)} RGB-D pairs of {args.calib_dir} (+{check_n} held out for the check)"
+            else:
+                calib, check = feeds, synthetic_calibration_feeds(rt, check_n, seed=9000)
+                source = f"{len(calib)} RGB-D pairs of {args.calib_dir}"
+        else:
+            n = args.calib_synthetic or 16
+            calib = synthetic_calibration_feeds(rt, n)
+            check = synthetic_calibration_feeds(rt, check_n, seed=9000)
+            source = f"{n} synthetic scenes (calibnet.data.synthetic, seeds 1000..{999 + n})"
+    except (InputError, OSError) as exc:
+        print(f"calibnet-export: --int8: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        rt.close()
+    keep = parse_keep_float(args.int8_keep_float)
+    try:
+        res = quantize_int8(model_path, args.int8, calib, check, keep_float=keep, preset=args.int8_preset,
+                            transformer=args.int8_transformer, force=args.force, calibration_source=source)
+    except QuantizationRefused as exc:
+        write(exc.report.table())
+        print(f"calibnet-export: INT8 refused: {exc}", file=sys.stderr)
+        return 1
+    write(res.report.table())
+    write(f"wrote INT8 IR {res.path} (+ .bin; kept in float: {', '.join(res.keep_float) or 'nothing'}; calibration: "
+          f"{source}; {res.seconds:.0f} s){' FORCED: it failed the comparison with FP32' if res.forced else ''}")
+    return 0
