@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +22,28 @@ BLOCK_TORCH = (
     "            raise ImportError('torch is blocked for this test')\n"
     "sys.meta_path.insert(0, _Block())\n"
 )
+
+
+def run_without_torch(code: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run python ``code`` in a fresh interpreter where ``import torch`` fails (``sys`` is imported)."""
+    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + code], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout)
+
+
+def predict_without_torch(model: Path, hw: tuple[int, int], open_args: str = "",
+                          then: str = "") -> subprocess.CompletedProcess:
+    """``Runtime.open(model<open_args>).predict`` on a random uint8 frame of size ``hw`` without torch; the code
+    asserts that torch stayed out and that the masks have the frame's size, then runs ``then`` (``rt``, ``p``)."""
+    h, w = hw
+    return run_without_torch(
+        "import numpy as np\n"
+        "from calibnet.runtime import Runtime\n"
+        f"rt = Runtime.open({str(model)!r}{open_args})\n"
+        "g = np.random.default_rng(0)\n"
+        f"rgb = (g.random(({h}, {w}, 3)) * 255).astype(np.uint8)\n"
+        f"depth = (g.random(({h}, {w})) * 255).astype(np.uint8)\n"
+        "p = rt.predict(rgb, depth)\n"
+        f"assert 'torch' not in sys.modules and p.masks.shape[1:] == ({h}, {w})\n" + then)
 
 
 def shared_official_dir() -> Path | None:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BLOCK_TORCH
+from conftest import run_without_torch
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -180,7 +178,6 @@ def test_evaluation_and_data_need_no_torch(tmp_path):
         "assert 'torch' not in sys.modules\n"
         "print('ok', len(load_records(spec)))\n"
     )
-    res = subprocess.run([sys.executable, "-c", BLOCK_TORCH + code], capture_output=True, text=True, cwd=tmp_path,
-                         timeout=300)
+    res = run_without_torch(code, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "ok 2" in res.stdout

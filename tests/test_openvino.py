@@ -5,15 +5,12 @@ The model is a tiny R18 (1-layer encoders, 10 kernels) exported at 128x192, so t
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
+from conftest import predict_without_torch
 
 ov = pytest.importorskip("openvino")
 
-from conftest import BLOCK_TORCH  # noqa: E402
 
 from calibnet.runtime import Runtime  # noqa: E402
 from calibnet.runtime.backends.base import BackendUnavailable  # noqa: E402
@@ -122,16 +119,7 @@ def test_openvino_f32_gives_the_onnxruntime_prediction(tiny_onnx, tiny_ir, tmp_p
 
 
 def test_openvino_backend_imports_no_torch(tiny_ir):
-    code = BLOCK_TORCH + (
-        "import numpy as np\n"
-        "from calibnet.runtime import Runtime\n"
-        f"rt = Runtime.open({str(tiny_ir)!r}, precision='auto', cache_dir='')\n"
-        "g = np.random.default_rng(0)\n"
-        "rgb, depth = (g.random((100, 150, 3)) * 255).astype(np.uint8), (g.random((100, 150)) * 255).astype(np.uint8)\n"
-        "p = rt.predict(rgb, depth)\n"
-        "assert 'torch' not in sys.modules and p.masks.shape[1:] == (100, 150)\n"
-        "print('ok', rt.backend.precision)\n"
-    )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    res = predict_without_torch(tiny_ir, (100, 150), ", precision='auto', cache_dir=''",
+                                "print('ok', rt.backend.precision)\n")
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("ok")

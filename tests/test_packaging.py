@@ -8,14 +8,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import BLOCK_TORCH
+from conftest import run_without_torch
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def run_without_torch(code: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + code], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
 
 
 def test_import_calibnet_and_runtime_without_torch(tmp_path):

@@ -3,12 +3,9 @@ pipeline (ref_B e2e_*), and clear errors for bad frames."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
-from conftest import BLOCK_TORCH
+from conftest import predict_without_torch
 
 from calibnet.runtime import InputError, InputWarning, Runtime
 from calibnet.runtime.postprocess import decode_masks, select_instances
@@ -122,17 +119,7 @@ def test_full_predict_without_torch(r18, tmp_path):
     from calibnet.export import export_onnx
 
     path = export_onnx(r18, tmp_path / "r18.onnx", height=320, width=480)
-    code = BLOCK_TORCH + (
-        "import numpy as np\n"
-        "from calibnet.runtime import Runtime\n"
-        f"rt = Runtime.open({str(path)!r})\n"
-        "g = np.random.default_rng(0)\n"
-        "rgb = (g.random((240, 360, 3)) * 255).astype(np.uint8)\n"
-        "p = rt.predict(rgb, (g.random((240, 360)) * 255).astype(np.uint8))\n"
-        "assert p.masks.shape[1:] == (240, 360) and 'torch' not in sys.modules\n"
-        "print('ok', len(p))\n"
-    )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    res = predict_without_torch(path, (240, 360), then="print('ok', len(p))\n")
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("ok")
 

@@ -100,14 +100,13 @@ def test_requests_are_decoded_or_refused_with_a_reason():
 
 
 def test_serving_modules_import_without_torch():
-    from conftest import BLOCK_TORCH
+    from conftest import run_without_torch
 
-    code = BLOCK_TORCH + (
+    res = run_without_torch(
         "import calibnet.serving as s\n"
         "from calibnet.serving import client, loadgen, protocol, server, stub_env, triton_python, triton_repo\n"
         "assert callable(s.write_triton_repo) and 'torch' not in sys.modules\n"
-        "print('ok')\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        "print('ok')\n", timeout=120)
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr
 
 
