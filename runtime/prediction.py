@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Prediction", "masks_to_boxes"]
+__all__ = ["Prediction", "mask_to_rle", "masks_to_boxes"]
 
 
 def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
@@ -55,15 +55,8 @@ class Prediction:
         return out
 
     def rle(self) -> list[dict[str, Any]]:
-        """COCO run-length encodings of the masks (pycocotools), counts as str."""
-        from pycocotools import mask as mask_utils  # type: ignore[import-untyped]
-
-        out = []
-        for m in self.masks:
-            r = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-            r["counts"] = r["counts"].decode("ascii")
-            out.append(r)
-        return out
+        """COCO run-length encodings of the masks (:func:`mask_to_rle`)."""
+        return [mask_to_rle(m) for m in self.masks]
 
     def coco_results(self, image_id: int, category_id: int = 1) -> list[dict[str, Any]]:
         """COCO results entries (segmentation RLE, score, category, image id; ``track_id`` when tracked)."""
@@ -75,3 +68,11 @@ class Prediction:
             for entry, tid in zip(out, self.track_ids):
                 entry["track_id"] = int(tid)
         return out
+
+
+def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
+    """Compressed COCO RLE (pycocotools) of a bool [H,W] mask: ``{"size": [H, W], "counts": str}``."""
+    from pycocotools import mask as mask_utils  # type: ignore[import-untyped]
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}

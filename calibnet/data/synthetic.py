@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..runtime.prediction import mask_to_rle
 from .registry import DatasetSpec
 
 __all__ = ["SYNTHETIC_JSON", "Scene", "make_scene", "mask_to_polygons", "mask_to_rle", "scene_seed",
@@ -83,14 +84,6 @@ def scene_seed(seed: int, index: int) -> int:
     """Seed of scene ``index`` of a data set written with ``seed`` (sets with different seeds are
     disjoint for up to 1,000,000 images each)."""
     return int(seed) * 1_000_000 + int(index)
-
-
-def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
-    """Compressed COCO RLE of a bool [H,W] mask, counts as str."""
-    from pycocotools import mask as mask_utils  # type: ignore[import-untyped]
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
 def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
