@@ -55,10 +55,6 @@ def _config(name: str, height: int, width: int) -> tuple[Any, str]:
     return cfg, note
 
 
-def _default_frame(height: int, width: int) -> tuple[int, int]:
-    return round(height * 1.5), round(width * 1.5)
-
-
 def _progress(quiet: bool):  # type: ignore[no-untyped-def]
     if quiet:
         return None
@@ -117,7 +113,7 @@ def run_benchmark(args: argparse.Namespace, backends: list[str]) -> dict[str, An
     load_start = _loadavg()
     torch.set_num_threads(args.threads)
     cfg, resize_note = _config(args.config, args.height, args.width)
-    frame_hw = args.frame or _default_frame(args.height, args.width)
+    frame_hw = args.frame or (round(args.height * 1.5), round(args.width * 1.5))  # resizes to the network size
     resized, padded = padded_network_size(*frame_hw, cfg.input.min_size_test, cfg.input.max_size_test,
                                           cfg.input.size_divisibility)
     if resized[0] > args.height or resized[1] > args.width:

@@ -1,15 +1,7 @@
-"""The data-set options every calibnet CLI shares: ``--dataset NAME... [--data-root DIR]`` or
-``--json GT.json [--image-root DIR] [--depth-root DIR]``, declared once and resolved once.
-
-Use::
-
-    parser = argparse.ArgumentParser(...)
-    add_dataset_arguments(parser)                 # or (group, json_flags=("--train-json",), several=False)
-    args = parser.parse_args()
-    specs = specs_from_args(args)                 # list[DatasetSpec]; DatasetError for a user error
-
-The depth folder and the JSON -> :class:`~calibnet.data.DatasetSpec` rules are those of
-:mod:`calibnet.data.registry` (:func:`~calibnet.data.registry.dataset_spec_from_json`). No torch.
+"""The data-set options every calibnet CLI shares, declared once (:func:`add_dataset_arguments`: ``--dataset
+NAME... [--data-root DIR]`` or ``--json GT.json [--image-root DIR] [--depth-root DIR]``) and resolved once
+(:func:`specs_from_args` -> checked :class:`~calibnet.data.DatasetSpec` list, by the rules of
+:mod:`calibnet.data.registry`). No torch.
 """
 
 from __future__ import annotations
