@@ -23,7 +23,7 @@ import numpy as np
 __all__ = ["KNOWN_BACKENDS", "PreparedBackend", "ort_session_options", "prepare_backend", "PASSED",
            "VALIDATION_FAILED"]
 
-KNOWN_BACKENDS = ("torch", "onnxruntime", "tensorrt")
+KNOWN_BACKENDS = ("torch", "onnxruntime", "tensorrt", "openvino-f32", "openvino-bf16", "openvino-int8")
 PASSED = "passed"
 VALIDATION_FAILED = "exported but validation failed"
 
@@ -87,8 +87,10 @@ def _short(exc: BaseException) -> str:
 
 
 def prepare_backend(name: str, model: Any, workdir: Path, height: int, width: int, batch: int, threads: int,
-                    rgb: np.ndarray, depth: np.ndarray, weights: str | None = None) -> PreparedBackend:
-    """Export/build/open backend ``name`` for ``model`` at ``height`` x ``width`` and validate it."""
+                    rgb: np.ndarray, depth: np.ndarray, weights: str | None = None,
+                    options: dict[str, Any] | None = None) -> PreparedBackend:
+    """Export/build/open backend ``name`` for ``model`` at ``height`` x ``width`` and validate it (``options``:
+    backend-specific settings, e.g. ``int8_model``/``calib_frames`` of the OpenVINO rows)."""
     from calibnet.runtime import Runtime
 
     if name == "torch":
@@ -103,6 +105,11 @@ def prepare_backend(name: str, model: Any, workdir: Path, height: int, width: in
         return _prepare_onnxruntime(model, workdir, height, width, batch, threads, rgb, depth, reference)
     if name == "tensorrt":
         return _prepare_tensorrt(model, workdir, height, width, batch, rgb, depth, reference)
+    if name.startswith("openvino-"):
+        from .openvino_rows import prepare_openvino
+
+        return prepare_openvino(name, model, workdir, height, width, batch, threads, rgb, depth, reference,
+                                **(options or {}))
     raise ValueError(f"unknown backend {name!r} (choose from {', '.join(KNOWN_BACKENDS)})")
 
 

@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="r50", help="preset (r50, r101, r34, r18) or official YAML (default r50)")
     p.add_argument("--weights", default=None, help="checkpoint (default: deterministic weights)")
     p.add_argument("--backends", default="torch,onnxruntime",
-                   help="comma-separated: torch, onnxruntime, tensorrt (default torch,onnxruntime)")
+                   help="comma-separated: torch, onnxruntime, tensorrt, openvino-f32, openvino-bf16, openvino-int8 "
+                        "(default torch,onnxruntime)")
     p.add_argument("--height", type=int, default=320, help="network input height, multiple of 32 (320)")
     p.add_argument("--width", type=int, default=480, help="network input width, multiple of 32 (480)")
     p.add_argument("--batch", type=int, default=1, help="frames per call (1)")
@@ -88,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sgemm-size", type=int, default=2048, help="matrix size of the SGEMM peak measurement (2048)")
     p.add_argument("--no-dataset-sizes", action="store_true", help="skip the MAC counts at data-set sizes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--int8-model", default=None, metavar="XML", help="the openvino-int8 row's INT8 IR (default: "
+                   "built by the bench from --int8-calib synthetic scenes)")
+    p.add_argument("--int8-calib", type=int, default=8, help="synthetic calibration scenes of the bench's INT8 IR (8)")
     st = p.add_argument_group("streaming and soak (calibnet.benchmarks.streaming; replace the backend table)")
     st.add_argument("--stream", action="store_true",
                     help="Runtime.stream vs sequential predict on a file source (throughput ratio, per-stage and "

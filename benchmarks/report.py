@@ -43,6 +43,13 @@ def _f(v: float | None, fmt: str = "{:.1f}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
+def _agreement(entry: dict[str, Any]) -> str:
+    """Mask-pixel agreement with the eager FP32 model (the comparator's validation), in percent."""
+    masks = ((entry.get("validation") or {}).get("outputs") or {}).get("pred_masks") or {}
+    value = masks.get("mask_agreement")
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
 def _table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
@@ -108,7 +115,7 @@ def format_report(doc: dict[str, Any], compare_paper: bool = False) -> str:
                f"{_f(sg['numpy_gflops'])} (BLAS default threads) -> peak {doc['sgemm_gflops']:.1f}")
     out.append("")
     rows = [["backend", "status", "size MB", "pre ms", "infer ms", "post ms", "e2e p50", "e2e p90", "e2e p99", "FPS",
-             "speedup", "host %", "GFLOP/s", "% SGEMM"]]
+             "speedup", "vs ORT", "mask agree", "host %", "GFLOP/s", "% SGEMM"]]
     notes: list[str] = []
     for name, b in [(BASELINE, doc["baseline"]), *doc["backends"].items()]:
         st = b.get("stages_ms") or {}
@@ -121,13 +128,15 @@ def format_report(doc: dict[str, Any], compare_paper: bool = False) -> str:
                      _f(st.get("pre", {}).get("p50")), _f(st.get("infer", {}).get("p50")),
                      _f(st.get("post", {}).get("p50")), _f(e.get("p50")), _f(e.get("p90")), _f(e.get("p99")),
                      _f(b.get("fps"), "{:.2f}"), _f(b.get("speedup_vs_official"), "{:.2f}x"),
+                     _f(b.get("speedup_vs_onnxruntime"), "{:.2f}x"), _agreement(b),
                      _f(None if b.get("host_share") is None else 100 * b["host_share"]),
                      _f(b.get("achieved_gflops")),
                      _f(None if b.get("fraction_of_sgemm_peak") is None else 100 * b["fraction_of_sgemm_peak"])])
     out.append(_table(rows))
     out.extend(notes)
-    out.append("stage columns: p50 ms per batch; host % = (pre + post) / end to end; GFLOP/s = 2 x MACs / inference "
-               "p50; % SGEMM = that over the measured SGEMM peak.")
+    out.append("stage columns: p50 ms per batch; vs ORT = ONNX Runtime's end-to-end p50 / this row's; mask agree = "
+               "mask pixels on the same side of the threshold as the eager FP32 model; host % = (pre + post) / end to "
+               "end; GFLOP/s = 2 x MACs / inference p50; % SGEMM = that over the measured SGEMM peak.")
     if doc.get("accuracy"):
         out.append("")
         out.append("accuracy (" + doc["accuracy"].get("dataset", "") + "): " + ", ".join(

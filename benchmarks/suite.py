@@ -105,9 +105,12 @@ def run_benchmark(args: argparse.Namespace, backends: list[str]) -> dict[str, An
     from .latency import RuntimePath, interleave
     from .model_stats import model_stats, padded_network_size
     from .official_path import OfficialStylePath
+    from .openvino_rows import add_speedups_vs, openvino_facts
     from .report import BASELINE, backend_entry
     from .sgemm import measure_sgemm
 
+    options = {"openvino-int8": {"int8_model": getattr(args, "int8_model", None),
+                                 "calib_frames": getattr(args, "int8_calib", 8)}}
     quiet = args.quiet
     spec = dataset_spec(args) if args.accuracy else None  # fail early on a bad data set
     load_start = _loadavg()
@@ -140,7 +143,7 @@ def run_benchmark(args: argparse.Namespace, backends: list[str]) -> dict[str, An
         for name in backends:
             _say(f"preparing backend {name}", quiet)
             prepared.append(prepare_backend(name, model, workdir, args.height, args.width, args.batch,
-                                            args.threads, rgbs[0], depths[0], args.weights))
+                                            args.threads, rgbs[0], depths[0], args.weights, options.get(name)))
             if prepared[-1].runnable:
                 opened.enter_context(prepared[-1].runtime)
             _say(f"  {name}: {prepared[-1].status}", quiet)
@@ -172,6 +175,7 @@ def run_benchmark(args: argparse.Namespace, backends: list[str]) -> dict[str, An
             extra.update(network_hw=list(net_hw), instances=len(path.last_predictions[0]))  # type: ignore[attr-defined]
             doc_backends[p.name] = backend_entry(p.status, times[p.name].summary_ms(), base_p50, args.batch,
                                                  gmacs_at(net_hw), sgemm.peak_gflops, p.artifact_mb, extra)  # type: ignore[arg-type]
+        add_speedups_vs(doc_backends, "onnxruntime")
         baseline_entry = backend_entry(
             "passed (reference path)", base_summary, base_p50, args.batch, gmacs_at(baseline.network_hw),
             sgemm.peak_gflops, None,
@@ -197,6 +201,7 @@ def run_benchmark(args: argparse.Namespace, backends: list[str]) -> dict[str, An
             "onnxruntime": ort.__version__, "numpy": np.__version__, "python": platform.python_version(),
             "loadavg_start": load_start, "loadavg_end": _loadavg(),
             "units": "ms per batch of --batch frames; fps = frames per second",
+            **openvino_facts(),
         },
     }
     if accuracy is not None:
