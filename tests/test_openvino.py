@@ -123,3 +123,38 @@ def test_openvino_backend_imports_no_torch(tiny_ir):
                                 "print('ok', rt.backend.precision)\n")
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("ok")
+
+
+def test_eval_expands_openvino_precisions(tmp_path):
+    import argparse
+
+    from calibnet.evaluation.cli import _model_runs
+
+    def ir(name: str, precision: str):
+        xml = tmp_path / name
+        xml.write_text(f"<net><rt_info><calibnet><precision value='\"{precision}\"'/></calibnet></rt_info></net>")
+        return xml
+
+    onnx, q, f = tmp_path / "m.onnx", ir("m_int8.xml", "int8"), ir("m.xml", "fp32")
+    args = argparse.Namespace(backend="openvino", precisions="f32,bf16")
+    assert _model_runs([onnx, q, f], args) == [(onnx, "f32"), (onnx, "bf16"), (q, "int8"), (f, "f32"), (f, "bf16")]
+    args = argparse.Namespace(backend=None, precisions="f32,bf16")
+    assert _model_runs([onnx, q], args) == [(onnx, None), (q, "int8")]
+    assert _model_runs([onnx], argparse.Namespace(backend=None, precisions=None)) == [(onnx, None)]
+
+
+def test_eval_compares_openvino_with_onnxruntime(tiny_onnx, tiny_ir, tmp_path, capsys):
+    import json
+
+    from calibnet.data import write_synthetic_dataset
+    from calibnet.evaluation.cli import main as eval_main
+
+    spec = write_synthetic_dataset(tmp_path / "syn", 2, seed=5, height=128, width=192)
+    rc = eval_main([str(tiny_onnx), str(tiny_ir), "--precisions", "f32",
+                    "--json", str(spec.json_file), "--image-root", str(spec.image_root), "--depth-root",
+                    str(spec.depth_root), "--out", str(tmp_path / "eval"), "--max-drop", "0.01",
+                    "--drop-metric", "AP50", "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    rows = json.loads((tmp_path / "eval" / "summary.json").read_text())["results"]
+    assert [r["backend"] for r in rows] == ["onnxruntime", "openvino-f32"]
+    assert rows[0]["AP50"] == rows[1]["AP50"]

@@ -10,6 +10,9 @@ Examples:
   calibnet-eval model_final.pth calibnet.onnx calibnet_fp16.engine --config r50 --dataset dsis_test \\
       --data-root /data --max-drop 0.5
   calibnet-eval calibnet.onnx --json my/annotations.json --image-root my/RGB --depth-root my/depth
+  # OpenVINO precisions against FP32 on the same images (AP50 may drop at most 1.5 points)
+  calibnet-eval calibnet.onnx calibnet_int8.xml --backend openvino --precisions f32,bf16 --dataset dsis_test \
+      --data-root /data --max-drop 1.5 --drop-metric AP50
 
 Official data set names (relative to the data root, as registered by the official code):
   come15k_train, come15k_test_e, come15k_test_h, dsis_test, sip_test
@@ -43,7 +46,7 @@ class CliError(Exception):
     """A user error, printed as one line without a traceback."""
 
 
-def _open_runtime(path: Path, args: argparse.Namespace) -> Any:
+def _open_runtime(path: Path, args: argparse.Namespace, precision: str | None = None) -> Any:
     from ..runtime import BackendUnavailable, Runtime
     from ..runtime.runtime import backend_for
 
@@ -56,6 +59,8 @@ def _open_runtime(path: Path, args: argparse.Namespace) -> Any:
     kwargs: dict[str, Any] = {}
     if kind == "torch":
         kwargs.update(config=args.config or "r50", device=args.device, threads=args.threads)
+    elif kind == "openvino":
+        kwargs.update(threads=args.threads, precision=precision or "auto")
     elif kind == "onnxruntime":
         kwargs.update(threads=args.threads)
         if args.device == "cpu":
@@ -96,14 +101,42 @@ def format_table(rows: list[dict[str, Any]], models: list[str], datasets: list[s
     return "\n".join(lines)
 
 
+def _model_runs(models: list[Path], args: argparse.Namespace) -> list[tuple[Path, str | None]]:
+    """(model, OpenVINO precision or None) to evaluate: with ``--precisions``, every OpenVINO model (``.xml``,
+    or any with ``--backend openvino``) once per precision (an INT8 IR only at int8)."""
+    from ..runtime.runtime import backend_for
+
+    precisions = [p.strip() for p in (args.precisions or "").split(",") if p.strip()]
+    runs: list[tuple[Path, str | None]] = []
+    for m in models:
+        try:
+            openvino = backend_for(m, args.backend) == "openvino"
+        except ValueError:
+            openvino = False
+        if not (openvino and precisions):
+            runs.append((m, None))
+            continue
+        from ..runtime.contract import read_metadata
+
+        try:
+            int8 = m.suffix.lower() == ".xml" and read_metadata(m).precision == "int8"
+        except (OSError, ValueError):
+            int8 = False
+        runs.extend((m, p) for p in (["int8"] if int8 else [p for p in precisions if p != "int8"]))
+    return runs
+
+
 def _evaluate_model(path: Path, tag: str, specs: list[DatasetSpec], args: argparse.Namespace,
-                    out: Path) -> list[dict[str, Any]]:
+                    out: Path, precision: str | None = None) -> list[dict[str, Any]]:
     """The result rows of one model on every data set; its runtime is closed afterwards."""
     from .runner import run_eval
 
     rows = []
-    with _open_runtime(path, args) as runtime:
+    with _open_runtime(path, args, precision) as runtime:
         backend = getattr(runtime.backend, "name", type(runtime.backend).__name__)
+        if hasattr(runtime.backend, "precision_reason"):  # OpenVINO: which precision runs, and why
+            backend = f"{backend}-{runtime.backend.precision}"
+            print(f"{tag}: OpenVINO {runtime.backend.precision} ({runtime.backend.precision_reason})", file=sys.stderr)
         for spec in specs:
             m = run_eval(runtime, spec, out_dir=out, progress=not args.no_progress, limit=args.limit)
             rows.append({"model": tag, "model_path": str(path), "backend": backend, "dataset": spec.name, **m})
@@ -115,22 +148,25 @@ def _evaluate_model(path: Path, tag: str, specs: list[DatasetSpec], args: argpar
 def run(args: argparse.Namespace) -> int:
     """Evaluate every model on every data set; write results, summary.json, print the table."""
     specs = specs_from_args(args)
-    models = [Path(m) for m in args.models]
-    tags = _model_tags(models)
+    runs = _model_runs([Path(m) for m in args.models], args)
+    models = [m for m, _ in runs]
+    tags = [t if p is None else f"{t}_{p}" for t, (_, p) in zip(_model_tags(models), runs)]
+    tags = [t if tags.count(t) == 1 else f"{i}_{t}" for i, t in enumerate(tags)]
     out = Path(args.out)
     rows: list[dict[str, Any]] = []
-    for path, tag in zip(models, tags):
-        rows.extend(_evaluate_model(path, tag, specs, args, out / tag))
+    for (path, precision), tag in zip(runs, tags):
+        rows.extend(_evaluate_model(path, tag, specs, args, out / tag, precision))
     table = format_table(rows, tags, [s.name for s in specs])
     print(table)
     failures = []
     if args.max_drop is not None and len(tags) > 1:
         for r in rows:
             ref = next(x for x in rows if x["model"] == tags[0] and x["dataset"] == r["dataset"])
-            drop = ref["AP"] - r["AP"]
+            c = args.drop_metric
+            drop = ref[c] - r[c]
             if r["model"] != tags[0] and drop > args.max_drop:
-                failures.append(f"{r['model']} on {r['dataset']}: AP {r['AP']:.2f} is {drop:.2f} below "
-                                f"{tags[0]} ({ref['AP']:.2f}), more than --max-drop {args.max_drop}")
+                failures.append(f"{r['model']} on {r['dataset']}: {c} {r[c]:.2f} is {drop:.2f} below "
+                                f"{tags[0]} ({ref[c]:.2f}), more than --max-drop {args.max_drop}")
     out.mkdir(parents=True, exist_ok=True)
     summary = {"models": [{"tag": t, "path": str(p)} for t, p in zip(tags, models)],
                "datasets": [{"name": s.name, "json_file": str(s.json_file), "image_root": str(s.image_root),
@@ -154,7 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     m = p.add_argument_group("models")
     m.add_argument("--config", help="config of .pth checkpoints: preset (r50, r101, r18, r34) or official YAML "
                                     "(default r50)")
-    m.add_argument("--backend", choices=("onnxruntime", "tensorrt", "torch"), help="override the file-type backend")
+    m.add_argument("--backend", choices=("onnxruntime", "openvino", "tensorrt", "torch"),
+                   help="override the file-type backend (.xml: openvino)")
+    m.add_argument("--precisions", metavar="LIST", help="OpenVINO models: evaluate each at these precisions, e.g. "
+                   "f32,bf16 (an INT8 IR runs at int8); the first run is the reference of the deltas")
     m.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="torch device, or for ONNX Runtime: cpu = CPU provider only, cuda = best available "
                         "(default cpu)")
@@ -162,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/eval", help="output folder (default out/eval)")
     p.add_argument("--max-drop", type=float, help="exit 1 if a model's AP is more than this many points below "
                                                   "the first model's on any data set")
+    p.add_argument("--drop-metric", choices=COLUMNS, default="AP", help="the column --max-drop checks (AP)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
