@@ -257,3 +257,35 @@ def test_bench_bad_model_is_one_line(tmp_path, capsys):
     assert bench(["--stream", "--model", str(tmp_path / "r.onnx"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "r.onnx" in err[0]
+
+
+def test_every_cli_names_a_bad_model_or_checkpoint_file(tmp_path, capsys):
+    """A truncated checkpoint / random-bytes model given to export, eval, bench and serve: one line naming the
+    file, non-zero exit, no traceback."""
+    from calibnet.benchmarks.cli import main as bench
+    from calibnet.data.synthetic import write_synthetic_dataset
+    from calibnet.evaluation.cli import main as evaluate
+    from calibnet.export.cli import main as export
+    from calibnet.serving.server import main as serve
+
+    torch.save({"model": {"w": torch.zeros(1000)}}, tmp_path / "ok.pth")
+    data = (tmp_path / "ok.pth").read_bytes()
+    (tmp_path / "trunc.pth").write_bytes(data[: len(data) // 2])
+    (tmp_path / "rand.onnx").write_bytes(np.random.default_rng(3).bytes(3000))
+    write_synthetic_dataset(tmp_path / "ds", 1, height=64, width=96)
+    ds = ["--json", str(tmp_path / "ds" / "annotations.json")]
+    runs = {
+        "export": lambda: export(["--config", "r18", "--weights", str(tmp_path / "trunc.pth"),
+                                  "--onnx", str(tmp_path / "x.onnx")]),
+        "eval .pth": lambda: evaluate([str(tmp_path / "trunc.pth"), "--config", "r18", *ds, "--out",
+                                       str(tmp_path / "e"), "--no-progress"]),
+        "eval .onnx": lambda: evaluate([str(tmp_path / "rand.onnx"), *ds, "--out", str(tmp_path / "e"),
+                                        "--no-progress"]),
+        "bench": lambda: bench(["--config", "r18", "--weights", str(tmp_path / "trunc.pth"), "--quiet"]),
+        "serve": lambda: serve([str(tmp_path / "rand.onnx")]),
+    }
+    for what, fn in runs.items():
+        code = fn()
+        err = [line for line in capsys.readouterr().err.splitlines() if "error" in line or "Traceback" in line]
+        assert code not in (0, None), what
+        assert len(err) == 1 and ("trunc.pth" in err[0] or "rand.onnx" in err[0]), (what, err)

@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``calibnet-eval``; returns 0, 1 (--max-drop exceeded) or 2 (user error)."""
-    return run_cli("calibnet-eval", build_parser(), run, argv, (CliError, DatasetError, EvaluationError))
+    return run_cli("calibnet-eval", build_parser(), run, argv, (CliError, DatasetError, EvaluationError),
+                   files=lambda a: [*a.models, a.config])
 
 
 if __name__ == "__main__":

@@ -157,22 +157,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``calibnet-serve``."""
-    args = build_parser().parse_args(argv)
+def _main(args: argparse.Namespace) -> int:
+    from calibnet.runtime.filecheck import file_problem
+
     logging.basicConfig(level=logging.WARNING)
+    problem = file_problem(args.model)
+    if problem is not None:  # a corrupt or foreign file is named before anything starts
+        raise ValueError(f"{args.model}: {problem}")
     try:
         import pytriton  # noqa: F401
     except ImportError:
         print("calibnet-serve: error: PyTriton is not installed: pip install 'calibnet[serving]'", file=sys.stderr)
         return 2
-    try:
-        return serve(args.model, port=args.port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
-                     max_batch=args.max_batch, instances=args.instances, backend=args.backend, threads=args.threads,
-                     batch_delay_us=args.batch_delay_us, address=args.address, log_verbose=args.log_verbose)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"calibnet-serve: error: {exc}", file=sys.stderr)
-        return 2
+    return serve(args.model, port=args.port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
+                 max_batch=args.max_batch, instances=args.instances, backend=args.backend, threads=args.threads,
+                 batch_delay_us=args.batch_delay_us, address=args.address, log_verbose=args.log_verbose)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``calibnet-serve``; every error ends in one line (a bad model file named)."""
+    from calibnet.runtime.errors import run_cli
+
+    return run_cli("calibnet-serve", build_parser(), _main, argv, (FileNotFoundError, ValueError),
+                   files=lambda a: [a.model])
 
 
 if __name__ == "__main__":
