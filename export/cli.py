@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=None, help="profile maximum batch with --dynamic (4)")
     p.add_argument("--topk", type=int, default=0, help="in-graph NMS-free selection of K instances (0: off)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17..19 (17)")
+    p.add_argument("--no-reference-body", action="store_true",
+                   help="tensorrt flavour: do not embed the plugin's CPU reference body (a local function that "
+                        "lets ONNX Runtime run the file; TensorRT >= 10.7 ignores it, older parsers inline it)")
     p.add_argument("--plugin-version", choices=("1", "2"), default="1",
                    help="TensorRT MSDA plugin version: 1 (TensorRT 8.x..11.x) or 2 (>= 10.11) (1)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
@@ -77,8 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``calibnet-export``."""
-    args = build_parser().parse_args(argv)
+    """Entry point of ``calibnet-export``; every error ends in one line (a bad --weights / --config file named)."""
+    from calibnet.runtime.errors import run_cli
+
+    def files(a: argparse.Namespace) -> list[str | None]:
+        return [a.weights, a.config if str(a.config).endswith((".yaml", ".yml")) else None]
+
+    return run_cli("calibnet-export", build_parser(), _main, argv, (), files=files)
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.fp16 and not args.engine:
         print("calibnet-export: error: --fp16 needs --engine OUT", file=sys.stderr)
         return 2
@@ -126,7 +137,8 @@ def _run(args: argparse.Namespace, bar) -> int:  # type: ignore[no-untyped-def]
                            dynamic=args.dynamic, batch=args.batch, topk=args.topk or None, opset=args.opset,
                            simplify=not args.no_simplify, metadata=base,
                            dynamic_batch=args.dynamic and not args.static_batch, min_hw=args.min_hw,
-                           max_hw=args.max_hw, max_batch=args.max_batch, plugin_version=args.plugin_version)
+                           max_hw=args.max_hw, max_batch=args.max_batch, plugin_version=args.plugin_version,
+                           reference_body=not args.no_reference_body)
         bar.update()
     except user_errors as exc:
         print(f"\ncalibnet-export: error: {exc}", file=sys.stderr)

@@ -18,8 +18,9 @@ the 10.11 / 11.0 release notes):
   linear format). Output [N,Lq,M,D]; the graph reshapes it to [N,Lq,M*D].
 * Call ``trt.init_libnvinfer_plugins(logger, "")`` before parsing. Since TensorRT 10.7 a registered plugin
   takes precedence over an ONNX local function of the same name, so the CPU reference body attached by
-  :func:`attach_reference_function` does not change what TensorRT builds; files exported for TensorRT are
-  nevertheless written without it (older parsers would inline it).
+  :func:`attach_reference_function` does not change what TensorRT builds; the exporter embeds it by default
+  (so ONNX Runtime runs the TensorRT-flavoured file as is) and leaves it out with ``reference_body=False``
+  for TensorRT < 10.7, whose parser would inline it instead of using the plugin.
 
 The CPU reference (:func:`msda_function_proto`) is an ONNX local function with the plugin's name, domain
 and signature whose body computes MSDA with GridSample (bilinear, zero padding, align_corners=0) reading the

@@ -3,8 +3,12 @@
 * ``flavor="tensorrt"``: each MSDA call is ONE custom node ``TRT::MultiscaleDeformableAttnPlugin_TRT``
   (6 in R50: 3 layers x 2 encoders) that TensorRT's ONNX parser maps to its built-in plugin; no GridSample.
   Facts about the plugin (name, version, input order, INT32 inputs, release range) are in
-  :mod:`calibnet.export.msda_onnx`. ONNX Runtime runs such a file once the CPU reference body is attached
-  (:func:`~calibnet.export.msda_onnx.attach_reference_function`, done by :func:`calibnet.export.verify_onnx`).
+  :mod:`calibnet.export.msda_onnx`. The plugin's CPU reference body is embedded as an ONNX local function of
+  the same name (``reference_body=True``, the default), so ONNX Runtime, and with it the torch-free runtime,
+  runs the file as is on any machine; TensorRT >= 10.7 builds the registered plugin instead of the function.
+  ``reference_body=False`` (``--no-reference-body``) writes the bare plugin graph for older TensorRT parsers,
+  which would inline the function; ONNX Runtime then needs the body attached
+  (:func:`~calibnet.export.msda_onnx.attach_reference_function`).
 * ``flavor="portable"``: the same node replaced by its plain-ONNX GridSample body (no custom op), runs on
   any ONNX Runtime.
 
@@ -127,7 +131,7 @@ def export_onnx(model: nn.Module, path: str | Path, flavor: str = "portable", he
                 simplify: bool = True, metadata: ModelMetadata | None = None, *,
                 dynamic_batch: bool | None = None, min_hw: tuple[int, int] = (320, 320),
                 max_hw: tuple[int, int] = (480, 480), max_batch: int | None = None,
-                plugin_version: str = "1") -> Path:
+                plugin_version: str = "1", reference_body: bool = True) -> Path:
     """Export ``model`` (a :class:`calibnet.CalibNet`) to ``path``; returns the path.
 
     Inputs ``rgb`` float32 [B,3,H,W] 0..255, ``depth`` float32 [B,1,H,W] 0..255, ``valid_hw`` int64 [B,2].
@@ -148,6 +152,8 @@ def export_onnx(model: nn.Module, path: str | Path, flavor: str = "portable", he
         simplify: run onnxslim (node names stay; skipped with a warning if it fails).
         metadata: provenance fields to keep (config, checkpoint, sha256...); shape/graph fields are set here.
         plugin_version: the TensorRT plugin version written on the custom nodes ("1" or "2", tensorrt flavour).
+        reference_body: tensorrt flavour: embed the plugin's CPU reference body (a local function; TensorRT
+            >= 10.7 prefers the registered plugin), so ONNX Runtime runs the file as is.
 
     The file passes ``onnx.checker`` (full check; for the tensorrt flavour on the graph with the CPU
     reference body attached, so the custom node's wiring and types are checked too), carries inferred shapes
@@ -193,6 +199,8 @@ def export_onnx(model: nn.Module, path: str | Path, flavor: str = "portable", he
     meta = _metadata_for(model, flavor, height, width, batch, opset, topk, dynamic, dynamic_batch, min_hw, max_hw,
                          max_batch, plugin_version, metadata)
     _set_metadata(proto, meta)
+    if flavor == "tensorrt" and reference_body:
+        proto = msda_onnx.attach_reference_function(proto, n_levels)
     checked = msda_onnx.attach_reference_function(proto, n_levels) if flavor == "tensorrt" else proto
     checked = onnx.shape_inference.infer_shapes(checked, strict_mode=True)
     onnx.checker.check_model(checked, full_check=True)

@@ -289,3 +289,41 @@ def test_every_cli_names_a_bad_model_or_checkpoint_file(tmp_path, capsys):
         err = [line for line in capsys.readouterr().err.splitlines() if "error" in line or "Traceback" in line]
         assert code not in (0, None), what
         assert len(err) == 1 and ("trunc.pth" in err[0] or "rand.onnx" in err[0]), (what, err)
+
+
+def test_tensorrt_flavoured_onnx_runs_on_the_torch_free_runtime(small_onnx, tmp_path):
+    """The TensorRT-flavoured export embeds the plugin's CPU reference body, so the runtime (torch blocked)
+    runs it on ONNX Runtime with the same result as the portable file; a bare plugin graph is refused with
+    a reason."""
+    import onnx
+    from conftest import BLOCK_TORCH
+
+    trt = export_onnx(calibnet.build_model(small_config(), quiet=True), tmp_path / "trt.onnx", flavor="tensorrt",
+                      height=128, width=192)
+    proto = onnx.load(str(trt))
+    assert [f.name for f in proto.functions] == ["MultiscaleDeformableAttnPlugin_TRT"]
+    del proto.functions[:]
+    onnx.save(proto, tmp_path / "bare.onnx")
+    s = make_scene(5, *HW)
+    np.save(tmp_path / "rgb.npy", s.rgb)
+    np.save(tmp_path / "depth.npy", s.depth)
+    code = BLOCK_TORCH + f"""
+import numpy as np
+from calibnet.runtime import Runtime, BackendUnavailable
+rgb, depth = np.load({str(tmp_path / 'rgb.npy')!r}), np.load({str(tmp_path / 'depth.npy')!r})
+a = Runtime.open({str(small_onnx)!r}, threads=1).predict(rgb, depth)
+b = Runtime.open({str(trt)!r}, threads=1).predict(rgb, depth)
+assert len(a) == len(b) and np.array_equal(a.masks, b.masks), (len(a), len(b))
+assert np.allclose(a.scores, b.scores, atol=1e-5)
+try:
+    Runtime.open({str(tmp_path / 'bare.onnx')!r})
+except BackendUnavailable as exc:
+    assert "reference body" in str(exc)
+else:
+    raise AssertionError("bare plugin graph opened")
+import sys
+assert "torch" not in sys.modules
+print("ok", len(a))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]

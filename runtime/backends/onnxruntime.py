@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..contract import ModelMetadata, read_metadata
+from ..contract import PLUGIN_NAME, ModelMetadata, read_metadata
 from ..profiles import Profile, profiles_from_metadata
 from ..sidecar import default_cache_dir
 from .base import BackendUnavailable
@@ -148,7 +148,15 @@ class OnnxRuntimeBackend:
         self.providers: ProviderList = providers or default_providers(path, fp16=fp16, cache_dir=cache_dir)
         if any((p[0] if isinstance(p, tuple) else p) == "TensorrtExecutionProvider" for p in self.providers):
             Path(default_ort_cache_dir() if cache_dir is None else cache_dir).mkdir(parents=True, exist_ok=True)
-        self.session: Any = ort.InferenceSession(str(path), sess_options=opts, providers=self.providers)
+        try:
+            self.session: Any = ort.InferenceSession(str(path), sess_options=opts, providers=self.providers)
+        except Exception as exc:
+            if PLUGIN_NAME not in str(exc):
+                raise
+            raise BackendUnavailable(
+                f"{path}: a TensorRT-flavoured graph without the plugin's CPU reference body; ONNX Runtime needs "
+                "it: re-export with calibnet-export --flavor tensorrt (embeds it unless --no-reference-body), or "
+                "run the file with TensorRT") from None
         self.metadata = read_metadata(path)
 
     @property
