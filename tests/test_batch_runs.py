@@ -291,12 +291,13 @@ def test_every_cli_names_a_bad_model_or_checkpoint_file(tmp_path, capsys):
         assert len(err) == 1 and ("trunc.pth" in err[0] or "rand.onnx" in err[0]), (what, err)
 
 
+@pytest.mark.slow
 def test_tensorrt_flavoured_onnx_runs_on_the_torch_free_runtime(small_onnx, tmp_path):
     """The TensorRT-flavoured export embeds the plugin's CPU reference body, so the runtime (torch blocked)
     runs it on ONNX Runtime with the same result as the portable file; a bare plugin graph is refused with
     a reason."""
     import onnx
-    from conftest import BLOCK_TORCH
+    from conftest import run_without_torch
 
     trt = export_onnx(calibnet.build_model(small_config(), quiet=True), tmp_path / "trt.onnx", flavor="tensorrt",
                       height=128, width=192)
@@ -307,7 +308,7 @@ def test_tensorrt_flavoured_onnx_runs_on_the_torch_free_runtime(small_onnx, tmp_
     s = make_scene(5, *HW)
     np.save(tmp_path / "rgb.npy", s.rgb)
     np.save(tmp_path / "depth.npy", s.depth)
-    code = BLOCK_TORCH + f"""
+    code = f"""
 import numpy as np
 from calibnet.runtime import Runtime, BackendUnavailable
 rgb, depth = np.load({str(tmp_path / 'rgb.npy')!r}), np.load({str(tmp_path / 'depth.npy')!r})
@@ -321,9 +322,8 @@ except BackendUnavailable as exc:
     assert "reference body" in str(exc)
 else:
     raise AssertionError("bare plugin graph opened")
-import sys
 assert "torch" not in sys.modules
 print("ok", len(a))
 """
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    r = run_without_torch(code)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]

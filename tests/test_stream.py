@@ -117,7 +117,7 @@ def test_latest_policy_bounds_latency_with_a_fast_source(scene):
     times over 100 results by dropping stale frames; "all" with the same source processes every frame."""
     model_s = 0.05
     rt = Runtime(SleepBackend(model_s))
-    with rt.stream(_paced(scene, 5 * 110, model_s / 5), policy="latest") as st:
+    with rt.stream(_paced(scene, 5 * 400, model_s / 5), policy="latest") as st:  # ends at 100 results
         lat, infer = [], []
         for _, pred in st:
             lat.append(pred.timings["latency"])
