@@ -102,7 +102,8 @@ def _main(args: argparse.Namespace) -> int:
 
     stages = ["model", "export", *(["verify"] if args.verify else []),
               *(["fp16 check"] if args.check_fp16 is not None else []), *(["engine"] if args.engine else []),
-              *(["triton repo"] if args.triton_repo else []), *(["int8"] if args.int8 else [])]
+              *(["triton repo"] if args.triton_repo else []), *(["int8"] if args.int8 else []),
+              *(["bf16 check"] if args.check_bf16 else [])]
     bar = tqdm(total=len(stages), desc="calibnet-export", unit="stage", file=sys.stderr,
                bar_format="{desc}: {n}/{total} stages {bar} [{elapsed}] {postfix}")
     try:
@@ -178,6 +179,12 @@ def _run(args: argparse.Namespace, bar) -> int:  # type: ignore[no-untyped-def]
         from .openvino_int8 import run_cli
 
         status = run_cli(args, path, bar.write) or status
+        bar.update()
+    if args.check_bf16:
+        stage("bf16 check")
+        from .openvino_int8 import check_bf16_cli
+
+        status = check_bf16_cli(path, args.int8_check_frames, bar.write) or status
         bar.update()
     return status
 

@@ -259,6 +259,8 @@ def add_cli_arguments(parser: Any) -> None:
                    help="held-out frames for the comparison with FP32 (4)")
     g.add_argument("--force", action="store_true", help="write the INT8 IR even if it fails the comparison "
                    "(marked forced in its metadata)")
+    g.add_argument("--check-bf16", action="store_true", help="compare OpenVINO BF16 with FP32 on held-out synthetic "
+                   "frames (the shared comparator); writes <onnx>.bf16.json; exit 1 if it fails")
 
 
 def cli_argument_errors(args: Any) -> str | None:
@@ -278,6 +280,34 @@ def cli_argument_errors(args: Any) -> str | None:
     except ValueError as exc:
         return str(exc)
     return None
+
+
+def check_bf16_cli(model_path: Path, frames: int = 4, write: Any = print) -> int:
+    """``--check-bf16``: OpenVINO BF16 vs FP32 on ``frames`` held-out synthetic scenes; the report goes to
+    ``<model>.bf16.json``. 0 passed, 1 failed, 3 OpenVINO missing or no native BF16 on this CPU."""
+    import json
+    import sys
+
+    from calibnet.runtime.backends.base import BackendUnavailable
+
+    try:
+        reference = OpenVinoBackend(model_path, precision="f32", cache_dir="")
+        candidate = OpenVinoBackend(model_path, precision="bf16", cache_dir="")
+    except BackendUnavailable as exc:
+        print(f"calibnet-export: --check-bf16: {exc}", file=sys.stderr)
+        return 3
+    from calibnet.runtime import Runtime
+
+    feeds = synthetic_calibration_feeds(Runtime(reference), frames, seed=9000)
+    report = compare_precision(reference, candidate, feeds, reference.metadata, "bf16")
+    reference.close()
+    candidate.close()
+    out = Path(str(model_path) + ".bf16.json")
+    out.write_text(json.dumps({"frames": frames, "source": "synthetic scenes, seeds 9000..", **report.to_json()},
+                              indent=1))
+    write(report.table())
+    write(f"OpenVINO BF16 vs FP32 -> {out}: {'PASS' if report.passed else 'FAIL'}")
+    return 0 if report.passed else 1
 
 
 def run_cli(args: Any, model_path: Path, write: Any = print) -> int:

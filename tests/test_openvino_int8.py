@@ -89,3 +89,19 @@ def test_int8_below_the_threshold_is_refused_then_forced(tiny, tmp_path):
     rt.close()
     with pytest.raises(PrecisionMismatch, match="INT8-quantized"):
         Runtime.open(out, precision="f32")
+
+
+def test_check_bf16_writes_the_comparator_report(tiny):
+    import json
+
+    from calibnet.export.openvino_int8 import check_bf16_cli
+    from calibnet.runtime.backends.openvino import cpu_capabilities
+
+    path, _, _ = tiny
+    rc = check_bf16_cli(path, frames=1, write=lambda _: None)
+    if "BF16" not in cpu_capabilities():
+        assert rc == 3
+        return
+    doc = json.loads((path.parent / (path.name + ".bf16.json")).read_text())
+    assert doc["precision"] == "bf16" and "pred_masks" in doc["outputs"]
+    assert rc == (0 if doc["passed"] else 1)
