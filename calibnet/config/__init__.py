@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .official_yaml import YAML_KEYS, YamlKey, config_to_yaml, config_tree, write_config_yaml
 from .schema import (
+    BACKBONE_NAMES,
     PRESETS,
     BackboneConfig,
     CalibNetConfig,
@@ -22,11 +23,15 @@ from .schema import (
     InferenceConfig,
     InputConfig,
     LossConfig,
+    P2TConfig,
+    PVTv2Config,
     SolverConfig,
+    SwinConfig,
     get_config,
 )
 
 __all__ = [
+    "BACKBONE_NAMES", "P2TConfig", "PVTv2Config", "SwinConfig",
     "BackboneConfig", "CalibNetConfig", "ConfigError", "DecoderConfig", "EncoderConfig", "FusionDecoderConfig",
     "InferenceConfig", "InputConfig", "LossConfig", "PRESETS", "SolverConfig", "YAML_KEYS", "YamlKey",
     "config_to_yaml", "config_tree", "get_config", "write_config_yaml",

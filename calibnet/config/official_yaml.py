@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .schema import ConfigError
+from .schema import BACKBONE_NAMES, ConfigError
 
 if TYPE_CHECKING:
     from .schema import CalibNetConfig
@@ -91,6 +91,20 @@ def _encoder_keys(prefix: str, target: str) -> list[YamlKey]:
     ]
 
 
+def _optional_float(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def _swin_keys() -> list[YamlKey]:
+    """``MODEL.SWIN.*`` (the official ``add_calibnet_config`` defaults are SwinConfig's)."""
+    rows = [("PRETRAIN_IMG_SIZE", int), ("PATCH_SIZE", int), ("EMBED_DIM", int), ("DEPTHS", _ints),
+            ("NUM_HEADS", _ints), ("WINDOW_SIZE", int), ("MLP_RATIO", float), ("QKV_BIAS", bool),
+            ("QK_SCALE", _optional_float), ("DROP_RATE", float), ("ATTN_DROP_RATE", float),
+            ("DROP_PATH_RATE", float), ("APE", bool), ("PATCH_NORM", bool), ("OUT_FEATURES", _tuple),
+            ("USE_CHECKPOINT", bool)]
+    return [YamlKey(f"MODEL.SWIN.{key}", f"swin.{key.lower()}", conv) for key, conv in rows]
+
+
 #: Every official key calibnet reads and writes, in the order of the official Base-CalibNet.yaml.
 YAML_KEYS: tuple[YamlKey, ...] = (
     YamlKey("MODEL.META_ARCHITECTURE", choices={"CalibNet": None}),
@@ -99,7 +113,7 @@ YAML_KEYS: tuple[YamlKey, ...] = (
     YamlKey("MODEL.PIXEL_STD", "pixel_std", _tuple),
     YamlKey("MODEL.DEVICE", written=False),
     YamlKey("MODEL.MASK_ON", choices={True: None}),
-    YamlKey("MODEL.BACKBONE.NAME", choices={"build_resnet_backbone": None}),  # Swin/PVT/P2T: not implemented
+    YamlKey("MODEL.BACKBONE.NAME", "backbone.name", choices={n: n for n in BACKBONE_NAMES}),
     YamlKey("MODEL.BACKBONE.FREEZE_AT", "backbone.freeze_at", int),
     YamlKey("MODEL.RESNETS.NORM", "backbone.norm", str),
     YamlKey("MODEL.RESNETS.DEPTH", "backbone.depth", int),
@@ -107,6 +121,12 @@ YAML_KEYS: tuple[YamlKey, ...] = (
     YamlKey("MODEL.RESNETS.OUT_FEATURES", "backbone.out_features", _tuple),
     YamlKey("MODEL.RESNETS.NUM_GROUPS", "backbone.num_groups", int),
     YamlKey("MODEL.RESNETS.WIDTH_PER_GROUP", "backbone.width_per_group", int),
+    *_swin_keys(),
+    YamlKey("MODEL.PVTV2.NAME", "pvtv2.name", str),
+    YamlKey("MODEL.PVTV2.LINEAR", "pvtv2.linear", bool),
+    YamlKey("MODEL.PVTV2.OUT_FEATURES", "pvtv2.out_features", _tuple),
+    YamlKey("MODEL.P2T.NAME", "p2t.name", str),
+    YamlKey("MODEL.P2T.OUT_FEATURES", "p2t.out_features", _tuple),
     YamlKey("MODEL.CALIBNET.NUM_CLASSES", "num_classes", int),
     YamlKey("MODEL.CALIBNET.CLS_THRESHOLD", "inference.cls_threshold", float),
     YamlKey("MODEL.CALIBNET.MASK_THRESHOLD", "inference.mask_threshold", float),

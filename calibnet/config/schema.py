@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "BACKBONE_NAMES",
     "BackboneConfig",
     "CalibNetConfig",
     "ConfigError",
@@ -22,7 +23,10 @@ __all__ = [
     "InferenceConfig",
     "InputConfig",
     "LossConfig",
+    "P2TConfig",
+    "PVTv2Config",
     "SolverConfig",
+    "SwinConfig",
     "PRESETS",
     "get_config",
 ]
@@ -32,10 +36,18 @@ class ConfigError(ValueError):
     """A configuration file or value that calibnet cannot use."""
 
 
+#: ``MODEL.BACKBONE.NAME`` values calibnet builds (the official registry names): ResNet, Swin, PVTv2, P2T.
+BACKBONE_NAMES = ("build_resnet_backbone", "D2SwinTransformer", "build_pyramid_vision_transformer",
+                  "build_p2t_backbone")
+
+
 @dataclass
 class BackboneConfig:
-    """detectron2 ResNet with frozen batch norm (``MODEL.RESNETS``)."""
+    """The backbone (``MODEL.BACKBONE.NAME``) and the detectron2 ResNet with frozen batch norm
+    (``MODEL.RESNETS``; the transformer backbones' settings are :class:`SwinConfig`, :class:`PVTv2Config`,
+    :class:`P2TConfig`)."""
 
+    name: str = "build_resnet_backbone"  # one of BACKBONE_NAMES
     depth: int = 50  # 18/34 basic blocks, 50/101/152 bottlenecks
     norm: str = "FrozenBN"  # the only norm the official checkpoints use
     stride_in_1x1: bool = False  # False: the stride sits in the 3x3 conv (detectron2's MSRA-style default)
@@ -49,6 +61,48 @@ class BackboneConfig:
     def res2_out_channels(self) -> int:
         """detectron2 requires 64 for BasicBlock networks (R18/R34) and uses 256 for R50/R101."""
         return 64 if self.depth in (18, 34) else 256
+
+
+@dataclass
+class SwinConfig:
+    """Swin Transformer (``MODEL.SWIN``; used when ``backbone.name`` is ``D2SwinTransformer``)."""
+
+    pretrain_img_size: int = 224  # only sizes the absolute position embedding (APE)
+    patch_size: int = 4
+    embed_dim: int = 96  # channels of res2; doubled per stage
+    depths: tuple[int, ...] = (2, 2, 6, 2)  # blocks per stage, alternating plain / shifted windows
+    num_heads: tuple[int, ...] = (3, 6, 12, 24)
+    window_size: int = 7
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    qk_scale: float | None = None  # None: head_dim ** -0.5
+    drop_rate: float = 0.0
+    attn_drop_rate: float = 0.0
+    drop_path_rate: float = 0.3  # stochastic depth (training only)
+    ape: bool = False  # absolute position embedding
+    patch_norm: bool = True  # LayerNorm after the patch embedding
+    out_features: tuple[str, ...] = ("res2", "res3", "res4", "res5")
+    use_checkpoint: bool = False  # activation checkpointing (not supported by calibnet)
+
+
+@dataclass
+class PVTv2Config:
+    """PVTv2 (``MODEL.PVTV2``; ``build_pyramid_vision_transformer``). ``linear`` means b2-Li whatever
+    ``name`` says (the official builder's rule)."""
+
+    name: str = "b2"  # b0..b5
+    linear: bool = True  # "Li": keys/values pooled to 7x7
+    out_features: tuple[str, ...] = ("res2", "res3", "res4", "res5")
+    drop_path_rate: float = 0.1  # the official builder's constant (no YAML key)
+
+
+@dataclass
+class P2TConfig:
+    """P2T (``MODEL.P2T``; ``build_p2t_backbone``)."""
+
+    name: str = "large"  # base or large
+    out_features: tuple[str, ...] = ("res2", "res3", "res4", "res5")
+    drop_path_rate: float = 0.3  # the official builder's constant (no YAML key)
 
 
 @dataclass
@@ -148,6 +202,9 @@ class CalibNetConfig:
     """Everything needed to build, train and deploy one CalibNet variant."""
 
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    swin: SwinConfig = field(default_factory=SwinConfig)
+    pvtv2: PVTv2Config = field(default_factory=PVTv2Config)
+    p2t: P2TConfig = field(default_factory=P2TConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     encoder_depth: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
@@ -205,6 +262,16 @@ class CalibNetConfig:
 
     def validate(self) -> None:
         """Check values that the model cannot honour."""
+        if self.backbone.name not in BACKBONE_NAMES:
+            raise ConfigError(f"unsupported backbone {self.backbone.name!r} (one of {', '.join(BACKBONE_NAMES)})")
+        if self.pvtv2.name not in ("b0", "b1", "b2", "b3", "b4", "b5"):
+            raise ConfigError(f"unknown PVTv2 variant {self.pvtv2.name!r} (b0..b5)")
+        if self.p2t.name not in ("base", "large"):
+            raise ConfigError(f"unknown P2T variant {self.p2t.name!r} (base, large)")
+        if len(self.swin.depths) != len(self.swin.num_heads):
+            raise ConfigError("MODEL.SWIN.DEPTHS and NUM_HEADS differ in length")
+        if self.swin.use_checkpoint:
+            raise ConfigError("MODEL.SWIN.USE_CHECKPOINT (activation checkpointing) is not supported")
         if self.backbone.depth not in (18, 34, 50, 101, 152):
             raise ConfigError(f"unsupported ResNet depth {self.backbone.depth} (18, 34, 50, 101, 152)")
         if self.backbone.norm != "FrozenBN":
@@ -229,6 +296,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "r101": {"backbone.depth": 101},
     "r34": {"backbone.depth": 34},
     "r18": {"backbone.depth": 18},
+    # the official transformer variants (their YAMLs set only the backbone name; Swin's MODEL.SWIN values
+    # are the defaults of SwinConfig)
+    "swint": {"backbone.name": "D2SwinTransformer"},
+    "pvt": {"backbone.name": "build_pyramid_vision_transformer"},
+    "p2t": {"backbone.name": "build_p2t_backbone"},
 }
 
 

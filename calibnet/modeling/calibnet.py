@@ -16,10 +16,10 @@ from torch import nn
 
 from ..config import CalibNetConfig
 from .aux_heads import CoarsePredictor
+from .backbones import build_backbones
 from .encoder import TransformerEncoder
 from .kernel_branch import CalibNetDecoder
 from .mask_branch import build_mask_branch
-from .resnet import build_resnet
 
 __all__ = ["CalibNet", "TRAINING_ONLY_MODULES"]
 
@@ -39,8 +39,7 @@ class CalibNet(nn.Module):
         cfg.validate()
         self.cfg = cfg
         self.size_divisibility = cfg.input.size_divisibility
-        self.backbone = build_resnet(cfg.backbone)
-        self.backbonedepth = build_resnet(cfg.backbone)
+        self.backbone, self.backbonedepth = build_backbones(cfg)
         channels = self.backbone.output_channels()
         self.encoder = TransformerEncoder(cfg.encoder, channels)
         self.encoder_depth = TransformerEncoder(cfg.encoder_depth, channels)
