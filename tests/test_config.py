@@ -26,9 +26,11 @@ def test_reads_official_yaml_with_base(official_dir):
     assert cfg.fusion_decoder.two_scale
 
 
-def test_unsupported_backbone_config_is_clear(official_dir):
-    with pytest.raises(ConfigError, match="CalibNet_SwinT_50e_50q_320size.yaml.*(unknown|unsupported)"):
-        CalibNetConfig.from_yaml(official_dir / "configs" / "CalibNet_SwinT_50e_50q_320size.yaml")
+def test_unsupported_backbone_config_is_clear(tmp_path):
+    path = tmp_path / "mobile.yaml"
+    path.write_text('MODEL:\n  BACKBONE:\n    NAME: "build_mobilenet_backbone"\n')
+    with pytest.raises(ConfigError, match="mobile.yaml.*MODEL.BACKBONE.NAME.*unsupported.*D2SwinTransformer"):
+        CalibNetConfig.from_yaml(path)
 
 
 def test_unknown_key_names_key_and_file(tmp_path):
