@@ -99,11 +99,21 @@ def backbone_state_from_file(path: str | Path) -> dict[str, torch.Tensor]:
 def init_backbones(model: nn.Module, path: str | Path, quiet: bool = False) -> dict[str, int]:
     """Copy ImageNet weights from ``path`` into ``model.backbone`` and ``model.backbonedepth``.
 
+    Transformer backbones (Swin, PVTv2, P2T) take their original releases' files:
+    :func:`calibnet.training.transformer_init.init_transformer_backbones` (it reports what was loaded,
+    renamed and left at init). For ResNets:
+
     Every tensor of both backbones must be found with the right shape (Caffe2 files, which lack
     batch-norm statistics, may miss ``running_mean``/``running_var``: those keep mean 0, var 1).
     Raises :class:`BackboneInitError` naming missing and wrong-shape keys (e.g. an R50 file for an
     R18 config). Returns counts of loaded tensors per backbone.
     """
+    from ..modeling.backbones import is_transformer_backbone
+
+    if is_transformer_backbone(model.cfg):  # Swin / PVTv2 / P2T release files
+        from .transformer_init import init_transformer_backbones
+
+        return init_transformer_backbones(model, path, quiet=quiet).counts()
     weights = backbone_state_from_file(path)
     counts: dict[str, int] = {}
     for attr in ("backbone", "backbonedepth"):

@@ -49,11 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("model")
     g.add_argument("--recipe", choices=sorted(RECIPES), help="a documented recipe (config, data, schedule, eval); "
                    "other options override it")
-    g.add_argument("--config", help="preset (r50, r101, r34, r18) or official YAML (default r50, or the recipe's)")
+    g.add_argument("--config", help="preset (r50, r101, r34, r18, swint, pvt, p2t) or official YAML "
+                   "(default r50, or the recipe's)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override by dotted field, e.g. --set decoder.num_kernels=10 (repeatable)")
-    g.add_argument("--init-backbone", metavar="FILE", help="ImageNet ResNet weights for both backbones: torchvision "
-                   ".pth or detectron2 .pkl (your local file; nothing is downloaded)")
+    g.add_argument("--init-backbone", metavar="FILE", help="ImageNet weights for both backbones: ResNet torchvision "
+                   ".pth or detectron2 .pkl; Swin/PVTv2/P2T release .pth (swin_tiny_patch4_window7_224_22k.pth, "
+                   "pvt_v2_b2_li.pth, p2t_large.pth); your local file, nothing is downloaded")
     g.add_argument("--weights", metavar="FILE", help="start from these model weights (a calibnet/official checkpoint)")
     g = p.add_argument_group("data (one of)")
     g.add_argument("--synthetic", metavar="N|stream", help="synthetic scenes: 'stream' = endless fresh scenes, "
