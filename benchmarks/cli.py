@@ -6,6 +6,7 @@ Examples:
       --compare-paper --json out/bench/r50.json --plot out/bench/r50.png
   calibnet-bench --config r50 --weights model_final.pth --backends torch,onnxruntime,tensorrt
   calibnet-bench --config r18 --height 64 --width 96 --iters 1 --warmup 0 --json r18.json --plot r18.png
+  calibnet-bench --config swint --backends torch,onnxruntime --compare-paper   # also pvt, p2t
   calibnet-bench --config r50 --weights model_final.pth --accuracy /data/COME15K/annotations/test_e.json \\
       --image-root /data/COME15K/COME-E/RGB --depth-root /data/COME15K/COME-E/depth --accuracy-limit 200
   calibnet-bench --weights model_final.pth --accuracy dsis_test --data-root /data
@@ -60,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The calibnet-bench argument parser."""
     p = argparse.ArgumentParser(prog="calibnet-bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="r50", help="preset (r50, r101, r34, r18) or official YAML (default r50)")
+    p.add_argument("--config", default="r50",
+                   help="preset (r50, r101, r34, r18, swint, pvt, p2t) or official YAML (default r50)")
     p.add_argument("--weights", default=None, help="checkpoint (default: deterministic weights)")
     p.add_argument("--backends", default="torch,onnxruntime",
                    help="comma-separated: torch, onnxruntime, tensorrt, openvino-f32, openvino-bf16, openvino-int8 "

@@ -21,7 +21,8 @@ from calibnet.params import count_parameters
 
 from .flops import MacCount, count_model_macs
 
-__all__ = ["PAPER", "DATASET_FRAMES", "SizeCount", "ModelStats", "model_stats", "padded_network_size"]
+__all__ = ["PAPER", "BACKBONE_TABLE", "OFFICIAL_GMACS", "DATASET_FRAMES", "SizeCount", "ModelStats", "model_stats",
+           "padded_network_size", "backbone_label"]
 
 #: The paper's efficiency figures (CalibNet R50, IEEE TIP 2024) and where they were measured.
 PAPER: dict[str, Any] = {
@@ -32,6 +33,40 @@ PAPER: dict[str, Any] = {
     "gflops_convention": "fvcore (1 multiply-add = 1 flop), mean over test images",
     "params_convention": "model.parameters() of the training model, aux heads included",
 }
+
+#: The official backbone table: COME15K-E / COME15K-H test mask AP of each released model (official README,
+#: "Pre-trained Models") and the parameters of the official code for that config (whole training model, aux
+#: heads included; counted by instantiating it: ../shared/official manifest_*.json).
+BACKBONE_TABLE: tuple[dict[str, Any], ...] = (
+    {"backbone": "ResNet-50", "name": "build_resnet_backbone", "depth": 50, "params": 78_901_550,
+     "ap_come15k_e": 58.0, "ap_come15k_h": 50.7},
+    {"backbone": "ResNet-101", "name": "build_resnet_backbone", "depth": 101, "params": 116_781_358,
+     "ap_come15k_e": 58.5, "ap_come15k_h": 51.5},
+    {"backbone": "Swin-T", "name": "D2SwinTransformer", "params": 75_973_922, "ap_come15k_e": 60.0,
+     "ap_come15k_h": 52.6},
+    {"backbone": "PVTv2-B2-Li", "name": "build_pyramid_vision_transformer", "params": 63_096_622,
+     "ap_come15k_e": 60.7, "ap_come15k_h": 53.7},
+    {"backbone": "P2T-Large", "name": "build_p2t_backbone", "params": 128_559_614, "ap_come15k_e": 61.8,
+     "ap_come15k_h": 54.4},
+)
+
+#: Official fvcore counts of the transformer variants (GMACs by network size; ../shared/official/
+#: flops_transformers.json). Those runs did not count the grid sampler of the deformable attention (the R50
+#: count does), so they compare with ``MacCount.total - MacCount.msda_sampling``. No official P2T count
+#: exists: fvcore's tracer fails on the official P2T (Python round() of a traced size).
+OFFICIAL_GMACS: dict[str, dict[tuple[int, int], float]] = {
+    "D2SwinTransformer": {(320, 480): 92.15, (320, 448): 84.34, (288, 480): 83.99},
+    "build_pyramid_vision_transformer": {(320, 480): 82.32, (320, 448): 76.87, (288, 480): 74.14},
+}
+
+
+def backbone_label(cfg: Any) -> str:
+    """The backbone's name as in the official table (``ResNet-50``, ``Swin-T``, ...), or the config name."""
+    for row in BACKBONE_TABLE:
+        if row["name"] == cfg.backbone.name and row.get("depth", cfg.backbone.depth) == cfg.backbone.depth:
+            return str(row["backbone"])
+    return f"ResNet-{cfg.backbone.depth}" if cfg.backbone.name == "build_resnet_backbone" else cfg.backbone.name
+
 
 #: Example frames of common aspect ratios: (label, height, width) before the official resize.
 DATASET_FRAMES: tuple[tuple[str, int, int], ...] = (
@@ -79,6 +114,8 @@ class ModelStats:
     network_hw: tuple[int, int]
     sizes: list[SizeCount] = field(default_factory=list)
     paper_model: bool = False  # the paper's R50 at the official resize: compare with its 90.2G
+    backbone: str = ""  # BACKBONE.NAME of the model
+    backbone_label: str = ""  # e.g. "Swin-T"
 
     def explain_paper_gflops(self) -> list[str]:
         """Sentences relating the paper's 90.2G to the counts here."""
@@ -86,6 +123,18 @@ class ModelStats:
         lines = [f"fvcore-convention count at {self.network_hw[0]}x{self.network_hw[1]}: {main:.2f} GMACs "
                  f"(= {2 * main:.1f} GFLOPs when a multiply and an add count separately); paper: "
                  f"{PAPER['gflops']} G (fvcore convention, mean over test images)."]
+        official = OFFICIAL_GMACS.get(self.backbone, {})
+        if self.backbone == "build_p2t_backbone":
+            lines.append("P2T has no official count (fvcore's tracer fails on the official P2T: Python round() of a "
+                         "traced size); this count applies the same fvcore rules to the ops the eager model runs "
+                         "(ATen level; adaptive average pooling 1 MAC per input element, as fvcore's handle).")
+        elif official:
+            no_sampling = self.macs.gmacs - self.macs.msda_sampling / 1e9
+            ref = official.get(tuple(self.network_hw))  # type: ignore[call-overload]
+            lines.append(f"without the deformable-attention grid-sampler term (the convention of the official "
+                         f"{self.backbone_label} count): {no_sampling:.2f} G"
+                         + (f"; official fvcore count {ref} G" if ref is not None else
+                            f"; official counts exist at {', '.join(f'{h}x{w}' for h, w in official)}"))
         if not self.sizes:
             return lines
         lines.append("Counts at the padded network sizes of common aspect ratios: " + "; ".join(
@@ -106,6 +155,7 @@ class ModelStats:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "backbone": {"name": self.backbone, "label": self.backbone_label},
             "params": {"total": self.params_total, "without_aux": self.params_without_aux,
                        "by_module": dict(self.params_by_module),
                        "paper_convention": "total (model.parameters() of the training model, aux heads "
@@ -124,12 +174,13 @@ def model_stats(model: nn.Module, height: int, width: int, dataset_sizes: bool =
     """Parameter counts and MACs of ``model`` at ``height`` x ``width`` (and at data-set sizes)."""
     params = count_parameters(model)
     macs = count_model_macs(model, height, width)
-    stats = ModelStats(params.total, params.without_aux, dict(params.by_module), macs, (height, width))
+    cfg: Any = model.cfg
+    stats = ModelStats(params.total, params.without_aux, dict(params.by_module), macs, (height, width),
+                       backbone=cfg.backbone.name, backbone_label=backbone_label(cfg))
     if dataset_sizes:
-        cfg: Any = model.cfg
         short, max_size = cfg.input.min_size_test, cfg.input.max_size_test
         divisor = cfg.input.size_divisibility
-        stats.paper_model = (cfg.backbone.depth == 50 and (short, max_size) == (320, 480)
+        stats.paper_model = (stats.backbone_label == "ResNet-50" and (short, max_size) == (320, 480)
                              and cfg.decoder.num_kernels == 50)
         cache: dict[tuple[int, int], float] = {(height, width): macs.gmacs}
         for label, h, w in DATASET_FRAMES:

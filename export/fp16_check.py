@@ -23,6 +23,10 @@ JSON file format (``calibnet-fp16-readiness/1``), read by ``calibnet.engines`` (
                       "pattern": "^/model/encoder/trans_encoder/encoder/layers\\\\.0/norm1/",
                       "reason": "normalization input 812 > 256"}]}
 
+``fp32_islands`` lists the LayerNorm and Softmax modules (module, type, ``onnx_op``, pattern): the layers the
+engine builder keeps in FP32 by op type whatever their ranges (the attention blocks of the transformer
+backbones and of the encoders).
+
 ``layers`` lists every leaf module (in call order), ``fp32_layers`` the flagged ones; each ``pattern`` is a
 regular expression matching the ONNX node names of that module (the TorchScript exporter's scope names,
 ``/model/<scope>/...``), so an engine builder can pin those nodes/layers to FP32.
@@ -49,6 +53,9 @@ __all__ = ["fp16_readiness", "onnx_scope", "FP16_MAX", "FORMAT"]
 FP16_MAX = 65504.0
 FORMAT = "calibnet-fp16-readiness/1"
 _NORM_TYPES = ("LayerNorm", "GroupNorm", "InstanceNorm2d")  # they compute statistics (x^2) at run time
+#: leaf-module types whose ONNX op the engine builder keeps in FP32 by default (calibnet.engines.fp16
+#: DEFAULT_FP32_PATTERNS): every LayerNorm and attention softmax (Swin/PVTv2/P2T blocks, the encoders)
+_ISLAND_OPS = {"LayerNorm": "LayerNormalization", "Softmax": "Softmax"}
 
 
 def onnx_scope(model: nn.Module, name: str, root: str = "/model") -> str:
@@ -151,7 +158,10 @@ def fp16_readiness(model: nn.Module, inputs: Mapping[str, np.ndarray], norm_inpu
                             "reason": "; ".join(reasons)})
     report = {"format": FORMAT, "fp16_max": FP16_MAX, "norm_input_limit": norm_input_limit,
               "input_shape": list(inputs["rgb"].shape), "outputs": outputs,
-              "layers": [stats[n] for n in order], "fp32_layers": flagged}
+              "layers": [stats[n] for n in order], "fp32_layers": flagged,
+              "fp32_islands": [{"module": n, "type": stats[n]["type"], "onnx_op": _ISLAND_OPS[stats[n]["type"]],
+                                "pattern": "^" + re.escape(onnx_scope(model, n) + "/")}
+                               for n in order if stats[n]["type"] in _ISLAND_OPS]}
     if out_path is not None:
         Path(out_path).write_text(json.dumps(report, indent=2))
     return report

@@ -7,6 +7,7 @@ The full-size parity with the official reference outputs is in test_transformer_
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import numpy as np
@@ -190,3 +191,77 @@ def test_reduced_backbone_dynamic_onnx_matches_eager_at_other_sizes(variant, tmp
             assert a.shape == tuple(b.shape), (variant, n, (B, H, W))
             err = float(np.abs(a - b.numpy()).max())
             assert err <= 1e-4 * max(1.0, float(b.abs().max())), (variant, n, (B, H, W), err)
+
+
+@pytest.mark.slow
+def test_fp16_readiness_reports_the_backbones_fp32_islands(tmp_path):
+    """The readiness check lists every LayerNorm and attention softmax of both Swin backbones as FP32
+    islands; their ops are among the engine builder's default islands and their patterns find the nodes
+    of the exported graph."""
+    onnx = pytest.importorskip("onnx")
+    from calibnet.engines.fp16 import DEFAULT_FP32_PATTERNS
+    from calibnet.export import export_onnx, fp16_readiness
+
+    cfg = calibnet.get_config("swint").replace(**{
+        "swin.embed_dim": 16, "swin.depths": (2, 2, 2, 2), "swin.num_heads": (1, 2, 2, 4),
+        "encoder.num_layers": 1, "encoder_depth.num_layers": 1, "decoder.num_kernels": 10})
+    torch.manual_seed(0)
+    model = calibnet.CalibNet(cfg).eval()
+    g = np.random.default_rng(0)
+    inputs = {"rgb": (g.random((1, 3, 64, 96)) * 255).astype(np.float32),
+              "depth": (g.random((1, 1, 64, 96)) * 255).astype(np.float32),
+              "valid_hw": np.array([[64, 96]], dtype=np.int64)}
+    report = fp16_readiness(model, inputs)
+    islands = {i["module"]: i for i in report["fp32_islands"]}
+    for prefix in ("backbone", "backbonedepth"):
+        sub = getattr(model, prefix)
+        kinds = (torch.nn.LayerNorm, torch.nn.Softmax)
+        want = {f"{prefix}.{n}" for n, m in sub.named_modules() if isinstance(m, kinds)}
+        assert want and want <= set(islands), sorted(want - set(islands))[:5]
+    assert f"op:{islands['backbone.layers.0.blocks.1.attn.softmax']['onnx_op']}" in DEFAULT_FP32_PATTERNS
+    assert f"op:{islands['backbone.norm3']['onnx_op']}" in DEFAULT_FP32_PATTERNS
+    path = export_onnx(model, tmp_path / "swin_small.onnx", height=64, width=96, min_hw=(64, 64), simplify=False)
+    nodes = [(n.name, n.op_type) for n in onnx.load(str(path)).graph.node]
+    for name in ("backbone.layers.0.blocks.1.attn.softmax", "backbonedepth.layers.3.blocks.0.norm1", "backbone.norm0"):
+        pat = re.compile(islands[name]["pattern"])
+        assert any(pat.search(n) and op == islands[name]["onnx_op"] for n, op in nodes), name
+
+
+# ---------------------------------------------------------------------- benchmark figures
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["swint", "pvt"])
+def test_macs_equal_the_official_fvcore_counts(official_dir, variant):
+    """fvcore-convention MACs at 320x480 equal the official counts (flops_transformers.json, which leave the
+    deformable-attention grid sampler out; calibnet's total includes it, as the official R50 count does)."""
+    from calibnet.benchmarks.flops import count_model_macs
+    from calibnet.benchmarks.model_stats import OFFICIAL_GMACS
+
+    official = json.loads((official_dir / "flops_transformers.json").read_text())[variant]["320x480"]
+    cfg = calibnet.get_config(variant)
+    assert OFFICIAL_GMACS[cfg.backbone.name][(320, 480)] == official
+    model = calibnet.CalibNet(cfg)
+    c = count_model_macs(model, 320, 480)
+    assert (c.total - c.msda_sampling) / 1e9 == pytest.approx(official, abs=0.006)
+
+
+def test_bench_report_names_the_backbone_and_the_official_table():
+    from calibnet.benchmarks.model_stats import BACKBONE_TABLE, model_stats
+    from calibnet.benchmarks.report import backbone_table_rows, compare_paper_rows
+
+    cfg = calibnet.get_config("swint").replace(**{
+        "swin.embed_dim": 16, "swin.depths": (2, 2, 2, 2), "swin.num_heads": (1, 2, 2, 4),
+        "encoder.num_layers": 1, "encoder_depth.num_layers": 1, "decoder.num_kernels": 10})
+    model = calibnet.CalibNet(cfg)
+    stats = model_stats(model, 64, 96, dataset_sizes=False)
+    doc = {**stats.to_dict(), "setup": {"cpu": "cpu", "threads": 1, "height": 64, "width": 96},
+           "baseline": {"status": "skipped", "fps": None}, "backends": {}}
+    assert doc["backbone"] == {"name": "D2SwinTransformer", "label": "Swin-T"} and not stats.paper_model
+    table = backbone_table_rows(doc)
+    assert [r[0] for r in table[1:]] == [r["backbone"] for r in BACKBONE_TABLE]
+    swin = next(r for r in table if r[0] == "Swin-T")
+    assert swin[1] == "76.0M" and swin[2] == "60.0" and "this run" in swin[4]
+    rows = compare_paper_rows(doc)
+    assert rows[1][1] == "76.0M (official code)"  # not the R50 paper figure
+    assert rows[3][0].startswith("GMACs (fvcore, no grid sampler)")
