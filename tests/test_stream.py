@@ -174,3 +174,18 @@ def test_tracked_stream_gives_ids_and_coco_track_ids(scene):
     ids = [p.track_ids.tolist() for p in preds]
     assert all(len(i) == 1 for i in ids) and len({i[0] for i in ids}) == 1  # the one "near" instance keeps its ID
     assert preds[0].coco_results(1)[0]["track_id"] == ids[0][0]
+
+
+def test_overlay_color_follows_the_track_id():
+    from calibnet.runtime.overlay import draw_overlay, instance_color
+
+    a = np.zeros((2, 64, 64), bool)
+    a[0, 5:20, 5:20] = True
+    a[1, 40:60, 40:60] = True
+    p1, p2 = _pred(a), _pred(a[::-1].copy())
+    p1.track_ids, p2.track_ids = np.array([5, 7]), np.array([7, 5])  # ranks swapped between frames
+    assert np.array_equal(instance_color(p1, 0), instance_color(p2, 1))
+    assert not np.array_equal(instance_color(p1, 0), instance_color(p1, 1))
+    img = np.full((64, 64, 3), 128, np.uint8)
+    o1, o2 = draw_overlay(img, p1), draw_overlay(img, p2)
+    assert np.array_equal(o1[10, 10], o2[10, 10]) and np.array_equal(o1[50, 50], o2[50, 50])
