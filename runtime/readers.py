@@ -61,7 +61,13 @@ def read_depth(path: str | Path) -> np.ndarray:
     except InputError:
         if not path.is_file():
             raise
-        arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # formats Pillow lacks (multi-channel float TIFF, EXR)
+        log = cv2.utils.logging
+        level = log.getLogLevel()
+        log.setLogLevel(log.LOG_LEVEL_SILENT)  # a corrupt file is our one-line InputError, not OpenCV's chatter
+        try:
+            arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # formats Pillow lacks (multi-channel float TIFF, EXR)
+        finally:
+            log.setLogLevel(level)
         if arr is None or arr.size == 0:
             raise
         return arr if arr.ndim == 2 else arr[:, :, 0]

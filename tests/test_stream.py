@@ -189,3 +189,27 @@ def test_overlay_color_follows_the_track_id():
     img = np.full((64, 64, 3), 128, np.uint8)
     o1, o2 = draw_overlay(img, p1), draw_overlay(img, p2)
     assert np.array_equal(o1[10, 10], o2[10, 10]) and np.array_equal(o1[50, 50], o2[50, 50])
+
+
+def test_folder_and_video_sources(tmp_path):
+    import cv2
+
+    rt = Runtime(SleepBackend(0.001))
+    (tmp_path / "RGB").mkdir()
+    (tmp_path / "depth").mkdir()
+    vw = cv2.VideoWriter(str(tmp_path / "v.avi"), cv2.VideoWriter.fourcc(*"MJPG"), 5.0, (180, 120))
+    for i in range(4):
+        s = make_scene(50 + i, 120, 180)
+        cv2.imwrite(str(tmp_path / "RGB" / f"{i}.jpg"), s.rgb[:, :, ::-1])
+        cv2.imwrite(str(tmp_path / "depth" / f"{i}.png"), s.depth)
+        vw.write(s.rgb[:, :, ::-1].copy())
+    vw.release()
+    (tmp_path / "depth" / "2.png").write_bytes(b"broken")
+    bad: list[int] = []
+    got = [f.name for f, _ in rt.stream((tmp_path / "RGB", tmp_path / "depth"), on_error=lambda i, n, e: bad.append(i))]
+    assert got == ["0.jpg", "1.jpg", "3.jpg"] and bad == [2]
+    vid = [f.index for f, _ in rt.stream((str(tmp_path / "v.avi"), str(tmp_path / "depth")),
+                                         on_error=lambda i, n, e: bad.append(i))]
+    assert vid == [0, 1, 3] and bad == [2, 2]
+    with pytest.raises(TypeError, match="depth"):
+        rt.stream(0)
