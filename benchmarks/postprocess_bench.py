@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from calibnet.runtime.metadata import ModelMetadata
+from calibnet.runtime.contract import OUTPUT_NAMES, ModelMetadata
+from calibnet.runtime.feeds import stack_frames
 from calibnet.runtime.postprocess import decode_prediction
 from calibnet.runtime.prediction import Prediction
 from calibnet.runtime.preprocess import prepare_frame
@@ -92,18 +93,14 @@ def blob_case(name: str, height: int, width: int, kept: int, kernels: int = 50, 
 def forward_case(config: str, height: int, width: int, weights: str | None = None, seed: int = 0,
                  name: str | None = None) -> RawCase:
     """Raw outputs of the real model (torch, eager) on a synthetic RGB-D scene of ``height`` x ``width``."""
-    import torch
-
     import calibnet
     from calibnet.data.synthetic import make_scene
+    from calibnet.runtime.backends.torch_backend import TorchBackend
 
     model = calibnet.build_model(config, weights, seed=seed, quiet=True)
     scene = make_scene(seed, height, width)
     frame = prepare_frame(scene.rgb, scene.depth)
-    with torch.no_grad():
-        out = model(torch.from_numpy(frame.rgb[None]), torch.from_numpy(frame.depth[None]),
-                    image_sizes=torch.tensor([frame.resized_hw]))
-    outputs = {k: out[k].float().numpy() for k in ("pred_logits", "pred_scores", "pred_masks", "depth_trust")}
+    outputs = TorchBackend(model).run(stack_frames([frame]))
     padded = (int(frame.rgb.shape[1]), int(frame.rgb.shape[2]))
     return RawCase(name or f"{config}-forward", outputs, padded, frame.resized_hw, frame.original_hw,
                    (scene.rgb, scene.depth))
@@ -179,7 +176,7 @@ def run_case(case: RawCase, iters: int = 50, warmup: int = 3, meta: ModelMetadat
     import torch
 
     meta = meta or metadata_for()
-    tensors = tuple(torch.from_numpy(case.outputs[k]) for k in ("pred_logits", "pred_scores", "pred_masks"))
+    tensors = tuple(torch.from_numpy(case.outputs[k]) for k in OUTPUT_NAMES[:3])  # logits, objectness, masks
     pred, official = runtime_post(case, meta), official_post(case, meta, tensors)  # type: ignore[arg-type]
     check = compare(pred, official)
     rt_t: list[tuple[float, float]] = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
@@ -12,22 +11,13 @@ from .checkpoint import load_checkpoint
 from .config import CalibNetConfig, get_config
 from .modeling import CalibNet
 
-__all__ = ["build_model", "file_sha256", "DETERMINISTIC_WEIGHTS_NOTE"]
+__all__ = ["build_model", "DETERMINISTIC_WEIGHTS_NOTE"]
 
 DETERMINISTIC_WEIGHTS_NOTE = (
     "NOTE: no --weights given: using calibnet's deterministic initialization (seeded). The model runs "
     "end to end, but its masks and scores are MEANINGLESS. Pass your trained checkpoint "
     "(e.g. model_final.pth) to get real predictions."
 )
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def build_model(config: str | Path | CalibNetConfig = "r50", weights: str | Path | None = None, seed: int = 0,

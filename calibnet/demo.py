@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from calibnet.export import export_onnx
     from calibnet.runtime import Runtime
     from calibnet.runtime.compare import compare_outputs
+    from calibnet.runtime.contract import OUTPUT_NAMES
     from calibnet.runtime.feeds import stack_frames
     from calibnet.runtime.overlay import draw_overlay
 
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     cv2.imwrite(str(out / "overlay.png"), overlay[:, :, ::-1])
     cv2.imwrite(str(out / "scene_rgb.png"), scene.rgb[:, :, ::-1])
     cv2.imwrite(str(out / "scene_depth.png"), scene.depth)
-    diffs = {k: check.outputs[k].max_abs for k in ("pred_logits", "pred_scores", "pred_masks")}
+    diffs = {k: check.outputs[k].max_abs for k in OUTPUT_NAMES[:3]}  # logits, objectness, mask logits
     agree = check.outputs["pred_masks"].mask_agreement
     report = {"onnx": str(onnx_path), "verify_max_abs_diff": diffs, "verify_mask_agreement": agree,
               "instances": len(pred), "scores": [round(float(s), 4) for s in pred.scores[:10]],

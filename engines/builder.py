@@ -21,17 +21,18 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..runtime.backends.tensorrt import dims_tuple, dtype_name
 from ..runtime.backends.tensorrt_deps import TensorRTUnavailable, require_tensorrt, tensorrt_major
 from ..runtime.contract import PLUGIN_NAME, ModelMetadata, read_metadata
 from ..runtime.profiles import Profile, profiles_from_json, profiles_from_metadata, profiles_to_json
 from ..runtime.sidecar import EngineSidecar, GpuInfo, IOTensor, file_sha256, write_sidecar
-from .fp16 import DEFAULT_FP32_PATTERNS, Pattern, compile_patterns, convert_to_fp16, load_fp32_patterns, node_matches
+from .fp16 import Pattern, compile_patterns, convert_to_fp16, fp32_patterns, node_matches, pattern_strings
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
-__all__ = ["build_engine", "choose_fp16_path", "read_onnx_metadata", "EngineBuildError", "PLUGIN_NAME",
-           "current_gpu", "onnx_node_for_layer"]
+__all__ = ["build_engine", "parse_network", "builder_config", "build_serialized", "engine_sidecar",
+           "choose_fp16_path", "read_onnx_metadata", "EngineBuildError", "current_gpu", "onnx_node_for_layer"]
 
 log = logging.getLogger(__name__)
 
@@ -162,17 +163,109 @@ def _mark_fp32_layers(network: trt.INetworkDefinition, model: Any, patterns: Seq
     return marked
 
 
-def _shape(dims: trt.Dims) -> tuple[int, ...]:
-    return tuple(int(dims[i]) for i in range(len(dims)))
+def parse_network(builder: trt.Builder, trt_logger: trt.ILogger, model: Any, onnx_path: Path, fp16_path: str,
+                  patterns: Sequence[Pattern]) -> tuple[trt.INetworkDefinition, list[str]]:
+    """Step 1: the network, parsed from the ONNX file, or (``onnx-fp16-pass``) from its FP16 conversion in
+    memory (the source path is given for external-data lookups); on the builder-flag path the FP32 islands
+    are pinned. Returns the network and the names of the FP32 nodes/layers."""
+    import tensorrt as trt
+
+    strongly_typed = fp16_path == "onnx-fp16-pass" or (tensorrt_major(trt.__version__) or 0) >= 11
+    flags = 0
+    if strongly_typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, trt_logger)
+    if fp16_path == "onnx-fp16-pass":
+        converted, report = convert_to_fp16(model, patterns)
+        _parse(parser, converted.SerializeToString(), onnx_path)
+        return network, report.fp32_nodes
+    _parse(parser, onnx_path.read_bytes(), onnx_path)
+    return network, _mark_fp32_layers(network, model, patterns) if fp16_path == "builder-flag-fp16" else []
+
+
+def builder_config(builder: trt.Builder, network: trt.INetworkDefinition, profiles: Sequence[Profile],
+                   fp16_path: str, pinned: bool, workspace: int | None = None,
+                   builder_optimization_level: int | None = None,
+                   timing_cache: Path | None = None) -> trt.IBuilderConfig:
+    """Step 2: the builder config: memory limit, optimization level, FP16 flags (builder-flag path, with
+    ``OBEY_PRECISION_CONSTRAINTS`` when layers were ``pinned``), one optimization profile per entry, the
+    timing cache (read from ``timing_cache`` when it exists)."""
+    import tensorrt as trt
+
+    config = builder.create_builder_config()
+    if workspace:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace))
+    if builder_optimization_level is not None:
+        config.builder_optimization_level = int(builder_optimization_level)
+    if fp16_path == "builder-flag-fp16":
+        if not builder.platform_has_fast_fp16:
+            log.warning("this GPU has no fast FP16; the FP16 engine may be slow")
+        config.set_flag(trt.BuilderFlag.FP16)
+        if pinned:
+            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    net_inputs = {network.get_input(i).name for i in range(network.num_inputs)}
+    for prof in profiles:
+        missing = net_inputs - set(prof)
+        if missing:
+            raise EngineBuildError(f"profile lacks network inputs {sorted(missing)} (has {sorted(prof)})")
+        op = builder.create_optimization_profile()
+        for name, r in prof.items():
+            if name in net_inputs:
+                op.set_shape(name, trt.Dims(list(r.min)), trt.Dims(list(r.opt)), trt.Dims(list(r.max)))
+        config.add_optimization_profile(op)
+    cache_bytes = timing_cache.read_bytes() if timing_cache and timing_cache.is_file() else b""
+    if not config.set_timing_cache(config.create_timing_cache(cache_bytes), False):
+        log.warning("timing cache %s does not match this TensorRT/GPU; starting a fresh one", timing_cache)
+        config.set_timing_cache(config.create_timing_cache(b""), False)
+    return config
+
+
+def build_serialized(builder: trt.Builder, network: trt.INetworkDefinition, config: trt.IBuilderConfig,
+                     timing_cache: Path | None = None) -> tuple[memoryview, float]:
+    """Step 3: build; saves the timing cache when a file is given. Returns the engine bytes and seconds."""
+    t0 = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    seconds = time.perf_counter() - t0
+    if serialized is None:
+        raise EngineBuildError("TensorRT failed to build the engine (see the TensorRT log above; "
+                               "verbose=True gives details)")
+    if timing_cache is not None:
+        timing_cache.parent.mkdir(parents=True, exist_ok=True)
+        timing_cache.write_bytes(memoryview(config.get_timing_cache().serialize()))
+    return memoryview(serialized), seconds
+
+
+def engine_sidecar(network: trt.INetworkDefinition, onnx_path: Path, engine_path: Path, meta: ModelMetadata | None,
+                   precision: str, fp16_path: str, profiles: Sequence[Profile], fp32_names: list[str],
+                   build_seconds: float, builder_facts: dict[str, Any]) -> EngineSidecar:
+    """Step 4: the sidecar of a written engine (IO tensors from the network, hashes, GPU, versions)."""
+    import tensorrt as trt
+
+    io: list[IOTensor] = []
+    for mode, count, get in (("input", network.num_inputs, network.get_input),
+                             ("output", network.num_outputs, network.get_output)):
+        for i in range(count):
+            t = get(i)
+            io.append(IOTensor(t.name, mode, dtype_name(t.dtype), dims_tuple(t.shape)))
+    return EngineSidecar(
+        onnx_sha256=file_sha256(onnx_path), tensorrt_version=str(trt.__version__), gpu=current_gpu(),
+        precision=precision, fp16_path=fp16_path, profiles=profiles_to_json(profiles), io=io,
+        fp32_layers=fp32_names, model={**meta.to_dict(), "precision": precision} if meta else {},
+        onnx_path=str(onnx_path), engine_sha256=file_sha256(engine_path), builder=builder_facts,
+        build_seconds=round(build_seconds, 3),
+        created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
 
 def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLike[str], fp16: bool = True,
                  profiles: Sequence[Profile] | Any | None = None, workspace: int | None = None,
                  timing_cache: str | os.PathLike[str] | None = None, builder_optimization_level: int | None = None,
-                 fp32_layers: Sequence[Pattern] | str | os.PathLike[str] | None = None,
+                 fp32_layers: Sequence[Pattern | os.PathLike[str]] | str | os.PathLike[str] | None = None,
                  plugin_libraries: Iterable[str | os.PathLike[str]] = (), fp16_path: str = "auto",
                  verbose: bool = False) -> Path:
-    """Build a TensorRT engine from ``onnx_path`` and write ``engine_path`` plus ``<engine>.json``.
+    """Build a TensorRT engine from ``onnx_path`` and write ``engine_path`` plus ``<engine>.json``: parse
+    (:func:`parse_network`), configure (:func:`builder_config`), build (:func:`build_serialized`), sidecar
+    (:func:`engine_sidecar`).
 
     Args:
         fp16: build FP16 (with FP32 islands) instead of FP32.
@@ -181,8 +274,9 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
         workspace: workspace memory pool limit in bytes.
         timing_cache: file to load the timing cache from (if it exists) and save it to after the build.
         builder_optimization_level: 0..5 (TensorRT default 3).
-        fp32_layers: FP32 island patterns (``op:Type`` or node-name regexes), or an FP16-readiness JSON
-            path; default :data:`~calibnet.engines.fp16.DEFAULT_FP32_PATTERNS`.
+        fp32_layers: FP32 islands (:func:`~calibnet.engines.fp16.fp32_patterns`: patterns replace the
+            defaults, an FP16-readiness JSON adds to them; default
+            :data:`~calibnet.engines.fp16.DEFAULT_FP32_PATTERNS`).
         plugin_libraries: extra plugin .so files to load (the built-in plugins are always initialized).
         fp16_path: "auto" | "flags" | "onnx" (see :func:`choose_fp16_path`).
 
@@ -193,117 +287,31 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
     import tensorrt as trt
 
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    plugin_libraries = [str(p) for p in plugin_libraries]
+    libraries = [str(p) for p in plugin_libraries]
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX file {onnx_path} does not exist")
     model, meta = read_onnx_metadata(onnx_path)
-    if profiles is None:
-        if meta is None:
-            raise EngineBuildError(f"{onnx_path} has no calibnet metadata: pass profiles= explicitly")
-        profs = profiles_from_metadata(meta)
-    else:
-        profs = profiles_from_json(profiles)
-    if fp32_layers is None:
-        patterns: list[Pattern] = list(DEFAULT_FP32_PATTERNS)
-    elif isinstance(fp32_layers, (str, os.PathLike)):
-        patterns = list(load_fp32_patterns(fp32_layers))
-    else:
-        patterns = list(fp32_layers)
+    if profiles is None and meta is None:
+        raise EngineBuildError(f"{onnx_path} has no calibnet metadata: pass profiles= explicitly")
+    profs = profiles_from_metadata(meta) if profiles is None else profiles_from_json(profiles)  # type: ignore[arg-type]
+    patterns = fp32_patterns(fp32_layers)
     path = choose_fp16_path(trt.__version__, fp16, fp16_path)
+    cache_file = Path(timing_cache) if timing_cache else None
 
     trt_logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
-    _load_plugins(trt_logger, plugin_libraries)
+    _load_plugins(trt_logger, libraries)
     _check_plugins(model)
     builder = trt.Builder(trt_logger)
-    strongly_typed = path == "onnx-fp16-pass" or (tensorrt_major(trt.__version__) or 0) >= 11
-    flags = 0
-    if strongly_typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, trt_logger)
-
-    fp32_names: list[str] = []
-    if path == "onnx-fp16-pass":
-        converted, report = convert_to_fp16(model, patterns)
-        fp32_names = report.fp32_nodes
-        tmp = engine_path.with_name(engine_path.name + ".fp16.onnx")
-        tmp.write_bytes(converted.SerializeToString())  # beside the source for external-data lookups
-        try:
-            _parse(parser, tmp.read_bytes(), onnx_path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    else:
-        _parse(parser, onnx_path.read_bytes(), onnx_path)
-
-    config = builder.create_builder_config()
-    if workspace:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace))
-    if builder_optimization_level is not None:
-        config.builder_optimization_level = int(builder_optimization_level)
-    if path == "builder-flag-fp16":
-        if not builder.platform_has_fast_fp16:
-            log.warning("this GPU has no fast FP16; the FP16 engine may be slow")
-        config.set_flag(trt.BuilderFlag.FP16)
-        fp32_names = _mark_fp32_layers(network, model, patterns)
-        if fp32_names:
-            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-
-    net_inputs = {network.get_input(i).name for i in range(network.num_inputs)}
-    for prof in profs:
-        missing = net_inputs - set(prof)
-        if missing:
-            raise EngineBuildError(f"profile lacks network inputs {sorted(missing)} (has {sorted(prof)})")
-        op = builder.create_optimization_profile()
-        for name, r in prof.items():
-            if name in net_inputs:
-                op.set_shape(name, trt.Dims(list(r.min)), trt.Dims(list(r.opt)), trt.Dims(list(r.max)))
-        config.add_optimization_profile(op)
-
-    cache_file = Path(timing_cache) if timing_cache else None
-    cache_bytes = cache_file.read_bytes() if cache_file and cache_file.is_file() else b""
-    tcache = config.create_timing_cache(cache_bytes)
-    if not config.set_timing_cache(tcache, False):
-        log.warning("timing cache %s does not match this TensorRT/GPU; starting a fresh one", cache_file)
-        config.set_timing_cache(config.create_timing_cache(b""), False)
-
-    t0 = time.perf_counter()
-    serialized = builder.build_serialized_network(network, config)
-    seconds = time.perf_counter() - t0
-    if serialized is None:
-        raise EngineBuildError("TensorRT failed to build the engine (see the TensorRT log above; "
-                               "verbose=True gives details)")
+    network, fp32_names = parse_network(builder, trt_logger, model, onnx_path, path, patterns)
+    config = builder_config(builder, network, profs, path, bool(fp32_names), workspace, builder_optimization_level,
+                            cache_file)
+    serialized, seconds = build_serialized(builder, network, config, cache_file)
     engine_path.parent.mkdir(parents=True, exist_ok=True)
-    engine_path.write_bytes(memoryview(serialized))
-    if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        cache_file.write_bytes(memoryview(config.get_timing_cache().serialize()))
-
-    io: list[IOTensor] = []
-    for mode, count, get in (("input", network.num_inputs, network.get_input),
-                             ("output", network.num_outputs, network.get_output)):
-        for i in range(count):
-            t = get(i)
-            io.append(IOTensor(t.name, mode, _np_dtype_name(t.dtype), _shape(t.shape)))
-    sidecar = EngineSidecar(
-        onnx_sha256=file_sha256(onnx_path), tensorrt_version=str(trt.__version__), gpu=current_gpu(),
-        precision="fp16" if fp16 else "fp32", fp16_path=path, profiles=profiles_to_json(profs), io=io,
-        fp32_layers=fp32_names, model={**meta.to_dict(), "precision": "fp16" if fp16 else "fp32"} if meta else {},
-        onnx_path=str(onnx_path),
-        engine_sha256=file_sha256(engine_path),
-        builder={"workspace": workspace, "builder_optimization_level": builder_optimization_level,
-                 "timing_cache": str(cache_file) if cache_file else None,
-                 "plugin_libraries": [str(p) for p in plugin_libraries],
-                 "fp32_patterns": [p if isinstance(p, str) else p.pattern for p in patterns],
-                 "strongly_typed": strongly_typed},
-        build_seconds=round(seconds, 3), created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    )
-    write_sidecar(engine_path, sidecar)
+    engine_path.write_bytes(serialized)
+    facts = {"workspace": workspace, "builder_optimization_level": builder_optimization_level,
+             "timing_cache": str(cache_file) if cache_file else None, "plugin_libraries": libraries,
+             "fp32_patterns": pattern_strings(patterns),
+             "strongly_typed": path == "onnx-fp16-pass" or (tensorrt_major(trt.__version__) or 0) >= 11}
+    write_sidecar(engine_path, engine_sidecar(network, onnx_path, engine_path, meta, "fp16" if fp16 else "fp32", path,
+                                              profs, fp32_names, seconds, facts))
     return engine_path
-
-
-def _np_dtype_name(dtype: trt.DataType) -> str:
-    import numpy as np
-    import tensorrt as trt
-
-    return str(np.dtype(trt.nptype(dtype)).name)
-

@@ -94,7 +94,7 @@ def find_cached(cache_dir: str | os.PathLike[str], key: CacheKey, verify_engine_
 
 def get_or_build(onnx_path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None,
                  fp16: bool = True, profiles: Sequence[Profile] | Any | None = None,
-                 fp32_layers: Sequence[str] | str | os.PathLike[str] | None = None,
+                 fp32_layers: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] | None = None,
                  tensorrt_version: str | None = None, gpu: GpuInfo | None = None,
                  builder: Callable[..., Path] | None = None, **build_kwargs: Any) -> Path:
     """Return a cached engine for ``onnx_path`` or build one into ``cache_dir`` (default
@@ -104,9 +104,10 @@ def get_or_build(onnx_path: str | os.PathLike[str], cache_dir: str | os.PathLike
     ``build_engine`` (they can be given, e.g. to look up engines for another machine)."""
     from ..runtime.backends.tensorrt_deps import require_tensorrt
     from ..runtime.backends.tensorrt_deps import tensorrt_version as _installed
+    from ..runtime.contract import read_metadata
     from ..runtime.profiles import profiles_from_metadata
-    from .builder import build_engine, current_gpu, read_onnx_metadata
-    from .fp16 import DEFAULT_FP32_PATTERNS, load_fp32_patterns
+    from .builder import build_engine, current_gpu
+    from .fp16 import fp32_patterns, pattern_strings
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -116,16 +117,8 @@ def get_or_build(onnx_path: str | os.PathLike[str], cache_dir: str | os.PathLike
         tensorrt_version = str(_installed())
     gpu = gpu or current_gpu()
     if profiles is None:
-        _, meta = read_onnx_metadata(onnx_path)
-        if meta is None:
-            raise ValueError(f"{onnx_path} has no calibnet metadata: pass profiles= explicitly")
-        profiles = profiles_from_metadata(meta)
-    if fp32_layers is None:
-        patterns = list(DEFAULT_FP32_PATTERNS)
-    elif isinstance(fp32_layers, (str, os.PathLike)):
-        patterns = load_fp32_patterns(fp32_layers)
-    else:
-        patterns = [str(p) for p in fp32_layers]
+        profiles = profiles_from_metadata(read_metadata(onnx_path))  # ValueError without calibnet metadata
+    patterns = pattern_strings(fp32_patterns(fp32_layers))  # a readiness JSON adds to the default islands
     key = CacheKey.make(file_sha256(onnx_path), tensorrt_version, gpu, "fp16" if fp16 else "fp32", profiles,
                         patterns)
     cdir = Path(cache_dir) if cache_dir is not None else default_cache_dir()

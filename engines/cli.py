@@ -73,21 +73,6 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _patterns(items: list[str] | None) -> list[str] | None:
-    """FP32 islands from ``--fp32-layers``: patterns replace the defaults; an FP16-readiness JSON (what
-    ``calibnet-export --check-fp16`` writes) adds its flagged layers to the defaults, as calibnet-export does."""
-    from .fp16 import DEFAULT_FP32_PATTERNS, load_fp32_patterns
-
-    if not items:
-        return None
-    out: list[str] = []
-    if any(it.endswith(".json") for it in items):
-        out.extend(DEFAULT_FP32_PATTERNS)
-    for it in items:
-        out.extend(load_fp32_patterns(it) if it.endswith(".json") else [it])
-    return list(dict.fromkeys(out))
-
-
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code (2 for user errors, 1 for a failed verification)."""
     args = _parser().parse_args(argv)
@@ -98,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             from .cache import get_or_build
 
             profiles = [parse_profile_spec(args.profile)] if args.profile else None
-            kw = dict(fp16=not args.fp32, profiles=profiles, fp32_layers=_patterns(args.fp32_layers),
+            kw = dict(fp16=not args.fp32, profiles=profiles, fp32_layers=args.fp32_layers,
                       workspace=int(args.workspace_gib * (1 << 30)) if args.workspace_gib else None,
                       timing_cache=args.timing_cache, builder_optimization_level=args.opt_level,
                       plugin_libraries=args.plugin, fp16_path=args.fp16_path, verbose=args.verbose)
@@ -114,25 +99,20 @@ def main(argv: list[str] | None = None) -> int:
 
             print(json.dumps(read_sidecar(args.engine).to_dict(), indent=2))
         elif args.cmd == "verify":
-            from .verify import verify_engine
+            from .verify import verification_lines, verify_engine
 
             rep = verify_engine(args.engine, args.onnx, samples=args.samples, timing_iters=args.iters,
                                 min_mask_agreement=args.min_mask_agreement, report_path=args.report,
                                 use_cuda_graph=args.cuda_graph)
-            for k, r in enumerate(rep["samples"]):
-                for name, o in r["outputs"].items():
-                    extra = f" mask_agreement={o['mask_agreement']:.4f}" if "mask_agreement" in o else ""
-                    print(f"sample {k} {name}: max_abs={o.get('max_abs')}{extra} passed={o.get('passed')}")
-            print(f"timing (host, incl. copies): {rep['timing_host_ms']}")
-            print("PASSED" if rep["passed"] else "FAILED")
+            print("\n".join(verification_lines(rep)))
             return 0 if rep["passed"] else 1
         elif args.cmd == "fp16-onnx":
             import onnx
 
-            from .fp16 import DEFAULT_FP32_PATTERNS, convert_to_fp16
+            from .fp16 import convert_to_fp16, fp32_patterns
 
             model = onnx.load(str(args.onnx))
-            m16, report = convert_to_fp16(model, _patterns(args.fp32_layers) or DEFAULT_FP32_PATTERNS)
+            m16, report = convert_to_fp16(model, fp32_patterns(args.fp32_layers))
             onnx.save(m16, str(args.output))
             d = report.to_dict()
             print(json.dumps({**d, "fp32_nodes": len(d["fp32_nodes"])}))

@@ -26,7 +26,7 @@ import numpy as np
 from ..runtime.contract import PLUGIN_NAME
 
 __all__ = ["DEFAULT_FP32_PATTERNS", "FP16Report", "compile_patterns", "node_matches", "matching_nodes", "sampling_cone",
-           "load_fp32_patterns", "convert_to_fp16"]
+           "load_fp32_patterns", "fp32_patterns", "pattern_strings", "convert_to_fp16"]
 
 DEFAULT_FP32_PATTERNS: tuple[str, ...] = (
     "op:LayerNormalization",
@@ -156,6 +156,30 @@ def load_fp32_patterns(source: str | os.PathLike[str] | Sequence[Any]) -> list[s
         else:
             raise ValueError(f"cannot read an FP32 layer pattern from {item!r}")
     return out
+
+
+def fp32_patterns(fp32_layers: Sequence[Pattern | os.PathLike[str]] | str | os.PathLike[str] | None = None,
+                  ) -> list[Pattern]:
+    """The FP32 islands of an FP16 engine, the one rule for every caller (library and CLIs):
+
+    ``None``: :data:`DEFAULT_FP32_PATTERNS`. Patterns (``op:Type`` or node-name regexes) replace the defaults.
+    An FP16-readiness JSON (a ``.json`` path, what ``calibnet-export --check-fp16`` writes) always ADDS its
+    flagged layers to the defaults (and to any patterns given with it)."""
+    if fp32_layers is None:
+        return list(DEFAULT_FP32_PATTERNS)
+    items = [fp32_layers] if isinstance(fp32_layers, (str, os.PathLike)) else list(fp32_layers)
+    out: list[Pattern] = []
+    for it in items:
+        if isinstance(it, (str, os.PathLike)) and Path(it).suffix == ".json":
+            out = [*DEFAULT_FP32_PATTERNS, *out, *load_fp32_patterns(it)]
+        else:
+            out.append(it if isinstance(it, re.Pattern) else str(it))
+    return list(dict.fromkeys(out))
+
+
+def pattern_strings(patterns: Iterable[Pattern]) -> list[str]:
+    """Patterns as strings (compiled regexes by their source), e.g. for a cache key or a sidecar."""
+    return [p if isinstance(p, str) else p.pattern for p in patterns]
 
 
 def _to_fp16_array(a: np.ndarray) -> tuple[np.ndarray, int]:

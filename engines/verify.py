@@ -21,7 +21,7 @@ import numpy as np
 from ..runtime.compare import compare_outputs
 from ..runtime.feeds import random_feeds
 
-__all__ = ["time_engine", "verify_engine"]
+__all__ = ["time_engine", "verify_engine", "verification_lines"]
 
 
 def time_engine(backend: Any, feeds: Mapping[str, np.ndarray], iters: int = 100, warmup: int = 10) -> dict[str, float]:
@@ -74,3 +74,16 @@ def verify_engine(engine_path: str | os.PathLike[str], onnx_path: str | os.PathL
     if report_path is not None:
         Path(report_path).write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def verification_lines(report: Mapping[str, Any]) -> list[str]:
+    """A :func:`verify_engine` report as printable lines (per sample and output, then the verdict)."""
+    lines = []
+    for k, r in enumerate(report["samples"]):
+        for name, o in r["outputs"].items():
+            extra = f" mask agreement {o['mask_agreement']:.4%}" if "mask_agreement" in o else ""
+            lines.append(f"engine vs ONNX Runtime, sample {k}, {name}: max|d| {o.get('max_abs')}{extra} "
+                         f"{'ok' if o.get('passed') else 'FAILED'}")
+    lines.append(f"engine verification: {'PASS' if report['passed'] else 'FAIL'}; engine timing (host, incl. "
+                 f"copies): {report['timing_host_ms']}")
+    return lines

@@ -114,10 +114,10 @@ def _main(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, bar) -> int:  # type: ignore[no-untyped-def]
     from calibnet import ConfigError, build_model
-    from calibnet.builder import file_sha256
     from calibnet.checkpoint import CheckpointMismatchError
     from calibnet.runtime.contract import ModelMetadata
     from calibnet.runtime.feeds import random_feeds
+    from calibnet.runtime.sidecar import file_sha256
 
     from .onnx_export import export_onnx
     from .verify import verify_onnx
@@ -206,20 +206,19 @@ def _triton_repo(args: argparse.Namespace, onnx_path: Path, write: Callable[[str
 
 def _engine(onnx_path: Path, engine_path: str, fp16: bool, fp32_json: Path | None, verify: bool = False,
             write: Callable[[str], None] = print) -> int:
+    """``calibnet.engines.build_engine`` (a readiness JSON adds its layers to the default FP32 islands), then
+    ``calibnet.engines.verify.verify_engine`` against ONNX Runtime when asked."""
     try:
-        from calibnet.engines import TensorRTUnavailable, build_engine
-        from calibnet.engines.fp16 import DEFAULT_FP32_PATTERNS, load_fp32_patterns
+        import calibnet.engines as engines
     except ImportError as exc:
         print(f"calibnet-export: cannot build the engine: calibnet.engines is unavailable ({exc}). "
               f"The ONNX file {onnx_path} was written; build the engine later with `python -m calibnet.engines`.",
               file=sys.stderr)
         return 3
     try:
-        kw = {}
-        if fp32_json is not None and fp16:  # the builder's default islands plus the flagged layers
-            kw["fp32_layers"] = [*DEFAULT_FP32_PATTERNS, *load_fp32_patterns(fp32_json)]
-        out = build_engine(onnx_path, engine_path, fp16=fp16, **kw)
-    except TensorRTUnavailable as exc:
+        out = engines.build_engine(onnx_path, engine_path, fp16=fp16,
+                                   fp32_layers=[fp32_json] if fp32_json is not None and fp16 else None)
+    except engines.TensorRTUnavailable as exc:
         print(f"calibnet-export: cannot build the engine: {exc}\nThe ONNX file {onnx_path} was written; build "
               "the engine on a machine with TensorRT and an NVIDIA GPU (`python -m calibnet.engines build`).",
               file=sys.stderr)
@@ -232,11 +231,12 @@ def _engine(onnx_path: Path, engine_path: str, fp16: bool, fp32_json: Path | Non
 
 
 def _verify_engine(onnx_path: Path, engine_path: Path, write: Callable[[str], None]) -> int:
-    """Engine vs ONNX Runtime CPU on the same inputs (Polygraphy-style tolerances); the report goes to
-    ``<engine>.verify.json``. A TensorRT-flavoured graph runs on ONNX Runtime with the plugin's reference body."""
+    """Engine vs ONNX Runtime CPU on the same inputs (the one comparator at the engine's precision); the report
+    goes to ``<engine>.verify.json``. A TensorRT-flavoured graph runs on ONNX Runtime with the plugin's
+    reference body."""
     import onnx
 
-    from calibnet.engines.verify import verify_engine
+    from calibnet.engines import verify
 
     from .msda_onnx import attach_reference_function, plugin_nodes
 
@@ -244,14 +244,10 @@ def _verify_engine(onnx_path: Path, engine_path: Path, write: Callable[[str], No
     if plugin_nodes(proto):
         proto = attach_reference_function(proto)
     report_path = Path(str(engine_path) + ".verify.json")
-    rep = verify_engine(engine_path, proto.SerializeToString(), report_path=report_path)
-    for k, r in enumerate(rep["samples"]):
-        for name, o in r["outputs"].items():
-            extra = f" mask agreement {o['mask_agreement']:.4%}" if "mask_agreement" in o else ""
-            write(f"engine vs ONNX Runtime, sample {k}, {name}: max|d| {o.get('max_abs')}{extra} "
-                  f"{'ok' if o.get('passed') else 'FAILED'}")
-    write(f"engine verification -> {report_path}: {'PASS' if rep['passed'] else 'FAIL'}; "
-          f"engine timing (host, incl. copies): {rep['timing_host_ms']}")
+    rep = verify.verify_engine(engine_path, proto.SerializeToString(), report_path=report_path)
+    for line in verify.verification_lines(rep):
+        write(line)
+    write(f"engine verification report -> {report_path}")
     return 0 if rep["passed"] else 1
 
 

@@ -45,8 +45,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from calibnet.runtime.backends.torch_backend import TorchBackend
 from calibnet.runtime.compare import binary_masks
-from calibnet.runtime.contract import INPUT_NAMES, OUTPUT_NAMES
+from calibnet.runtime.contract import OUTPUT_NAMES
 
 __all__ = ["fp16_readiness", "onnx_scope", "FP16_MAX", "FORMAT"]
 
@@ -93,19 +94,12 @@ def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if n and not any(True for _ in m.children())]
 
 
-def _run(model: nn.Module, feeds: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    rgb, depth, valid_hw = (feeds[k] for k in INPUT_NAMES)
-    with torch.no_grad():
-        out = model(rgb, depth, image_sizes=valid_hw)
-    return {k: out[k].float().numpy() for k in OUTPUT_NAMES}
-
-
 def fp16_readiness(model: nn.Module, inputs: Mapping[str, np.ndarray], norm_input_limit: float = 256.0,
                    out_path: str | Path | None = None) -> dict[str, Any]:
     """Run both passes on ``inputs`` (``rgb``, ``depth``, ``valid_hw`` numpy arrays); returns the report
     (format above) and writes it to ``out_path`` as JSON when given."""
     model = model.eval()
-    feeds = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
+
     stats: dict[str, dict[str, Any]] = {}
     order: list[str] = []
 
@@ -120,7 +114,7 @@ def fp16_readiness(model: nn.Module, inputs: Mapping[str, np.ndarray], norm_inpu
 
     handles = [m.register_forward_hook(record(n, type(m).__name__)) for n, m in _leaves(model)]
     try:
-        ref = _run(model, feeds)
+        ref = TorchBackend(model).run(dict(inputs))
     finally:
         for h in handles:
             h.remove()
@@ -131,7 +125,7 @@ def fp16_readiness(model: nn.Module, inputs: Mapping[str, np.ndarray], norm_inpu
             p.copy_(p.to(torch.float16).float())
     handles = [m.register_forward_hook(lambda _m, _a, out: _to_fp16(out)) for _, m in _leaves(half)]
     try:
-        emu = _run(half, feeds)
+        emu = TorchBackend(half).run(dict(inputs))
     finally:
         for h in handles:
             h.remove()

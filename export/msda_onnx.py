@@ -43,15 +43,7 @@ from calibnet.runtime.contract import PLUGIN_DOMAIN, PLUGIN_NAME
 __all__ = ["PLUGIN_NAME", "PLUGIN_DOMAIN", "PluginMSDA", "msda_function_proto", "attach_reference_function",
            "inline_msda", "plugin_nodes"]
 
-_PLUGIN_VERSION = "1"
-
-
-def set_plugin_version(version: str) -> None:
-    """Select the ``plugin_version`` attribute written by the next export ("1" or "2")."""
-    global _PLUGIN_VERSION
-    if version not in ("1", "2"):
-        raise ValueError(f"plugin_version must be '1' (TensorRT 8.x..11.x) or '2' (>= 10.11), got {version!r}")
-    _PLUGIN_VERSION = version
+PLUGIN_VERSIONS = ("1", "2")
 
 
 class PluginMSDA(torch.autograd.Function):
@@ -59,21 +51,23 @@ class PluginMSDA(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, value: torch.Tensor, spatial_shapes: torch.Tensor, level_start_index: torch.Tensor,
-                sampling_locations: torch.Tensor, attention_weights: torch.Tensor) -> torch.Tensor:
+                sampling_locations: torch.Tensor, attention_weights: torch.Tensor,
+                plugin_version: str = "1") -> torch.Tensor:
         """[N,S,M,D] ... -> [N,Lq,M,D] (the plugin's output layout)."""
-        del ctx, level_start_index
+        del ctx, level_start_index, plugin_version
         shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
         N, _, M, D = value.shape
         Lq = sampling_locations.shape[1]
         return ms_deform_attn_core(value, shapes, sampling_locations, attention_weights).view(N, Lq, M, D)
 
     @staticmethod
-    def symbolic(g, value, spatial_shapes, level_start_index, sampling_locations, attention_weights):  # type: ignore[no-untyped-def]
-        """The plugin node, with the INT32 casts the plugin needs."""
+    def symbolic(g, value, spatial_shapes, level_start_index, sampling_locations, attention_weights,  # type: ignore[no-untyped-def]
+                 plugin_version="1"):
+        """The plugin node (``plugin_version`` attribute "1" or "2"), with the INT32 casts the plugin needs."""
         shapes32 = g.op("Cast", spatial_shapes, to_i=TensorProto.INT32)
         start32 = g.op("Cast", level_start_index, to_i=TensorProto.INT32)
         out = g.op(f"{PLUGIN_DOMAIN}::{PLUGIN_NAME}", value, shapes32, start32, sampling_locations,
-                   attention_weights, plugin_version_s=_PLUGIN_VERSION)
+                   attention_weights, plugin_version_s=plugin_version)
         from torch.onnx import symbolic_helper
 
         vs = symbolic_helper._get_tensor_sizes(value)
@@ -85,10 +79,12 @@ class PluginMSDA(torch.autograd.Function):
 
 def plugin_impl(value: torch.Tensor, spatial_shapes: Sequence[tuple[int, int]], level_start_index: torch.Tensor,
                 sampling_locations: torch.Tensor, attention_weights: torch.Tensor,
-                spatial_shapes_tensor: torch.Tensor) -> torch.Tensor:
-    """An implementation for :func:`calibnet.modeling.msda.msda_implementation` that exports as the plugin."""
+                spatial_shapes_tensor: torch.Tensor, plugin_version: str = "1") -> torch.Tensor:
+    """An implementation for :func:`calibnet.modeling.msda.msda_implementation` that exports as the plugin
+    (bind ``plugin_version`` with ``functools.partial``)."""
     del spatial_shapes
-    out = PluginMSDA.apply(value, spatial_shapes_tensor, level_start_index, sampling_locations, attention_weights)
+    out = PluginMSDA.apply(value, spatial_shapes_tensor, level_start_index, sampling_locations, attention_weights,
+                           plugin_version)
     N, Lq = sampling_locations.shape[:2]
     return out.reshape(N, Lq, value.shape[2] * value.shape[3])
 

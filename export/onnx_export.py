@@ -24,6 +24,7 @@ renamed it "linear", which TensorRT's parser silently treats as nearest); opset 
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,9 +84,12 @@ def _metadata_for(model: nn.Module, flavor: str, height: int, width: int, batch:
 
 
 def _check_args(model: nn.Module, flavor: str, height: int, width: int, batch: int, opset: int,
-                topk: int | None, min_hw: tuple[int, int], max_hw: tuple[int, int], dynamic: bool) -> None:
+                topk: int | None, min_hw: tuple[int, int], max_hw: tuple[int, int], dynamic: bool,
+                plugin_version: str) -> None:
     if flavor not in FLAVORS:
         raise ValueError(f"flavor must be one of {FLAVORS}, got {flavor!r}")
+    if plugin_version not in msda_onnx.PLUGIN_VERSIONS:
+        raise ValueError(f"plugin_version must be '1' (TensorRT 8.x..11.x) or '2' (>= 10.11), got {plugin_version!r}")
     div = model.cfg.input.size_divisibility
     for h, w in ((height, width), *((min_hw, max_hw) if dynamic else ())):
         if h % div or w % div or h <= 0 or w <= 0:
@@ -101,10 +105,11 @@ def _check_args(model: nn.Module, flavor: str, height: int, width: int, batch: i
 
 
 @contextlib.contextmanager
-def _export_mode(model: nn.Module, dynamic: bool) -> Iterator[None]:
+def _export_mode(model: nn.Module, dynamic: bool, plugin_version: str) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.no_grad())
-        stack.enter_context(msda_implementation(msda_onnx.plugin_impl))
+        stack.enter_context(msda_implementation(functools.partial(msda_onnx.plugin_impl,
+                                                                  plugin_version=plugin_version)))
         if dynamic:
             stack.enter_context(dynamic_reference_points(model))
         stack.enter_context(warnings.catch_warnings())
@@ -163,8 +168,7 @@ def export_onnx(model: nn.Module, path: str | Path, flavor: str = "portable", he
     dynamic_batch = dynamic if dynamic_batch is None else dynamic_batch
     max_batch = max_batch or (max(batch, 4) if dynamic_batch else batch)
     min_hw, max_hw = tuple(min_hw), tuple(max_hw)  # type: ignore[assignment]
-    _check_args(model, flavor, height, width, batch, opset, topk, min_hw, max_hw, dynamic)
-    msda_onnx.set_plugin_version(plugin_version)
+    _check_args(model, flavor, height, width, batch, opset, topk, min_hw, max_hw, dynamic, plugin_version)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
@@ -182,7 +186,7 @@ def export_onnx(model: nn.Module, path: str | Path, flavor: str = "portable", he
         half = {2: "mask_height", 3: "mask_width"} if dynamic else {}
         for name in outputs:
             axes[name] = {**b, **(half if name in MASK_OUTPUTS else {})}
-    with _export_mode(model, dynamic):
+    with _export_mode(model, dynamic, plugin_version):
         torch.onnx.export(wrapper, (rgb, depth, valid), str(path), input_names=list(INPUT_NAMES),
                           output_names=list(outputs), opset_version=opset, dynamo=False,
                           do_constant_folding=True, dynamic_axes=axes or None)

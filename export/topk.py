@@ -1,7 +1,8 @@
 """In-graph NMS-free selection (export option ``topk=K``): only the K kept masks are computed.
 
-:class:`TopKDeploy` reuses the submodules of a :class:`calibnet.CalibNet` (nothing is copied or retrained)
-and runs the official inference selection inside the graph:
+:class:`TopKDeploy` reuses the submodules and methods of a :class:`calibnet.CalibNet` (the decoder's
+``kernels`` and ``masks``; nothing is copied or retrained) and runs the official inference selection inside
+the graph:
 
 1. score = sqrt(sigmoid(class logit) * sigmoid(objectness)) for the N kernels;
 2. TopK (sorted, descending) -> ``keep_index`` [B,K]; gather the K kernels;
@@ -19,10 +20,7 @@ or max_detections <= K.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-
-from calibnet.modeling.common import coordinate_features, depth_similarity
 
 __all__ = ["TopKDeploy", "BELOW_THRESHOLD_SCORE"]
 
@@ -48,22 +46,11 @@ class TopKDeploy(nn.Module):
         rgb_n, depth_n = m.normalize(rgb, depth, valid_hw)
         feats, feats_d = m.features(rgb_n, depth_n)
         mask_features, dsa_mask = m.fusion_decoder(feats, feats_d)
-        dec = m.decoder
-        feat_rgb, feat_depth = feats[2], feats_d[2]
-        coords = coordinate_features(feat_rgb)
-        dsa = depth_similarity(dec.rgb_input, dec.depth_input, feat_rgb, feat_depth)
-        B = feat_rgb.shape[0]
-        feat_depth = dsa.view(B, 1, 1, 1) * feat_depth
-        logits, kernels, objectness = dec.inst_branch(torch.cat([feat_rgb, coords], 1),
-                                                      torch.cat([feat_depth, coords], 1))
+        logits, kernels, objectness, dsa = m.decoder.kernels(feats[2], feats_d[2])
         score = torch.sqrt(torch.sigmoid(logits[..., 0]) * torch.sigmoid(objectness[..., 0]))  # [B,N]
         top, keep = torch.topk(score, self.k, dim=1)
         picked = torch.gather(kernels, 1, keep[..., None].expand(-1, -1, kernels.shape[2]))  # [B,K,D]
-        _, C, H, W = mask_features.shape
-        masks = torch.bmm(picked, mask_features.reshape(B, C, H * W)).reshape(B, self.k, H, W)
-        if dec.scale_factor != 1:
-            masks = F.interpolate(masks, scale_factor=float(dec.scale_factor), mode="bilinear", align_corners=False)
-        probs = torch.sigmoid(masks)
+        probs = torch.sigmoid(m.decoder.masks(picked, mask_features))
         binary = (probs > self.mask_threshold).to(probs.dtype)
         rescore = (probs * binary).sum((2, 3)) / (binary.sum((2, 3)) + 1e-6)
         scores = torch.where(top > self.cls_threshold, top * rescore, torch.full_like(top, BELOW_THRESHOLD_SCORE))

@@ -22,8 +22,9 @@ import onnx
 import torch
 from torch import nn
 
+from calibnet.runtime.backends.torch_backend import TorchBackend
 from calibnet.runtime.compare import TOLERANCES, Check, Tolerance, compare_outputs, format_checks
-from calibnet.runtime.contract import INPUT_NAMES, OUTPUT_NAMES, TOPK_OUTPUT_NAMES, ModelMetadata, read_metadata
+from calibnet.runtime.contract import INPUT_NAMES, TOPK_OUTPUT_NAMES, ModelMetadata, read_metadata
 from calibnet.runtime.feeds import random_feeds
 
 from .msda_onnx import attach_reference_function, plugin_nodes
@@ -64,13 +65,12 @@ class VerifyReport:
 
 
 def _torch_outputs(model: nn.Module, meta: ModelMetadata, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    rgb, depth, valid = (torch.from_numpy(np.ascontiguousarray(feeds[k])) for k in INPUT_NAMES)
+    if not meta.topk:
+        return TorchBackend(model).run(dict(feeds))
     with torch.no_grad():
-        if meta.topk:
-            out = TopKDeploy(model.eval(), meta.topk).eval()(rgb, depth, valid)
-            return {k: v.numpy() for k, v in zip(TOPK_OUTPUT_NAMES, out)}
-        ref = model.eval()(rgb, depth, image_sizes=valid)
-    return {k: ref[k].numpy() for k in OUTPUT_NAMES}
+        inputs = (torch.from_numpy(np.ascontiguousarray(feeds[k])) for k in INPUT_NAMES)
+        out = TopKDeploy(model.eval(), meta.topk).eval()(*inputs)
+    return {k: v.numpy() for k, v in zip(TOPK_OUTPUT_NAMES, out)}
 
 
 def verify_onnx(onnx_path: str | Path, model: nn.Module, inputs: Mapping[str, np.ndarray] | None = None,

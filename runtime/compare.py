@@ -78,12 +78,9 @@ class OutputCheck:
     name: str
     passed: bool
     error: str = ""  # "missing" | "shape ... != ..."
-    shape: list[int] = field(default_factory=list)
     max_abs: float | None = None  # over finite differences
-    mean_abs: float | None = None
     nonfinite: int = 0  # non-finite candidate values
     atol: float | None = None
-    within_tolerance: bool | None = None
     equal: float | None = None  # integer outputs: share of equal entries
     mask_agreement: float | None = None
     min_mask_agreement: float | None = None
@@ -92,13 +89,12 @@ class OutputCheck:
         """This output as report lines."""
         if self.error:
             return [Check(self.name, self.error.split()[0], float("nan"), 0.0, False)]
-        out = []
-        if self.nonfinite:
-            out.append(Check(self.name, "nonfinite", float(self.nonfinite), 0.0, False))
+        out = [Check(self.name, "nonfinite", float(self.nonfinite), 0.0, False)] if self.nonfinite else []
         if self.equal is not None:
             out.append(Check(self.name, "equal", self.equal, 1.0, self.equal == 1.0))
         elif self.atol is not None:
-            out.append(Check(self.name, "max_abs_diff", _nan(self.max_abs), self.atol, bool(self.within_tolerance)))
+            value = float("nan") if self.max_abs is None else self.max_abs
+            out.append(Check(self.name, "max_abs_diff", value, self.atol, value <= self.atol))
         if self.mask_agreement is not None and self.min_mask_agreement is not None:
             out.append(Check(self.name, "binary_agreement", self.mask_agreement, self.min_mask_agreement,
                              self.mask_agreement >= self.min_mask_agreement))
@@ -107,10 +103,6 @@ class OutputCheck:
     def to_json(self) -> dict[str, Any]:
         """JSON form (fields that do not apply are left out)."""
         return {k: v for k, v in asdict(self).items() if v is not None and v != ""}
-
-
-def _nan(v: float | None) -> float:
-    return float("nan") if v is None else v
 
 
 def format_checks(checks: Sequence[Check], footer: str) -> str:
@@ -183,30 +175,20 @@ def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str,
         if a.shape != b.shape:
             report.outputs[name] = OutputCheck(name, False, f"shape {list(b.shape)} != {list(a.shape)}")
             continue
-        entry = OutputCheck(name, True, shape=list(a.shape))
         diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
         finite = diff[np.isfinite(diff)]
-        entry.max_abs = float(finite.max()) if finite.size else None
-        entry.mean_abs = float(finite.mean()) if finite.size else None
-        entry.nonfinite = int(np.count_nonzero(~np.isfinite(b))) if b.dtype.kind == "f" else 0
-        ok = entry.nonfinite == 0
+        entry = OutputCheck(name, True, max_abs=float(finite.max()) if finite.size else (None if diff.size else 0.0),
+                            nonfinite=int(np.count_nonzero(~np.isfinite(b))) if b.dtype.kind == "f" else 0)
         if a.dtype.kind in "iub":
             entry.equal = float(np.mean(a == b)) if a.size else 1.0
-            ok = ok and entry.equal == 1.0
         else:
             tol = table.get(name, table["pred_logits"])
             entry.atol = tol.atol
-            if tol.atol is not None:
-                entry.within_tolerance = bool(entry.max_abs is None or entry.max_abs <= tol.atol) and ok
-                ok = ok and entry.within_tolerance
             if name in MASK_OUTPUTS:
                 t = metadata.mask_threshold
                 same = binary_masks(name, a, t) == binary_masks(name, b, t)
                 entry.mask_agreement = float(same.mean()) if a.size else 1.0
-                entry.min_mask_agreement = min_mask_agreement if min_mask_agreement is not None \
-                    else tol.min_agreement
-                if entry.min_mask_agreement is not None:
-                    ok = ok and entry.mask_agreement >= entry.min_mask_agreement
-        entry.passed = bool(ok)
+                entry.min_mask_agreement = tol.min_agreement if min_mask_agreement is None else min_mask_agreement
+        entry.passed = all(c.passed for c in entry.checks())
         report.outputs[name] = entry
     return report

@@ -84,7 +84,7 @@ def profiles_from_metadata(meta: ModelMetadata) -> list[Profile]:
 def validate_profile(profile: Mapping[str, ShapeRange], size_divisibility: int = 32) -> None:
     """Check a CalibNet profile: H and W of ``rgb``/``depth`` multiples of ``size_divisibility``, equal
     batch and H/W ranges for ``rgb`` and ``depth``. Raises ``ValueError`` naming the problem."""
-    for name in ("rgb", "depth"):
+    for name in INPUT_NAMES[:2]:  # rgb, depth
         r = profile.get(name)
         if r is None:
             continue

@@ -328,16 +328,15 @@ def test_layer_to_onnx_node_mapping():
 
 
 def test_cli_fp32_layers_json_adds_to_the_defaults(tmp_path):
-    """`python -m calibnet.engines build --fp32-layers`: patterns replace the default islands; an FP16-readiness
-    JSON adds its flagged layers to them (what calibnet-export --check-fp16 --engine does)."""
-    from calibnet.engines.cli import _patterns
-    from calibnet.engines.fp16 import DEFAULT_FP32_PATTERNS
+    """The one FP32-island rule (``fp32_patterns``, used by build_engine, get_or_build and both CLIs): patterns
+    replace the default islands; an FP16-readiness JSON adds its flagged layers to them."""
+    from calibnet.engines.fp16 import DEFAULT_FP32_PATTERNS, fp32_patterns
 
     report = tmp_path / "r.fp16.json"
     report.write_text(json.dumps({"fp32_layers": ["/model/decoder/Softmax"]}))
-    assert _patterns(None) is None
-    assert _patterns(["op:Softmax"]) == ["op:Softmax"]
-    merged = _patterns([str(report), "op:Softmax"])
+    assert fp32_patterns(None) == list(DEFAULT_FP32_PATTERNS)
+    assert fp32_patterns(["op:Softmax"]) == ["op:Softmax"]
+    merged = fp32_patterns([str(report), "op:Softmax"])
     assert merged[:len(DEFAULT_FP32_PATTERNS)] == list(DEFAULT_FP32_PATTERNS)
     assert "/model/decoder/Softmax" in merged and "op:Softmax" in merged
     assert len(merged) == len(set(merged))

@@ -18,7 +18,6 @@ from calibnet.export.msda_onnx import (  # noqa: E402
     attach_reference_function,
     inline_msda,
     plugin_nodes,
-    set_plugin_version,
 )
 from calibnet.modeling.msda import ms_deform_attn_core  # noqa: E402
 
@@ -95,9 +94,10 @@ def test_plugin_version_two_and_bad_arguments(r18, tmp_path):
     path = export_onnx(r18, tmp_path / "v2.onnx", flavor="tensorrt", height=64, width=96, simplify=False,
                        plugin_version="2")
     assert {n.attribute[0].s for n in plugin_nodes(onnx.load(str(path)))} == {b"2"}
-    set_plugin_version("1")
+    default = export_onnx(r18, tmp_path / "v1.onnx", flavor="tensorrt", height=64, width=96, simplify=False)
+    assert {n.attribute[0].s for n in plugin_nodes(onnx.load(str(default)))} == {b"1"}  # no state left behind
     with pytest.raises(ValueError, match="plugin_version"):
-        set_plugin_version("3")
+        export_onnx(r18, tmp_path / "x.onnx", flavor="tensorrt", height=64, width=96, plugin_version="3")
     with pytest.raises(ValueError, match="flavor"):
         export_onnx(r18, tmp_path / "x.onnx", flavor="trt", height=64, width=96)
     with pytest.raises(ValueError, match="opset"):

@@ -95,8 +95,9 @@ class CalibNetDecoder(nn.Module):
             nn.init.kaiming_normal_(seq[0].weight)
             nn.init.constant_(seq[0].bias, 0)
 
-    def forward(self, feat_rgb: torch.Tensor, feat_depth: torch.Tensor,
-                mask_features: torch.Tensor) -> dict[str, torch.Tensor]:
+    def kernels(self, feat_rgb: torch.Tensor, feat_depth: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """DSA re-weights the depth T3 features, DIK makes the kernels: (class logits [B,N,C], kernels [B,N,D],
+        objectness logits [B,N,1], DSA score [B])."""
         coords = coordinate_features(feat_rgb)
         dsa = depth_similarity(self.rgb_input, self.depth_input, feat_rgb, feat_depth)
         B = feat_rgb.shape[0]
@@ -104,14 +105,23 @@ class CalibNetDecoder(nn.Module):
         logits, kernels, objectness = self.inst_branch(
             torch.cat([feat_rgb, coords], dim=1), torch.cat([feat_depth, coords], dim=1)
         )
-        N = kernels.shape[1]
+        return logits, kernels, objectness, dsa
+
+    def masks(self, kernels: torch.Tensor, mask_features: torch.Tensor) -> torch.Tensor:
+        """Mask logits of any K kernels [B,K,D] x mask features [B,D,H,W] -> [B,K,H,W] (x ``scale_factor``)."""
+        B, K = kernels.shape[:2]
         _, C, H, W = mask_features.shape
-        masks = torch.bmm(kernels, mask_features.reshape(B, C, H * W)).reshape(B, N, H, W)
+        masks = torch.bmm(kernels, mask_features.reshape(B, C, H * W)).reshape(B, K, H, W)
         if self.scale_factor != 1:
             masks = F.interpolate(masks, scale_factor=float(self.scale_factor), mode="bilinear", align_corners=False)
+        return masks
+
+    def forward(self, feat_rgb: torch.Tensor, feat_depth: torch.Tensor,
+                mask_features: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits, kernels, objectness, dsa = self.kernels(feat_rgb, feat_depth)
         return {
             "pred_logits": logits,
-            "pred_masks": masks,
+            "pred_masks": self.masks(kernels, mask_features),
             "pred_scores": objectness,
             "pred_kernels": kernels,
             "dsa_kernel": dsa,

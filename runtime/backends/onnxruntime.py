@@ -95,15 +95,6 @@ def gpu_providers(kind: str = "tensorrt", metadata: ModelMetadata | None = None,
     raise ValueError(f"unknown provider kind {kind!r}: use 'tensorrt', 'cuda' or 'cpu'")
 
 
-def _file_metadata(path: str | Path | None) -> ModelMetadata | None:
-    if path is None:
-        return None
-    try:
-        return read_metadata(path)
-    except (OSError, ValueError):
-        return None
-
-
 def default_ort_cache_dir() -> Path:
     """Where the TensorRT execution provider keeps its engines and timing cache: ``onnxruntime/`` in the
     engine cache (``$CALIBNET_ENGINE_CACHE`` or ``~/.cache/calibnet/engines``)."""
@@ -120,7 +111,11 @@ def default_providers(path: str | Path | None = None, fp16: bool = True,
     if not available & set(GPU_PROVIDERS):
         return ["CPUExecutionProvider"]
     kind = "tensorrt" if "TensorrtExecutionProvider" in available else "cuda"
-    specs = gpu_providers(kind, _file_metadata(path), fp16=fp16,
+    try:
+        meta: ModelMetadata | None = read_metadata(path) if path is not None else None
+    except (OSError, ValueError):
+        meta = None  # no profile shapes
+    specs = gpu_providers(kind, meta, fp16=fp16,
                           cache_dir=cache_dir if cache_dir is not None else default_ort_cache_dir())
     return [s for s in specs if s[0] in available or s[0] == "CPUExecutionProvider"]
 

@@ -107,6 +107,13 @@ def dims_tuple(dims: trt.Dims) -> tuple[int, ...]:
     return tuple(int(dims[i]) for i in range(len(dims)))
 
 
+def dtype_name(dtype: trt.DataType) -> str:
+    """A TensorRT data type as a numpy dtype name ("float32", "int64", ...)."""
+    import tensorrt as trt
+
+    return str(np.dtype(trt.nptype(dtype)).name)
+
+
 def engine_io_specs(engine: trt.ICudaEngine, profile_index: int = 0) -> list[TensorSpec]:
     """IO tensors of a deserialized engine, with profile bounds for inputs."""
     import tensorrt as trt
@@ -115,7 +122,7 @@ def engine_io_specs(engine: trt.ICudaEngine, profile_index: int = 0) -> list[Ten
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
         is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-        dtype = str(np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name)
+        dtype = dtype_name(engine.get_tensor_dtype(name))
         shape = dims_tuple(engine.get_tensor_shape(name))
         lo = hi = None
         if is_input and any(d < 0 for d in shape):

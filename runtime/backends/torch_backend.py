@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..contract import INPUT_NAMES, OUTPUT_NAMES, metadata_from_config
+from ..sidecar import file_sha256
 from .base import BackendUnavailable
 
 __all__ = ["TorchBackend"]
@@ -37,7 +38,7 @@ class TorchBackend:
             model = builder.build_model(config, weights, quiet=weights is None)
             meta_over: dict[str, Any] = {"deterministic_weights": weights is None}
             if weights is not None:
-                meta_over.update(checkpoint=str(weights), checkpoint_sha256=builder.file_sha256(weights))
+                meta_over.update(checkpoint=str(weights), checkpoint_sha256=file_sha256(weights))
         else:
             meta_over = {}
         self._torch = torch
