@@ -147,7 +147,7 @@ def read_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
     if Path(path).suffix.lower() == ".xml":
         from .backends.openvino import read_ir_metadata
 
-        return read_ir_metadata(path)
+        return read_ir_metadata(Path(path))
     if Path(path).suffix.lower() in (".engine", ".plan"):
         from .sidecar import read_sidecar
 
