@@ -245,6 +245,7 @@ class Run:
                              "--max-pixels to run it)")
 
     def failed(self, task: Task, reason: str, depth_source: str = "") -> None:
+        """Record an input that could not be read or was refused (errors.json) and say so on stderr."""
         image = dict(task.image)
         if depth_source and "depth_file" not in image:
             image["depth_file"] = depth_source
@@ -253,6 +254,7 @@ class Run:
         print(f"calibnet-infer: {task.image['file_name']}: {reason}", file=sys.stderr)
 
     def done(self, task: Task, frame: Frame, pred: Prediction, caught: list[str]) -> None:
+        """Write a finished input's overlay / saliency map and record its results (progress.jsonl)."""
         args, out = self.args, self.out
         results = [r for r in pred.coco_results(task.image["id"]) if r["score"] >= args.min_score]
         image = {**task.image, "height": int(frame.rgb.shape[0]), "width": int(frame.rgb.shape[1])}
@@ -273,6 +275,8 @@ class Run:
             self.stage[k] += pred.timings.get(k, 0.0)
 
     def sequential(self, stop: StopFlag, bar: Any) -> None:
+        """One input after the other; stops after the current one on a signal (or the first failure with
+        --fail-fast)."""
         for task, fr in self.inputs.items:
             if isinstance(fr, FrameError):
                 self.failed(task, str(fr.error), fr.depth_source)
@@ -300,6 +304,8 @@ class Run:
                 break
 
     def streamed(self, stop: StopFlag, bar: Any) -> None:
+        """The inputs through Runtime.stream (policy "all", tracking with --track); frames in flight when a
+        signal arrives are dropped, not recorded (--resume redoes them)."""
         meta: list[tuple[Task, str]] = []  # (task, depth file) by stream index: small, frames are not kept
 
         def source() -> Iterator[Frame | FrameError]:
