@@ -208,13 +208,8 @@ def _engine(onnx_path: Path, engine_path: str, fp16: bool, fp32_json: Path | Non
             write: Callable[[str], None] = print) -> int:
     """``calibnet.engines.build_engine`` (a readiness JSON adds its layers to the default FP32 islands), then
     ``calibnet.engines.verify.verify_engine`` against ONNX Runtime when asked."""
-    try:
-        import calibnet.engines as engines
-    except ImportError as exc:
-        print(f"calibnet-export: cannot build the engine: calibnet.engines is unavailable ({exc}). "
-              f"The ONNX file {onnx_path} was written; build the engine later with `python -m calibnet.engines`.",
-              file=sys.stderr)
-        return 3
+    import calibnet.engines as engines  # importable without TensorRT; building raises TensorRTUnavailable
+
     try:
         out = engines.build_engine(onnx_path, engine_path, fp16=fp16,
                                    fp32_layers=[fp32_json] if fp32_json is not None and fp16 else None)

@@ -27,13 +27,11 @@ BACKEND_BY_SUFFIX = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "te
 def backend_for(path: str | Path, backend: str | None = None) -> str:
     """``backend`` if given, else the one :data:`BACKEND_BY_SUFFIX` names for ``path``'s suffix; an unknown
     suffix is a ``ValueError`` (no guessing)."""
-    if backend:
-        return backend
     suffix = Path(path).suffix.lower()
-    if suffix not in BACKEND_BY_SUFFIX:
-        known = ", ".join(f"{s} ({b})" for s, b in BACKEND_BY_SUFFIX.items())
-        raise ValueError(f"{path}: unknown model type {suffix or '(no suffix)'!r}: use {known} or name the backend")
-    return BACKEND_BY_SUFFIX[suffix]
+    if backend or suffix in BACKEND_BY_SUFFIX:
+        return backend or BACKEND_BY_SUFFIX[suffix]
+    known = ", ".join(f"{s} ({b})" for s, b in BACKEND_BY_SUFFIX.items())
+    raise ValueError(f"{path}: unknown model type {suffix or '(no suffix)'!r}: use {known} or name the backend")
 
 
 class Runtime:
