@@ -105,3 +105,21 @@ def test_prefixed_file_is_renamed_and_wrong_shapes_are_named(tmp_path):
     torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "resnet.pth")
     with pytest.raises(TransformerInitError, match="no tensor matches"):
         init_transformer_backbones(model, tmp_path / "resnet.pth", quiet=True)
+
+
+@pytest.mark.parametrize("variant", ["swint", "pvt", "p2t"])
+def test_official_recipes_have_the_official_schedule(variant, tmp_path):
+    from calibnet.training.cli import build_parser
+    from calibnet.training.plan import TrainError, resolve_plan
+
+    parser = build_parser()
+    plan = resolve_plan(parser.parse_args(["--recipe", f"come15k-{variant}", "--dataset", "come15k_train",
+                                           "--data-root", str(tmp_path)]))
+    official = calibnet.get_config(variant)
+    assert plan.cfg.backbone.name == official.backbone.name
+    s = plan.cfg.solver
+    assert (s.max_iter, s.ims_per_batch, s.base_lr, s.steps) == (100000, 4, 2.5e-5, (70000, 90000))
+    assert (s.weight_decay, s.optimizer) == (official.solver.weight_decay, "ADAMW") and plan.warmup_iters == 1000
+    assert plan.synthetic is None and plan.eval_scenes == 0
+    with pytest.raises(TrainError, match="no training data"):  # the recipe brings no data of its own
+        resolve_plan(parser.parse_args(["--recipe", f"come15k-{variant}"]))

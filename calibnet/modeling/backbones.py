@@ -53,8 +53,9 @@ def build_backbone(cfg: CalibNetConfig) -> nn.Module:
                                           drop_path_rate=p.drop_path_rate, out_features=tuple(p.out_features))
     if name == "build_p2t_backbone":
         t = cfg.p2t
-        return PyramidPoolingTransformer(**P2T_VARIANTS[t.name], drop_path_rate=t.drop_path_rate,
-                                         out_features=tuple(t.out_features))
+        arch = P2T_VARIANTS[t.name]
+        return PyramidPoolingTransformer(embed_dims=arch["embed_dims"], depths=arch["depths"],
+                                         drop_path_rate=t.drop_path_rate, out_features=tuple(t.out_features))
     raise ValueError(f"unsupported backbone {name!r}")
 
 

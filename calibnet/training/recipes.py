@@ -4,6 +4,12 @@
 endless stream of synthetic RGB-D scenes (320x480, resized like the runtime to 128x192), then
 evaluates mask AP/AP50/AP70 on held-out synthetic scenes through ``calibnet.runtime``. It fits a
 2-core CPU in well under 20 minutes.
+
+``come15k-swint``, ``come15k-pvt``, ``come15k-p2t`` are the official schedules of the transformer configs
+(their YAMLs: ``Base-CalibNet.yaml``'s AdamW, 4 images per batch, lr 2.5e-5, 100k iterations, drops at 70k
+and 90k, detectron2's 1000 warm-up iterations) on COME15K; they bring no data of their own: pass
+``--dataset come15k_train --data-root DIR`` and the ImageNet weights of the backbone release with
+``--init-backbone`` (``swin_tiny_patch4_window7_224_22k.pth``, ``pvt_v2_b2_li.pth``, ``p2t_large.pth``).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ class Recipe:
     description: str
     config: str
     overrides: dict[str, Any] = field(default_factory=dict)
-    synthetic: str = "stream"
+    synthetic: str | None = "stream"  # None: the data come from the command line (--dataset, --train-json)
     scene_hw: tuple[int, int] = (320, 480)
     iters: int = 600
     batch: int = 4
@@ -52,4 +58,15 @@ RECIPES: dict[str, Recipe] = {
         },
         out="out/train-r18",
     ),
+    **{
+        f"come15k-{variant}": Recipe(
+            name=f"come15k-{variant}",
+            description=f"official {label} schedule on COME15K (100k it, batch 4, lr 2.5e-5, drops 70k/90k); "
+                        f"--dataset come15k_train --data-root DIR --init-backbone {weights}",
+            config=variant, synthetic=None, iters=100000, batch=4, lr=2.5e-5, steps=(70000, 90000),
+            warmup_iters=1000, eval_scenes=0, out=f"out/train-{variant}")
+        for variant, label, weights in (("swint", "Swin-T", "swin_tiny_patch4_window7_224_22k.pth"),
+                                        ("pvt", "PVTv2-B2-Li", "pvt_v2_b2_li.pth"),
+                                        ("p2t", "P2T-Large", "p2t_large.pth"))
+    },
 }
