@@ -21,11 +21,13 @@ from torch import nn
 
 from .vit_layers import (
     DropPath,
+    PoolSpec,
     Size,
     adaptive_avg_pool2d,
     drop_path_rates,
     init_transformer_weights,
     is_tracing,
+    pool_spec,
     round_div,
     tokens_to_map,
 )
@@ -87,14 +89,20 @@ class PoolingAttention(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.softmax = nn.Softmax(dim=-1)
 
-    def forward(self, x: torch.Tensor, H: Size, W: Size, d_convs: nn.ModuleList) -> torch.Tensor:
+    def pool_specs(self, H: Size, W: Size, like: torch.Tensor) -> list[PoolSpec]:
+        """Where each ratio pools an H x W map: ``round(H / r) x round(W / r)`` (Python rounding)."""
+        return [pool_spec(H, W, round_div(H, r), round_div(W, r), like) for r in self.pool_ratios]
+
+    def forward(self, x: torch.Tensor, H: Size, W: Size, d_convs: nn.ModuleList,
+                specs: list[PoolSpec] | None = None) -> torch.Tensor:
+        """``specs``: :meth:`pool_specs` of this map size, shared by the blocks of a stage (else built here)."""
         B, C = x.shape[0], self.dim
         head_dim = C // self.num_heads
         q = self.q(x).reshape(B, -1, self.num_heads, head_dim).permute(0, 2, 1, 3)
         m = tokens_to_map(x, H, W)
         pools = []
-        for ratio, d_conv in zip(self.pool_ratios, d_convs, strict=True):
-            p = adaptive_avg_pool2d(m, round_div(H, ratio), round_div(W, ratio))
+        for spec, d_conv in zip(specs or self.pool_specs(H, W, x), d_convs, strict=True):
+            p = adaptive_avg_pool2d(m, spec.out_h, spec.out_w, spec)
             pools.append((p + d_conv(p)).flatten(2))
         tokens = self.norm(torch.cat(pools, dim=2).transpose(1, 2))
         kv = self.kv(tokens).reshape(B, -1, 2, self.num_heads, head_dim).permute(2, 0, 3, 1, 4)
@@ -115,8 +123,9 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = IRB(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: torch.Tensor, H: Size, W: Size, d_convs: nn.ModuleList) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), H, W, d_convs))
+    def forward(self, x: torch.Tensor, H: Size, W: Size, d_convs: nn.ModuleList,
+                specs: list[PoolSpec] | None = None) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), H, W, d_convs, specs))
         return x + self.drop_path(self.mlp(self.norm2(x), H, W))
 
 
@@ -168,8 +177,10 @@ class PyramidPoolingTransformer(nn.Module):
         for i in range(4):
             x, H, W = getattr(self, f"patch_embed{i + 1}")(x)
             d_convs = getattr(self, f"d_convs{i + 1}")
-            for blk in getattr(self, f"block{i + 1}"):
-                x = blk(x, H, W, d_convs)
+            blocks = getattr(self, f"block{i + 1}")
+            specs = blocks[0].attn.pool_specs(H, W, x)  # one set of pooling bins per stage (traced graph)
+            for blk in blocks:
+                x = blk(x, H, W, d_convs, specs)
             x = tokens_to_map(x, H, W)
             if f"res{i + 2}" in self.out_features:
                 outs[f"res{i + 2}"] = x

@@ -16,6 +16,7 @@ the few pieces are here:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,8 @@ __all__ = [
     "drop_path_rates",
     "init_transformer_weights",
     "is_tracing",
+    "PoolSpec",
+    "pool_spec",
     "round_div",
     "tokens_to_map",
 ]
@@ -111,14 +114,37 @@ def adaptive_pool_matrix(size: Size, out: Size, like: torch.Tensor) -> torch.Ten
     return inside.to(like.dtype) / count[:, None]
 
 
-def adaptive_avg_pool2d(x: torch.Tensor, out_h: Size, out_w: Size) -> torch.Tensor:
+@dataclass
+class PoolSpec:
+    """Where :func:`adaptive_avg_pool2d` pools a map to: the output size and, while tracing, the two bin
+    matrices (built once, shared by every call with the same input size: P2T's blocks of one stage)."""
+
+    out_h: Size
+    out_w: Size
+    mh: torch.Tensor | None = None  # [out_h, H]
+    mw: torch.Tensor | None = None  # [out_w, W]
+
+
+def pool_spec(H: Size, W: Size, out_h: Size, out_w: Size, like: torch.Tensor) -> PoolSpec:
+    """The :class:`PoolSpec` of pooling an H x W map to ``out_h`` x ``out_w`` (matrices only while tracing)."""
+    if not is_tracing():
+        return PoolSpec(out_h, out_w)
+    return PoolSpec(out_h, out_w, adaptive_pool_matrix(H, out_h, like), adaptive_pool_matrix(W, out_w, like))
+
+
+def adaptive_avg_pool2d(x: torch.Tensor, out_h: Size, out_w: Size, spec: PoolSpec | None = None) -> torch.Tensor:
     """Adaptive average pooling of ``x`` [B, C, H, W] to ``out_h`` x ``out_w``.
 
     Eager: ``F.adaptive_avg_pool2d`` (bit-identical to the official backbones). Tracing: the same bins as
     ``Mh @ x @ Mw^T`` with matrices from :func:`adaptive_pool_matrix` of the traced H, W (and traced output
-    sizes, for P2T), so the exported graph is exact for every input size (to float rounding of the sum)."""
+    sizes, for P2T; or those of ``spec``), so the exported graph is exact for every input size (to float
+    rounding of the sum)."""
     if not is_tracing():
         return F.adaptive_avg_pool2d(x, (int(out_h), int(out_w)))
-    mh = adaptive_pool_matrix(x.shape[-2], out_h, x)
-    mw = adaptive_pool_matrix(x.shape[-1], out_w, x)
-    return torch.matmul(torch.matmul(mh, x), mw.transpose(0, 1))
+    if spec is None or spec.mh is None or spec.mw is None:
+        spec = pool_spec(x.shape[-2], x.shape[-1], out_h, out_w, x)
+    assert spec.mh is not None and spec.mw is not None
+    # both products with a 2-D right operand: one GEMM each (a 2-D left operand would broadcast to B*C
+    # small matrix products)
+    cols = torch.matmul(x, spec.mw.transpose(0, 1))  # [B, C, H, out_w]
+    return torch.matmul(cols.transpose(-1, -2), spec.mh.transpose(0, 1)).transpose(-1, -2)  # [B, C, out_h, out_w]
