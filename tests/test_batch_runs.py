@@ -73,6 +73,7 @@ def test_a_corrupt_pair_is_recorded_and_the_run_goes_on(small_onnx, tmp_path, ca
     assert infer(small_onnx, rgb, depth, tmp_path / "ff", "--fail-fast") == 1
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_equals_an_uninterrupted_run(small_onnx, tmp_path):
     rgb, depth = write_pairs(tmp_path / "data", 20, seed=100)
     full = tmp_path / "full"

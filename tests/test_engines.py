@@ -42,6 +42,7 @@ from calibnet.runtime.backends.tensorrt import (
     check_engine_compat,
     resolve_input_shapes,
 )
+from calibnet.runtime.feeds import random_feeds
 from calibnet.runtime.metadata import ModelMetadata
 from calibnet.runtime.sidecar import file_sha256
 
@@ -238,20 +239,15 @@ SPECS = [TensorSpec("rgb", True, "float32", (-1, 3, -1, -1), (1, 3, 256, 256), (
          TensorSpec("pred_masks", False, "float32", (-1, 50, -1, -1))]
 
 
-def _feeds(b=1, h=320, w=480):
-    return {"rgb": np.zeros((b, 3, h, w), np.float32), "depth": np.zeros((b, 1, h, w), np.float32),
-            "valid_hw": np.zeros((b, 2), np.int64)}
-
-
 def test_resolve_input_shapes():
-    shapes = resolve_input_shapes(SPECS, _feeds(2))
+    shapes = resolve_input_shapes(SPECS, random_feeds(2, 320, 480))
     assert shapes == {"rgb": (2, 3, 320, 480), "depth": (2, 1, 320, 480), "valid_hw": (2, 2)}
-    bad = [(dict(_feeds(), extra=np.zeros(1)), "unexpected \\['extra'\\]"),
-           ({k: v for k, v in _feeds().items() if k != "depth"}, "missing \\['depth'\\]"),
-           (dict(_feeds(), rgb=np.zeros((1, 4, 320, 480))), "dimension 1 must be 3"),
-           (_feeds(h=672), "outside the engine's optimization profile"),
-           (dict(_feeds(), valid_hw=np.zeros((2, 2))), "disagree on the batch"),
-           (dict(_feeds(), valid_hw=np.zeros(2)), "expected rank 2")]
+    bad = [(dict(random_feeds(1, 320, 480), extra=np.zeros(1)), "unexpected \\['extra'\\]"),
+           ({k: v for k, v in random_feeds(1, 320, 480).items() if k != "depth"}, "missing \\['depth'\\]"),
+           (dict(random_feeds(1, 320, 480), rgb=np.zeros((1, 4, 320, 480))), "dimension 1 must be 3"),
+           (random_feeds(1, 672, 480), "outside the engine's optimization profile"),
+           (dict(random_feeds(1, 320, 480), valid_hw=np.zeros((2, 2))), "disagree on the batch"),
+           (dict(random_feeds(1, 320, 480), valid_hw=np.zeros(2)), "expected rank 2")]
     for feeds, msg in bad:
         with pytest.raises(ValueError, match=msg):
             resolve_input_shapes(SPECS, feeds)

@@ -21,6 +21,7 @@ from calibnet.engines import DEFAULT_FP32_PATTERNS, build_engine, get_or_build, 
 from calibnet.engines import builder as builder_mod  # noqa: E402
 from calibnet.runtime.backends.base import Backend, BackendUnavailable  # noqa: E402
 from calibnet.runtime.backends.tensorrt import TensorRTBackend  # noqa: E402
+from calibnet.runtime.feeds import random_feeds  # noqa: E402
 from calibnet.runtime.metadata import ModelMetadata  # noqa: E402
 from calibnet.runtime.sidecar import GpuInfo  # noqa: E402
 
@@ -143,13 +144,6 @@ def test_build_errors(fake_trt, tmp_path):
 # ------------------------------------------------------------------ backend
 
 
-def _feeds(b, h, w, seed=0):
-    rng = np.random.default_rng(seed)
-    return {"rgb": rng.uniform(0, 255, (b, 3, h, w)).astype(np.float32),
-            "depth": rng.uniform(0, 255, (b, 1, h, w)).astype(np.float32),
-            "valid_hw": np.tile(np.array([[h, w]], np.int64), (b, 1))}
-
-
 def _expected(feeds):
     rgb, v = feeds["rgb"], feeds["valid_hw"]
     return np.stack([rgb[:, 0, ::2, ::2] + k + v[:, :1, None] for k in range(2)], axis=1).astype(np.float32)
@@ -163,19 +157,19 @@ def test_backend_runs_and_reuses_buffers(fake_trt, tmp_path):
     assert isinstance(be, Backend) and be.name == "tensorrt"
     assert be.input_names == ["rgb", "depth", "valid_hw"] and be.output_names == ["pred_masks"]
     assert be.metadata.max_hw == META.max_hw and be.metadata.flavor == "tensorrt"
-    f1 = _feeds(1, 64, 96)
+    f1 = random_feeds(1, 64, 96)
     for _ in range(4):
         out = be.run(f1)
         np.testing.assert_array_equal(out["pred_masks"], _expected(f1))
     assert api.allocs == 4 and api.launches == 2  # one allocation per tensor; graph captured after 2 runs
-    f2 = _feeds(2, 128, 128, seed=1)
+    f2 = random_feeds(2, 128, 128, seed=1)
     np.testing.assert_array_equal(be.run(f2)["pred_masks"], _expected(f2))
     assert api.allocs == 8 and api.frees == 4  # grown
-    f3 = _feeds(1, 64, 64, seed=2)
+    f3 = random_feeds(1, 64, 64, seed=2)
     np.testing.assert_array_equal(be.run(f3)["pred_masks"], _expected(f3))
     assert api.allocs == 8  # smaller shape reuses the buffers
     with pytest.raises(ValueError, match="optimization profile"):
-        be.run(_feeds(1, 160, 96))
+        be.run(random_feeds(1, 160, 96))
     be.close()
     assert api.closed and api.memory == {}
 
