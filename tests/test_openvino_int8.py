@@ -105,3 +105,17 @@ def test_check_bf16_writes_the_comparator_report(tiny):
     doc = json.loads((path.parent / (path.name + ".bf16.json")).read_text())
     assert doc["precision"] == "bf16" and "pred_masks" in doc["outputs"]
     assert rc == (0 if doc["passed"] else 1)
+
+
+@pytest.mark.slow
+def test_int8_splits_rows(tiny, tmp_path):
+    from calibnet.benchmarks.int8_splits import run_splits
+
+    path, _, _ = tiny
+    doc = run_splits(path, ["none", "msda:transformer"], calib=2, iters=1, threads=1, reference_npz=None,
+                     workdir=tmp_path, say=lambda _: None)
+    rows = doc["rows"]
+    assert {"onnxruntime", "openvino-f32", "int8[none]", "int8[msda:transformer]"} <= set(rows)
+    assert rows["int8[msda:transformer]"]["keep_float"] == ["msda"] and rows["int8[msda:transformer]"]["transformer"]
+    assert rows["openvino-f32"]["mask_agreement"] > 0.999 and rows["onnxruntime"]["speedup_vs_onnxruntime"] == 1.0
+    assert all(len(r["times_ms"]) == 1 and r["median_ms"] > 0 for r in rows.values())
