@@ -123,7 +123,7 @@ def test_max_drop_fails_the_command(tmp_path, monkeypatch, capsys):
         def __exit__(self, *exc):
             return None
 
-    monkeypatch.setattr(cli, "_open_runtime", lambda path, args: _Rt())
+    monkeypatch.setattr(cli, "_open_runtime", lambda path, args, precision=None: _Rt())
 
     def fake_run_eval(runtime, spec, out_dir=None, progress=True, limit=None):
         ap = aps[Path(out_dir).name]
