@@ -201,18 +201,18 @@ class SolverConfig:
 class CalibNetConfig:
     """Everything needed to build, train and deploy one CalibNet variant."""
 
-    backbone: BackboneConfig = field(default_factory=BackboneConfig)
-    swin: SwinConfig = field(default_factory=SwinConfig)
-    pvtv2: PVTv2Config = field(default_factory=PVTv2Config)
-    p2t: P2TConfig = field(default_factory=P2TConfig)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    encoder_depth: EncoderConfig = field(default_factory=EncoderConfig)
-    decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    fusion_decoder: FusionDecoderConfig = field(default_factory=FusionDecoderConfig)
-    inference: InferenceConfig = field(default_factory=InferenceConfig)
-    input: InputConfig = field(default_factory=InputConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    solver: SolverConfig = field(default_factory=SolverConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)  # MODEL.BACKBONE, MODEL.RESNETS
+    swin: SwinConfig = field(default_factory=SwinConfig)  # MODEL.SWIN (used when the backbone is Swin)
+    pvtv2: PVTv2Config = field(default_factory=PVTv2Config)  # MODEL.PVTV2
+    p2t: P2TConfig = field(default_factory=P2TConfig)  # MODEL.P2T
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)  # MODEL.CALIBNET.ENCODER (RGB)
+    encoder_depth: EncoderConfig = field(default_factory=EncoderConfig)  # MODEL.CALIBNET.ENCODER_DEPTH
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)  # MODEL.CALIBNET.DECODER (kernel branch)
+    fusion_decoder: FusionDecoderConfig = field(default_factory=FusionDecoderConfig)  # mask branch
+    inference: InferenceConfig = field(default_factory=InferenceConfig)  # MODEL.CALIBNET thresholds
+    input: InputConfig = field(default_factory=InputConfig)  # INPUT
+    loss: LossConfig = field(default_factory=LossConfig)  # MODEL.CALIBNET.LOSS / MATCHER
+    solver: SolverConfig = field(default_factory=SolverConfig)  # SOLVER
     num_classes: int = 1  # class-agnostic salient instances
     pixel_mean: tuple[float, float, float] = (123.675, 116.280, 103.530)  # RGB order, 0..255; used for depth too
     pixel_std: tuple[float, float, float] = (58.395, 57.120, 57.375)
