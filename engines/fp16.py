@@ -17,7 +17,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +63,7 @@ class FP16Report:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"fp16_nodes": self.fp16_nodes, "fp32_nodes": list(self.fp32_nodes),
-                "casts_inserted": self.casts_inserted, "initializers_converted": self.initializers_converted,
-                "clipped_values": self.clipped_values}
+        return asdict(self)
 
 
 def compile_patterns(patterns: Iterable[Pattern]) -> tuple[set[str], list[re.Pattern[str]]]:

@@ -1,9 +1,9 @@
 """calibnet.runtime: RGB-D in, salient instances out, on ONNX Runtime or TensorRT. Never imports torch."""
 
 from .backends.base import BackendUnavailable
+from .contract import ModelMetadata
 from .depth import DepthFormat
 from .errors import InputError, InputWarning
-from .metadata import ModelMetadata
 from .prediction import Prediction
 from .runtime import Runtime
 

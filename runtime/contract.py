@@ -9,6 +9,7 @@ else: never the training config.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -90,21 +91,15 @@ class ModelMetadata:
     def from_props(cls, props: dict[str, str]) -> ModelMetadata:
         """Parse ``metadata_props``; unknown fields are kept in ``extra``; a file without calibnet
         metadata raises ``ValueError``."""
+        names = {f.name for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
         extra: dict[str, Any] = {}
-        names = {f.name: f for f in dataclasses.fields(cls)}
         for key, raw in props.items():
-            if not key.startswith(PREFIX):
-                continue
-            name = key[len(PREFIX):]
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError:
-                value = raw
-            if name in names:
-                values[name] = value
-            else:
-                extra[name] = value
+            if key.startswith(PREFIX):
+                name = key[len(PREFIX):]
+                with contextlib.suppress(json.JSONDecodeError):
+                    raw = json.loads(raw)
+                (values if name in names else extra)[name] = raw
         if not values:
             raise ValueError("no calibnet metadata found (was this file written by calibnet-export?)")
         return cls.from_dict({**values, "extra": {**values.get("extra", {}), **extra}})
@@ -116,15 +111,8 @@ class ModelMetadata:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelMetadata:
         """Inverse of :meth:`to_dict` (lists become tuples)."""
-        kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in d:
-                continue
-            v = d[f.name]
-            if isinstance(v, list):
-                v = tuple(v)
-            kwargs[f.name] = v
-        return cls(**kwargs)
+        return cls(**{f.name: tuple(d[f.name]) if isinstance(d[f.name], list) else d[f.name]
+                      for f in dataclasses.fields(cls) if f.name in d})
 
 
 def metadata_from_config(cfg: Any, base: ModelMetadata | None = None, **facts: Any) -> ModelMetadata:
@@ -144,11 +132,12 @@ def read_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
     """The metadata of an exported file: an engine's (``.engine``/``.plan``) JSON sidecar, else an ONNX file's
     ``metadata_props`` (read without the onnx package or a session). ``ValueError`` when the file carries none,
     ``FileNotFoundError`` when an engine has no sidecar. An OpenVINO IR (``.xml``): its ``rt_info``."""
-    if Path(path).suffix.lower() == ".xml":
+    suffix = Path(path).suffix.lower()
+    if suffix == ".xml":
         from .backends.openvino import read_ir_metadata
 
         return read_ir_metadata(Path(path))
-    if Path(path).suffix.lower() in (".engine", ".plan"):
+    if suffix in (".engine", ".plan"):
         from .sidecar import read_sidecar
 
         return read_sidecar(path).metadata

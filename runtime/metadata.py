@@ -1,4 +1,5 @@
-"""Compatibility path: :class:`ModelMetadata` is defined in :mod:`calibnet.runtime.contract`."""
+"""Compatibility path (kept for the parity tests' imports): :class:`ModelMetadata` is defined in
+:mod:`calibnet.runtime.contract`."""
 
 from .contract import FORMAT_VERSION, PREFIX, ModelMetadata
 

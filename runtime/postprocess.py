@@ -25,7 +25,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .metadata import ModelMetadata
+from .contract import ModelMetadata
 from .prediction import Prediction
 
 __all__ = ["sigmoid", "select_instances", "select_topk", "rescore", "decode_masks", "decode_masks_and_boxes",

@@ -2,7 +2,7 @@
 
 A profile maps each network input to three shapes. CalibNet's inputs are ``rgb`` [B,3,H,W],
 ``depth`` [B,1,H,W] and ``valid_hw`` [B,2]; the batch and the H/W ranges come from
-:class:`calibnet.runtime.metadata.ModelMetadata` (``batch``/``max_batch``/``dynamic_batch``,
+:class:`calibnet.runtime.contract.ModelMetadata` (``batch``/``max_batch``/``dynamic_batch``,
 ``height``/``width``/``min_hw``/``max_hw``/``dynamic_hw``, ``size_divisibility``). Pure Python: no TensorRT.
 """
 

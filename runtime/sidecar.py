@@ -3,7 +3,7 @@ engines are cached.
 
 It records what the engine was built from and for: ONNX sha256, TensorRT version, GPU name and compute
 capability, precision and which FP16 path ran, optimization profiles, IO names/shapes/dtypes, the FP32
-layers, and the :class:`~calibnet.runtime.metadata.ModelMetadata` dict under ``"model"`` (the runtime
+layers, and the :class:`~calibnet.runtime.contract.ModelMetadata` dict under ``"model"`` (the runtime
 reads nothing else). Pure Python: no TensorRT.
 """
 

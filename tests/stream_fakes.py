@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from calibnet.runtime.metadata import ModelMetadata
+from calibnet.runtime.contract import ModelMetadata
 
 
 class SleepBackend:

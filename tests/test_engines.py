@@ -42,8 +42,8 @@ from calibnet.runtime.backends.tensorrt import (
     check_engine_compat,
     resolve_input_shapes,
 )
+from calibnet.runtime.contract import ModelMetadata
 from calibnet.runtime.feeds import random_feeds
-from calibnet.runtime.metadata import ModelMetadata
 from calibnet.runtime.sidecar import file_sha256
 
 # ---------------------------------------------------------------- profiles

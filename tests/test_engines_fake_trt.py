@@ -21,8 +21,8 @@ from calibnet.engines import DEFAULT_FP32_PATTERNS, build_engine, get_or_build, 
 from calibnet.engines import builder as builder_mod  # noqa: E402
 from calibnet.runtime.backends.base import Backend, BackendUnavailable  # noqa: E402
 from calibnet.runtime.backends.tensorrt import TensorRTBackend  # noqa: E402
+from calibnet.runtime.contract import ModelMetadata  # noqa: E402
 from calibnet.runtime.feeds import random_feeds  # noqa: E402
-from calibnet.runtime.metadata import ModelMetadata  # noqa: E402
 from calibnet.runtime.sidecar import GpuInfo  # noqa: E402
 
 # ------------------------------------------------------------------ fixtures

@@ -72,8 +72,8 @@ def test_onnxruntime_gpu_providers(r50_onnx):
     ort = pytest.importorskip("onnxruntime")
     from calibnet.runtime.backends.onnxruntime import gpu_providers
     from calibnet.runtime.compare import compare_outputs
+    from calibnet.runtime.contract import ModelMetadata
     from calibnet.runtime.feeds import random_feeds
-    from calibnet.runtime.metadata import ModelMetadata
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("onnxruntime-gpu is not installed")

@@ -10,8 +10,8 @@ from calibnet.engines.cli import main as cli_main
 from calibnet.engines.verify import time_engine
 from calibnet.runtime.backends import tensorrt_deps as _deps
 from calibnet.runtime.compare import Tolerance, compare_outputs
+from calibnet.runtime.contract import ModelMetadata
 from calibnet.runtime.feeds import random_feeds
-from calibnet.runtime.metadata import ModelMetadata
 
 META = ModelMetadata()
 

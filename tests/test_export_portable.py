@@ -14,7 +14,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from calibnet.export import export_onnx  # noqa: E402
 from calibnet.export.msda_onnx import attach_reference_function  # noqa: E402
-from calibnet.runtime.metadata import ModelMetadata  # noqa: E402
+from calibnet.runtime.contract import ModelMetadata  # noqa: E402
 
 KEYS = ("pred_logits", "pred_scores", "pred_masks", "depth_trust")
 

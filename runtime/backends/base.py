@@ -6,7 +6,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..metadata import ModelMetadata
+from ..contract import ModelMetadata
 
 __all__ = ["Backend", "BackendUnavailable"]
 
