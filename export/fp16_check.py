@@ -90,8 +90,15 @@ def _to_fp16(x: Any) -> Any:
     return x
 
 
-def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(n, m) for n, m in model.named_modules() if n and not any(True for _ in m.children())]
+def _run_hooked(model: nn.Module, hook_of: Any, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The model's outputs with ``hook_of(name, module)`` as forward hook on every leaf module."""
+    handles = [m.register_forward_hook(hook_of(n, m)) for n, m in model.named_modules()
+               if n and not any(True for _ in m.children())]
+    try:
+        return TorchBackend(model).run(dict(inputs))
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def fp16_readiness(model: nn.Module, inputs: Mapping[str, np.ndarray], norm_input_limit: float = 256.0,
@@ -100,35 +107,23 @@ def fp16_readiness(model: nn.Module, inputs: Mapping[str, np.ndarray], norm_inpu
     (format above) and writes it to ``out_path`` as JSON when given."""
     model = model.eval()
 
-    stats: dict[str, dict[str, Any]] = {}
-    order: list[str] = []
+    stats: dict[str, dict[str, Any]] = {}  # leaf modules in the order they first ran
 
-    def record(name: str, kind: str):  # type: ignore[no-untyped-def]
+    def record(name: str, module: nn.Module):  # type: ignore[no-untyped-def]
         def hook(mod: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-            s = stats.setdefault(name, {"module": name, "type": kind, "max_abs_in": 0.0, "max_abs_out": 0.0})
-            if name not in order:
-                order.append(name)
+            s = stats.setdefault(name, {"module": name, "type": type(module).__name__, "max_abs_in": 0.0,
+                                        "max_abs_out": 0.0})
             s["max_abs_in"] = max(s["max_abs_in"], _max_abs(args))
             s["max_abs_out"] = max(s["max_abs_out"], _max_abs(out))
         return hook
 
-    handles = [m.register_forward_hook(record(n, type(m).__name__)) for n, m in _leaves(model)]
-    try:
-        ref = TorchBackend(model).run(dict(inputs))
-    finally:
-        for h in handles:
-            h.remove()
+    ref = _run_hooked(model, record, inputs)
 
     half = copy.deepcopy(model)
     with torch.no_grad():
         for p in half.parameters():
             p.copy_(p.to(torch.float16).float())
-    handles = [m.register_forward_hook(lambda _m, _a, out: _to_fp16(out)) for _, m in _leaves(half)]
-    try:
-        emu = TorchBackend(half).run(dict(inputs))
-    finally:
-        for h in handles:
-            h.remove()
+    emu = _run_hooked(half, lambda _n, _m: lambda _mod, _a, out: _to_fp16(out), inputs)
 
     outputs: dict[str, dict[str, float]] = {}
     for k in OUTPUT_NAMES:
@@ -140,8 +135,7 @@ def fp16_readiness(model: nn.Module, inputs: Mapping[str, np.ndarray], norm_inpu
     outputs["pred_masks"]["binary_agreement"] = float(same.mean())
 
     flagged = []
-    for name in order:
-        s = stats[name]
+    for name, s in stats.items():
         reasons = []
         if max(s["max_abs_in"], s["max_abs_out"]) > FP16_MAX:
             reasons.append(f"activation {max(s['max_abs_in'], s['max_abs_out']):.4g} > {FP16_MAX:g}")
@@ -152,10 +146,10 @@ def fp16_readiness(model: nn.Module, inputs: Mapping[str, np.ndarray], norm_inpu
                             "reason": "; ".join(reasons)})
     report = {"format": FORMAT, "fp16_max": FP16_MAX, "norm_input_limit": norm_input_limit,
               "input_shape": list(inputs["rgb"].shape), "outputs": outputs,
-              "layers": [stats[n] for n in order], "fp32_layers": flagged,
+              "layers": list(stats.values()), "fp32_layers": flagged,
               "fp32_islands": [{"module": n, "type": stats[n]["type"], "onnx_op": _ISLAND_OPS[stats[n]["type"]],
                                 "pattern": "^" + re.escape(onnx_scope(model, n) + "/")}
-                               for n in order if stats[n]["type"] in _ISLAND_OPS]}
+                               for n in stats if stats[n]["type"] in _ISLAND_OPS]}
     if out_path is not None:
         Path(out_path).write_text(json.dumps(report, indent=2))
     return report

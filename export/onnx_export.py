@@ -117,20 +117,6 @@ def _export_mode(model: nn.Module, dynamic: bool, plugin_version: str) -> Iterat
         yield
 
 
-def _simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """onnxslim (constant folding, dead/duplicate node removal); node names are kept."""
-    import onnxslim
-
-    return onnxslim.slim(proto)
-
-
-def _set_metadata(proto: onnx.ModelProto, meta: ModelMetadata) -> None:
-    del proto.metadata_props[:]
-    for k, v in meta.to_props().items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = k, v
-
-
 def export_onnx(model: nn.Module, path: str | Path, flavor: str = "portable", height: int = 320, width: int = 480,
                 dynamic: bool = False, batch: int = 1, topk: int | None = None, opset: int = 17,
                 simplify: bool = True, metadata: ModelMetadata | None = None, *,
@@ -195,14 +181,16 @@ def export_onnx(model: nn.Module, path: str | Path, flavor: str = "portable", he
     n_levels = len(model.cfg.encoder.in_features)
     if flavor == "portable":
         proto = msda_onnx.inline_msda(proto, n_levels)
-    if simplify:
+    if simplify:  # onnxslim: constant folding, dead/duplicate node removal; node names are kept
         try:
-            proto = _simplify(proto)
+            import onnxslim
+
+            proto = onnxslim.slim(proto)
         except Exception as exc:  # noqa: BLE001 - optional step, the unsimplified graph is valid
             warnings.warn(f"onnxslim failed ({exc}); keeping the unsimplified graph", stacklevel=2)
     meta = _metadata_for(model, flavor, height, width, batch, opset, topk, dynamic, dynamic_batch, min_hw, max_hw,
                          max_batch, plugin_version, metadata)
-    _set_metadata(proto, meta)
+    onnx.helper.set_model_props(proto, meta.to_props())
     if flavor == "tensorrt" and reference_body:
         proto = msda_onnx.attach_reference_function(proto, n_levels)
     checked = msda_onnx.attach_reference_function(proto, n_levels) if flavor == "tensorrt" else proto
