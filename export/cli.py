@@ -166,26 +166,18 @@ def _run(args: argparse.Namespace, bar) -> int:  # type: ignore[no-untyped-def]
         bar.write(f"FP16 readiness -> {fp32_json}: output drift under FP16 rounding: {drift}; "
                   f"{len(rep['fp32_layers'])} layer(s) to keep in FP32")
         bar.update()
-    if args.engine:
-        stage("engine")
-        status = _engine(path, args.engine, args.fp16, fp32_json, args.verify, bar.write) or status
-        bar.update()
-    if args.triton_repo:
-        stage("triton repo")
-        status = _triton_repo(args, path, bar.write) or status
-        bar.update()
-    if args.int8:
-        stage("int8")
-        from .openvino_int8 import run_cli
+    from . import openvino_int8
 
-        status = run_cli(args, path, bar.write) or status
-        bar.update()
-    if args.check_bf16:
-        stage("bf16 check")
-        from .openvino_int8 import check_bf16_cli
-
-        status = check_bf16_cli(path, args.int8_check_frames, bar.write) or status
-        bar.update()
+    later: list[tuple[str, object, Callable[[], int]]] = [
+        ("engine", args.engine, lambda: _engine(path, args.engine, args.fp16, fp32_json, args.verify, bar.write)),
+        ("triton repo", args.triton_repo, lambda: _triton_repo(args, path, bar.write)),
+        ("int8", args.int8, lambda: openvino_int8.run_cli(args, path, bar.write)),
+        ("bf16 check", args.check_bf16, lambda: openvino_int8.check_bf16_cli(path, args.int8_check_frames, bar.write))]
+    for name, wanted, step in later:
+        if wanted:
+            stage(name)
+            status = step() or status
+            bar.update()
     return status
 
 
