@@ -111,8 +111,9 @@ class ModelMetadata:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelMetadata:
         """Inverse of :meth:`to_dict` (lists become tuples)."""
-        return cls(**{f.name: tuple(d[f.name]) if isinstance(d[f.name], list) else d[f.name]
-                      for f in dataclasses.fields(cls) if f.name in d})
+        kwargs: dict[str, Any] = {f.name: tuple(d[f.name]) if isinstance(d[f.name], list) else d[f.name]
+                                  for f in dataclasses.fields(cls) if f.name in d}
+        return cls(**kwargs)
 
 
 def metadata_from_config(cfg: Any, base: ModelMetadata | None = None, **facts: Any) -> ModelMetadata:

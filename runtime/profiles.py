@@ -61,17 +61,11 @@ def profiles_from_metadata(meta: ModelMetadata) -> list[Profile]:
     Dynamic H/W: min ``min_hw``, opt (``height``, ``width``), max ``max_hw``; every bound must be a
     multiple of ``size_divisibility`` (checked by :func:`validate_profile`).
     """
-    b_opt = int(meta.batch)
-    if meta.dynamic_batch:
-        b_min, b_max = 1, max(int(meta.max_batch), b_opt)
-    else:
-        b_min = b_max = b_opt
-    h, w = int(meta.height), int(meta.width)
-    if meta.dynamic_hw:
-        (h_min, w_min), (h_max, w_max) = (tuple(int(v) for v in meta.min_hw), tuple(int(v) for v in meta.max_hw))
-    else:
-        h_min, w_min, h_max, w_max = h, w, h, w
-    lo, opt, hi = _io_shapes(b_min, h_min, w_min), _io_shapes(b_opt, h, w), _io_shapes(b_max, h_max, w_max)
+    b_opt, h, w = int(meta.batch), int(meta.height), int(meta.width)
+    b_min, b_max = (1, max(int(meta.max_batch), b_opt)) if meta.dynamic_batch else (b_opt, b_opt)
+    lo_hw, hi_hw = ((int(meta.min_hw[0]), int(meta.min_hw[1])), (int(meta.max_hw[0]), int(meta.max_hw[1]))) \
+        if meta.dynamic_hw else ((h, w), (h, w))
+    lo, opt, hi = _io_shapes(b_min, *lo_hw), _io_shapes(b_opt, h, w), _io_shapes(b_max, *hi_hw)
     names = [n for n in meta.input_names if n in lo] or list(lo)
     try:
         profile = {n: ShapeRange(lo[n], opt[n], hi[n]) for n in names}
@@ -114,13 +108,10 @@ def profiles_from_json(obj: Any) -> list[Profile]:
     for p in items:
         prof: Profile = {}
         for name, r in p.items():
-            if isinstance(r, ShapeRange):
-                prof[name] = r
-            elif isinstance(r, Mapping):
-                prof[name] = ShapeRange(tuple(r["min"]), tuple(r["opt"]), tuple(r["max"]))
-            else:
-                lo, mid, hi = r
-                prof[name] = ShapeRange(tuple(lo), tuple(mid), tuple(hi))
+            if not isinstance(r, ShapeRange):
+                lo, mid, hi = (r["min"], r["opt"], r["max"]) if isinstance(r, Mapping) else r
+                r = ShapeRange(tuple(lo), tuple(mid), tuple(hi))
+            prof[name] = r
         out.append(prof)
     return out
 
