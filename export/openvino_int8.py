@@ -158,10 +158,22 @@ def _versions() -> dict[str, str]:
     return {"openvino": ov.__version__.split("-")[0], "nncf": nncf.__version__}
 
 
+#: the groups that compute each output, most likely cause first: where to look when that output disagrees
+_OUTPUT_GROUPS: dict[str, tuple[str, ...]] = {
+    "pred_masks": ("mask_branch", "kernel_branch", "msda", "softmax_layernorm", "encoder_ffn"),
+    "depth_trust": ("mask_branch", "kernel_branch"),  # the DSA scores of the kernel branch and the two WSF modules
+    "pred_logits": ("kernel_branch", "msda", "softmax_layernorm", "encoder_ffn"),
+    "pred_scores": ("kernel_branch", "msda", "softmax_layernorm", "encoder_ffn"),
+}
+
+
 def _refusal(report: Any, keep_float: Sequence[str]) -> str:
-    failed = [f"{c.name} {c.metric} {c.value:.4g} (limit {c.limit:.4g})" for c in report.checks() if not c.passed]
+    failing = [c for c in report.checks() if not c.passed]
+    failed = [f"{c.name} {c.metric} {c.value:.4g} (limit {c.limit:.4g})" for c in failing]
     rest = [g for g in KEEP_FLOAT_GROUPS if g not in keep_float]
-    hint = (f"keep more in float: --int8-keep-float {','.join([*keep_float, rest[0]])} (groups still quantized: "
+    suspects = [g for c in failing for g in _OUTPUT_GROUPS.get(c.name, ()) if g in rest]
+    nxt = (suspects or rest)[:1]
+    hint = (f"keep more in float: --int8-keep-float {','.join([*keep_float, *nxt])} (groups still quantized: "
             f"{', '.join(rest)})" if rest else "every group is already kept in float: use more/better calibration "
             "frames or stay with bf16/f32")
     return (f"the INT8 model disagrees with FP32 ({'; '.join(failed)}); kept in float: "

@@ -150,8 +150,7 @@ def run(args: argparse.Namespace) -> int:
     specs = specs_from_args(args)
     runs = _model_runs([Path(m) for m in args.models], args)
     models = [m for m, _ in runs]
-    tags = [t if p is None else f"{t}_{p}" for t, (_, p) in zip(_model_tags(models), runs)]
-    tags = [t if tags.count(t) == 1 else f"{i}_{t}" for i, t in enumerate(tags)]
+    tags = _model_tags([m.with_name(m.name + ("" if p is None else f".{p}")) for m, p in runs])
     out = Path(args.out)
     rows: list[dict[str, Any]] = []
     for (path, precision), tag in zip(runs, tags):
