@@ -125,3 +125,30 @@ def padded_network_input(rgb_u8, depth_u8, divisor: int = 32):
     depth = torch.zeros(1, 1, H, W)
     depth[0, 0, :h, :w] = torch.from_numpy(depth_u8).float()
     return rgb, depth, (h, w)
+
+
+def write_pairs(folder: Path, n: int, seed: int = 0, hw: tuple[int, int] = (64, 96)) -> tuple[Path, Path]:
+    """``n`` synthetic RGB-D scenes as ``folder/RGB/NN.jpg`` + ``folder/depth/NN.png`` (pairs by file stem,
+    sorted in scene order); returns the two folders."""
+    import cv2
+
+    from calibnet.data.synthetic import make_scene
+
+    (folder / "RGB").mkdir(parents=True)
+    (folder / "depth").mkdir()
+    for i in range(n):
+        s = make_scene(seed + i, *hw)
+        cv2.imwrite(str(folder / "RGB" / f"{i:02d}.jpg"), s.rgb[:, :, ::-1])
+        cv2.imwrite(str(folder / "depth" / f"{i:02d}.png"), s.depth)
+    return folder / "RGB", folder / "depth"
+
+
+def wait_for_lines(proc: subprocess.Popen, path: Path, n: int, timeout: float) -> None:
+    """Wait until ``path`` (a JSON-lines progress log) holds ``n`` lines, ``proc`` ends or ``timeout`` passes."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if path.is_file() and len(path.read_text().splitlines()) >= n:
+            return
+        time.sleep(0.05)

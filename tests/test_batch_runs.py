@@ -8,11 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import cv2
 import numpy as np
 import pytest
+from conftest import wait_for_lines, write_pairs
 from PIL import Image
 
 from calibnet.runtime.cli import main
@@ -39,16 +39,6 @@ def small_onnx(tmp_path_factory):
     return export_onnx(calibnet.build_model(small_config(), quiet=True), d / "small.onnx", height=128, width=192)
 
 
-def write_pairs(folder, n, seed=0, hw=HW):
-    (folder / "RGB").mkdir(parents=True)
-    (folder / "depth").mkdir()
-    for i in range(n):
-        s = make_scene(seed + i, *hw)
-        cv2.imwrite(str(folder / "RGB" / f"{i:02d}.jpg"), s.rgb[:, :, ::-1])
-        cv2.imwrite(str(folder / "depth" / f"{i:02d}.png"), s.depth)
-    return folder / "RGB", folder / "depth"
-
-
 def infer(model, rgb, depth, out, *extra):
     return main([str(model), "--rgb-dir", str(rgb), "--depth-dir", str(depth), "--out", str(out), "--no-overlay",
                  "--threads", "1", *extra])
@@ -59,7 +49,7 @@ def _read(out, name):
 
 
 def test_a_corrupt_pair_is_recorded_and_the_run_goes_on(small_onnx, tmp_path, capsys):
-    rgb, depth = write_pairs(tmp_path / "data", 3)
+    rgb, depth = write_pairs(tmp_path / "data", 3, hw=HW)
     (depth / "02.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     out = tmp_path / "out"
     assert infer(small_onnx, rgb, depth, out) == 1  # not every pair succeeded
@@ -75,19 +65,14 @@ def test_a_corrupt_pair_is_recorded_and_the_run_goes_on(small_onnx, tmp_path, ca
 
 @pytest.mark.slow
 def test_sigterm_then_resume_equals_an_uninterrupted_run(small_onnx, tmp_path):
-    rgb, depth = write_pairs(tmp_path / "data", 20, seed=100)
+    rgb, depth = write_pairs(tmp_path / "data", 20, seed=100, hw=HW)
     full = tmp_path / "full"
     assert infer(small_onnx, rgb, depth, full) == 0
     part = tmp_path / "part"
     cmd = [sys.executable, "-m", "calibnet.runtime.cli", str(small_onnx), "--rgb-dir", str(rgb), "--depth-dir",
            str(depth), "--out", str(part), "--no-overlay", "--threads", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    progress = part / "progress.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if progress.is_file() and len(progress.read_text().splitlines()) >= 4:
-            break
-        time.sleep(0.05)
+    wait_for_lines(proc, part / "progress.jsonl", 4, timeout=120)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
@@ -178,7 +163,7 @@ def test_video_with_a_bad_depth_frame_goes_on(small_onnx, tmp_path):
 
 
 def test_stream_and_track_modes_match_the_sequential_run(small_onnx, tmp_path, capsys):
-    rgb, depth = write_pairs(tmp_path / "data", 6, seed=40)
+    rgb, depth = write_pairs(tmp_path / "data", 6, seed=40, hw=HW)
     assert infer(small_onnx, rgb, depth, tmp_path / "seq") == 0
     assert infer(small_onnx, rgb, depth, tmp_path / "st", "--stream") == 0
     assert (tmp_path / "st" / "results.json").read_bytes() == (tmp_path / "seq" / "results.json").read_bytes()
@@ -201,7 +186,7 @@ def _onnx_foreign(path):
 
 
 def test_bad_model_files_end_in_one_line_naming_the_file(small_onnx, tmp_path, capsys):
-    rgb, depth = write_pairs(tmp_path / "data", 1)
+    rgb, depth = write_pairs(tmp_path / "data", 1, hw=HW)
     good = small_onnx.read_bytes()
     cases = {"random.onnx": np.random.default_rng(0).bytes(4096), "truncated.onnx": good[: len(good) // 2],
              "empty.onnx": b""}

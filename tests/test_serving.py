@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import wait_for_lines, write_pairs
 
 from calibnet.runtime.depth import DepthFormat
 from calibnet.runtime.errors import InputError
@@ -300,19 +301,6 @@ def test_triton_repo_python_variant_runs_in_the_bundled_tritonserver(tiny, tmp_p
 # ---------------------------------------------------------------- Ray batch jobs
 
 
-def _write_pairs(folder: Path, n: int) -> None:
-    import cv2
-
-    from calibnet.data.synthetic import make_scene
-
-    (folder / "RGB").mkdir(parents=True)
-    (folder / "depth").mkdir()
-    for i in range(n):
-        s = make_scene(200 + i, 64, 96)
-        cv2.imwrite(str(folder / "RGB" / f"s{i:03d}.jpg"), s.rgb[:, :, ::-1])
-        cv2.imwrite(str(folder / "depth" / f"s{i:03d}.png"), s.depth)
-
-
 def _by_image(results):
     out: dict[int, list] = {}
     for r in results:
@@ -327,7 +315,7 @@ def test_ray_batch_equals_calibnet_infer_and_resumes_after_a_kill(tiny, tmp_path
 
     path, _ = tiny
     data = tmp_path / "pairs"
-    _write_pairs(data, 40)
+    write_pairs(data, 40, seed=200)
     assert infer_main([str(path), "--rgb-dir", str(data / "RGB"), "--depth-dir", str(data / "depth"), "--out",
                        str(tmp_path / "infer"), "--no-overlay", "--threads", "1"]) == 0
     expected = json.loads((tmp_path / "infer" / "results.json").read_text())
@@ -338,11 +326,7 @@ def test_ray_batch_equals_calibnet_infer_and_resumes_after_a_kill(tiny, tmp_path
            "--out", str(out), "--resume"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     progress = out / "progress.jsonl"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        if progress.is_file() and len(progress.read_text().splitlines()) >= 8:
-            break
-        time.sleep(0.05)
+    wait_for_lines(proc, progress, 8, timeout=240)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray cluster it started
     log, _ = proc.communicate()
     first = [json.loads(line) for line in progress.read_text().splitlines() if line.strip()]
