@@ -64,22 +64,10 @@ def _conv(args: Sequence[Any], out: Any) -> int:
     return int(x.shape[0]) * _numel(w) * int(math.prod(spatial))
 
 
-def _mm(args: Sequence[Any], out: Any) -> int:
-    a, b = args[0], args[1]
-    return int(a.shape[0]) * int(a.shape[1]) * int(b.shape[1])
-
-
-def _addmm(args: Sequence[Any], out: Any) -> int:
-    return _mm(args[1:], out)
-
-
-def _bmm(args: Sequence[Any], out: Any) -> int:
-    a, b = args[0], args[1]
-    return int(a.shape[0]) * int(a.shape[1]) * int(a.shape[2]) * int(b.shape[2])
-
-
-def _baddbmm(args: Sequence[Any], out: Any) -> int:
-    return _bmm(args[1:], out)
+def _matmul(first: int) -> Callable[[Sequence[Any], Any], int]:
+    """mm/bmm (``first`` 0) or addmm/baddbmm (1: the bias comes first): one MAC per multiply-add of
+    a [..., n, k] @ b [..., k, m], i.e. numel(a) x m."""
+    return lambda args, out: _numel(args[first]) * int(args[first + 1].shape[-1])
 
 
 def _norm(affine_index: int) -> Callable[[Sequence[Any], Any], int]:
@@ -100,30 +88,22 @@ def _native_batch_norm(args: Sequence[Any], out: Any) -> int:
     return _norm(1)(args, out) if training else _batch_norm_eval(args, out)
 
 
-def _first_output(out: Any) -> Any:
-    return out[0] if isinstance(out, (tuple, list)) else out
-
-
 def _per_output(scale: int) -> Callable[[Sequence[Any], Any], int]:
-    return lambda args, out: scale * _numel(_first_output(out))
+    return lambda args, out: scale * _numel(out[0] if isinstance(out, (tuple, list)) else out)
 
 
 def _per_input(scale: int) -> Callable[[Sequence[Any], Any], int]:
     return lambda args, out: scale * _numel(args[0])
 
 
-def _grid_sampler(args: Sequence[Any], out: Any) -> int:
-    return 4 * _numel(_first_output(out))  # 4 taps per bilinear sample (fvcore's rule)
-
-
 #: ATen overload packet name -> (operator key, MAC rule)
 _HANDLES: dict[str, tuple[str, Callable[[Sequence[Any], Any], int]]] = {
     "convolution": ("conv", _conv),
     "_convolution": ("conv", _conv),
-    "mm": ("matmul", _mm),
-    "addmm": ("matmul", _addmm),
-    "bmm": ("matmul", _bmm),
-    "baddbmm": ("matmul", _baddbmm),
+    "mm": ("matmul", _matmul(0)),
+    "addmm": ("matmul", _matmul(1)),
+    "bmm": ("matmul", _matmul(0)),
+    "baddbmm": ("matmul", _matmul(1)),
     "native_layer_norm": ("layer_norm", _norm(2)),
     "native_group_norm": ("group_norm", _norm(1)),
     "_native_batch_norm_legit_no_training": ("batch_norm", _batch_norm_eval),
@@ -133,7 +113,7 @@ _HANDLES: dict[str, tuple[str, Callable[[Sequence[Any], Any], int]]] = {
     "upsample_nearest2d": ("upsample_nearest2d", _per_output(1)),
     "_adaptive_avg_pool2d": ("adaptive_avg_pool2d", _per_input(1)),
     "adaptive_avg_pool2d": ("adaptive_avg_pool2d", _per_input(1)),
-    "grid_sampler_2d": (MSDA_SAMPLING_OP, _grid_sampler),
+    "grid_sampler_2d": (MSDA_SAMPLING_OP, _per_output(4)),  # 4 taps per bilinear sample (fvcore's rule)
 }
 
 #: operators whose results are replaced by zeros of the right shape in shape-only mode
@@ -194,10 +174,9 @@ def _to_meta(x: Any) -> Any:
 
 
 class _MacCounterMode(TorchDispatchMode):
-    def __init__(self, scopes: list[str], result: MacCount, shape_only: bool) -> None:
+    def __init__(self, scopes: list[str], shape_only: bool) -> None:
         super().__init__()
         self.scopes = scopes
-        self.result = result
         self.shape_only = shape_only
         self.by_module: Counter[str] = Counter()
         self.by_operator: Counter[str] = Counter()
@@ -258,7 +237,7 @@ def count_macs(module: nn.Module, inputs: Sequence[Any], kwargs: dict[str, Any] 
     for name, sub in module.named_modules():
         handles.append(sub.register_forward_pre_hook(enter(name)))
         handles.append(sub.register_forward_hook(leave(name)))
-    mode = _MacCounterMode(scopes, result, shape_only)
+    mode = _MacCounterMode(scopes, shape_only)
     try:
         with torch.no_grad(), mode:
             module(*inputs, **(kwargs or {}))
