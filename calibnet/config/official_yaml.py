@@ -78,31 +78,20 @@ class YamlKey:
         return list(v) if isinstance(v, tuple) else v
 
 
+def _group(prefix: str, target: str, rows: list[tuple[str, Callable[[Any], Any]]]) -> list[YamlKey]:
+    """One row per ``(KEY, conv)``: ``<prefix>.<KEY>`` sets ``<target>.<key>`` (lower case, ``.`` -> ``_``)."""
+    return [YamlKey(f"{prefix}.{key}", f"{target}.{key.lower().replace('.', '_')}", conv) for key, conv in rows]
+
+
 def _encoder_keys(prefix: str, target: str) -> list[YamlKey]:
-    return [
-        YamlKey(f"{prefix}.NAME", choices={"TransformerEncoder": None}),
-        YamlKey(f"{prefix}.NUM_LAYERS", f"{target}.num_layers", int),
-        YamlKey(f"{prefix}.NUM_CHANNELS", f"{target}.num_channels", int),
-        YamlKey(f"{prefix}.NUM_HEADS", f"{target}.num_heads", int),
-        YamlKey(f"{prefix}.DIM_FEEDFORWARD", f"{target}.dim_feedforward", int),
-        YamlKey(f"{prefix}.ACTIVATION", f"{target}.activation", str),
-        YamlKey(f"{prefix}.DROPOUT", f"{target}.dropout", float),
-        YamlKey(f"{prefix}.IN_FEATURES", f"{target}.in_features", _tuple),
-    ]
+    return [YamlKey(f"{prefix}.NAME", choices={"TransformerEncoder": None}),
+            *_group(prefix, target, [("NUM_LAYERS", int), ("NUM_CHANNELS", int), ("NUM_HEADS", int),
+                                     ("DIM_FEEDFORWARD", int), ("ACTIVATION", str), ("DROPOUT", float),
+                                     ("IN_FEATURES", _tuple)])]
 
 
 def _optional_float(v: Any) -> float | None:
     return None if v is None else float(v)
-
-
-def _swin_keys() -> list[YamlKey]:
-    """``MODEL.SWIN.*`` (the official ``add_calibnet_config`` defaults are SwinConfig's)."""
-    rows = [("PRETRAIN_IMG_SIZE", int), ("PATCH_SIZE", int), ("EMBED_DIM", int), ("DEPTHS", _ints),
-            ("NUM_HEADS", _ints), ("WINDOW_SIZE", int), ("MLP_RATIO", float), ("QKV_BIAS", bool),
-            ("QK_SCALE", _optional_float), ("DROP_RATE", float), ("ATTN_DROP_RATE", float),
-            ("DROP_PATH_RATE", float), ("APE", bool), ("PATCH_NORM", bool), ("OUT_FEATURES", _tuple),
-            ("USE_CHECKPOINT", bool)]
-    return [YamlKey(f"MODEL.SWIN.{key}", f"swin.{key.lower()}", conv) for key, conv in rows]
 
 
 #: Every official key calibnet reads and writes, in the order of the official Base-CalibNet.yaml.
@@ -115,61 +104,40 @@ YAML_KEYS: tuple[YamlKey, ...] = (
     YamlKey("MODEL.MASK_ON", choices={True: None}),
     YamlKey("MODEL.BACKBONE.NAME", "backbone.name", choices={n: n for n in BACKBONE_NAMES}),
     YamlKey("MODEL.BACKBONE.FREEZE_AT", "backbone.freeze_at", int),
-    YamlKey("MODEL.RESNETS.NORM", "backbone.norm", str),
-    YamlKey("MODEL.RESNETS.DEPTH", "backbone.depth", int),
-    YamlKey("MODEL.RESNETS.STRIDE_IN_1X1", "backbone.stride_in_1x1", bool),
-    YamlKey("MODEL.RESNETS.OUT_FEATURES", "backbone.out_features", _tuple),
-    YamlKey("MODEL.RESNETS.NUM_GROUPS", "backbone.num_groups", int),
-    YamlKey("MODEL.RESNETS.WIDTH_PER_GROUP", "backbone.width_per_group", int),
-    *_swin_keys(),
-    YamlKey("MODEL.PVTV2.NAME", "pvtv2.name", str),
-    YamlKey("MODEL.PVTV2.LINEAR", "pvtv2.linear", bool),
-    YamlKey("MODEL.PVTV2.OUT_FEATURES", "pvtv2.out_features", _tuple),
-    YamlKey("MODEL.P2T.NAME", "p2t.name", str),
-    YamlKey("MODEL.P2T.OUT_FEATURES", "p2t.out_features", _tuple),
+    *_group("MODEL.RESNETS", "backbone", [("NORM", str), ("DEPTH", int), ("STRIDE_IN_1X1", bool),
+                                          ("OUT_FEATURES", _tuple), ("NUM_GROUPS", int), ("WIDTH_PER_GROUP", int)]),
+    # MODEL.SWIN.*: the official add_calibnet_config defaults are SwinConfig's
+    *_group("MODEL.SWIN", "swin", [("PRETRAIN_IMG_SIZE", int), ("PATCH_SIZE", int), ("EMBED_DIM", int),
+                                   ("DEPTHS", _ints), ("NUM_HEADS", _ints), ("WINDOW_SIZE", int), ("MLP_RATIO", float),
+                                   ("QKV_BIAS", bool), ("QK_SCALE", _optional_float), ("DROP_RATE", float),
+                                   ("ATTN_DROP_RATE", float), ("DROP_PATH_RATE", float), ("APE", bool),
+                                   ("PATCH_NORM", bool), ("OUT_FEATURES", _tuple), ("USE_CHECKPOINT", bool)]),
+    *_group("MODEL.PVTV2", "pvtv2", [("NAME", str), ("LINEAR", bool), ("OUT_FEATURES", _tuple)]),
+    *_group("MODEL.P2T", "p2t", [("NAME", str), ("OUT_FEATURES", _tuple)]),
     YamlKey("MODEL.CALIBNET.NUM_CLASSES", "num_classes", int),
-    YamlKey("MODEL.CALIBNET.CLS_THRESHOLD", "inference.cls_threshold", float),
-    YamlKey("MODEL.CALIBNET.MASK_THRESHOLD", "inference.mask_threshold", float),
-    YamlKey("MODEL.CALIBNET.MAX_DETECTIONS", "inference.max_detections", int),
+    *_group("MODEL.CALIBNET", "inference", [("CLS_THRESHOLD", float), ("MASK_THRESHOLD", float),
+                                            ("MAX_DETECTIONS", int)]),
     YamlKey("MODEL.CALIBNET.DATASET_MAPPER", choices={"RGBDSISDatasetMapper": None}),
     *_encoder_keys("MODEL.CALIBNET.ENCODER", "encoder"),
     *_encoder_keys("MODEL.CALIBNET.ENCODER_DEPTH", "encoder_depth"),
     YamlKey("MODEL.CALIBNET.DECODER.NAME", choices={"CalibNetDecoder": None}),
-    YamlKey("MODEL.CALIBNET.DECODER.NUM_KERNELS", "decoder.num_kernels", int),
-    YamlKey("MODEL.CALIBNET.DECODER.INPUT_CHANNELS", "decoder.input_channels", int),
-    YamlKey("MODEL.CALIBNET.DECODER.CONV_DIM", "decoder.conv_dim", int),
-    YamlKey("MODEL.CALIBNET.DECODER.SCALE_FACTOR", "decoder.scale_factor", int),
+    *_group("MODEL.CALIBNET.DECODER", "decoder", [("NUM_KERNELS", int), ("INPUT_CHANNELS", int), ("CONV_DIM", int),
+                                                  ("SCALE_FACTOR", int)]),
     YamlKey("MODEL.CALIBNET.FUSION_DECODER.NAME", "fusion_decoder.two_scale",
             choices={"TwoScaleCalibNetFusionDecoder": True, "CalibNetFusionDecoder": False}),
-    YamlKey("MODEL.CALIBNET.FUSION_DECODER.INPUT_DIM", "fusion_decoder.input_dim", int),
-    YamlKey("MODEL.CALIBNET.FUSION_DECODER.MASK_DIM", "fusion_decoder.mask_dim", int),
-    YamlKey("MODEL.CALIBNET.LOSS.CLASS_WEIGHT", "loss.class_weight", float),
-    YamlKey("MODEL.CALIBNET.LOSS.MASK_PIXEL_WEIGHT", "loss.mask_pixel_weight", float),
-    YamlKey("MODEL.CALIBNET.LOSS.MASK_DICE_WEIGHT", "loss.mask_dice_weight", float),
-    YamlKey("MODEL.CALIBNET.LOSS.OBJECTNESS_WEIGHT", "loss.objectness_weight", float),
+    *_group("MODEL.CALIBNET.FUSION_DECODER", "fusion_decoder", [("INPUT_DIM", int), ("MASK_DIM", int)]),
+    *_group("MODEL.CALIBNET.LOSS", "loss", [("CLASS_WEIGHT", float), ("MASK_PIXEL_WEIGHT", float),
+                                            ("MASK_DICE_WEIGHT", float), ("OBJECTNESS_WEIGHT", float)]),
     YamlKey("MODEL.CALIBNET.MATCHER.ALPHA", "loss.matcher_alpha", float),
     YamlKey("MODEL.CALIBNET.MATCHER.BETA", "loss.matcher_beta", float),
     YamlKey("DATASETS.TRAIN", "datasets_train", _tuple),
     YamlKey("DATASETS.TEST", "datasets_test", _tuple),
-    YamlKey("SOLVER.OPTIMIZER", "solver.optimizer", str),
-    YamlKey("SOLVER.IMS_PER_BATCH", "solver.ims_per_batch", int),
-    YamlKey("SOLVER.BASE_LR", "solver.base_lr", float),
-    YamlKey("SOLVER.STEPS", "solver.steps", _ints),
-    YamlKey("SOLVER.GAMMA", "solver.gamma", float),
-    YamlKey("SOLVER.MAX_ITER", "solver.max_iter", int),
-    YamlKey("SOLVER.WEIGHT_DECAY", "solver.weight_decay", float),
-    YamlKey("SOLVER.CHECKPOINT_PERIOD", "solver.checkpoint_period", int),
-    YamlKey("SOLVER.AMSGRAD", "solver.amsgrad", bool),
-    YamlKey("SOLVER.BACKBONE_MULTIPLIER", "solver.backbone_multiplier", float),
-    YamlKey("INPUT.CROP.ENABLED", "input.crop_enabled", bool),
-    YamlKey("INPUT.CROP.TYPE", "input.crop_type", str),
-    YamlKey("INPUT.CROP.SIZE", "input.crop_size", _ints),
-    YamlKey("INPUT.MASK_FORMAT", "input.mask_format", str),
-    YamlKey("INPUT.MIN_SIZE_TRAIN", "input.min_size_train", _ints),
-    YamlKey("INPUT.MAX_SIZE_TRAIN", "input.max_size_train", int),
-    YamlKey("INPUT.MIN_SIZE_TEST", "input.min_size_test", int),
-    YamlKey("INPUT.MAX_SIZE_TEST", "input.max_size_test", int),
-    YamlKey("INPUT.FORMAT", "input.format", str),
+    *_group("SOLVER", "solver", [("OPTIMIZER", str), ("IMS_PER_BATCH", int), ("BASE_LR", float), ("STEPS", _ints),
+                                 ("GAMMA", float), ("MAX_ITER", int), ("WEIGHT_DECAY", float),
+                                 ("CHECKPOINT_PERIOD", int), ("AMSGRAD", bool), ("BACKBONE_MULTIPLIER", float)]),
+    *_group("INPUT", "input", [("CROP.ENABLED", bool), ("CROP.TYPE", str), ("CROP.SIZE", _ints), ("MASK_FORMAT", str),
+                               ("MIN_SIZE_TRAIN", _ints), ("MAX_SIZE_TRAIN", int), ("MIN_SIZE_TEST", int),
+                               ("MAX_SIZE_TEST", int), ("FORMAT", str)]),
     YamlKey("TEST.EVAL_PERIOD", "eval_period", int),
     YamlKey("TEST.DETECTIONS_PER_IMAGE", "inference.max_detections", int),
     YamlKey("DATALOADER.NUM_WORKERS", "num_workers", int),
