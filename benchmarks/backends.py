@@ -62,10 +62,10 @@ def ort_session_options(threads: int) -> Any:
     return opts
 
 
-def _validate(prepared: PreparedBackend, reference_backend: Any, rgb: np.ndarray, depth: np.ndarray,
-              batch: int = 1) -> None:
-    """Raw outputs against the eager model's on the same prepared frame (the one comparator, at the
-    backend's precision)."""
+def _validated(prepared: PreparedBackend, reference_backend: Any, rgb: np.ndarray, depth: np.ndarray,
+               batch: int = 1) -> PreparedBackend:
+    """``prepared`` with its raw outputs checked against the eager model's on the same prepared frame (the one
+    comparator, at the backend's precision)."""
     from calibnet.runtime.compare import compare_outputs
     from calibnet.runtime.feeds import stack_frames
 
@@ -74,6 +74,7 @@ def _validate(prepared: PreparedBackend, reference_backend: Any, rgb: np.ndarray
                              prepared.runtime.metadata, prepared.precision)
     prepared.validation = {"ok": report.passed, **report.to_json()}
     prepared.status = PASSED if report.passed else VALIDATION_FAILED
+    return prepared
 
 
 def _model_mb(model: Any) -> float:
@@ -96,10 +97,9 @@ def prepare_backend(name: str, model: Any, workdir: Path, height: int, width: in
     if name == "torch":
         rt = Runtime.from_model(model)
         size = Path(weights).stat().st_size / 1e6 if weights else _model_mb(model)
-        prep = PreparedBackend(name, PASSED, rt, Path(weights) if weights else None, size,
+        return PreparedBackend(name, PASSED, rt, Path(weights) if weights else None, size,
+                               validation={"ok": True, "reference": True},
                                detail="eager PyTorch (reference), runtime pre/post-processing")
-        prep.validation = {"ok": True, "reference": True}
-        return prep
     reference = Runtime.from_model(model).backend
     if name == "onnxruntime":
         return _prepare_onnxruntime(model, workdir, height, width, batch, threads, rgb, depth, reference)
@@ -135,8 +135,7 @@ def _prepare_onnxruntime(model: Any, workdir: Path, height: int, width: int, bat
     prep = PreparedBackend("onnxruntime", PASSED, rt, path, path.stat().st_size / 1e6,
                            detail=f"ONNX Runtime {ort.__version__} CPU, portable ONNX (GridSample MSDA), "
                                   f"{threads} intra-op threads, no spinning")
-    _validate(prep, reference, rgb, depth, batch)
-    return prep
+    return _validated(prep, reference, rgb, depth, batch)
 
 
 def _prepare_tensorrt(model: Any, workdir: Path, height: int, width: int, batch: int, rgb: np.ndarray,
@@ -165,5 +164,4 @@ def _prepare_tensorrt(model: Any, workdir: Path, height: int, width: int, batch:
                                detail=repr(exc))
     prep = PreparedBackend("tensorrt", PASSED, rt, Path(engine), Path(engine).stat().st_size / 1e6, "fp16",
                            detail="TensorRT FP16 engine (calibnet.engines.get_or_build)")
-    _validate(prep, reference, rgb, depth, batch)
-    return prep
+    return _validated(prep, reference, rgb, depth, batch)

@@ -135,23 +135,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _main(args: argparse.Namespace) -> int:
-    if args.stream or args.soak:
+    streaming = args.stream or args.soak
+    if streaming:
         from .streaming import format_streaming, run_streaming
 
         doc = run_streaming(args, lambda msg: None if args.quiet else print(msg, file=sys.stderr, flush=True))
-        if args.json:
-            path = Path(args.json)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(doc, indent=2))
-        print(format_streaming(doc))
-        return 0
-    doc = run(args)
-    from .report import format_report, plot_stages
-
+    else:
+        doc = run(args)
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc, indent=2))
+    if streaming:
+        print(format_streaming(doc))
+        return 0
+    from .report import format_report, plot_stages
+
     if args.plot:
         plot_stages(doc, args.plot)
     print(format_report(doc, compare_paper=args.compare_paper))

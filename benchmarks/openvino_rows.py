@@ -115,7 +115,7 @@ def prepare_openvino(name: str, model: Any, workdir: Path, height: int, width: i
     from calibnet.runtime.backends.base import BackendUnavailable
     from calibnet.runtime.backends.openvino import PrecisionMismatch, comparator_precision
 
-    from .backends import PASSED, PreparedBackend, _short, _validate
+    from .backends import PASSED, PreparedBackend, _short, _validated
 
     precision = OPENVINO_BACKENDS[name]
     cmp_precision = comparator_precision(precision)
@@ -145,5 +145,4 @@ def prepare_openvino(name: str, model: Any, workdir: Path, height: int, width: i
     prep = PreparedBackend(name, PASSED, rt, artifact, size / 1e6, cmp_precision,
                            detail=f"OpenVINO {ov.__version__} CPU {precision} ({rt.backend.precision_reason}); "
                                   f"{how}; {threads} threads")
-    _validate(prep, reference, rgb, depth, batch)
-    return prep
+    return _validated(prep, reference, rgb, depth, batch)
