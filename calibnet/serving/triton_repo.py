@@ -50,17 +50,14 @@ class RepoError(ValueError):
     """A generated repository that does not match its ONNX file or the serving protocol."""
 
 
-def _dims(d: Sequence[int]) -> str:
-    return "[ " + ", ".join(str(int(x)) for x in d) + " ]"
-
-
-def _tensor_block(kind: str, name: str, dtype: str, dims: Sequence[int], optional: bool = False) -> str:
+def _tensor_block(name: str, dtype: str, dims: Sequence[int], optional: bool = False) -> str:
     opt = "\n    optional: true" if optional else ""
-    return f"  {{\n    name: \"{name}\"\n    data_type: {dtype}\n    dims: {_dims(dims)}{opt}\n  }}"
+    shape = "[ " + ", ".join(str(int(x)) for x in dims) + " ]"
+    return f"  {{\n    name: \"{name}\"\n    data_type: {dtype}\n    dims: {shape}{opt}\n  }}"
 
 
 def _io(kind: str, blocks: list[str]) -> str:
-    return f"{kind} [\n" + ",\n".join(blocks) + "\n]\n"
+    return f"{kind} [\n" + ",\n".join(blocks) + "\n]"
 
 
 def _spec_type(s: TensorSpec) -> str:
@@ -95,8 +92,8 @@ def _network_config(onnx_path: Path, meta: ModelMetadata, platform: str, instanc
         return d[1:] if batched else d
 
     lines = [f'name: "{NETWORK_MODEL}"', f'platform: "{platform}"', f"max_batch_size: {max_batch}",
-             _io("input", [_tensor_block("input", n, t, dims(d)) for n, t, d in inputs]).rstrip(),
-             _io("output", [_tensor_block("output", n, t, dims(d)) for n, t, d in outputs]).rstrip(),
+             _io("input", [_tensor_block(n, t, dims(d)) for n, t, d in inputs]),
+             _io("output", [_tensor_block(n, t, dims(d)) for n, t, d in outputs]),
              f"instance_group [ {{ kind: KIND_GPU count: {instances} }} ]"]
     if batched:
         lines.append("dynamic_batching { max_queue_delay_microseconds: 1000 }")
@@ -117,9 +114,8 @@ def _network_config(onnx_path: Path, meta: ModelMetadata, platform: str, instanc
 
 def _calibnet_config(max_batch: int, instances: int, params: dict[str, str], batch_delay_us: int) -> str:
     lines = [f'name: "{MODEL_NAME}"', 'backend: "python"', f"max_batch_size: {max_batch}",
-             _io("input", [_tensor_block("input", s.name, _spec_type(s), s.dims, s.optional)
-                           for s in INPUTS]).rstrip(),
-             _io("output", [_tensor_block("output", s.name, _spec_type(s), s.dims) for s in OUTPUTS]).rstrip(),
+             _io("input", [_tensor_block(s.name, _spec_type(s), s.dims, s.optional) for s in INPUTS]),
+             _io("output", [_tensor_block(s.name, _spec_type(s), s.dims) for s in OUTPUTS]),
              f"instance_group [ {{ kind: KIND_CPU count: {instances} }} ]"]
     if max_batch > 1:
         lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {batch_delay_us} }}")
