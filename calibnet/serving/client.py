@@ -20,7 +20,7 @@ import numpy as np
 
 from ..runtime.depth import DepthFormat
 from ..runtime.prediction import Prediction
-from .protocol import BATCH_REJECTED, MODEL_NAME, OUTPUTS, prediction_from_outputs
+from .protocol import BATCH_REJECTED, DEPTH_PARAMETERS, MODEL_NAME, OUTPUTS, prediction_from_outputs
 
 __all__ = ["CalibnetClient", "ServingError"]
 
@@ -45,14 +45,8 @@ def _reason(message: str) -> str:
 def _parameters(fmt: DepthFormat | None) -> dict[str, Any] | None:
     if fmt is None:
         return None
-    out: dict[str, Any] = {"depth_format": fmt.kind}
-    if fmt.near is not None:
-        out["depth_near"] = float(fmt.near)
-    if fmt.far is not None:
-        out["depth_far"] = float(fmt.far)
-    if fmt.direction is not None:
-        out["depth_direction"] = fmt.direction
-    return out
+    values = (fmt.kind, *(None if v is None else float(v) for v in (fmt.near, fmt.far)), fmt.direction)
+    return {name: v for name, v in zip(DEPTH_PARAMETERS, values) if v is not None}
 
 
 class CalibnetClient:

@@ -25,7 +25,7 @@ import numpy as np
 from ..runtime.contract import ModelMetadata
 from ..runtime.errors import InputError
 from ..runtime.runtime import Runtime
-from .protocol import OUTPUTS, decode_request
+from .protocol import INPUTS, OUTPUTS, decode_request
 from .server import predict_frames
 
 __all__ = ["TritonPythonModel", "TritonBLSBackend", "METADATA_FILE"]
@@ -105,11 +105,8 @@ class TritonPythonModel:
         frames: dict[int, Any] = {}
         responses: list[Any] = [None] * len(requests)
         for i, req in enumerate(requests):
-            inputs = {}
-            for name in ("rgb", "rgb_encoded", "depth", "depth_u16", "depth_encoded"):
-                t = pb.get_input_tensor_by_name(req, name)
-                if t is not None:
-                    inputs[name] = t.as_numpy()
+            tensors = {s.name: pb.get_input_tensor_by_name(req, s.name) for s in INPUTS}
+            inputs = {name: t.as_numpy() for name, t in tensors.items() if t is not None}
             try:
                 frames[i] = decode_request(inputs, json.loads(req.parameters() or "{}"))
             except InputError as exc:
