@@ -77,11 +77,6 @@ def _validated(prepared: PreparedBackend, reference_backend: Any, rgb: np.ndarra
     return prepared
 
 
-def _model_mb(model: Any) -> float:
-    tensors = [*model.parameters(), *model.buffers()]
-    return sum(t.numel() * t.element_size() for t in tensors) / 1e6
-
-
 def _short(exc: BaseException) -> str:
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return msg.split(". Install")[0][:200]
@@ -96,7 +91,8 @@ def prepare_backend(name: str, model: Any, workdir: Path, height: int, width: in
 
     if name == "torch":
         rt = Runtime.from_model(model)
-        size = Path(weights).stat().st_size / 1e6 if weights else _model_mb(model)
+        size = (Path(weights).stat().st_size if weights else
+                sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])) / 1e6
         return PreparedBackend(name, PASSED, rt, Path(weights) if weights else None, size,
                                validation={"ok": True, "reference": True},
                                detail="eager PyTorch (reference), runtime pre/post-processing")

@@ -82,15 +82,6 @@ def add_speedups_vs(backends: dict[str, dict[str, Any]], reference: str = "onnxr
                                                  entry["stages_ms"]["infer"]["p50"])
 
 
-def _onnx(model: Any, workdir: Path, height: int, width: int, batch: int) -> Path:
-    from calibnet.export import export_onnx
-
-    path = workdir / f"calibnet_{height}x{width}_b{batch}.onnx"  # the onnxruntime row's file
-    if not path.is_file():
-        export_onnx(model, path, flavor="portable", height=height, width=width, batch=batch)
-    return path
-
-
 def _int8_ir(onnx: Path, workdir: Path, threads: int, calib_frames: int) -> tuple[Path, str]:
     from calibnet.export.openvino_int8 import quantize_int8, synthetic_calibration_feeds
     from calibnet.runtime import Runtime
@@ -111,6 +102,7 @@ def prepare_openvino(name: str, model: Any, workdir: Path, height: int, width: i
                      calib_frames: int = 8) -> Any:
     """One OpenVINO row (:class:`~calibnet.benchmarks.backends.PreparedBackend`), validated against
     ``reference`` (the eager FP32 model's backend) at the row's precision."""
+    from calibnet.export import export_onnx
     from calibnet.runtime import Runtime
     from calibnet.runtime.backends.base import BackendUnavailable
     from calibnet.runtime.backends.openvino import PrecisionMismatch, comparator_precision
@@ -124,8 +116,10 @@ def prepare_openvino(name: str, model: Any, workdir: Path, height: int, width: i
     except ImportError:
         return PreparedBackend(name, 'unavailable: OpenVINO is not installed (pip install "calibnet[openvino]")',
                                precision=cmp_precision)
+    onnx = workdir / f"calibnet_{height}x{width}_b{batch}.onnx"  # the onnxruntime row's file
     try:
-        onnx = _onnx(model, workdir, height, width, batch)
+        if not onnx.is_file():
+            export_onnx(model, onnx, flavor="portable", height=height, width=width, batch=batch)
     except Exception as exc:  # an export error is a benchmark result, not a crash
         return PreparedBackend(name, f"export failed: {_short(exc)}", precision=cmp_precision, detail=repr(exc))
     artifact, how = onnx, "portable ONNX read by OpenVINO"

@@ -61,17 +61,13 @@ class RawCase:
     frame: tuple[np.ndarray, np.ndarray] | None = None  # (rgb, depth) the outputs came from, if any
 
 
-def _sizes(height: int, width: int, divisor: int = 32) -> tuple[tuple[int, int], tuple[int, int]]:
-    h, w = shortest_edge_size(height, width, 320, 480)
-    return (h, w), (-(-h // divisor) * divisor, -(-w // divisor) * divisor)
-
-
 def blob_case(name: str, height: int, width: int, kept: int, kernels: int = 50, seed: int = 0,
               stride: int = 2) -> RawCase:
     """Synthetic raw outputs: ``kept`` of ``kernels`` kernels pass the score threshold, each mask is a smooth
     ellipse-shaped logit map (positive inside, a soft edge a few pixels wide, noise) over the valid region."""
     g = np.random.default_rng(seed)
-    resized, padded = _sizes(height, width)
+    resized = shortest_edge_size(height, width, 320, 480)
+    padded = (-(-resized[0] // 32) * 32, -(-resized[1] // 32) * 32)
     mh, mw = padded[0] // stride, padded[1] // stride
     vh, vw = resized[0] / stride, resized[1] / stride
     yy, xx = np.mgrid[0:mh, 0:mw].astype(np.float32)

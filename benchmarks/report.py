@@ -134,8 +134,7 @@ def format_report(doc: dict[str, Any], compare_paper: bool = False) -> str:
     out.append(f"  deformable-attention sampling: {f['msda_sampling_gmacs']:.3f} G in the count (fvcore's "
                f"grid-sampler rule); its weighted sum, {f['msda_weighted_sum_gmacs_not_in_fvcore']:.3f} G, is not "
                f"counted by fvcore")
-    for line in f.get("paper_gflops_explained", [])[1:]:
-        out.append("  " + line)
+    out += ["  " + line for line in f.get("paper_gflops_explained", [])[1:]]
     sg = doc["sgemm"]
     out.append(f"SGEMM peak (float32 {sg['n']}x{sg['n']} matmul, GFLOP/s): torch {_f(sg['torch_gflops'])} and "
                f"ONNX Runtime {_f(sg.get('onnxruntime_gflops'))} ({sg['threads']} threads), numpy "
@@ -165,18 +164,14 @@ def format_report(doc: dict[str, Any], compare_paper: bool = False) -> str:
                "mask pixels on the same side of the threshold as the eager FP32 model; host % = (pre + post) / end to "
                "end; GFLOP/s = 2 x MACs / inference p50; % SGEMM = that over the measured SGEMM peak.")
     if doc.get("accuracy"):
-        out.append("")
-        out.append("accuracy (" + doc["accuracy"].get("dataset", "") + "): " + ", ".join(
+        out += ["", "accuracy (" + doc["accuracy"].get("dataset", "") + "): " + ", ".join(
             f"{k}: AP {v.get('AP', float('nan')):.1f}" if isinstance(v, dict) and "AP" in v else f"{k}: {v}"
-            for k, v in doc["accuracy"].get("backends", {}).items()))
+            for k, v in doc["accuracy"].get("backends", {}).items())]
     if compare_paper:
-        out.append("")
-        out.append("paper vs this run (no GPU here: every measured figure below is from this CPU)")
-        out.append(_table(compare_paper_rows(doc)))
-        out.append("")
-        out.append("backbones (official repository: released models' mask AP, no device; params counted from the "
-                   "official code, aux heads included)")
-        out.append(_table(backbone_table_rows(doc)))
+        out += ["", "paper vs this run (no GPU here: every measured figure below is from this CPU)",
+                _table(compare_paper_rows(doc)), "",
+                "backbones (official repository: released models' mask AP, no device; params counted from the "
+                "official code, aux heads included)", _table(backbone_table_rows(doc))]
     return "\n".join(out)
 
 
@@ -192,15 +187,11 @@ def plot_stages(doc: dict[str, Any], path: str | Path) -> Path:
     for name, b in entries:
         names.append(_LABEL.get(name, name))
         st = b.get("stages_ms")
+        for stage, values in (("pre", pre), ("infer", infer), ("post", post)):
+            values.append(st[stage]["p50"] if st is not None else 0.0)
         if st is None:
-            pre.append(0.0)
-            infer.append(0.0)
-            post.append(0.0)
             notes.append(b["status"].split(":")[0])  # e.g. "unavailable" (the reason is in the table and JSON)
             continue
-        pre.append(st["pre"]["p50"])
-        infer.append(st["infer"]["p50"])
-        post.append(st["post"]["p50"])
         sp = b.get("speedup_vs_official")
         notes.append(f"{b['e2e_ms']['p50']:.0f} ms" + (f" ({sp:.2f}x)" if sp and name != BASELINE else ""))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.8 * len(names)), 4.2))

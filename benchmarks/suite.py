@@ -55,14 +55,6 @@ def _config(name: str, height: int, width: int) -> tuple[Any, str]:
     return cfg, note
 
 
-def _progress(quiet: bool):  # type: ignore[no-untyped-def]
-    if quiet:
-        return None
-    from tqdm import tqdm
-
-    return lambda it, desc: tqdm(it, desc=desc, unit="round", file=sys.stderr, leave=False)
-
-
 def _say(msg: str, quiet: bool) -> None:
     if not quiet:
         print(msg, file=sys.stderr, flush=True)
@@ -96,6 +88,7 @@ def run_benchmark(args: argparse.Namespace, backends: list[str]) -> dict[str, An
     import numpy as np
     import onnxruntime as ort
     import torch
+    from tqdm import tqdm
 
     import calibnet
     from calibnet.data.synthetic import make_scene
@@ -151,7 +144,8 @@ def run_benchmark(args: argparse.Namespace, backends: list[str]) -> dict[str, An
         paths = [baseline, *(RuntimePath(p.name, p.runtime, rgbs, depths) for p in prepared if p.runnable)]
         _say(f"timing {', '.join(p.name for p in paths)}: {args.warmup} warm-up + {args.iters} timed rounds, "
              "interleaved", quiet)
-        times = interleave(paths, args.warmup, args.iters, _progress(quiet))
+        times = interleave(paths, args.warmup, args.iters, None if quiet else
+                           lambda it, desc: tqdm(it, desc=desc, unit="round", file=sys.stderr, leave=False))
         macs_cache: dict[tuple[int, int], float] = {(args.height, args.width): stats.macs.gmacs}
 
         def gmacs_at(hw: tuple[int, int]) -> float:
