@@ -204,8 +204,7 @@ def plot_stages(doc: dict[str, Any], path: str | Path) -> Path:
         ax.text(i, pre[i] + infer[i] + post[i] + 0.01 * top, note, ha="center", va="bottom", fontsize=8)
     s = doc["setup"]
     ax.set_xticks(list(x), names)
-    ax.set_ylabel("ms per batch (p50)")
-    ax.set_ylim(0, top * 1.15)
+    ax.set(ylabel="ms per batch (p50)", ylim=(0, top * 1.15))
     ax.set_title(f"calibnet-bench {s['config']} {s['height']}x{s['width']}, batch {s['batch']}, {s['threads']} threads "
                  f"(CPU)", fontsize=9)
     ax.legend(fontsize=8)

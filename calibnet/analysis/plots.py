@@ -83,9 +83,7 @@ def _instances_per_image(datasets: Sequence[dict[str, Any]], path: Path) -> Path
         ax.bar(xs - 0.4 + width * (k + 0.5), 100 * bars, width, color=c,
                label=f"{d['name']} (mean {d['instances_per_image']['mean'] or 0:.2f})")
     ax.set_xticks(xs, [str(i) for i in xs[:-1]] + [f"{top}+" if most > top else str(top)])
-    ax.set_xlabel("instances per image")
-    ax.set_ylabel("images (%)")
-    ax.set_title("Instances per image")
+    ax.set(xlabel="instances per image", ylabel="images (%)", title="Instances per image")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
@@ -106,8 +104,7 @@ def _center_bias(datasets: Sequence[dict[str, Any]], path: Path) -> Path:
         fig.colorbar(im2, ax=axes[1, k], fraction=0.046, pad=0.04, label="P(inside an instance)")
         axes[1, k].set_title("mean instance mask", fontsize=9)
         for ax in axes[:, k]:
-            ax.set_xticks([0, 0.5, 1])
-            ax.set_yticks([0, 0.5, 1])
+            ax.set(xticks=[0, 0.5, 1], yticks=[0, 0.5, 1])
     fig.suptitle("Instance centre bias\n(normalized image coordinates)", fontsize=10)
     return _save(fig, path)
 
@@ -124,10 +121,8 @@ def _instance_size(datasets: Sequence[dict[str, Any]], path: Path) -> Path:
         left[0] = edges[1] / math.sqrt(10)
         ax.stairs(frac, np.concatenate([left, edges[-1:]]), color=c, linewidth=1.8,
                   label=f"{d['name']} (median {100 * (s['median'] or 0):.2f}%)")
-    ax.set_xscale("log")
-    ax.set_xlabel("instance size (instance pixels / image pixels)")
-    ax.set_ylabel("instances (%)")
-    ax.set_title("Instance size distribution")
+    ax.set(xscale="log", xlabel="instance size (instance pixels / image pixels)", ylabel="instances (%)",
+           title="Instance size distribution")
     for x in (0.01, 0.1):
         ax.axvline(x, color="gray", linestyle=":", linewidth=0.8)
     ax.legend(fontsize=8)
@@ -145,10 +140,7 @@ def _matching(datasets: Sequence[dict[str, Any]], key: str, title: str, path: Pa
         curve = s["matching_curve"]
         ax.plot(curve["thresholds"], 100 * np.asarray(curve["fraction"]), color=c, linewidth=1.8,
                 label=f"{d['name']} (mean IoU {s['mean_iou']:.2f})")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 101)
-    ax.set_xlabel("IoU threshold t")
-    ax.set_ylabel("images with IoU >= t (%)")
+    ax.set(xlim=(0, 1), ylim=(0, 101), xlabel="IoU threshold t", ylabel="images with IoU >= t (%)")
     ax.set_title(title, fontsize=10)
     ax.axvline(0.5, color="gray", linestyle=":", linewidth=0.8)
     ax.legend(fontsize=8)
@@ -181,8 +173,7 @@ def _predictions(datasets: Sequence[dict[str, Any]], path: Path) -> Path:
     axes[1].set_title("mask AP by ground-truth instances per image", fontsize=10)
     axes[2].set_title("instances per image", fontsize=10)
     axes[0].set_ylabel("AP (%)")
-    axes[2].set_ylabel("images (%)")
-    axes[2].set_xlabel("instances")
+    axes[2].set(ylabel="images (%)", xlabel="instances")
     axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes:
         ax.grid(alpha=0.3)
