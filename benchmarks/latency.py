@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from calibnet.runtime.stream import percentiles as ms_percentiles
+
 __all__ = ["STAGES", "Timed", "RuntimePath", "StageTimes", "interleave", "percentiles"]
 
 STAGES = ("pre", "infer", "post", "e2e")
@@ -61,11 +63,9 @@ class StageTimes:
 
 def percentiles(seconds: Sequence[float]) -> dict[str, float]:
     """p50/p90/p99 and mean of a sample in milliseconds (linear interpolation between order statistics)."""
-    a = np.asarray(seconds, dtype=np.float64) * 1e3
-    if a.size == 0:
+    if not len(seconds):
         raise ValueError("no samples")
-    p50, p90, p99 = np.percentile(a, [50, 90, 99])
-    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(a.mean())}
+    return ms_percentiles(seconds)
 
 
 def interleave(paths: Sequence[Timed], warmup: int, iters: int,

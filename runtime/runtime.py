@@ -108,16 +108,13 @@ class Runtime:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _static_hw(self) -> tuple[int, int] | None:
-        m = self.metadata
-        return None if m.dynamic_hw else (m.height, m.width)
-
     def prepare(self, rgb: np.ndarray, depth: np.ndarray, bgr: bool = False, depth_format: DepthFormat | None = None,
                 strict: bool | None = None) -> PreparedFrame:
         """Resize and pad one frame for this model (see :func:`~calibnet.runtime.preprocess.prepare_frame`)."""
         m = self.metadata
         fmt = self.depth_format if depth_format is None else self._with_model_direction(depth_format)
-        return prepare_frame(rgb, depth, m.resize_short, m.resize_max, self._static_hw(), m.size_divisibility, bgr,
+        static_hw = None if m.dynamic_hw else (m.height, m.width)
+        return prepare_frame(rgb, depth, m.resize_short, m.resize_max, static_hw, m.size_divisibility, bgr,
                              depth_format=fmt, strict=self.strict if strict is None else strict)
 
     def predict(self, rgb: np.ndarray, depth: np.ndarray, bgr: bool = False, depth_format: DepthFormat | None = None,
@@ -129,10 +126,6 @@ class Runtime:
         Prediction (masks [0,H,W]). Bad frames raise :class:`~calibnet.runtime.errors.InputError`.
         """
         return self.predict_batch([rgb], [depth], bgr=bgr, depth_format=depth_format, strict=strict)[0]
-
-    def _batch_capacity(self) -> int:
-        m = self.metadata
-        return max(1, int(m.max_batch if m.dynamic_batch else m.batch))
 
     def predict_batch(self, rgbs: Sequence[np.ndarray], depths: Sequence[np.ndarray], bgr: bool = False,
                       depth_format: DepthFormat | None = None, strict: bool | None = None) -> list[Prediction]:
@@ -150,21 +143,17 @@ class Runtime:
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, f in enumerate(frames):
             groups.setdefault(f.rgb.shape, []).append(i)
-        cap = self._batch_capacity()
-        static = max(1, int(self.metadata.batch)) if not self.metadata.dynamic_batch else 0
+        m = self.metadata
+        cap = max(1, int(m.max_batch if m.dynamic_batch else m.batch))
         results: dict[int, Prediction] = {}
         for idx in groups.values():
             for c in range(0, len(idx), cap):
                 chunk = idx[c:c + cap]
-                fill = chunk + [chunk[-1]] * (static - len(chunk)) if static else chunk
-                feeds = stack_frames([frames[i] for i in fill])
-                t1 = time.perf_counter()
-                out = self.backend.run(feeds)
-                infer = (time.perf_counter() - t1) / len(chunk)
+                out, seconds = self._infer([frames[i] for i in chunk])
                 for b, i in enumerate(chunk):
                     t2 = time.perf_counter()
                     pred = self._decode(out, b, frames[i])
-                    pred.timings = {"pre": pre[i], "infer": infer, "post": time.perf_counter() - t2}
+                    pred.timings = {"pre": pre[i], "infer": seconds / len(chunk), "post": time.perf_counter() - t2}
                     results[i] = pred
         return [results[i] for i in range(len(frames))]
 
@@ -175,6 +164,15 @@ class Runtime:
         from .stream import Stream
 
         return Stream(self, source, policy, track, **kwargs)
+
+    def _infer(self, frames: list[PreparedFrame]) -> tuple[dict[str, np.ndarray], float]:
+        """Graph outputs of prepared frames of one padded size (a static batch filled by repeating the last
+        frame) and the seconds the backend took."""
+        m = self.metadata
+        fill = [] if m.dynamic_batch else frames[-1:] * (max(1, int(m.batch)) - len(frames))
+        feeds = stack_frames(frames + fill)
+        t = time.perf_counter()
+        return self.backend.run(feeds), time.perf_counter() - t
 
     def _decode(self, out: dict[str, np.ndarray], b: int, frame: PreparedFrame) -> Prediction:
         """Prediction of batch item ``b`` from the graph outputs (full-output or top-k graph)."""

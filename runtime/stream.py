@@ -36,11 +36,10 @@ skipped instead.
 from __future__ import annotations
 
 import collections
-import collections.abc
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,16 +47,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InputError
-from .feeds import stack_frames
 from .prediction import Prediction
-from .sources import capture_frames
+from .sources import capture_frames, image_frames, match_pairs, video_frames
 from .tracking import InstanceTracker
 
 if TYPE_CHECKING:
     from .depth import DepthFormat
+    from .preprocess import PreparedFrame
     from .runtime import Runtime
 
-__all__ = ["POLICIES", "Stream", "StreamFrame", "StreamStats", "capture_frames", "open_source", "stream"]
+__all__ = ["POLICIES", "Stream", "StreamFrame", "StreamStats", "capture_frames", "open_source", "percentiles", "stream"]
 
 POLICIES = ("all", "latest")
 STATS_WINDOW = 10_000
@@ -77,24 +76,12 @@ class StreamFrame:
     source: Any = None  # the source's own item (e.g. a sources.Frame), when it had one
 
 
-@dataclass
-class _Raw:
-    """A source item before pre-processing, or (``error`` set) one the source could not read."""
-
-    name: str
-    rgb: Any = None
-    depth: Any = None
-    stem: str = ""
-    error: BaseException | None = None
-    item: Any = None
-
-
-def _percentiles(values: collections.abc.Iterable[float]) -> dict[str, float]:
-    values = list(values)
-    if not values:
-        return {"p50": float("nan"), "p99": float("nan"), "mean": float("nan")}
-    a = np.asarray(values) * 1e3
-    return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "mean": float(a.mean())}
+def percentiles(seconds: Iterable[float], qs: Sequence[int] = (50, 90, 99)) -> dict[str, float]:
+    """``{"p50", "p90", "p99", "mean"}`` (the percentiles ``qs``) of a sample of seconds, in milliseconds
+    (linear interpolation between order statistics); NaN for an empty sample."""
+    a = np.fromiter(seconds, np.float64) * 1e3
+    pct = np.percentile(a, qs) if a.size else np.full(len(qs), np.nan)
+    return {**{f"p{q}": float(v) for q, v in zip(qs, pct)}, "mean": float(a.mean()) if a.size else float("nan")}
 
 
 @dataclass
@@ -122,7 +109,7 @@ class StreamStats:
         """Counts, throughput (frames/s) and per-stage p50/p99/mean in milliseconds."""
         return {"policy": self.policy, "read": self.read, "done": self.done, "dropped": self.dropped,
                 "errors": self.errors, "throughput_fps": self.throughput,
-                "ms": {k: _percentiles(v) for k, v in self.stages.items()}}
+                "ms": {k: percentiles(v, (50, 99)) for k, v in self.stages.items()}}
 
     def summary(self) -> str:
         """A few lines for a terminal."""
@@ -143,11 +130,6 @@ class _Closed(Exception):
 _END = object()
 
 
-class _Failure:
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
 class _Channel:
     """A bounded FIFO between two stages; with ``drop_oldest`` a put into a full channel replaces the oldest
     item (returned to the caller) instead of waiting."""
@@ -163,13 +145,10 @@ class _Channel:
         drop (end markers, failures)."""
         with self.cond:
             dropped = None
-            if not force:
-                if self.drop_oldest:
-                    if len(self.items) >= self.maxsize:
-                        dropped = self.items.popleft()
-                else:
-                    while len(self.items) >= self.maxsize and not self.closed:
-                        self.cond.wait()
+            if not force and self.drop_oldest and len(self.items) >= self.maxsize:
+                dropped = self.items.popleft()
+            elif not force:
+                self.cond.wait_for(lambda: len(self.items) < self.maxsize or self.closed)
             if self.closed:
                 raise _Closed
             self.items.append(item)
@@ -178,8 +157,7 @@ class _Channel:
 
     def get(self) -> Any:
         with self.cond:
-            while not self.items and not self.closed:
-                self.cond.wait()
+            self.cond.wait_for(lambda: self.items or self.closed)
             if self.closed:
                 raise _Closed
             item = self.items.popleft()
@@ -193,10 +171,6 @@ class _Channel:
             self.cond.notify_all()
 
 
-def _is_path(x: Any) -> bool:
-    return isinstance(x, (str, Path))
-
-
 def open_source(source: Any, depth: Callable[[np.ndarray], np.ndarray] | None = None,
                 max_frames: int = 0) -> Iterator[Any]:
     """The items of a stream source (see the module doc): ``(rgb_dir, depth_dir)``, ``(video, depth)``, a
@@ -208,30 +182,28 @@ def open_source(source: Any, depth: Callable[[np.ndarray], np.ndarray] | None = 
     if isinstance(source, (int, str, Path)):
         raise TypeError(f"source {source!r}: give a depth callable (depth=) for a capture, or a "
                         "(rgb_dir, depth_dir) / (video, depth_video_or_dir) pair")
-    if isinstance(source, (tuple, list)) and len(source) == 2 and all(_is_path(x) for x in source):
-        from . import sources
-
+    if isinstance(source, (tuple, list)) and len(source) == 2 and all(isinstance(x, (str, Path)) for x in source):
         first, second = Path(source[0]), Path(source[1])
         if first.is_dir():
-            pairs = sources.match_pairs(first, second)
-            return sources.image_frames(pairs[:max_frames] if max_frames else pairs, errors="yield")
-        frames, _, _ = sources.video_frames(first, None if second.is_dir() else second,
-                                            second if second.is_dir() else None, max_frames, errors="yield")
+            pairs = match_pairs(first, second)
+            return image_frames(pairs[:max_frames] if max_frames else pairs, errors="yield")
+        frames, _, _ = video_frames(first, None if second.is_dir() else second,
+                                    second if second.is_dir() else None, max_frames, errors="yield")
         return frames
     return iter(source)
 
 
-def _raw(item: Any, index: int) -> _Raw:
+def _frame(item: Any, index: int, t_capture: float) -> tuple[StreamFrame, BaseException | None]:
+    """The StreamFrame of a source item, and the error the source gave instead of the item's maps (or None)."""
     if isinstance(item, tuple) and len(item) == 2:
-        return _Raw(f"frame{index}", item[0], item[1], f"frame{index:06d}")
+        return StreamFrame(index, f"frame{index}", item[0], item[1], t_capture, f"frame{index:06d}"), None
     err = getattr(item, "error", None)
-    name = str(getattr(item, "name", f"frame{index}"))
-    stem = str(getattr(item, "stem", "") or f"frame{index:06d}")
-    if err is not None:
-        return _Raw(name, stem=stem, error=err if isinstance(err, BaseException) else InputError(str(err)), item=item)
-    if hasattr(item, "rgb") and hasattr(item, "depth"):
-        return _Raw(name, item.rgb, item.depth, stem, item=item)
-    raise TypeError(f"stream item {index}: expected (rgb, depth) or a Frame with .rgb/.depth, got {type(item)}")
+    if err is None and not (hasattr(item, "rgb") and hasattr(item, "depth")):
+        raise TypeError(f"stream item {index}: expected (rgb, depth) or a Frame with .rgb/.depth, got {type(item)}")
+    rgb, depth = (None, None) if err is not None else (item.rgb, item.depth)
+    name, stem = str(getattr(item, "name", f"frame{index}")), str(getattr(item, "stem", "") or f"frame{index:06d}")
+    frame = StreamFrame(index, name, rgb, depth, t_capture, stem, item)
+    return frame, err if err is None or isinstance(err, BaseException) else InputError(str(err))
 
 
 class _Pipeline:
@@ -244,13 +216,14 @@ class _Pipeline:
         self.runtime, self.items, self.tracker, self.on_error = runtime, items, tracker, on_error
         self.max_frames, self.prepare_kw = max_frames, prepare_kw
         latest = policy == "latest"
-        size = 1 if latest else max(1, queue_size)
-        self.q = [_Channel(size, latest) for _ in range(3)]
+        self.q = [_Channel(1 if latest else queue_size, latest) for _ in range(3)]
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.stats = StreamStats(policy=policy, t_start=time.perf_counter())
+        stages = (("read", self._read), ("infer", lambda: self._stage(0, self._infer)),
+                  ("post", lambda: self._stage(1, self._post)))
         self.threads = [threading.Thread(target=self._guard, args=(fn,), name=f"calibnet-stream-{n}", daemon=True)
-                        for n, fn in (("read", self._read), ("infer", self._infer), ("post", self._post))]
+                        for n, fn in stages]
         for t in self.threads:
             t.start()
 
@@ -262,7 +235,7 @@ class _Pipeline:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             self.stop.set()
             with contextlib.suppress(_Closed):
-                self.q[2].put(_Failure(exc), force=True)
+                self.q[2].put(exc, force=True)
 
     def _put(self, k: int, item: Any) -> None:
         if self.q[k].put(item) is not None:
@@ -277,74 +250,58 @@ class _Pipeline:
         self.on_error(index, name, exc)
 
     def _read(self) -> None:
-        it = self.items
         index = 0
         try:
             while not self.stop.is_set() and (not self.max_frames or index < self.max_frames):
                 t0 = time.perf_counter()
                 try:
-                    item = next(it)
+                    item = next(self.items)
                 except StopIteration:
                     break
                 except InputError as exc:  # the source itself failed (e.g. a capture): nothing more to read
                     self._report(index, f"frame{index}", exc)
                     break
                 t1 = time.perf_counter()
-                raw = _raw(item, index)
+                frame, error = _frame(item, index, t1)
                 with self.lock:
                     self.stats.read += 1
-                if raw.error is not None:
-                    self._report(index, raw.name, raw.error)
-                    index += 1
-                    continue
-                frame = StreamFrame(index, raw.name, raw.rgb, raw.depth, t1, raw.stem, raw.item)
-                try:
-                    prepared = self.runtime.prepare(frame.rgb, frame.depth, **self.prepare_kw)
-                except InputError as exc:
-                    self._report(index, raw.name, exc)
-                    index += 1
-                    continue
-                self._put(0, (frame, prepared, {"read": t1 - t0, "pre": time.perf_counter() - t1}))
+                if error is None:
+                    try:
+                        prepared = self.runtime.prepare(frame.rgb, frame.depth, **self.prepare_kw)
+                    except InputError as exc:
+                        error = exc
+                if error is None:
+                    self._put(0, (frame, prepared, {"read": t1 - t0, "pre": time.perf_counter() - t1}))
+                else:
+                    self._report(index, frame.name, error)
                 index += 1
         finally:
-            close = getattr(it, "close", None)
+            close = getattr(self.items, "close", None)
             if close is not None:
                 close()
         self.q[0].put(_END, force=True)
 
-    def _infer(self) -> None:
-        rt = self.runtime
-        m = rt.metadata
-        static = 0 if m.dynamic_batch else max(1, int(m.batch))
-        while True:
-            item = self.q[0].get()
-            if item is _END:
-                break
-            frame, prepared, times = item
-            fill = [prepared] * max(1, static)
-            feeds = stack_frames(fill)
-            t0 = time.perf_counter()
-            out = rt.backend.run(feeds)
-            times["infer"] = time.perf_counter() - t0
-            self._put(1, (frame, prepared, out, times))
-        self.q[1].put(_END, force=True)
+    def _stage(self, k: int, work: Callable[..., Any]) -> None:
+        """``work(*item)`` of every item of queue ``k`` into queue ``k + 1``, then the end marker."""
+        while (item := self.q[k].get()) is not _END:
+            self._put(k + 1, work(*item))
+        self.q[k + 1].put(_END, force=True)
 
-    def _post(self) -> None:
-        while True:
-            item = self.q[1].get()
-            if item is _END:
-                break
-            frame, prepared, out, times = item
-            t0 = time.perf_counter()
-            pred: Prediction = self.runtime._decode(out, 0, prepared)
-            times["post"] = time.perf_counter() - t0
-            if self.tracker is not None:
-                t1 = time.perf_counter()
-                self.tracker.update(pred)
-                times["track"] = time.perf_counter() - t1
-            pred.timings = times
-            self._put(2, (frame, pred))
-        self.q[2].put(_END, force=True)
+    def _infer(self, frame: StreamFrame, prepared: PreparedFrame, times: dict[str, float]) -> tuple[Any, ...]:
+        out, times["infer"] = self.runtime._infer([prepared])
+        return frame, prepared, out, times
+
+    def _post(self, frame: StreamFrame, prepared: PreparedFrame, out: dict[str, np.ndarray],
+              times: dict[str, float]) -> tuple[StreamFrame, Prediction]:
+        t0 = time.perf_counter()
+        pred = self.runtime._decode(out, 0, prepared)
+        times["post"] = time.perf_counter() - t0
+        if self.tracker is not None:
+            t1 = time.perf_counter()
+            self.tracker.update(pred)
+            times["track"] = time.perf_counter() - t1
+        pred.timings = times
+        return frame, pred
 
     def close(self, timeout: float) -> None:
         self.stop.set()
@@ -392,9 +349,9 @@ class Stream:
         if item is _END:
             self.close()
             raise StopIteration
-        if isinstance(item, _Failure):
+        if isinstance(item, BaseException):
             self.close()
-            raise item.exc
+            raise item
         frame, pred = item
         now = time.perf_counter()
         pred.timings["latency"] = now - frame.t_capture

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..runtime.prediction import Prediction
+from ..runtime.stream import percentiles
 from .client import CalibnetClient, ServingError
 
 __all__ = ["Answer", "LoadReport", "run_load", "main"]
@@ -51,10 +52,10 @@ class LoadReport:
 
     def summary(self) -> str:
         """One line: requests, errors, throughput, latency p50/p90."""
-        lat = np.array([a.latency_s for a in self.answers if a.error is None]) * 1e3
+        lat = [a.latency_s for a in self.answers if a.error is None]
         errors = sum(a.error is not None for a in self.answers)
-        pct = (f", latency p50 {np.percentile(lat, 50):.0f} ms p90 {np.percentile(lat, 90):.0f} ms"
-               if lat.size else "")
+        p = percentiles(lat, (50, 90))
+        pct = f", latency p50 {p['p50']:.0f} ms p90 {p['p90']:.0f} ms" if lat else ""
         return (f"{len(self.answers)} requests, {errors} errors in {self.wall_s:.1f} s: "
                 f"{self.throughput:.2f} requests/s{pct}")
 
