@@ -29,8 +29,6 @@ Every server of this package decodes requests with :func:`decode_request` and an
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -86,7 +84,6 @@ OUTPUTS: tuple[TensorSpec, ...] = (
 #: request parameters read by :func:`decode_request`
 DEPTH_PARAMETERS = ("depth_format", "depth_near", "depth_far", "depth_direction")
 _RGB_INPUTS = ("rgb", "rgb_encoded")
-_TMP = "/dev/shm" if os.path.isdir("/dev/shm") else None
 _DEPTH_INPUTS = ("depth", "depth_u16", "depth_encoded")
 
 
@@ -133,17 +130,10 @@ def _decode_file_bytes(data: bytes, name: str, depth: bool) -> np.ndarray:
     """An encoded image decoded by the runtime's one reader of that file kind."""
     from ..runtime import readers
 
-    # the readers take files: a memory-backed temp file where there is one
-    fd, path = tempfile.mkstemp(prefix="calibnet-", suffix=".img", dir=_TMP)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        try:
-            return readers.read_depth(path) if depth else readers.read_rgb(path)
-        except InputError:
-            raise InputError(f"{name}: cannot decode the {len(data)} bytes as an image") from None
-    finally:
-        os.unlink(path)
+        return readers.read_depth(data) if depth else readers.read_rgb(data)
+    except InputError:
+        raise InputError(f"{name}: cannot decode the {len(data)} bytes as an image") from None
 
 
 def _depth_format(params: Mapping[str, Any] | None) -> DepthFormat:
