@@ -55,7 +55,6 @@ class BatchLog:
                     continue
                 if isinstance(rec, dict) and "key" in rec:
                     self.records[str(rec["key"])] = rec
-        self.resumed = sum("results" in r for r in self.records.values())
         self._file: Any = None  # opened on the first record: a run that fails before any input writes nothing
 
     def _open(self) -> Any:

@@ -43,10 +43,11 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -69,11 +70,6 @@ MAX_PIXELS = 40_000_000
 
 class CliError(Exception):
     """A user-facing error (printed without a traceback)."""
-
-
-def saliency_png(pred: Prediction) -> np.ndarray:
-    """uint8 [H,W] saliency image: 255 x the highest score of the instances covering each pixel."""
-    return np.rint(pred.saliency_map() * 255.0).astype(np.uint8)
 
 
 class VideoSink:
@@ -125,8 +121,6 @@ class StopFlag:
               "outputs (continue with --resume)", file=sys.stderr)
 
     def __enter__(self) -> StopFlag:
-        import threading
-
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handler)
@@ -154,7 +148,6 @@ class Inputs:
     video: bool = False
     fps: float = 0.0
     skipped: int = 0  # already done (--resume)
-    tasks: list[Task] = field(default_factory=list)
 
 
 def folder_tasks(pairs: list[tuple[Path, Path]]) -> list[Task]:
@@ -173,7 +166,7 @@ def _inputs(args: argparse.Namespace, log: BatchLog) -> Inputs:
         frames, fps, total = video_frames(Path(args.video), Path(args.depth_video) if args.depth_video else None,
                                           Path(args.depth_dir) if args.depth_dir else None, args.max_frames,
                                           errors="yield")
-        skipped = sum(log.done(str(i)) for i in range(total)) if total else 0
+        skipped = sum(log.done(str(i)) for i in range(total))
 
         def video_items() -> Iterator[tuple[Task, Frame | FrameError]]:
             try:
@@ -183,7 +176,7 @@ def _inputs(args: argparse.Namespace, log: BatchLog) -> Inputs:
             finally:
                 frames.close()  # type: ignore[attr-defined]
 
-        return Inputs(video_items(), total - skipped if total else 0, True, fps, skipped)
+        return Inputs(video_items(), total - skipped, True, fps, skipped)
     if args.rgb_dir or args.depth_dir:
         if not (args.rgb_dir and args.depth_dir):
             raise CliError("folder mode needs both --rgb-dir and --depth-dir")
@@ -195,12 +188,8 @@ def _inputs(args: argparse.Namespace, log: BatchLog) -> Inputs:
                        "(see --help)")
     tasks = folder_tasks(pairs)
     todo = [(t, pair) for t, pair in zip(tasks, pairs) if not log.done(t.key)]
-
-    def image_items() -> Iterator[tuple[Task, Frame | FrameError]]:
-        for t, pair in todo:
-            yield t, next(image_frames([pair], errors="yield"))
-
-    return Inputs(image_items(), len(todo), False, 0.0, len(tasks) - len(todo), tasks)
+    items = ((t, next(image_frames([pair], errors="yield"))) for t, pair in todo)
+    return Inputs(items, len(todo), skipped=len(tasks) - len(todo))
 
 
 def _open_runtime(args: argparse.Namespace, fmt: DepthFormat) -> Runtime:
@@ -236,7 +225,7 @@ class Run:
         if args.saliency:
             (self.out / "saliency" if inputs.video else self.out).mkdir(parents=True, exist_ok=True)
 
-    def check(self, task: Task, frame: Frame) -> None:
+    def check(self, frame: Frame) -> None:
         """Refusals before the model runs (too many pixels)."""
         h, w = frame.rgb.shape[:2]
         if self.args.max_pixels and h * w > self.args.max_pixels:
@@ -268,7 +257,7 @@ class Run:
                 _imwrite(out / f"{frame.stem}_overlay.png", overlay[:, :, ::-1])
         if args.saliency:
             target = out / "saliency" / f"{frame.stem}.png" if self.inputs.video else out / f"{frame.stem}_saliency.png"
-            _imwrite(target, saliency_png(pred))
+            _imwrite(target, np.rint(pred.saliency_map() * 255.0).astype(np.uint8))  # 255 x the best covering score
         self.log.add_result(task.key, image, results)
         self.n_ok += 1
         for k in self.stage:
@@ -281,11 +270,10 @@ class Run:
             if isinstance(fr, FrameError):
                 self.failed(task, str(fr.error), fr.depth_source)
             else:
-                caught: list[str] = []
                 try:
                     with warnings.catch_warnings(record=True) as ws:
                         warnings.simplefilter("always")
-                        self.check(task, fr)
+                        self.check(fr)
                         pred = self.rt.predict(fr.rgb, fr.depth)
                     caught = [str(w.message) for w in ws]
                     for w in ws:
@@ -313,7 +301,7 @@ class Run:
                 meta.append((task, fr.depth_source))
                 if isinstance(fr, Frame):
                     try:
-                        self.check(task, fr)
+                        self.check(fr)
                     except InputError as exc:
                         fr = FrameError(fr.name, fr.stem, exc, fr.depth_source)
                 yield fr

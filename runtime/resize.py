@@ -3,8 +3,8 @@
 - :func:`pil_bilinear_resize_u8`: Pillow's ``Image.resize(..., BILINEAR)`` for uint8 images, which the
   official ResizeShortestEdge uses: a triangle filter widened by the scale factor when downscaling
   (antialiasing), 22-bit fixed-point coefficients, horizontal pass then vertical, rounding to uint8 between.
-  Pillow itself does it when installed (the fast path: a few ms per frame); otherwise
-  :func:`pil_bilinear_resize_u8_numpy`, a sparse re-implementation of the same fixed-point arithmetic.
+  Pillow itself does it (the fast path: a few ms per frame); :func:`pil_bilinear_resize_u8_numpy` is a sparse
+  re-implementation of the same fixed-point arithmetic (channel counts Pillow lacks).
 - :func:`torch_bilinear_matrix`: the matrix of ``F.interpolate(mode="bilinear", align_corners=False)``
   along one axis, so several interpolations and crops compose into one matrix product.
 """
@@ -12,9 +12,9 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
+from PIL import Image
 
 __all__ = ["pil_bilinear_resize_u8", "pil_bilinear_resize_u8_numpy", "pil_bilinear_matrix", "pil_bilinear_taps",
            "torch_bilinear_matrix", "shortest_edge_size"]
@@ -94,25 +94,16 @@ def pil_bilinear_resize_u8_numpy(img: np.ndarray, out_hw: tuple[int, int]) -> np
     return np.ascontiguousarray(out)
 
 
-def _pillow() -> Any:
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - Pillow is a base dependency; the numpy path stays exact
-        return None
-    return Image
-
-
 def pil_bilinear_resize_u8(img: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     """Resize a uint8 [H,W] or [H,W,C] image to ``out_hw`` exactly as Pillow's BILINEAR does
-    (with Pillow when installed, else :func:`pil_bilinear_resize_u8_numpy`)."""
+    (with Pillow; :func:`pil_bilinear_resize_u8_numpy` for channel counts Pillow lacks)."""
     if img.dtype != np.uint8:
         raise TypeError(f"expected uint8, got {img.dtype}")
     h, w = img.shape[:2]
     oh, ow = out_hw
     if (oh, ow) == (h, w):
         return np.ascontiguousarray(img)
-    Image = _pillow()
-    if Image is None or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
+    if img.ndim == 3 and img.shape[2] not in (1, 3, 4):
         return pil_bilinear_resize_u8_numpy(img, out_hw)
     squeeze = img.ndim == 3 and img.shape[2] == 1
     src = np.ascontiguousarray(img[..., 0] if squeeze else img)

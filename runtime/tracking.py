@@ -79,18 +79,19 @@ def linear_sum_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows[order].astype(np.int64), cols[order].astype(np.int64)
 
 
-def _overlaps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Intersections [K,T] and areas [K], [T] of bool masks ``a`` [K,H,W] and ``b`` [T,H,W]."""
+def _similarities(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """IoU and containment (intersection over the smaller area) [K,T] of bool masks ``a`` [K,H,W], ``b`` [T,H,W]."""
     fa = a.reshape(len(a), -1).astype(np.float32)
     fb = b.reshape(len(b), -1).astype(np.float32)
-    return fa @ fb.T, fa.sum(1), fb.sum(1)
+    inter, area_a, area_b = fa @ fb.T, fa.sum(1), fb.sum(1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    contain = inter / np.maximum(np.minimum(area_a[:, None], area_b[None, :]), 1.0)
+    return np.where(union > 0, inter / np.maximum(union, 1.0), 0.0).astype(np.float32), contain
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU matrix [K,T] of bool masks ``a`` [K,H,W] and ``b`` [T,H,W] (0 where both masks are empty)."""
-    inter, area_a, area_b = _overlaps(a, b)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1.0), 0.0).astype(np.float32)
+    return _similarities(a, b)[0]
 
 
 def _centroid(mask: np.ndarray) -> np.ndarray:
@@ -166,12 +167,9 @@ class InstanceTracker:
         matched_dets: set[int] = set()
         if len(keep) and self.tracks:
             prior = np.stack([t.predicted_mask() if self.motion else t.mask for t in self.tracks])
-            inter, area_d, area_t = _overlaps(small, prior)
-            union = area_d[:, None] + area_t[None, :] - inter
-            iou = np.where(union > 0, inter / np.maximum(union, 1.0), 0.0)
             # containment: the visible part of a partly occluded object lies inside the track's mask (or the
             # other way round when it comes out again); matched only among the pairs IoU left unmatched
-            contain = inter / np.maximum(np.minimum(area_d[:, None], area_t[None, :]), 1.0)
+            iou, contain = _similarities(small, prior)
             for sim, thr in ((iou, self.iou_threshold), (contain, self.contain_threshold)):
                 dets = [d for d in range(len(keep)) if d not in matched_dets]
                 trks = [t for t in range(len(self.tracks)) if t not in matched_tracks]
@@ -187,14 +185,10 @@ class InstanceTracker:
                         ids[keep[d]] = self.tracks[t].track_id
                         matched_tracks.add(t)
                         matched_dets.add(d)
-        survivors = []
         for k, t in enumerate(self.tracks):
             if k not in matched_tracks:
                 t.missed += 1
-                if t.missed > self.max_missed:
-                    continue
-            survivors.append(t)
-        self.tracks = survivors
+        self.tracks = [t for k, t in enumerate(self.tracks) if k in matched_tracks or t.missed <= self.max_missed]
         for d in range(len(keep)):
             if d not in matched_dets and small[d].any():
                 c = _centroid(small[d])
