@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..runtime.backends.tensorrt import dims_tuple, dtype_name
+from ..runtime.backends.tensorrt import dims_tuple, dtype_name, load_plugins
 from ..runtime.backends.tensorrt_deps import TensorRTUnavailable, require_tensorrt, tensorrt_major
 from ..runtime.contract import PLUGIN_NAME, ModelMetadata, read_metadata
 from ..runtime.profiles import Profile, profiles_from_json, profiles_from_metadata, profiles_to_json
@@ -79,39 +79,22 @@ def current_gpu() -> GpuInfo:
     return GpuInfo(*info) if info else GpuInfo("unknown", "unknown")
 
 
-def _load_plugins(trt_logger: trt.ILogger, plugin_libraries: Iterable[str | os.PathLike[str]]) -> None:
-    import tensorrt as trt
-
-    trt.init_libnvinfer_plugins(trt_logger, "")
-    registry = trt.get_plugin_registry()
-    for lib in plugin_libraries:
-        if not Path(lib).is_file():
-            raise EngineBuildError(f"plugin library {lib} does not exist")
-        registry.load_library(str(lib))
-
-
-def _plugin_registered(name: str, version: str) -> bool:
-    import tensorrt as trt
-
-    registry = trt.get_plugin_registry()
-    if hasattr(registry, "get_creator"):  # TensorRT >= 10 (V2 and V3 creators)
-        return registry.get_creator(name, version, "") is not None
-    return registry.get_plugin_creator(name, version, "") is not None
-
-
 def _check_plugins(model: Any) -> None:
-    for node in model.graph.node:
-        if node.op_type == PLUGIN_NAME:
-            version = "1"
-            for a in node.attribute:
-                if a.name == "plugin_version":
-                    version = a.s.decode() if isinstance(a.s, bytes) else str(a.s)
-            if not _plugin_registered(PLUGIN_NAME, version):
-                raise EngineBuildError(
-                    f"the ONNX graph uses the TensorRT plugin {PLUGIN_NAME} version {version}, which is not "
-                    "registered: use TensorRT >= 8.6 (version 2 needs >= 10.11) or pass plugin_libraries=[path "
-                    "to libnvinfer_plugin.so / your plugin build]")
-            return
+    import tensorrt as trt
+
+    node = next((n for n in model.graph.node if n.op_type == PLUGIN_NAME), None)
+    if node is None:
+        return
+    version = next((a.s.decode() if isinstance(a.s, bytes) else str(a.s) for a in node.attribute
+                    if a.name == "plugin_version"), "1")
+    registry = trt.get_plugin_registry()
+    # TensorRT >= 10: get_creator (V2 and V3 creators)
+    find = registry.get_creator if hasattr(registry, "get_creator") else registry.get_plugin_creator
+    if find(PLUGIN_NAME, version, "") is None:
+        raise EngineBuildError(
+            f"the ONNX graph uses the TensorRT plugin {PLUGIN_NAME} version {version}, which is not "
+            "registered: use TensorRT >= 8.6 (version 2 needs >= 10.11) or pass plugin_libraries=[path "
+            "to libnvinfer_plugin.so / your plugin build]")
 
 
 def _parse(parser: trt.OnnxParser, data: bytes, onnx_path: Path) -> None:
@@ -299,7 +282,10 @@ def build_engine(onnx_path: str | os.PathLike[str], engine_path: str | os.PathLi
     cache_file = Path(timing_cache) if timing_cache else None
 
     trt_logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
-    _load_plugins(trt_logger, libraries)
+    for lib in libraries:
+        if not Path(lib).is_file():
+            raise EngineBuildError(f"plugin library {lib} does not exist")
+    load_plugins(trt_logger, libraries)
     _check_plugins(model)
     builder = trt.Builder(trt_logger)
     network, fp32_names = parse_network(builder, trt_logger, model, onnx_path, path, patterns)

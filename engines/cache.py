@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..runtime.profiles import Profile, profiles_from_json, profiles_to_json
+from ..runtime.backends import tensorrt_deps
+from ..runtime.contract import read_metadata
+from ..runtime.profiles import Profile, profiles_from_json, profiles_from_metadata, profiles_to_json
 from ..runtime.sidecar import EngineSidecar, GpuInfo, default_cache_dir, file_sha256, read_sidecar
+from .fp16 import fp32_patterns, pattern_strings
 
 __all__ = ["CacheKey", "cache_mismatches", "find_cached", "engine_filename", "get_or_build"]
 
@@ -102,19 +105,14 @@ def get_or_build(onnx_path: str | os.PathLike[str], cache_dir: str | os.PathLike
 
     ``tensorrt_version``/``gpu``/``builder`` default to the installed TensorRT, the current GPU and
     ``build_engine`` (they can be given, e.g. to look up engines for another machine)."""
-    from ..runtime.backends.tensorrt_deps import require_tensorrt
-    from ..runtime.backends.tensorrt_deps import tensorrt_version as _installed
-    from ..runtime.contract import read_metadata
-    from ..runtime.profiles import profiles_from_metadata
-    from .builder import build_engine, current_gpu
-    from .fp16 import fp32_patterns, pattern_strings
+    from .builder import build_engine, current_gpu  # looked up at call time (tests replace current_gpu)
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX file {onnx_path} does not exist")
     if tensorrt_version is None:
-        require_tensorrt("building or looking up a cached engine")
-        tensorrt_version = str(_installed())
+        tensorrt_deps.require_tensorrt("building or looking up a cached engine")
+        tensorrt_version = str(tensorrt_deps.tensorrt_version())
     gpu = gpu or current_gpu()
     if profiles is None:
         profiles = profiles_from_metadata(read_metadata(onnx_path))  # ValueError without calibnet metadata

@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 
 from ..runtime.backends.base import BackendUnavailable
-from .builder import EngineBuildError
+from ..runtime.backends.tensorrt_deps import require_tensorrt
+from ..runtime.profiles import parse_profile_spec
+from ..runtime.sidecar import read_sidecar
+from .builder import EngineBuildError, build_engine
+from .cache import get_or_build
+from .fp16 import convert_to_fp16, fp32_patterns
+from .typing_stubs import main as stubs_main
+from .verify import verification_lines, verify_engine
 
 EXAMPLES = """examples:
   # FP16 engine next to the ONNX file, profiles from the ONNX metadata
@@ -78,29 +85,19 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.cmd == "build":
-            from ..runtime.profiles import parse_profile_spec
-            from .builder import build_engine
-            from .cache import get_or_build
-
             profiles = [parse_profile_spec(args.profile)] if args.profile else None
             kw = dict(fp16=not args.fp32, profiles=profiles, fp32_layers=args.fp32_layers,
                       workspace=int(args.workspace_gib * (1 << 30)) if args.workspace_gib else None,
                       timing_cache=args.timing_cache, builder_optimization_level=args.opt_level,
                       plugin_libraries=args.plugin, fp16_path=args.fp16_path, verbose=args.verbose)
-            from ..runtime.backends.tensorrt_deps import require_tensorrt
-
             require_tensorrt("building an engine")
             print(f"building from {args.onnx} (this can take minutes) ...", file=sys.stderr)
             path = build_engine(args.onnx, args.output, **kw) if args.output else \
                 get_or_build(args.onnx, cache_dir=args.cache_dir, **kw)
             print(path)
         elif args.cmd == "info":
-            from ..runtime.sidecar import read_sidecar
-
             print(json.dumps(read_sidecar(args.engine).to_dict(), indent=2))
         elif args.cmd == "verify":
-            from .verify import verification_lines, verify_engine
-
             rep = verify_engine(args.engine, args.onnx, samples=args.samples, timing_iters=args.iters,
                                 min_mask_agreement=args.min_mask_agreement, report_path=args.report,
                                 use_cuda_graph=args.cuda_graph)
@@ -109,16 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "fp16-onnx":
             import onnx
 
-            from .fp16 import convert_to_fp16, fp32_patterns
-
             model = onnx.load(str(args.onnx))
             m16, report = convert_to_fp16(model, fp32_patterns(args.fp32_layers))
             onnx.save(m16, str(args.output))
             d = report.to_dict()
             print(json.dumps({**d, "fp32_nodes": len(d["fp32_nodes"])}))
         elif args.cmd == "stubs":
-            from .typing_stubs import main as stubs_main
-
             return stubs_main([str(args.dest)])
     except (BackendUnavailable, EngineBuildError, FileNotFoundError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

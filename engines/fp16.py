@@ -138,12 +138,10 @@ def load_fp32_patterns(source: str | os.PathLike[str] | Sequence[Any]) -> list[s
     else:
         data = list(source)
     if isinstance(data, dict):
-        for key in ("fp32_layers", "fp32_nodes", "keep_fp32", "patterns"):
-            if key in data:
-                data = data[key]
-                break
-        else:
+        key = next((k for k in ("fp32_layers", "fp32_nodes", "keep_fp32", "patterns") if k in data), None)
+        if key is None:
             raise ValueError("FP16 readiness JSON has none of the keys fp32_layers/fp32_nodes/keep_fp32/patterns")
+        data = data[key]
     out: list[str] = []
     for item in data:
         if isinstance(item, str):
@@ -206,13 +204,11 @@ def convert_to_fp16(model: Any, fp32_patterns: Iterable[Pattern] = DEFAULT_FP32_
     except Exception:  # custom ops can make inference fail outright; fall back to declared types
         typed = m
     g = m.graph
-    orig_type: dict[str, int] = {}
-    for vi in [*typed.graph.input, *typed.graph.value_info, *typed.graph.output]:
-        if vi.type.HasField("tensor_type"):
-            orig_type[vi.name] = vi.type.tensor_type.elem_type
+    orig_type: dict[str, int] = {vi.name: vi.type.tensor_type.elem_type for vi in
+                                 [*typed.graph.input, *typed.graph.value_info, *typed.graph.output]
+                                 if vi.type.HasField("tensor_type")}
     inits = {t.name: t for t in g.initializer}
-    for t in g.initializer:
-        orig_type[t.name] = t.data_type
+    orig_type.update({n: t.data_type for n, t in inits.items()})
     cur_type: dict[str, int] = {vi.name: orig_type.get(vi.name, 0) for vi in g.input}
     if not keep_io_types:
         for vi in g.input:
@@ -220,7 +216,6 @@ def convert_to_fp16(model: Any, fp32_patterns: Iterable[Pattern] = DEFAULT_FP32_
                 vi.type.tensor_type.elem_type = cur_type[vi.name] = _FLOAT16
     cur_type.update({n: t.data_type for n, t in inits.items()})
 
-    fp32_patterns = list(fp32_patterns)
     compiled = compile_patterns(fp32_patterns)
     cone = sampling_cone(m) if include_sampling_cone else set()
     report = FP16Report()

@@ -14,6 +14,7 @@ import ctypes
 import importlib
 import importlib.util
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,10 +135,7 @@ class CudaPythonApi(CudaApi):
 
     def _call(self, result: Any) -> Any:
         """Unpack ``(err, *values)`` and raise on a CUDA error."""
-        if isinstance(result, tuple):
-            err, values = result[0], result[1:]
-        else:
-            err, values = result, ()
+        err, *values = result if isinstance(result, tuple) else (result,)
         if err != self.rt.cudaError_t.cudaSuccess:
             _, msg = self.rt.cudaGetErrorString(err)
             text = msg.decode() if isinstance(msg, bytes) else str(msg)
@@ -259,6 +257,9 @@ class PyCudaApi(CudaApi):
             self.ctx.pop()
 
 
+_APIS: dict[str, Callable[[int], CudaApi]] = {"cuda-python": CudaPythonApi, "pycuda": PyCudaApi}
+
+
 def available_cuda_apis() -> list[str]:
     """Names of the installed CUDA Python packages, preferred first (``cuda-python``, ``pycuda``)."""
     out = []
@@ -279,7 +280,7 @@ def get_cuda_api(prefer: str | None = None, device: int = 0) -> CudaApi:
     Raises :class:`BackendUnavailable` naming what to install when neither works."""
     names = available_cuda_apis()
     if prefer is not None:
-        if prefer not in ("cuda-python", "pycuda"):
+        if prefer not in _APIS:
             raise ValueError(f"unknown CUDA API {prefer!r}: use 'cuda-python' or 'pycuda'")
         names = [prefer] if prefer in names else []
     if not names:
@@ -288,7 +289,7 @@ def get_cuda_api(prefer: str | None = None, device: int = 0) -> CudaApi:
     errors = []
     for n in names:
         try:
-            return CudaPythonApi(device) if n == "cuda-python" else PyCudaApi(device)
+            return _APIS[n](device)
         except Exception as e:  # no driver / no GPU
             errors.append(f"{n}: {type(e).__name__}: {e}")
     raise BackendUnavailable("no usable CUDA device: " + "; ".join(errors))
@@ -297,14 +298,12 @@ def get_cuda_api(prefer: str | None = None, device: int = 0) -> CudaApi:
 def query_gpu(device: int = 0) -> tuple[str, str] | None:
     """(GPU name, compute capability) via cuda-python/pycuda, else ``nvidia-smi``; None without a GPU."""
     for n in available_cuda_apis():
-        try:
-            api = CudaPythonApi(device) if n == "cuda-python" else PyCudaApi(device)
+        with contextlib.suppress(Exception):  # no driver / no GPU: try the next one
+            api = _APIS[n](device)
             try:
                 return api.device_info()
             finally:
                 api.close()
-        except Exception:
-            continue
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
                              capture_output=True, text=True, timeout=20, check=True).stdout.splitlines()

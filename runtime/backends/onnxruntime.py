@@ -32,17 +32,9 @@ ProviderList = list[Any]  # provider names or (name, options) pairs, as onnxrunt
 ProviderSpec = tuple[str, dict[str, str]]
 
 
-def _b(v: bool) -> str:
-    return "True" if v else "False"
-
-
 def shape_option(profile: Mapping[str, Any], which: str) -> str:
     """``"rgb:1x3x320x320,depth:1x1x320x320,valid_hw:1x2"`` for ``trt_profile_<which>_shapes``."""
-    parts = []
-    for name, r in profile.items():
-        shape = getattr(r, which)
-        parts.append(f"{name}:" + "x".join(str(int(d)) for d in shape))
-    return ",".join(parts)
+    return ",".join(f"{name}:" + "x".join(str(int(d)) for d in getattr(r, which)) for name, r in profile.items())
 
 
 def tensorrt_provider_options(metadata: ModelMetadata | None = None, fp16: bool = True,
@@ -52,8 +44,8 @@ def tensorrt_provider_options(metadata: ModelMetadata | None = None, fp16: bool 
     """Options for ``TensorrtExecutionProvider``: FP16 with LayerNorm kept in FP32, engine and timing
     caches under ``cache_dir`` and, for dynamic graphs, explicit min/opt/max profile shapes (from the
     metadata unless ``profile`` is given)."""
-    opts: dict[str, str] = {"device_id": str(device_id), "trt_fp16_enable": _b(fp16),
-                            "trt_layer_norm_fp32_fallback": _b(fp16)}
+    opts: dict[str, str] = {"device_id": str(device_id), "trt_fp16_enable": str(bool(fp16)),
+                            "trt_layer_norm_fp32_fallback": str(bool(fp16))}
     if cache_dir is not None:
         d = str(Path(cache_dir))
         opts.update(trt_engine_cache_enable="True", trt_engine_cache_path=d,

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import tensorrt as trt
 
 __all__ = ["TensorRTBackend", "TensorSpec", "resolve_input_shapes", "buffer_nbytes", "buffers_to_grow",
-           "check_engine_compat"]
+           "check_engine_compat", "load_plugins"]
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,16 @@ def dtype_name(dtype: trt.DataType) -> str:
     return str(np.dtype(trt.nptype(dtype)).name)
 
 
+def load_plugins(trt_logger: trt.ILogger, libraries: Iterable[str | os.PathLike[str]] = ()) -> None:
+    """Register TensorRT's built-in plugins, then load the extra plugin ``libraries`` (.so files)."""
+    import tensorrt as trt
+
+    trt.init_libnvinfer_plugins(trt_logger, "")
+    registry = trt.get_plugin_registry()
+    for lib in libraries:
+        registry.load_library(str(lib))
+
+
 def engine_io_specs(engine: trt.ICudaEngine, profile_index: int = 0) -> list[TensorSpec]:
     """IO tensors of a deserialized engine, with profile bounds for inputs."""
     import tensorrt as trt
@@ -171,9 +181,7 @@ class TensorRTBackend:
                 log.warning("engine built on %s, running on %s (same compute capability)", self.sidecar.gpu.name,
                             gpu_name)
         self._logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
-        trt.init_libnvinfer_plugins(self._logger, "")
-        for lib in plugin_libraries:
-            trt.get_plugin_registry().load_library(str(lib))
+        load_plugins(self._logger, plugin_libraries)
         self._runtime = trt.Runtime(self._logger)
         engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
         if engine is None:
