@@ -100,10 +100,8 @@ def _check_plugins(model: Any) -> None:
 def _parse(parser: trt.OnnxParser, data: bytes, onnx_path: Path) -> None:
     if parser.parse(data, str(onnx_path)):
         return
-    errors = []
-    for i in range(parser.num_errors):
-        e = parser.get_error(i)
-        errors.append(f"  - node {e.node_name()!r} ({e.node_operator()}): {e.desc()}")
+    errors = [f"  - node {e.node_name()!r} ({e.node_operator()}): {e.desc()}"
+              for e in (parser.get_error(i) for i in range(parser.num_errors))]
     raise EngineBuildError(f"TensorRT could not parse {onnx_path}:\n" + "\n".join(errors or ["  (no details)"]))
 
 
@@ -189,8 +187,7 @@ def builder_config(builder: trt.Builder, network: trt.INetworkDefinition, profil
             config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     net_inputs = {network.get_input(i).name for i in range(network.num_inputs)}
     for prof in profiles:
-        missing = net_inputs - set(prof)
-        if missing:
+        if missing := net_inputs - set(prof):
             raise EngineBuildError(f"profile lacks network inputs {sorted(missing)} (has {sorted(prof)})")
         op = builder.create_optimization_profile()
         for name, r in prof.items():
@@ -225,12 +222,10 @@ def engine_sidecar(network: trt.INetworkDefinition, onnx_path: Path, engine_path
     """Step 4: the sidecar of a written engine (IO tensors from the network, hashes, GPU, versions)."""
     import tensorrt as trt
 
-    io: list[IOTensor] = []
-    for mode, count, get in (("input", network.num_inputs, network.get_input),
-                             ("output", network.num_outputs, network.get_output)):
-        for i in range(count):
-            t = get(i)
-            io.append(IOTensor(t.name, mode, dtype_name(t.dtype), dims_tuple(t.shape)))
+    io = [IOTensor(t.name, mode, dtype_name(t.dtype), dims_tuple(t.shape))
+          for mode, count, get in (("input", network.num_inputs, network.get_input),
+                                   ("output", network.num_outputs, network.get_output))
+          for t in (get(i) for i in range(count))]
     return EngineSidecar(
         onnx_sha256=file_sha256(onnx_path), tensorrt_version=str(trt.__version__), gpu=current_gpu(),
         precision=precision, fp16_path=fp16_path, profiles=profiles_to_json(profiles), io=io,

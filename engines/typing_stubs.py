@@ -64,13 +64,11 @@ def _fix_defaults(line: str) -> str:
     seen_default, fixed = False, []
     for p in params:
         s = p.strip()
-        if s.startswith("*"):
-            seen_default = False if s in ("*",) else seen_default
-            fixed.append(p)
-            continue
-        if "=" in s:
+        if s == "*":  # keyword-only parameters may go without defaults
+            seen_default = False
+        elif "=" in s:
             seen_default = True
-        elif seen_default:
+        elif seen_default and not s.startswith("*"):
             p = p + " = ..."
         fixed.append(p)
     return m.group(1) + ",".join(fixed) + m.group(3)
@@ -92,13 +90,9 @@ def repair_stub_text(text: str) -> str:
             line = re.sub(r"\bbool\b", "builtins.bool", line)
         line = line.replace("import tensorrt_libs as tensorrt_libs", "tensorrt_libs: typing.Any")
         lines.append(line)
-    out = "\n".join(lines) + "\n"
-    header = "import builtins\nimport typing\ncapsule: typing.TypeAlias = typing.Any\n"
-    if out.startswith("from __future__"):
-        first, rest = out.split("\n", 1)
-        out = first + "\n" + header + rest
-    else:
-        out = header + out
+    header = ["import builtins", "import typing", "capsule: typing.TypeAlias = typing.Any"]
+    at = 1 if lines and lines[0].startswith("from __future__") else 0  # after a __future__ import
+    out = "\n".join([*lines[:at], *header, *lines[at:]]) + "\n"
     ast.parse(out)
     return out
 

@@ -100,11 +100,9 @@ def _main(args: argparse.Namespace) -> int:
         return 2
     from tqdm import tqdm
 
-    stages = ["model", "export", *(["verify"] if args.verify else []),
-              *(["fp16 check"] if args.check_fp16 is not None else []), *(["engine"] if args.engine else []),
-              *(["triton repo"] if args.triton_repo else []), *(["int8"] if args.int8 else []),
-              *(["bf16 check"] if args.check_bf16 else [])]
-    bar = tqdm(total=len(stages), desc="calibnet-export", unit="stage", file=sys.stderr,
+    # stages: model, export, then each optional one asked for
+    optional = (args.verify, args.check_fp16 is not None, args.engine, args.triton_repo, args.int8, args.check_bf16)
+    bar = tqdm(total=2 + sum(map(bool, optional)), desc="calibnet-export", unit="stage", file=sys.stderr,
                bar_format="{desc}: {n}/{total} stages {bar} [{elapsed}] {postfix}")
     try:
         return _run(args, bar)
@@ -122,15 +120,12 @@ def _run(args: argparse.Namespace, bar) -> int:  # type: ignore[no-untyped-def]
     from .onnx_export import export_onnx
     from .verify import verify_onnx
 
-    def stage(name: str) -> None:
-        bar.set_postfix_str(name)
-
     user_errors = (ConfigError, FileNotFoundError, CheckpointMismatchError, ValueError)
     try:
-        stage("model")
+        bar.set_postfix_str("model")
         model = build_model(args.config, args.weights)
         bar.update()
-        stage("export")
+        bar.set_postfix_str("export")
         base = ModelMetadata(config=str(args.config), checkpoint=str(args.weights or ""),
                              checkpoint_sha256=file_sha256(args.weights) if args.weights else "",
                              deterministic_weights=args.weights is None)
@@ -147,7 +142,7 @@ def _run(args: argparse.Namespace, bar) -> int:  # type: ignore[no-untyped-def]
     bar.write(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.flavor} flavour)")
     status = 0
     if args.verify:
-        stage("verify")
+        bar.set_postfix_str("verify")
         sizes = [(args.height, args.width), *(args.verify_size or [])]
         for i, (h, w) in enumerate(sizes):
             report = verify_onnx(path, model, random_feeds(args.batch, h, w, (h - 7, w - 11) if i else None))
@@ -157,7 +152,7 @@ def _run(args: argparse.Namespace, bar) -> int:  # type: ignore[no-untyped-def]
         bar.update()
     fp32_json = None
     if args.check_fp16 is not None:
-        stage("fp16 check")
+        bar.set_postfix_str("fp16 check")
         from .fp16_check import fp16_readiness
 
         fp32_json = Path(args.check_fp16 or str(path) + ".fp16.json")
@@ -175,7 +170,7 @@ def _run(args: argparse.Namespace, bar) -> int:  # type: ignore[no-untyped-def]
         ("bf16 check", args.check_bf16, lambda: openvino_int8.check_bf16_cli(path, args.int8_check_frames, bar.write))]
     for name, wanted, step in later:
         if wanted:
-            stage(name)
+            bar.set_postfix_str(name)
             status = step() or status
             bar.update()
     return status
@@ -225,11 +220,9 @@ def _verify_engine(onnx_path: Path, engine_path: Path, write: Callable[[str], No
 
     from calibnet.engines import verify
 
-    from .msda_onnx import attach_reference_function, plugin_nodes
+    from .msda_onnx import attach_reference_function
 
-    proto = onnx.load(str(onnx_path))
-    if plugin_nodes(proto):
-        proto = attach_reference_function(proto)
+    proto = attach_reference_function(onnx.load(str(onnx_path)))  # a copy, with the body for plugin nodes
     report_path = Path(str(engine_path) + ".verify.json")
     rep = verify.verify_engine(engine_path, proto.SerializeToString(), report_path=report_path)
     for line in verify.verification_lines(rep):

@@ -18,7 +18,9 @@ scenes (:func:`calibnet.data.synthetic.make_scene`). No torch is needed.
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,9 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from calibnet.runtime import Runtime
+from calibnet.runtime.backends.base import BackendUnavailable
 from calibnet.runtime.backends.openvino import OpenVinoBackend, write_ir_metadata
+from calibnet.runtime.compare import compare_outputs
 from calibnet.runtime.contract import ModelMetadata
+from calibnet.runtime.errors import InputError
 from calibnet.runtime.feeds import stack_frames
+from calibnet.runtime.sources import image_frames, match_pairs
 
 __all__ = ["KEEP_FLOAT_GROUPS", "DEFAULT_KEEP_FLOAT", "QuantizationRefused", "Int8Result", "quantize_int8",
            "ignored_scope_spec", "synthetic_calibration_feeds", "folder_calibration_feeds", "compare_precision",
@@ -95,13 +102,8 @@ def parse_keep_float(text: str | Iterable[str] | None) -> tuple[str, ...]:
 
 def ignored_scope_spec(keep_float: Sequence[str]) -> dict[str, list[str]]:
     """``{"patterns": [...], "types": [...]}`` of NNCF's IgnoredScope for these groups."""
-    patterns: list[str] = []
-    types: list[str] = []
-    for name in keep_float:
-        group = KEEP_FLOAT_GROUPS[name]
-        patterns += [p for p in group.get("patterns", []) if p not in patterns]
-        types += [t for t in group.get("types", []) if t not in types]
-    return {"patterns": patterns, "types": types}
+    return {kind: list(dict.fromkeys(entry for name in keep_float for entry in KEEP_FLOAT_GROUPS[name].get(kind, ())))
+            for kind in ("patterns", "types")}
 
 
 def _static_batch(metadata: ModelMetadata) -> int:
@@ -126,9 +128,6 @@ def folder_calibration_feeds(runtime: Any, folder: str | Path, limit: int | None
     """Graph feeds of the RGB/depth pairs of ``folder`` (``RGB/`` + ``depth/`` beside each other, pairs by file
     stem; or ``folder`` itself holding ``rgb``/``depth`` subfolders of another case), read by the runtime's
     readers and pre-processed by ``runtime.prepare``."""
-    from calibnet.runtime.errors import InputError
-    from calibnet.runtime.sources import image_frames, match_pairs
-
     folder = Path(folder)
     subs = {p.name.lower(): p for p in folder.iterdir()} if folder.is_dir() else {}
     if "rgb" not in subs or "depth" not in subs:
@@ -142,8 +141,6 @@ def compare_precision(reference: Any, candidate: Any, feeds: Sequence[dict[str, 
                       precision: str, min_mask_agreement: float | None = None) -> Any:
     """One comparator report over several frames: the outputs of ``reference`` and ``candidate`` (backends) on
     each feed, concatenated along the batch axis, compared by :func:`calibnet.runtime.compare.compare_outputs`."""
-    from calibnet.runtime.compare import compare_outputs
-
     refs = [reference.run(f) for f in feeds]
     cands = [candidate.run(f) for f in feeds]
     ref = {k: np.concatenate([r[k] for r in refs]) for k in refs[0]}
@@ -297,19 +294,12 @@ def cli_argument_errors(args: Any) -> str | None:
 def check_bf16_cli(model_path: Path, frames: int = 4, write: Any = print) -> int:
     """``--check-bf16``: OpenVINO BF16 vs FP32 on ``frames`` held-out synthetic scenes; the report goes to
     ``<model>.bf16.json``. 0 passed, 1 failed, 3 OpenVINO missing or no native BF16 on this CPU."""
-    import json
-    import sys
-
-    from calibnet.runtime.backends.base import BackendUnavailable
-
     try:
         reference = OpenVinoBackend(model_path, precision="f32", cache_dir="")
         candidate = OpenVinoBackend(model_path, precision="bf16", cache_dir="")
     except BackendUnavailable as exc:
         print(f"calibnet-export: --check-bf16: {exc}", file=sys.stderr)
         return 3
-    from calibnet.runtime import Runtime
-
     feeds = synthetic_calibration_feeds(Runtime(reference), frames, seed=9000)
     report = compare_precision(reference, candidate, feeds, reference.metadata, "bf16")
     reference.close()
@@ -325,12 +315,6 @@ def check_bf16_cli(model_path: Path, frames: int = 4, write: Any = print) -> int
 def run_cli(args: Any, model_path: Path, write: Any = print) -> int:
     """The ``--int8`` stage of ``calibnet-export`` for the written ``model_path``: 0 written, 1 refused by the
     comparison, 2 bad calibration input, 3 OpenVINO/NNCF missing."""
-    import sys
-
-    from calibnet.runtime import Runtime
-    from calibnet.runtime.backends.base import BackendUnavailable
-    from calibnet.runtime.errors import InputError
-
     try:
         import nncf  # noqa: F401
     except ImportError:

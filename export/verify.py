@@ -27,7 +27,7 @@ from calibnet.runtime.compare import TOLERANCES, Check, Tolerance, compare_outpu
 from calibnet.runtime.contract import INPUT_NAMES, TOPK_OUTPUT_NAMES, ModelMetadata, read_metadata
 from calibnet.runtime.feeds import random_feeds
 
-from .msda_onnx import attach_reference_function, plugin_nodes
+from .msda_onnx import attach_reference_function
 from .topk import TopKDeploy
 
 __all__ = ["verify_onnx", "VerifyReport", "Check"]
@@ -88,9 +88,7 @@ def verify_onnx(onnx_path: str | Path, model: nn.Module, inputs: Mapping[str, np
     import onnxruntime as ort
 
     meta = read_metadata(onnx_path)
-    proto = onnx.load(str(onnx_path))
-    if plugin_nodes(proto):
-        proto = attach_reference_function(proto)
+    proto = attach_reference_function(onnx.load(str(onnx_path)))  # a copy, with the body for plugin nodes
     feeds = dict(inputs) if inputs is not None else random_feeds(meta.batch, meta.height, meta.width)
     sess = ort.InferenceSession(proto.SerializeToString(), providers=providers or ["CPUExecutionProvider"])
     got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))

@@ -55,9 +55,7 @@ def require_tensorrt(what: str = "this operation") -> None:
 
 def tensorrt_version() -> str | None:
     """The installed TensorRT version string, or None when TensorRT is unavailable."""
-    if not tensorrt_available():
-        return None
-    return str(importlib.import_module("tensorrt").__version__)
+    return str(importlib.import_module("tensorrt").__version__) if tensorrt_available() else None
 
 
 def tensorrt_major(version: str | None = None) -> int | None:
