@@ -107,7 +107,7 @@ def pil_bilinear_resize_u8(img: np.ndarray, out_hw: tuple[int, int]) -> np.ndarr
         return pil_bilinear_resize_u8_numpy(img, out_hw)
     squeeze = img.ndim == 3 and img.shape[2] == 1
     src = np.ascontiguousarray(img[..., 0] if squeeze else img)
-    out = np.asarray(Image.fromarray(src).resize((ow, oh), Image.BILINEAR))
+    out = np.asarray(Image.fromarray(src).resize((ow, oh), Image.Resampling.BILINEAR))
     return out[..., None] if squeeze else out
 
 

@@ -200,7 +200,7 @@ def _frame(item: Any, index: int, t_capture: float) -> tuple[StreamFrame, BaseEx
     err = getattr(item, "error", None)
     if err is None and not (hasattr(item, "rgb") and hasattr(item, "depth")):
         raise TypeError(f"stream item {index}: expected (rgb, depth) or a Frame with .rgb/.depth, got {type(item)}")
-    rgb, depth = (None, None) if err is not None else (item.rgb, item.depth)
+    rgb, depth = (item.rgb, item.depth) if err is None else (np.empty(0), np.empty(0))  # unread maps: never used
     name, stem = str(getattr(item, "name", f"frame{index}")), str(getattr(item, "stem", "") or f"frame{index:06d}")
     frame = StreamFrame(index, name, rgb, depth, t_capture, stem, item)
     return frame, err if err is None or isinstance(err, BaseException) else InputError(str(err))
