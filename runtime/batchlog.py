@@ -67,8 +67,7 @@ class BatchLog:
 
     def done(self, key: str) -> bool:
         """Whether ``key`` finished in this or an earlier (resumed) run."""
-        rec = self.records.get(str(key))
-        return rec is not None and "results" in rec
+        return "results" in self.records.get(str(key), {})
 
     def _append(self, rec: dict[str, Any]) -> None:
         f = self._open()

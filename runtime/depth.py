@@ -42,7 +42,7 @@ Maps with a channel axis ([H,W,1], [H,W,3], [H,W,4]: gray saved as RGB(A)) use t
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -79,9 +79,7 @@ class DepthFormat:
 
     def with_direction(self, direction: str) -> DepthFormat:
         """This format with ``direction`` filled in where it was left open."""
-        if self.direction is not None:
-            return self
-        return DepthFormat(self.kind, self.near, self.far, direction)
+        return self if self.direction is not None else replace(self, direction=direction)
 
 
 def depth_plane(depth: np.ndarray) -> np.ndarray:

@@ -103,17 +103,14 @@ def profiles_to_json(profiles: Iterable[Mapping[str, ShapeRange]]) -> list[dict[
 
 def profiles_from_json(obj: Any) -> list[Profile]:
     """Inverse of :func:`profiles_to_json`; also accepts one profile dict and ``[min, opt, max]`` lists."""
-    items = [obj] if isinstance(obj, Mapping) else list(obj)
-    out: list[Profile] = []
-    for p in items:
-        prof: Profile = {}
-        for name, r in p.items():
-            if not isinstance(r, ShapeRange):
-                lo, mid, hi = (r["min"], r["opt"], r["max"]) if isinstance(r, Mapping) else r
-                r = ShapeRange(tuple(lo), tuple(mid), tuple(hi))
-            prof[name] = r
-        out.append(prof)
-    return out
+    def shape_range(r: Any) -> ShapeRange:
+        if isinstance(r, ShapeRange):
+            return r
+        lo, mid, hi = (r["min"], r["opt"], r["max"]) if isinstance(r, Mapping) else r
+        return ShapeRange(tuple(lo), tuple(mid), tuple(hi))
+
+    items = [obj] if isinstance(obj, Mapping) else obj
+    return [{name: shape_range(r) for name, r in p.items()} for p in items]
 
 
 _SPEC = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*:\s*([\dx]+)\s*,\s*([\dx]+)\s*,\s*([\dx]+)\s*$")

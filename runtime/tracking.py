@@ -191,8 +191,7 @@ class InstanceTracker:
         self.tracks = [t for k, t in enumerate(self.tracks) if k in matched_tracks or t.missed <= self.max_missed]
         for d in range(len(keep)):
             if d not in matched_dets and small[d].any():
-                c = _centroid(small[d])
-                self.tracks.append(Track(self.next_id, small[d].copy(), c, np.zeros(2)))
+                self.tracks.append(Track(self.next_id, small[d].copy(), _centroid(small[d]), np.zeros(2)))
                 ids[keep[d]] = self.next_id
                 self.next_id += 1
         pred.track_ids = ids
