@@ -98,11 +98,8 @@ def msda_function_proto(n_levels: int, opset: int = 17) -> onnx.FunctionProto:
         return out
 
     def const(name: str, values: list[int] | float, dtype: int = TensorProto.INT64) -> str:
-        if isinstance(values, list):
-            t = helper.make_tensor(name, dtype, [len(values)], values)
-        else:
-            t = helper.make_tensor(name, dtype, [], [values])
-        return op("Constant", [], name, value=t)
+        dims, vals = ([len(values)], values) if isinstance(values, list) else ([], [values])
+        return op("Constant", [], name, value=helper.make_tensor(name, dtype, dims, vals))
 
     one, two_f, one_f = const("c_one", [1]), const("c_two_f", 2.0, TensorProto.FLOAT), const("c_one_f", 1.0,
                                                                                                    TensorProto.FLOAT)

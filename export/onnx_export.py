@@ -67,22 +67,6 @@ class DeployWrapper(nn.Module):
         return tuple(out[k] for k in OUTPUT_NAMES)
 
 
-def _metadata_for(model: nn.Module, flavor: str, height: int, width: int, batch: int, opset: int, topk: int,
-                  dynamic: bool, dynamic_batch: bool, min_hw: tuple[int, int], max_hw: tuple[int, int],
-                  max_batch: int, plugin_version: str, base: ModelMetadata | None) -> ModelMetadata:
-    extra = dict(base.extra) if base is not None else {}
-    if flavor == "tensorrt":
-        extra["msda_plugin"] = {"name": PLUGIN_NAME, "domain": PLUGIN_DOMAIN, "plugin_version": plugin_version}
-    if topk:
-        extra["topk_below_threshold_score"] = BELOW_THRESHOLD_SCORE
-    return metadata_from_config(
-        model.cfg, base, flavor=flavor, topk=topk, height=height, width=width, batch=batch, max_batch=max_batch,
-        min_hw=min_hw if dynamic else (height, width), max_hw=max_hw if dynamic else (height, width),
-        dynamic_batch=dynamic_batch, dynamic_hw=dynamic, input_names=INPUT_NAMES,
-        output_names=TOPK_OUTPUT_NAMES if topk else OUTPUT_NAMES, opset=opset, exporter="torchscript",
-        torch_version=torch.__version__, calibnet_version=__version__, extra=extra)
-
-
 def _check_args(model: nn.Module, flavor: str, height: int, width: int, batch: int, opset: int,
                 topk: int | None, min_hw: tuple[int, int], max_hw: tuple[int, int], dynamic: bool,
                 plugin_version: str) -> None:
@@ -188,8 +172,16 @@ def export_onnx(model: nn.Module, path: str | Path, flavor: str = "portable", he
             proto = onnxslim.slim(proto)
         except Exception as exc:  # noqa: BLE001 - optional step, the unsimplified graph is valid
             warnings.warn(f"onnxslim failed ({exc}); keeping the unsimplified graph", stacklevel=2)
-    meta = _metadata_for(model, flavor, height, width, batch, opset, topk, dynamic, dynamic_batch, min_hw, max_hw,
-                         max_batch, plugin_version, metadata)
+    extra = dict(metadata.extra) if metadata is not None else {}
+    if flavor == "tensorrt":
+        extra["msda_plugin"] = {"name": PLUGIN_NAME, "domain": PLUGIN_DOMAIN, "plugin_version": plugin_version}
+    if topk:
+        extra["topk_below_threshold_score"] = BELOW_THRESHOLD_SCORE
+    meta = metadata_from_config(
+        model.cfg, metadata, flavor=flavor, topk=topk, height=height, width=width, batch=batch, max_batch=max_batch,
+        min_hw=min_hw if dynamic else (height, width), max_hw=max_hw if dynamic else (height, width),
+        dynamic_batch=dynamic_batch, dynamic_hw=dynamic, input_names=INPUT_NAMES, output_names=outputs, opset=opset,
+        exporter="torchscript", torch_version=torch.__version__, calibnet_version=__version__, extra=extra)
     onnx.helper.set_model_props(proto, meta.to_props())
     if flavor == "tensorrt" and reference_body:
         proto = msda_onnx.attach_reference_function(proto, n_levels)
