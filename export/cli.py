@@ -216,13 +216,11 @@ def _verify_engine(onnx_path: Path, engine_path: Path, write: Callable[[str], No
     """Engine vs ONNX Runtime CPU on the same inputs (the one comparator at the engine's precision); the report
     goes to ``<engine>.verify.json``. A TensorRT-flavoured graph runs on ONNX Runtime with the plugin's
     reference body."""
-    import onnx
-
     from calibnet.engines import verify
 
-    from .msda_onnx import attach_reference_function
+    from .msda_onnx import load_runnable
 
-    proto = attach_reference_function(onnx.load(str(onnx_path)))  # a copy, with the body for plugin nodes
+    proto = load_runnable(onnx_path)
     report_path = Path(str(engine_path) + ".verify.json")
     rep = verify.verify_engine(engine_path, proto.SerializeToString(), report_path=report_path)
     for line in verify.verification_lines(rep):

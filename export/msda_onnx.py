@@ -31,6 +31,7 @@ definition of the op.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import onnx
@@ -41,7 +42,7 @@ from calibnet.modeling.msda import ms_deform_attn_core
 from calibnet.runtime.contract import PLUGIN_DOMAIN, PLUGIN_NAME
 
 __all__ = ["PLUGIN_NAME", "PLUGIN_DOMAIN", "PluginMSDA", "msda_function_proto", "attach_reference_function",
-           "inline_msda", "plugin_nodes"]
+           "inline_msda", "load_runnable", "plugin_nodes"]
 
 PLUGIN_VERSIONS = ("1", "2")
 
@@ -185,6 +186,13 @@ def attach_reference_function(model: onnx.ModelProto, n_levels: int | None = Non
     if not any(o.domain == PLUGIN_DOMAIN for o in out.opset_import):
         out.opset_import.append(helper.make_opsetid(PLUGIN_DOMAIN, 1))
     return out
+
+
+def load_runnable(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    """The ONNX file as ONNX Runtime runs it: with the plugin's reference body attached when the graph has
+    plugin nodes (:func:`attach_reference_function`), else as loaded (no copy of a portable graph)."""
+    model = onnx.load(str(path))
+    return attach_reference_function(model) if plugin_nodes(model) else model
 
 
 def inline_msda(model: onnx.ModelProto, n_levels: int | None = None) -> onnx.ModelProto:

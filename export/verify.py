@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import torch
 from torch import nn
 
@@ -27,7 +26,7 @@ from calibnet.runtime.compare import TOLERANCES, Check, Tolerance, compare_outpu
 from calibnet.runtime.contract import INPUT_NAMES, TOPK_OUTPUT_NAMES, ModelMetadata, read_metadata
 from calibnet.runtime.feeds import random_feeds
 
-from .msda_onnx import attach_reference_function
+from .msda_onnx import load_runnable
 from .topk import TopKDeploy
 
 __all__ = ["verify_onnx", "VerifyReport", "Check"]
@@ -88,7 +87,7 @@ def verify_onnx(onnx_path: str | Path, model: nn.Module, inputs: Mapping[str, np
     import onnxruntime as ort
 
     meta = read_metadata(onnx_path)
-    proto = attach_reference_function(onnx.load(str(onnx_path)))  # a copy, with the body for plugin nodes
+    proto = load_runnable(onnx_path)
     feeds = dict(inputs) if inputs is not None else random_feeds(meta.batch, meta.height, meta.width)
     sess = ort.InferenceSession(proto.SerializeToString(), providers=providers or ["CPUExecutionProvider"])
     got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
