@@ -185,7 +185,9 @@ def export_onnx(model: nn.Module, path: str | Path, flavor: str = "portable", he
     onnx.helper.set_model_props(proto, meta.to_props())
     if flavor == "tensorrt" and reference_body:
         proto = msda_onnx.attach_reference_function(proto, n_levels)
-    checked = msda_onnx.attach_reference_function(proto, n_levels) if flavor == "tensorrt" else proto
+    # the checker needs the body; a graph that embeds it is checked as it is
+    checked = msda_onnx.attach_reference_function(proto, n_levels) if flavor == "tensorrt" and not reference_body \
+        else proto
     checked = onnx.shape_inference.infer_shapes(checked, strict_mode=True)
     onnx.checker.check_model(checked, full_check=True)
     del proto.graph.value_info[:]
