@@ -14,13 +14,14 @@ Status values: ``passed``, ``exported but validation failed``, ``export failed: 
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["KNOWN_BACKENDS", "PreparedBackend", "ort_session_options", "prepare_backend", "PASSED",
+__all__ = ["KNOWN_BACKENDS", "PreparedBackend", "ort_session_options", "portable_onnx", "prepare_backend", "PASSED",
            "VALIDATION_FAILED"]
 
 KNOWN_BACKENDS = ("torch", "onnxruntime", "tensorrt", "openvino-f32", "openvino-bf16", "openvino-int8")
@@ -77,6 +78,23 @@ def _validated(prepared: PreparedBackend, reference_backend: Any, rgb: np.ndarra
     return prepared
 
 
+#: the portable ONNX files exported in this process, per model object
+_EXPORTED: weakref.WeakKeyDictionary[Any, set[Path]] = weakref.WeakKeyDictionary()
+
+
+def portable_onnx(model: Any, workdir: Path, height: int, width: int, batch: int) -> Path:
+    """The run's portable ONNX of ``model`` at this size, which the onnxruntime and OpenVINO rows share: exported
+    once per model object, so a file another run (other weights) left in ``workdir`` is never reused."""
+    from calibnet.export import export_onnx
+
+    path = workdir / f"calibnet_{height}x{width}_b{batch}.onnx"
+    done = _EXPORTED.setdefault(model, set())
+    if path not in done:
+        export_onnx(model, path, flavor="portable", height=height, width=width, batch=batch)
+        done.add(path)
+    return path
+
+
 def _short(exc: BaseException) -> str:
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return msg.split(". Install")[0][:200]
@@ -111,13 +129,11 @@ def prepare_backend(name: str, model: Any, workdir: Path, height: int, width: in
 
 def _prepare_onnxruntime(model: Any, workdir: Path, height: int, width: int, batch: int, threads: int,
                          rgb: np.ndarray, depth: np.ndarray, reference: Any) -> PreparedBackend:
-    from calibnet.export import export_onnx
     from calibnet.runtime import Runtime
     from calibnet.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-    path = workdir / f"calibnet_{height}x{width}_b{batch}.onnx"
     try:
-        export_onnx(model, path, flavor="portable", height=height, width=width, batch=batch)
+        path = portable_onnx(model, workdir, height, width, batch)
     except Exception as exc:  # an export error is a benchmark result, not a crash
         return PreparedBackend("onnxruntime", f"export failed: {_short(exc)}", detail=repr(exc))
     try:

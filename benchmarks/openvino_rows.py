@@ -102,12 +102,11 @@ def prepare_openvino(name: str, model: Any, workdir: Path, height: int, width: i
                      calib_frames: int = 8) -> Any:
     """One OpenVINO row (:class:`~calibnet.benchmarks.backends.PreparedBackend`), validated against
     ``reference`` (the eager FP32 model's backend) at the row's precision."""
-    from calibnet.export import export_onnx
     from calibnet.runtime import Runtime
     from calibnet.runtime.backends.base import BackendUnavailable
     from calibnet.runtime.backends.openvino import PrecisionMismatch, comparator_precision
 
-    from .backends import PASSED, PreparedBackend, _short, _validated
+    from .backends import PASSED, PreparedBackend, _short, _validated, portable_onnx
 
     precision = OPENVINO_BACKENDS[name]
     cmp_precision = comparator_precision(precision)
@@ -116,10 +115,8 @@ def prepare_openvino(name: str, model: Any, workdir: Path, height: int, width: i
     except ImportError:
         return PreparedBackend(name, 'unavailable: OpenVINO is not installed (pip install "calibnet[openvino]")',
                                precision=cmp_precision)
-    onnx = workdir / f"calibnet_{height}x{width}_b{batch}.onnx"  # the onnxruntime row's file
     try:
-        if not onnx.is_file():
-            export_onnx(model, onnx, flavor="portable", height=height, width=width, batch=batch)
+        onnx = portable_onnx(model, workdir, height, width, batch)
     except Exception as exc:  # an export error is a benchmark result, not a crash
         return PreparedBackend(name, f"export failed: {_short(exc)}", precision=cmp_precision, detail=repr(exc))
     artifact, how = onnx, "portable ONNX read by OpenVINO"
