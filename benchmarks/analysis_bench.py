@@ -44,7 +44,7 @@ def prepare_dataset(data: Path, images: int, height: int, width: int, seed: int 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns calibnet-analyze's exit status."""
-    from calibnet.analysis.cli import main as analyze_main
+    from calibnet.cli.analyze import main as analyze_main
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=2000)

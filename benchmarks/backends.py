@@ -67,8 +67,8 @@ def _validated(prepared: PreparedBackend, reference_backend: Any, rgb: np.ndarra
                batch: int = 1) -> PreparedBackend:
     """``prepared`` with its raw outputs checked against the eager model's on the same prepared frame (the one
     comparator, at the backend's precision)."""
-    from calibnet.runtime.compare import compare_outputs
-    from calibnet.runtime.feeds import stack_frames
+    from calibnet.runtime.core.compare import compare_outputs
+    from calibnet.runtime.core.feeds import stack_frames
 
     feeds = stack_frames([prepared.runtime.prepare(rgb, depth)] * batch)
     report = compare_outputs(reference_backend.run(feeds), prepared.runtime.backend.run(feeds),

@@ -52,7 +52,7 @@ def run_splits(onnx: str | Path, splits: list[str], calib: int, iters: int, thre
     from calibnet.runtime import Runtime
     from calibnet.runtime.backends.onnxruntime import OnnxRuntimeBackend
     from calibnet.runtime.backends.openvino import OpenVinoBackend
-    from calibnet.runtime.compare import compare_outputs
+    from calibnet.runtime.core.compare import compare_outputs
 
     from .backends import ort_session_options
     from .openvino_rows import cpu_isa

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from calibnet.runtime.stream import percentiles as ms_percentiles
+from calibnet.runtime.apps.stream import percentiles as ms_percentiles
 
 __all__ = ["STAGES", "Timed", "RuntimePath", "StageTimes", "interleave", "percentiles"]
 

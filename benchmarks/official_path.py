@@ -66,7 +66,7 @@ def _pad_batch(tensors: Sequence[torch.Tensor], divisor: int) -> torch.Tensor:
 def official_preprocess(rgbs: Sequence[np.ndarray], depths: Sequence[np.ndarray], short: int, max_size: int,
                         pixel_mean: Sequence[float], pixel_std: Sequence[float], divisor: int = 32) -> OfficialFrame:
     """Resize (Pillow), convert, normalize and pad RGB uint8 [H,W,3] frames and uint8 [H,W] depth maps."""
-    from calibnet.runtime.resize import shortest_edge_size
+    from calibnet.runtime.core.resize import shortest_edge_size
 
     mean = torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1)
     std = torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1)

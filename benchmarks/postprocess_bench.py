@@ -6,7 +6,7 @@ Examples:
   python -m calibnet.benchmarks.postprocess_bench --no-forward --iters 20  # synthetic cases only (no model)
 
 On the same raw network outputs, one run times per frame
-  * runtime: :func:`calibnet.runtime.postprocess.decode_prediction` (selection, rescoring, mask decoding to
+  * runtime: :func:`calibnet.runtime.core.postprocess.decode_prediction` (selection, rescoring, mask decoding to
     the original size, boxes; what ``Prediction.timings["post"]`` measures), and
   * official: :func:`calibnet.benchmarks.official_postprocess.official_inference`, the official
     ``CalibNet.inference`` in torch (sigmoid of all masks, two ``F.interpolate`` calls, threshold),
@@ -36,12 +36,12 @@ from typing import Any
 
 import numpy as np
 
-from calibnet.runtime.contract import OUTPUT_NAMES, ModelMetadata
-from calibnet.runtime.feeds import stack_frames
-from calibnet.runtime.postprocess import decode_prediction
-from calibnet.runtime.prediction import Prediction
-from calibnet.runtime.preprocess import prepare_frame
-from calibnet.runtime.resize import shortest_edge_size
+from calibnet.runtime.core.contract import OUTPUT_NAMES, ModelMetadata
+from calibnet.runtime.core.feeds import stack_frames
+from calibnet.runtime.core.postprocess import decode_prediction
+from calibnet.runtime.core.prediction import Prediction
+from calibnet.runtime.core.preprocess import prepare_frame
+from calibnet.runtime.core.resize import shortest_edge_size
 
 __all__ = ["RawCase", "blob_case", "forward_case", "compare", "run_case", "main", "SCORE_TOL", "PIXEL_TOL"]
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from calibnet.runtime.stream import percentiles
+from calibnet.runtime.apps.stream import percentiles
 
 __all__ = ["latest_vs_all", "rss_bytes", "run_streaming", "sequential_vs_stream", "soak", "write_pairs"]
 
@@ -61,8 +61,8 @@ def write_pairs(folder: Path, n: int, hw: tuple[int, int], seed: int = 0) -> tup
 
 
 def _sequential(rt: Any, rgb_dir: Path, depth_dir: Path) -> float:
-    from calibnet.runtime.readers import read_depth, read_rgb
-    from calibnet.runtime.sources import match_pairs
+    from calibnet.runtime.apps.sources import match_pairs
+    from calibnet.runtime.core.readers import read_depth, read_rgb
 
     pairs = match_pairs(rgb_dir, depth_dir)
     t0 = time.perf_counter()

@@ -16,14 +16,14 @@ from ..runtime.backends.tensorrt_deps import (
     tensorrt_available,
     tensorrt_version,
 )
-from ..runtime.profiles import (
+from ..runtime.core.profiles import (
     ShapeRange,
     parse_profile_spec,
     profiles_from_json,
     profiles_from_metadata,
     profiles_to_json,
 )
-from ..runtime.sidecar import (
+from ..runtime.core.sidecar import (
     EngineSidecar,
     GpuInfo,
     IOTensor,

@@ -1,5 +1,5 @@
 """``python -m calibnet.engines`` (see cli.py)."""
 
-from .cli import main
+from ..cli.engines import main
 
 raise SystemExit(main())

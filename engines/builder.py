@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..runtime.backends.tensorrt import dims_tuple, dtype_name, load_plugins
 from ..runtime.backends.tensorrt_deps import TensorRTUnavailable, require_tensorrt, tensorrt_major
-from ..runtime.contract import PLUGIN_NAME, ModelMetadata, read_metadata
-from ..runtime.profiles import Profile, profiles_from_json, profiles_from_metadata, profiles_to_json
-from ..runtime.sidecar import EngineSidecar, GpuInfo, IOTensor, file_sha256, write_sidecar
+from ..runtime.core.contract import PLUGIN_NAME, ModelMetadata, read_metadata
+from ..runtime.core.profiles import Profile, profiles_from_json, profiles_from_metadata, profiles_to_json
+from ..runtime.core.sidecar import EngineSidecar, GpuInfo, IOTensor, file_sha256, write_sidecar
 from .fp16 import Pattern, compile_patterns, convert_to_fp16, fp32_patterns, node_matches, pattern_strings
 
 if TYPE_CHECKING:

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ..runtime.backends import tensorrt_deps
-from ..runtime.contract import read_metadata
-from ..runtime.profiles import Profile, profiles_from_json, profiles_from_metadata, profiles_to_json
-from ..runtime.sidecar import EngineSidecar, GpuInfo, default_cache_dir, file_sha256, read_sidecar
+from ..runtime.core.contract import read_metadata
+from ..runtime.core.profiles import Profile, profiles_from_json, profiles_from_metadata, profiles_to_json
+from ..runtime.core.sidecar import EngineSidecar, GpuInfo, default_cache_dir, file_sha256, read_sidecar
 from .fp16 import fp32_patterns, pattern_strings
 
 __all__ = ["CacheKey", "cache_mismatches", "find_cached", "engine_filename", "get_or_build"]

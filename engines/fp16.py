@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.contract import PLUGIN_NAME
+from ..runtime.core.contract import PLUGIN_NAME
 
 __all__ = ["DEFAULT_FP32_PATTERNS", "FP16Report", "compile_patterns", "node_matches", "matching_nodes", "sampling_cone",
            "load_fp32_patterns", "fp32_patterns", "pattern_strings", "convert_to_fp16"]

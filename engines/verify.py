@@ -1,6 +1,6 @@
 """Engine vs ONNX Runtime comparison and engine timing.
 
-The comparison is :func:`calibnet.runtime.compare.compare_outputs` at the engine's precision (its
+The comparison is :func:`calibnet.runtime.core.compare.compare_outputs` at the engine's precision (its
 sidecar's); :func:`verify_engine` needs TensorRT and a GPU. Timings are host-side wall times of
 ``TensorRTBackend.run`` (H2D + compute + D2H + sync), not GPU compute alone; use ``trtexec --useCudaGraph
 --noDataTransfers`` for the latter.
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.compare import compare_outputs
-from ..runtime.feeds import random_feeds
+from ..runtime.core.compare import compare_outputs
+from ..runtime.core.feeds import random_feeds
 
 __all__ = ["time_engine", "verify_engine", "verification_lines"]
 

@@ -46,8 +46,8 @@ import torch
 from torch import nn
 
 from calibnet.runtime.backends.torch_backend import TorchBackend
-from calibnet.runtime.compare import binary_masks
-from calibnet.runtime.contract import OUTPUT_NAMES
+from calibnet.runtime.core.compare import binary_masks
+from calibnet.runtime.core.contract import OUTPUT_NAMES
 
 __all__ = ["fp16_readiness", "onnx_scope", "FP16_MAX", "FORMAT"]
 

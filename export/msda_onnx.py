@@ -39,7 +39,7 @@ import torch
 from onnx import TensorProto, helper
 
 from calibnet.modeling.msda import ms_deform_attn_core
-from calibnet.runtime.contract import PLUGIN_DOMAIN, PLUGIN_NAME
+from calibnet.runtime.core.contract import PLUGIN_DOMAIN, PLUGIN_NAME
 
 __all__ = ["PLUGIN_NAME", "PLUGIN_DOMAIN", "PluginMSDA", "msda_function_proto", "attach_reference_function",
            "inline_msda", "load_runnable", "plugin_nodes"]

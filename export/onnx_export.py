@@ -35,7 +35,7 @@ from torch import nn
 
 from calibnet import __version__
 from calibnet.modeling.msda import msda_implementation
-from calibnet.runtime.contract import (
+from calibnet.runtime.core.contract import (
     INPUT_NAMES,
     MASK_OUTPUTS,
     OUTPUT_NAMES,

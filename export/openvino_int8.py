@@ -3,7 +3,7 @@
 ``quantize_int8(onnx, "m_int8.xml", frames)``: NNCF's PTQ (min-max statistics on calibration frames, fast bias
 correction) over the FP32 graph with the groups of :data:`KEEP_FLOAT_GROUPS` named in ``keep_float`` left out
 of quantization (NNCF ``IgnoredScope``), then the INT8 model is compared with the FP32 model on held-out frames
-by :func:`calibnet.runtime.compare.compare_outputs` (``precision="int8"``). Below the threshold it is
+by :func:`calibnet.runtime.core.compare.compare_outputs` (``precision="int8"``). Below the threshold it is
 refused (:class:`QuantizationRefused`, whose message names the groups still quantized that can be kept in
 float) unless ``force=True``, which writes it marked ``forced`` in its metadata.
 
@@ -12,7 +12,7 @@ groups kept in float and their NNCF scope, the calibration frames, the compariso
 ``forced``); see :mod:`calibnet.runtime.backends.openvino`.
 
 Calibration frames are read and pre-processed by the runtime's own code: RGB/depth pairs of a folder
-(:func:`calibnet.runtime.sources.match_pairs`, the runtime's readers and ``Runtime.prepare``), or synthetic
+(:func:`calibnet.runtime.apps.sources.match_pairs`, the runtime's readers and ``Runtime.prepare``), or synthetic
 scenes (:func:`calibnet.data.synthetic.make_scene`). No torch is needed.
 """
 
@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 
 from calibnet.runtime import Runtime
+from calibnet.runtime.apps.sources import image_frames, match_pairs
 from calibnet.runtime.backends.base import BackendUnavailable
 from calibnet.runtime.backends.openvino import OpenVinoBackend, write_ir_metadata
-from calibnet.runtime.compare import compare_outputs
-from calibnet.runtime.contract import ModelMetadata
-from calibnet.runtime.errors import InputError
-from calibnet.runtime.feeds import stack_frames
-from calibnet.runtime.sources import image_frames, match_pairs
+from calibnet.runtime.core.compare import compare_outputs
+from calibnet.runtime.core.contract import ModelMetadata
+from calibnet.runtime.core.errors import InputError
+from calibnet.runtime.core.feeds import stack_frames
 
 __all__ = ["KEEP_FLOAT_GROUPS", "DEFAULT_KEEP_FLOAT", "QuantizationRefused", "Int8Result", "quantize_int8",
            "ignored_scope_spec", "synthetic_calibration_feeds", "folder_calibration_feeds", "compare_precision",
@@ -74,7 +74,7 @@ class Int8Result:
 
     path: Path
     keep_float: tuple[str, ...]
-    report: Any  # calibnet.runtime.compare.ComparisonReport
+    report: Any  # calibnet.runtime.core.compare.ComparisonReport
     forced: bool
     calibration: dict[str, Any]
     seconds: float
@@ -140,7 +140,7 @@ def folder_calibration_feeds(runtime: Any, folder: str | Path, limit: int | None
 def compare_precision(reference: Any, candidate: Any, feeds: Sequence[dict[str, np.ndarray]], metadata: ModelMetadata,
                       precision: str, min_mask_agreement: float | None = None) -> Any:
     """One comparator report over several frames: the outputs of ``reference`` and ``candidate`` (backends) on
-    each feed, concatenated along the batch axis, compared by :func:`calibnet.runtime.compare.compare_outputs`."""
+    each feed, concatenated along the batch axis, compared by :func:`calibnet.runtime.core.compare.compare_outputs`."""
     refs = [reference.run(f) for f in feeds]
     cands = [candidate.run(f) for f in feeds]
     ref = {k: np.concatenate([r[k] for r in refs]) for k in refs[0]}

@@ -13,7 +13,7 @@ the graph:
 
 Outputs: ``scores`` [B,K], ``masks`` [B,K,H/2,W/2] (probabilities), ``depth_trust`` [B,3], ``keep_index``
 [B,K] int64. Same kept instances, scores and masks as the selection after a full-output graph
-(calibnet.runtime.postprocess.select_instances) whenever K >= the number of kernels above the threshold
+(calibnet.runtime.core.postprocess.select_instances) whenever K >= the number of kernels above the threshold
 or max_detections <= K.
 """
 

@@ -2,7 +2,7 @@
 
 The TensorRT-flavoured graph runs after :func:`~calibnet.export.msda_onnx.attach_reference_function` gives
 its plugin nodes the GridSample body, so the custom node's wiring (input order, shapes, INT32 casts) is
-exercised without a GPU. The comparison is :func:`calibnet.runtime.compare.compare_outputs` at FP32: per
+exercised without a GPU. The comparison is :func:`calibnet.runtime.core.compare.compare_outputs` at FP32: per
 output the max abs difference vs a tolerance, the binarized-mask agreement (probability > the mask
 threshold) and for top-k graphs whether the kept kernel indices are equal; :meth:`VerifyReport.to_json`
 and :meth:`VerifyReport.table`.
@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from calibnet.runtime.backends.torch_backend import TorchBackend
-from calibnet.runtime.compare import TOLERANCES, Check, Tolerance, compare_outputs, format_checks
-from calibnet.runtime.contract import INPUT_NAMES, TOPK_OUTPUT_NAMES, ModelMetadata, read_metadata
-from calibnet.runtime.feeds import random_feeds
+from calibnet.runtime.core.compare import TOLERANCES, Check, Tolerance, compare_outputs, format_checks
+from calibnet.runtime.core.contract import INPUT_NAMES, TOPK_OUTPUT_NAMES, ModelMetadata, read_metadata
+from calibnet.runtime.core.feeds import random_feeds
 
 from .msda_onnx import load_runnable
 from .topk import TopKDeploy
@@ -79,9 +79,9 @@ def verify_onnx(onnx_path: str | Path, model: nn.Module, inputs: Mapping[str, np
 
     Args:
         inputs: ``{"rgb", "depth", "valid_hw"}`` numpy arrays; default:
-            :func:`calibnet.runtime.feeds.random_feeds` at the file's metadata size and batch.
+            :func:`calibnet.runtime.core.feeds.random_feeds` at the file's metadata size and batch.
         tolerances: per-output max abs difference, over the FP32 table of
-            :data:`calibnet.runtime.compare.TOLERANCES`.
+            :data:`calibnet.runtime.core.compare.TOLERANCES`.
         min_mask_agreement: fraction of mask pixels whose binarized value must agree (default: the table's).
     """
     import onnxruntime as ort

@@ -1,11 +1,11 @@
 """calibnet.runtime: RGB-D in, salient instances out, on ONNX Runtime or TensorRT. Never imports torch."""
 
 from .backends.base import BackendUnavailable
-from .contract import ModelMetadata
-from .depth import DepthFormat
-from .errors import InputError, InputWarning
-from .prediction import Prediction
-from .runtime import Runtime
+from .core.contract import ModelMetadata
+from .core.depth import DepthFormat
+from .core.errors import InputError, InputWarning
+from .core.prediction import Prediction
+from .core.runtime import Runtime
 
 __all__ = ["BackendUnavailable", "DepthFormat", "InputError", "InputWarning", "ModelMetadata", "Prediction",
            "Runtime"]

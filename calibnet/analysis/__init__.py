@@ -5,7 +5,7 @@
   :class:`DatasetAnalysis` (per-image rows, problems naming files, summary, the images to look at).
 - :func:`analyze_predictions`: COCO results vs the ground truth on the same axes (AP by size, by count...).
 - :func:`write_reports`: ``analysis.json``, ``summary.md`` and the figures (matplotlib, optional).
-- ``calibnet-analyze``: the command line (:mod:`calibnet.analysis.cli`).
+- ``calibnet-analyze``: the command line (:mod:`calibnet.cli.analyze`).
 
 Typical use::
 

@@ -5,9 +5,9 @@ File rules:
 
 - Instance masks: the json's non-crowd annotations (polygons or RLE), read by :func:`calibnet.data.load_records`.
 - Depth map of ``<image_root>/<file_name>``: ``spec.depth_path(file_name)`` (the data set's depth rule), read
-  by the one depth reader (:mod:`calibnet.runtime.readers`). 8-bit maps are used as stored (their direction
+  by the one depth reader (:mod:`calibnet.runtime.core.readers`). 8-bit maps are used as stored (their direction
   is ``depth_direction``, default near = dark); 16-bit / float maps are converted to calibnet's near = dark
-  8-bit form by :func:`calibnet.runtime.depth.depth_to_u8` first.
+  8-bit form by :func:`calibnet.runtime.core.depth.depth_to_u8` first.
 - Salient-object map of ``file_name``: ``<saliency_dir>/<file_name>`` with the suffix ``.png`` (else ``.jpg``,
   ``.bmp``, or the image's own suffix: the first that exists), 8-bit gray, binarized at ``>= 128``.
 
@@ -29,9 +29,9 @@ from PIL import Image, UnidentifiedImageError
 
 from ..data.coco import ImageRecord, decode_segmentation, load_records
 from ..data.registry import DatasetError, DatasetSpec
-from ..runtime.depth import DepthFormat, depth_to_u8
-from ..runtime.errors import InputError
-from ..runtime.readers import read_depth, read_rgb
+from ..runtime.core.depth import DepthFormat, depth_to_u8
+from ..runtime.core.errors import InputError
+from ..runtime.core.readers import read_depth, read_rgb
 from .stats import SALIENCY_THRESHOLD, ImageStats, image_statistics, summarize
 
 __all__ = ["SALIENCY_SUFFIXES", "DatasetAnalysis", "analyze_dataset", "read_saliency_map", "saliency_path"]

@@ -1,7 +1,7 @@
 """RGB-D instance data sets: the official COCO-json layouts, augmentation, loaders, synthetic scenes.
 
 Importing ``calibnet.data`` does not import torch: the specs, the registry, json reading, image reading
-(:mod:`calibnet.runtime.readers`), the data-set CLI options, the numpy transforms and the synthetic writer
+(:mod:`calibnet.runtime.core.readers`), the data-set CLI options, the numpy transforms and the synthetic writer
 work without it; the PyTorch names below (``RGBDInstanceDataset``, ``collate_rgbd``, ``build_train_loader``,
 ``build_test_loader``, ``InfiniteSampler``) are loaded on first use.
 
@@ -18,7 +18,7 @@ Typical use::
 from __future__ import annotations
 
 from ..lazy import lazy_attributes, lazy_names
-from ..runtime.readers import read_depth, read_rgb
+from ..runtime.core.readers import read_depth, read_rgb
 from .coco import ImageRecord, decode_segmentation, load_records, rasterize_polygons
 from .options import add_dataset_arguments, specs_from_args
 from .registry import (

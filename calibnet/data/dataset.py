@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..runtime.depth import depth_to_u8
-from ..runtime.errors import InputError
-from ..runtime.readers import read_depth, read_rgb
+from ..runtime.core.depth import depth_to_u8
+from ..runtime.core.errors import InputError
+from ..runtime.core.readers import read_depth, read_rgb
 from .coco import ImageRecord, decode_segmentation, load_records, rasterize_polygons
 from .registry import DatasetError, DatasetSpec
 from .transforms import GeometricTransform, sample_train_transform, test_transform
@@ -62,7 +62,7 @@ class RGBDInstanceDataset(Dataset):
 
     def load_raw(self, index: int) -> tuple[np.ndarray, np.ndarray, ImageRecord]:
         """RGB [H0,W0,3] and depth [H0,W0] uint8 of one image, sizes checked against the json (depth maps of
-        more than 8 bits converted as :func:`calibnet.runtime.depth.depth_to_u8` does)."""
+        more than 8 bits converted as :func:`calibnet.runtime.core.depth.depth_to_u8` does)."""
         rec = self.records[index]
         rgb_path = self.spec.image_path(rec.file_name)
         depth_path = self.spec.depth_path(rec.file_name)

@@ -3,7 +3,7 @@
 The scenes of :mod:`calibnet.data.synthetic` set in motion: textured ellipses and rectangles, each with its
 own depth, translated by a few pixels per frame over a static cluttered background (bouncing off the
 borders); nearer objects occlude farther ones. Each frame comes with the visible mask and the identity of
-every salient object, the ground truth for tracking (``calibnet.runtime.tracking``) and streaming tests.
+every salient object, the ground truth for tracking (``calibnet.runtime.apps.tracking``) and streaming tests.
 Depth follows the data sets' convention (near = dark, far = bright) like the still scenes.
 """
 

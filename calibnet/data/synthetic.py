@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..runtime.prediction import mask_to_rle
+from ..runtime.core.prediction import mask_to_rle
 from .registry import DatasetSpec
 
 __all__ = ["SYNTHETIC_JSON", "Scene", "make_scene", "mask_to_polygons", "mask_to_rle", "scene_seed",

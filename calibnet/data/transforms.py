@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.resize import pil_bilinear_resize_u8, shortest_edge_size
+from ..runtime.core.resize import pil_bilinear_resize_u8, shortest_edge_size
 
 __all__ = ["Crop", "Flip", "GeometricTransform", "Resize", "TRAIN_PRE_CROP_SIZES", "TRAIN_CROP_PROBABILITY",
            "nearest_indices", "sample_crop_box", "sample_train_transform", "test_transform"]

@@ -3,7 +3,7 @@
 - :func:`evaluate_coco`: a ground-truth json and a results json -> metrics in percent.
 - :func:`run_eval`: a :class:`calibnet.runtime.Runtime` and a :class:`calibnet.data.DatasetSpec` ->
   predictions, results json, metrics.
-- ``calibnet-eval``: the command line (:mod:`calibnet.evaluation.cli`).
+- ``calibnet-eval``: the command line (:mod:`calibnet.cli.eval`).
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from typing import Any
 
 from ..data.coco import load_records
 from ..data.registry import DatasetError, DatasetSpec
-from ..runtime.errors import InputError
-from ..runtime.readers import read_depth, read_rgb
+from ..runtime.core.errors import InputError
+from ..runtime.core.readers import read_depth, read_rgb
 from .coco_eval import evaluate_coco
 
 __all__ = ["predict_dataset", "run_eval"]
@@ -26,7 +26,7 @@ def predict_dataset(runtime: Any, spec: DatasetSpec, progress: bool = True, limi
                     category_id: int = 1) -> tuple[list[dict[str, Any]], list[int], float]:
     """COCO results of ``runtime`` on the images of ``spec`` (sorted by id, the first ``limit``).
 
-    Images and depth maps are read by :mod:`calibnet.runtime.readers` (as the official test mapper: Pillow,
+    Images and depth maps are read by :mod:`calibnet.runtime.core.readers` (as the official test mapper: Pillow,
     EXIF orientation; depth maps of any bit depth, converted by the runtime); the runtime resizes and pads
     them. Returns (results, image ids, seconds spent reading + predicting).
     """

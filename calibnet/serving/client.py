@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.depth import DepthFormat
-from ..runtime.prediction import Prediction
+from ..runtime.core.depth import DepthFormat
+from ..runtime.core.prediction import Prediction
 from .protocol import BATCH_REJECTED, DEPTH_PARAMETERS, MODEL_NAME, OUTPUTS, prediction_from_outputs
 
 __all__ = ["CalibnetClient", "ServingError"]

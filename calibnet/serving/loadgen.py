@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..runtime.prediction import Prediction
-from ..runtime.stream import percentiles
+from ..runtime.apps.stream import percentiles
+from ..runtime.core.prediction import Prediction
 from .client import CalibnetClient, ServingError
 
 __all__ = ["Answer", "LoadReport", "run_load", "main"]

@@ -14,7 +14,7 @@ name                dtype      dims         meaning
 ==================  =========  ===========  ================================================================
 
 A Triton input has one data type, so 8-bit and 16-bit maps come as two inputs. Request parameters (all
-optional) say how to read the depth, as :class:`~calibnet.runtime.depth.DepthFormat`: ``depth_format``
+optional) say how to read the depth, as :class:`~calibnet.runtime.core.depth.DepthFormat`: ``depth_format``
 (``auto``, ``u8``, ``u8-inverted``, ``metric``, ``disparity``), ``depth_near``, ``depth_far`` and
 ``depth_direction``.
 
@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.depth import DepthFormat
-from ..runtime.errors import InputError
-from ..runtime.prediction import Prediction
+from ..runtime.core.depth import DepthFormat
+from ..runtime.core.errors import InputError
+from ..runtime.core.prediction import Prediction
 
 __all__ = ["MODEL_NAME", "TensorSpec", "INPUTS", "OUTPUTS", "DEPTH_PARAMETERS", "Frame", "decode_request",
            "encode_prediction", "prediction_from_outputs", "rle_to_json", "BATCH_REJECTED"]
@@ -128,7 +128,7 @@ def _encoded_bytes(name: str, arr: np.ndarray) -> bytes:
 
 def _decode_file_bytes(data: bytes, name: str, depth: bool) -> np.ndarray:
     """An encoded image decoded by the runtime's one reader of that file kind."""
-    from ..runtime import readers
+    from ..runtime.core import readers
 
     try:
         return readers.read_depth(data) if depth else readers.read_rgb(data)
@@ -151,7 +151,7 @@ def _depth_format(params: Mapping[str, Any] | None) -> DepthFormat:
 def decode_request(inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any] | None = None) -> Frame:
     """The frame of one request (inputs as named in :data:`INPUTS`, each [1,...] or unbatched).
 
-    Raises :class:`~calibnet.runtime.errors.InputError` naming the problem: no or two RGB/depth inputs,
+    Raises :class:`~calibnet.runtime.core.errors.InputError` naming the problem: no or two RGB/depth inputs,
     an undecodable image, wrong ranks, RGB and depth of different sizes, bad depth parameters."""
     rgb_name, rgb = _one(inputs, _RGB_INPUTS, "RGB")
     depth_name, depth = _one(inputs, _DEPTH_INPUTS, "depth")

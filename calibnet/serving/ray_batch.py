@@ -6,10 +6,10 @@
 Ray Data reads the (RGB, depth) pairs of two folders (matched by file stem, image ids in sorted stem order:
 exactly the pairs and ids of ``calibnet-infer --rgb-dir --depth-dir``), ``map_batches`` runs them through a
 callable class holding one :class:`~calibnet.runtime.Runtime` per actor (``num_actors`` actors, each frame
-read by :mod:`calibnet.runtime.readers` inside the actor, same-size frames of a batch run as one batch),
+read by :mod:`calibnet.runtime.core.readers` inside the actor, same-size frames of a batch run as one batch),
 and the driver records each finished batch (a shard: its images and COCO results, or the error of a pair
 that could not be read) in ``progress.jsonl`` of the output folder as it arrives
-(:class:`calibnet.runtime.batchlog.BatchLog`, the log ``calibnet-infer --resume`` uses). At the end the
+(:class:`calibnet.runtime.apps.batchlog.BatchLog`, the log ``calibnet-infer --resume`` uses). At the end the
 shards are merged into ``results.json``, ``images.json`` and ``errors.json``, the files of ``calibnet-infer``.
 A re-run on the same output folder (``resume=True``; ``calibnet-infer --ray --resume``) skips every pair
 already recorded, so a job killed half-way finishes the rest without redoing or losing a pair. Progress is
@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.batchlog import BatchLog
-from ..runtime.cli import folder_tasks
-from ..runtime.depth import DepthFormat
-from ..runtime.errors import InputError
-from ..runtime.sources import match_pairs
+from ..cli.infer import folder_tasks
+from ..runtime.apps.batchlog import BatchLog
+from ..runtime.apps.sources import match_pairs
+from ..runtime.core.depth import DepthFormat
+from ..runtime.core.errors import InputError
 
 __all__ = ["ray_batch", "RayBatchReport", "PairPredictor"]
 
@@ -58,14 +58,14 @@ class PairPredictor:
 
     def __init__(self, model: str, threads: int = 1, depth_format: DepthFormat | None = None,
                  min_score: float = 0.0, strict: bool = False) -> None:
-        from ..runtime.runtime import Runtime
+        from ..runtime.core.runtime import Runtime
 
         self.runtime = Runtime.open(model, depth_format=depth_format, strict=strict,
                                     **({"threads": threads} if threads else {}))
         self.min_score = min_score
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from ..runtime.readers import read_depth, read_rgb
+        from ..runtime.core.readers import read_depth, read_rgb
 
         keys: list[str] = []
         records: list[dict[str, Any]] = []

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.errors import InputError
-from ..runtime.runtime import Runtime
+from ..runtime.core.errors import InputError
+from ..runtime.core.runtime import Runtime
 from .protocol import BATCH_REJECTED, INPUTS, MODEL_NAME, OUTPUTS, decode_request, encode_prediction
 
 __all__ = ["CalibnetInfer", "serve", "build_parser", "main"]
@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from calibnet.runtime.filecheck import file_problem
+    from calibnet.runtime.core.filecheck import file_problem
 
     logging.basicConfig(level=logging.WARNING)
     problem = file_problem(args.model)
@@ -176,7 +176,7 @@ def _main(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``calibnet-serve``; every error ends in one line (a bad model file named)."""
-    from calibnet.runtime.errors import run_cli
+    from calibnet.runtime.core.errors import run_cli
 
     return run_cli("calibnet-serve", build_parser(), _main, argv, (FileNotFoundError, ValueError),
                    files=lambda a: [a.model])

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.contract import ModelMetadata
-from ..runtime.errors import InputError
-from ..runtime.runtime import Runtime
+from ..runtime.core.contract import ModelMetadata
+from ..runtime.core.errors import InputError
+from ..runtime.core.runtime import Runtime
 from .protocol import INPUTS, OUTPUTS, decode_request
 from .server import predict_frames
 

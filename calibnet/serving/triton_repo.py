@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..runtime.contract import PLUGIN_NAME, ModelMetadata, read_metadata
+from ..runtime.core.contract import PLUGIN_NAME, ModelMetadata, read_metadata
 from .protocol import INPUTS, MODEL_NAME, OUTPUTS, TensorSpec
 from .triton_python import METADATA_FILE
 

@@ -11,7 +11,7 @@ Importing ``calibnet.training`` does not import torch; the names below load on f
                       solver=SolverOptions(base_lr=2e-4, warmup_iters=50)))
     trainer.train()
 
-The command line is ``calibnet-train`` (:mod:`calibnet.training.cli`).
+The command line is ``calibnet-train`` (:mod:`calibnet.cli.train`).
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ class SyntheticBatches:
     def scene(self, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rgb u8 [h,w,3], depth u8 [h,w], masks bool [K,h,w]) of one training scene."""
         from calibnet.data.synthetic import make_scene
-        from calibnet.runtime.resize import pil_bilinear_resize_u8, shortest_edge_size
+        from calibnet.runtime.core.resize import pil_bilinear_resize_u8, shortest_edge_size
 
         rng = np.random.default_rng(seed + 7_777_777)
         n_sal = int(rng.integers(self.n_salient[0], self.n_salient[1] + 1))

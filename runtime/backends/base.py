@@ -6,7 +6,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..contract import ModelMetadata
+from ..core.contract import ModelMetadata
 
 __all__ = ["Backend", "BackendUnavailable"]
 

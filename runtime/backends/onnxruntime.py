@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ..contract import PLUGIN_NAME, ModelMetadata, read_metadata
-from ..profiles import Profile, profiles_from_metadata
-from ..sidecar import default_cache_dir
+from ..core.contract import PLUGIN_NAME, ModelMetadata, read_metadata
+from ..core.profiles import Profile, profiles_from_metadata
+from ..core.sidecar import default_cache_dir
 from .base import BackendUnavailable
 
 __all__ = ["OnnxRuntimeBackend", "default_providers", "GPU_PROVIDERS", "ProviderSpec", "shape_option",

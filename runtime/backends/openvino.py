@@ -16,7 +16,7 @@ backend sets the hint for every model.
   lists ``BF16``, else ``f32``; :attr:`OpenVinoBackend.precision_reason` says which and why.
 
 calibnet metadata: an ONNX file's ``metadata_props``; an IR's ``rt_info`` section ``calibnet`` (one entry per
-:class:`~calibnet.runtime.contract.ModelMetadata` field, JSON values, the same encoding as ONNX), which
+:class:`~calibnet.runtime.core.contract.ModelMetadata` field, JSON values, the same encoding as ONNX), which
 :func:`read_ir_metadata` reads from the XML without OpenVINO.
 """
 
@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from ..contract import PREFIX, ModelMetadata, read_metadata
-from ..sidecar import default_cache_dir
+from ..core.contract import PREFIX, ModelMetadata, read_metadata
+from ..core.sidecar import default_cache_dir
 from .base import BackendUnavailable
 
 __all__ = ["OpenVinoBackend", "PrecisionChoice", "PrecisionMismatch", "PRECISIONS", "RT_INFO_SECTION",
@@ -62,7 +62,8 @@ class PrecisionChoice:
 
 
 def comparator_precision(precision: str) -> str:
-    """The name :func:`calibnet.runtime.compare.compare_outputs` uses for a backend precision (``f32`` -> ``fp32``)."""
+    """The name :func:`~calibnet.runtime.core.compare.compare_outputs` uses for a backend precision
+    (``f32`` -> ``fp32``)."""
     return {"f32": "fp32"}.get(precision, precision)
 
 

@@ -1,0 +1,180 @@
+"""``Runtime``: open an exported model, feed RGB-D frames, get :class:`Prediction` objects."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..backends.base import Backend, BackendUnavailable
+from .contract import ModelMetadata
+from .depth import DEFAULT_DIRECTION, DepthFormat
+from .feeds import stack_frames
+from .postprocess import decode_prediction
+from .prediction import Prediction
+from .preprocess import PreparedFrame, prepare_frame
+
+__all__ = ["Runtime", "BACKEND_BY_SUFFIX", "backend_for"]
+
+#: the backend a model file's suffix selects (the one map; a suffix not listed needs an explicit backend)
+BACKEND_BY_SUFFIX = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".pth": "torch",
+                     ".pt": "torch", ".xml": "openvino"}
+
+
+def backend_for(path: str | Path, backend: str | None = None) -> str:
+    """``backend`` if given, else the one :data:`BACKEND_BY_SUFFIX` names for ``path``'s suffix; an unknown
+    suffix is a ``ValueError`` (no guessing)."""
+    suffix = Path(path).suffix.lower()
+    if backend or suffix in BACKEND_BY_SUFFIX:
+        return backend or BACKEND_BY_SUFFIX[suffix]
+    known = ", ".join(f"{s} ({b})" for s, b in BACKEND_BY_SUFFIX.items())
+    raise ValueError(f"{path}: unknown model type {suffix or '(no suffix)'!r}: use {known} or name the backend")
+
+
+class Runtime:
+    """A CalibNet model on one backend, with the official pre- and post-processing.
+
+    ``depth_format`` says how depth maps are read (8-bit as is by default; see
+    :class:`~calibnet.runtime.core.depth.DepthFormat`; its direction defaults to the model's metadata);
+    ``strict`` turns an RGB/depth size mismatch into an :class:`InputError` instead of a resize with a warning.
+    Both can be overridden per call. :meth:`close` releases the backend (sessions, GPU buffers); a
+    ``Runtime`` is a context manager: ``with Runtime.open(path) as rt: ...``.
+    """
+
+    def __init__(self, backend: Backend, depth_format: DepthFormat | None = None, strict: bool = False) -> None:
+        self.backend = backend
+        self.metadata: ModelMetadata = backend.metadata
+        self.depth_format = self._with_model_direction(depth_format)
+        self.strict = strict
+
+    def _with_model_direction(self, fmt: DepthFormat | None) -> DepthFormat:
+        return (fmt or DepthFormat()).with_direction(self.metadata.depth_direction or DEFAULT_DIRECTION)
+
+    @classmethod
+    def open(cls, path: str | Path, backend: str | None = None, providers: list | None = None,
+             depth_format: DepthFormat | None = None, strict: bool = False, **kwargs: Any) -> Runtime:
+        """Open an exported model. The backend follows the file type (:func:`backend_for`) unless ``backend``
+        names one: ``.onnx`` -> ``onnxruntime`` (providers TensorRT > CUDA > CPU with FP16 and engine-cache
+        options, or ``providers``; ``fp16=``, ``cache_dir=``, ``threads=`` pass through), ``.engine``/``.plan``
+        -> ``tensorrt``, ``.pth``/``.pt`` (a checkpoint; ``config=`` preset or YAML, default r50) -> ``torch``;
+        ``.xml`` (OpenVINO IR) -> ``openvino`` (also ``.onnx`` with ``backend="openvino"``; ``precision=``
+        f32/bf16/int8/auto, ``threads=``, ``cache_dir=``: :class:`.backends.openvino.OpenVinoBackend`);
+        another suffix without ``backend`` is a ``ValueError``."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"model file not found: {path}")
+        kind = backend_for(path, backend)
+        be: Backend
+        if kind == "onnxruntime":
+            from ..backends.onnxruntime import OnnxRuntimeBackend
+
+            be = OnnxRuntimeBackend(path, providers=providers, **kwargs)
+        elif kind == "tensorrt":
+            try:
+                from ..backends.tensorrt import TensorRTBackend
+            except ImportError as exc:
+                raise BackendUnavailable(f"TensorRT backend unavailable: {exc}") from exc
+            be = TensorRTBackend(path, **kwargs)
+        elif kind == "torch":
+            from ..backends.torch_backend import TorchBackend
+
+            be = TorchBackend(weights=path, **kwargs)
+        elif kind == "openvino":
+            from ..backends.openvino import OpenVinoBackend
+
+            be = OpenVinoBackend(path, **kwargs)
+        else:
+            raise ValueError(f"unknown backend {kind!r} (onnxruntime, openvino, tensorrt or torch)")
+        return cls(be, depth_format=depth_format, strict=strict)
+
+    @classmethod
+    def from_model(cls, model: Any, device: str = "cpu", depth_format: DepthFormat | None = None,
+                   strict: bool = False) -> Runtime:
+        """The PyTorch reference backend around an in-memory ``calibnet.CalibNet`` (needs torch)."""
+        from ..backends.torch_backend import TorchBackend
+
+        return cls(TorchBackend(model, device=device), depth_format=depth_format, strict=strict)
+
+    def close(self) -> None:
+        """Release the backend (ONNX Runtime session, TensorRT buffers and stream, torch model)."""
+        self.backend.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def prepare(self, rgb: np.ndarray, depth: np.ndarray, bgr: bool = False, depth_format: DepthFormat | None = None,
+                strict: bool | None = None) -> PreparedFrame:
+        """Resize and pad one frame for this model (see :func:`~calibnet.runtime.core.preprocess.prepare_frame`)."""
+        m = self.metadata
+        fmt = self.depth_format if depth_format is None else self._with_model_direction(depth_format)
+        static_hw = None if m.dynamic_hw else (m.height, m.width)
+        return prepare_frame(rgb, depth, m.resize_short, m.resize_max, static_hw, m.size_divisibility, bgr,
+                             depth_format=fmt, strict=self.strict if strict is None else strict)
+
+    def predict(self, rgb: np.ndarray, depth: np.ndarray, bgr: bool = False, depth_format: DepthFormat | None = None,
+                strict: bool | None = None) -> Prediction:
+        """Salient instances of one frame; masks at the frame's size.
+
+        ``rgb``: uint8 [H,W,3] RGB (BGR with ``bgr=True``), RGBA or gray; ``depth``: [H,W] 8-bit map, 16-bit or
+        float metric depth, or disparity (``depth_format``). A frame without any instance gives an empty
+        Prediction (masks [0,H,W]). Bad frames raise :class:`~calibnet.runtime.core.errors.InputError`.
+        """
+        return self.predict_batch([rgb], [depth], bgr=bgr, depth_format=depth_format, strict=strict)[0]
+
+    def predict_batch(self, rgbs: Sequence[np.ndarray], depths: Sequence[np.ndarray], bgr: bool = False,
+                      depth_format: DepthFormat | None = None, strict: bool | None = None) -> list[Prediction]:
+        """Several frames. Frames whose padded inputs have the same shape run as one batch, up to the graph's
+        batch size (``max_batch`` for dynamic-batch graphs; a static batch is filled by repeating a frame);
+        each Prediction's ``timings["infer"]`` is its share of the batch's inference time."""
+        if len(rgbs) != len(depths):
+            raise ValueError(f"{len(rgbs)} RGB images but {len(depths)} depth maps")
+        frames: list[PreparedFrame] = []
+        pre: list[float] = []
+        for rgb, depth in zip(rgbs, depths):
+            t0 = time.perf_counter()
+            frames.append(self.prepare(rgb, depth, bgr, depth_format, strict))
+            pre.append(time.perf_counter() - t0)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, f in enumerate(frames):
+            groups.setdefault(f.rgb.shape, []).append(i)
+        m = self.metadata
+        cap = max(1, int(m.max_batch if m.dynamic_batch else m.batch))
+        results: dict[int, Prediction] = {}
+        for idx in groups.values():
+            for c in range(0, len(idx), cap):
+                chunk = idx[c:c + cap]
+                out, seconds = self._infer([frames[i] for i in chunk])
+                for b, i in enumerate(chunk):
+                    t2 = time.perf_counter()
+                    pred = self._decode(out, b, frames[i])
+                    pred.timings = {"pre": pre[i], "infer": seconds / len(chunk), "post": time.perf_counter() - t2}
+                    results[i] = pred
+        return [results[i] for i in range(len(frames))]
+
+    def stream(self, source: Any, policy: str = "all", track: Any = False, **kwargs: Any) -> Any:
+        """A pipelined iterator of ``(frame, Prediction)`` over ``source`` (reading + pre-processing,
+        inference and post-processing in three threads; ``policy`` "all" or "latest"; ``track=True`` adds
+        stable instance IDs): see :class:`calibnet.runtime.apps.stream.Stream` for sources and options."""
+        from ..apps.stream import Stream
+
+        return Stream(self, source, policy, track, **kwargs)
+
+    def _infer(self, frames: list[PreparedFrame]) -> tuple[dict[str, np.ndarray], float]:
+        """Graph outputs of prepared frames of one padded size (a static batch filled by repeating the last
+        frame) and the seconds the backend took."""
+        m = self.metadata
+        fill = [] if m.dynamic_batch else frames[-1:] * (max(1, int(m.batch)) - len(frames))
+        feeds = stack_frames(frames + fill)
+        t = time.perf_counter()
+        return self.backend.run(feeds), time.perf_counter() - t
+
+    def _decode(self, out: dict[str, np.ndarray], b: int, frame: PreparedFrame) -> Prediction:
+        """Prediction of batch item ``b`` from the graph outputs (full-output or top-k graph)."""
+        padded = (int(frame.rgb.shape[-2]), int(frame.rgb.shape[-1]))
+        return decode_prediction(out, b, padded, frame.resized_hw, frame.original_hw, self.metadata)

@@ -1,0 +1,160 @@
+"""OpenVINO backend (FP32 / BF16 / INT8 IR): precision choice, bad input, same Prediction as ONNX Runtime, no torch.
+
+The model is a tiny R18 (1-layer encoders, 10 kernels) exported at 128x192, so the file builds in seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import predict_without_torch
+
+ov = pytest.importorskip("openvino")
+
+
+from calibnet.runtime import Runtime  # noqa: E402
+from calibnet.runtime.backends.base import BackendUnavailable  # noqa: E402
+from calibnet.runtime.backends.openvino import (  # noqa: E402
+    OpenVinoBackend,
+    PrecisionMismatch,
+    choose_precision,
+    read_ir_metadata,
+    write_ir_metadata,
+)
+
+NO_BF16 = ["FP32", "INT8", "BIN", "EXPORT_IMPORT"]  # a CPU without native BF16 (e.g. AVX2-only)
+WITH_BF16 = ["BF16", "FP32", "INT8", "BIN"]
+TINY = {"decoder.num_kernels": 10, "encoder.num_layers": 1, "encoder_depth.num_layers": 1,
+        "input.min_size_test": 128, "input.max_size_test": 192}
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    pytest.importorskip("torch")
+    import calibnet
+    from calibnet.export import export_onnx
+
+    cfg = calibnet.get_config("r18").replace(**TINY)
+    path = tmp_path_factory.mktemp("ov") / "tiny.onnx"
+    return export_onnx(calibnet.build_model(cfg, quiet=True), path, height=128, width=192)
+
+
+@pytest.fixture(scope="module")
+def tiny_ir(tiny_onnx):
+    """The FP32 OpenVINO IR of the tiny model, with calibnet's metadata in rt_info."""
+    from calibnet.runtime.core.contract import read_metadata
+
+    model = ov.Core().read_model(str(tiny_onnx))
+    write_ir_metadata(model, read_metadata(tiny_onnx))
+    xml = tiny_onnx.with_name("tiny_fp32.xml")
+    ov.save_model(model, str(xml), compress_to_fp16=False)
+    return xml
+
+
+def _frame(seed: int = 0):
+    from calibnet.data.synthetic import make_scene
+
+    s = make_scene(seed=seed, height=192, width=288)
+    return s.rgb, s.depth
+
+
+def test_auto_picks_f32_without_native_bf16_and_says_so(tiny_onnx, tmp_path):
+    be = OpenVinoBackend(tiny_onnx, precision="auto", capabilities=NO_BF16, cache_dir=tmp_path / "cache")
+    assert be.precision == "f32"
+    assert "does not report native BF16" in be.precision_reason and "FP32" in be.precision_reason
+    assert be.config["INFERENCE_PRECISION_HINT"] == "f32"  # always explicit: OpenVINO defaults to BF16 on AMX
+    assert be.actual_precision == "f32"
+    assert "f32" in be.describe()
+
+
+def test_auto_picks_bf16_where_the_cpu_reports_it():
+    choice = choose_precision("auto", WITH_BF16, int8_model=False)
+    assert choice.precision == "bf16" and "BF16" in choice.reason
+    assert choose_precision("auto", NO_BF16, int8_model=True).precision == "int8"
+    assert choose_precision("F32", WITH_BF16, int8_model=False).precision == "f32"
+
+
+def test_bad_precisions_are_refused_with_a_reason(tiny_onnx):
+    with pytest.raises(ValueError, match="unknown OpenVINO precision 'fp64'.*f32, bf16, int8, auto"):
+        OpenVinoBackend(tiny_onnx, precision="fp64")
+    with pytest.raises(PrecisionMismatch, match="float model.*calibnet-export .*--int8"):
+        OpenVinoBackend(tiny_onnx, precision="int8", capabilities=WITH_BF16)
+    with pytest.raises(BackendUnavailable, match="no native BF16"):
+        OpenVinoBackend(tiny_onnx, precision="bf16", capabilities=NO_BF16)
+    with pytest.raises(PrecisionMismatch, match="INT8-quantized"):
+        choose_precision("bf16", WITH_BF16, int8_model=True)
+
+
+def test_ir_without_its_bin_is_named(tiny_ir, tmp_path):
+    lonely = tmp_path / "lonely.xml"
+    lonely.write_bytes(tiny_ir.read_bytes())
+    with pytest.raises(FileNotFoundError, match=r"lonely\.bin is missing"):
+        Runtime.open(lonely)
+    with pytest.raises(FileNotFoundError, match="model file not found"):
+        Runtime.open(tmp_path / "absent.xml")
+
+
+def test_ir_metadata_round_trip_without_openvino(tiny_onnx, tiny_ir):
+    from calibnet.runtime.core.contract import read_metadata
+
+    assert read_ir_metadata(tiny_ir) == read_metadata(tiny_onnx)
+
+
+def test_openvino_f32_gives_the_onnxruntime_prediction(tiny_onnx, tiny_ir, tmp_path):
+    rgb, depth = _frame(3)
+    ort_pred = Runtime.open(tiny_onnx).predict(rgb, depth)
+    cache = tmp_path / "cache"
+    with Runtime.open(tiny_ir, precision="f32", threads=1, cache_dir=cache) as rt:  # .xml -> openvino
+        assert rt.backend.name == "openvino" and rt.backend.config["INFERENCE_NUM_THREADS"] == 1
+        pred = rt.predict(rgb, depth)
+    assert any(cache.iterdir())  # CACHE_DIR is used
+    assert len(pred) == len(ort_pred) > 0
+    np.testing.assert_allclose(pred.scores, ort_pred.scores, atol=1e-4)
+    assert (pred.masks == ort_pred.masks).mean() > 0.999
+    onnx_ov = Runtime.open(tiny_onnx, backend="openvino", precision="f32", cache_dir="")
+    raw = onnx_ov.backend.run({"rgb": np.zeros((1, 3, 128, 192), np.float32),
+                               "depth": np.zeros((1, 1, 128, 192), np.float32),
+                               "valid_hw": np.array([[128, 192]], np.int64)})
+    assert set(raw) == {"pred_logits", "pred_scores", "pred_masks", "depth_trust"}
+
+
+def test_openvino_backend_imports_no_torch(tiny_ir):
+    res = predict_without_torch(tiny_ir, (100, 150), ", precision='auto', cache_dir=''",
+                                "print('ok', rt.backend.precision)\n")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("ok")
+
+
+def test_eval_expands_openvino_precisions(tmp_path):
+    import argparse
+
+    from calibnet.cli.eval import _model_runs
+
+    def ir(name: str, precision: str):
+        xml = tmp_path / name
+        xml.write_text(f"<net><rt_info><calibnet><precision value='\"{precision}\"'/></calibnet></rt_info></net>")
+        return xml
+
+    onnx, q, f = tmp_path / "m.onnx", ir("m_int8.xml", "int8"), ir("m.xml", "fp32")
+    args = argparse.Namespace(backend="openvino", precisions="f32,bf16")
+    assert _model_runs([onnx, q, f], args) == [(onnx, "f32"), (onnx, "bf16"), (q, "int8"), (f, "f32"), (f, "bf16")]
+    args = argparse.Namespace(backend=None, precisions="f32,bf16")
+    assert _model_runs([onnx, q], args) == [(onnx, None), (q, "int8")]
+    assert _model_runs([onnx], argparse.Namespace(backend=None, precisions=None)) == [(onnx, None)]
+
+
+def test_eval_compares_openvino_with_onnxruntime(tiny_onnx, tiny_ir, tmp_path, capsys):
+    import json
+
+    from calibnet.cli.eval import main as eval_main
+    from calibnet.data import write_synthetic_dataset
+
+    spec = write_synthetic_dataset(tmp_path / "syn", 2, seed=5, height=128, width=192)
+    rc = eval_main([str(tiny_onnx), str(tiny_ir), "--precisions", "f32",
+                    "--json", str(spec.json_file), "--image-root", str(spec.image_root), "--depth-root",
+                    str(spec.depth_root), "--out", str(tmp_path / "eval"), "--max-drop", "0.01",
+                    "--drop-metric", "AP50", "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    rows = json.loads((tmp_path / "eval" / "summary.json").read_text())["results"]
+    assert [r["backend"] for r in rows] == ["onnxruntime", "openvino-f32"]
+    assert rows[0]["AP50"] == rows[1]["AP50"]

@@ -1,0 +1,350 @@
+"""calibnet.serving: the wire protocol, calibnet-serve (PyTriton) under concurrent HTTP/gRPC clients, a generated
+Triton repository loaded by the bundled tritonserver, and Ray batch jobs (resumable) against calibnet-infer.
+
+The server and Ray tests are slow (a tiny R18 export, a Triton server, a local Ray cluster). They skip, saying
+why, when nvidia-pytriton / tritonclient / ray are not installed (``./run`` installs them: calibnet[serving] and
+``pip install --no-deps nvidia-pytriton==0.7.0``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import wait_for_lines, write_pairs
+
+from calibnet.runtime.core.depth import DepthFormat
+from calibnet.runtime.core.errors import InputError
+from calibnet.runtime.core.prediction import Prediction, masks_to_boxes
+from calibnet.serving.protocol import decode_request, encode_prediction, prediction_from_outputs
+
+TINY_YAML = """\
+MODEL:
+  RESNETS:
+    DEPTH: 18
+  CALIBNET:
+    ENCODER:
+      NUM_LAYERS: 1
+    ENCODER_DEPTH:
+      NUM_LAYERS: 1
+    DECODER:
+      NUM_KERNELS: 10
+INPUT:
+  MIN_SIZE_TEST: 64
+  MAX_SIZE_TEST: 96
+"""
+
+
+def _need(module: str, why: str):
+    return pytest.importorskip(module, reason=f"{module} is not installed ({why}; ./run installs it)")
+
+
+def _need_stub_env() -> None:
+    """The Python-backend stub's environment (calibnet.serving.stub_env: made once with pip, numpy<2)."""
+    from calibnet.serving.stub_env import stub_python_env
+
+    try:
+        stub_python_env()
+    except (subprocess.CalledProcessError, OSError) as exc:
+        pytest.skip(f"cannot make the Triton Python-backend stub's environment (pip install numpy<2 into "
+                    f"~/.cache/calibnet): {exc}")
+
+
+# ---------------------------------------------------------------- protocol (fast)
+
+
+def test_prediction_survives_the_wire():
+    rng = np.random.default_rng(0)
+    masks = rng.random((3, 20, 30)) > 0.6
+    masks[2] = False
+    pred = Prediction(masks=masks, scores=np.array([0.9, 0.5, 0.1], np.float32), boxes=masks_to_boxes(masks),
+                      depth_trust=np.array([0.7, 0.8, 0.9], np.float32), kernel_index=np.arange(3))
+    out = encode_prediction(pred)
+    assert out["masks_rle"].shape == (1, 3) and out["scores"].dtype == np.float32 and out["boxes"].shape == (1, 3, 4)
+    back = prediction_from_outputs(out)
+    np.testing.assert_array_equal(back.masks, masks)
+    np.testing.assert_array_equal(back.scores, pred.scores)
+    np.testing.assert_array_equal(back.boxes, pred.boxes)
+    assert [r["counts"] for r in back.rle()] == [r["counts"] for r in pred.rle()]
+    empty = prediction_from_outputs(encode_prediction(Prediction(np.zeros((0, 20, 30), bool), np.zeros(0, np.float32),
+                                                                 np.zeros((0, 4), np.float32), pred.depth_trust,
+                                                                 np.zeros(0, np.int64))), image_hw=(20, 30))
+    assert len(empty) == 0 and empty.image_hw == (20, 30)
+
+
+def test_requests_are_decoded_or_refused_with_a_reason():
+    rgb = np.zeros((1, 40, 50, 3), np.uint8)
+    d16 = np.full((1, 40, 50), 1200, np.uint16)
+    f = decode_request({"rgb": rgb, "depth_u16": d16}, {"depth_format": "metric", "depth_near": 300, "depth_far": 4000})
+    assert f.rgb.shape == (40, 50, 3) and f.depth.dtype == np.uint16
+    assert f.depth_format == DepthFormat("metric", 300.0, 4000.0)
+    cases = [({"rgb": rgb, "depth": np.zeros((1, 30, 50), np.uint8)}, "depth is 30x50 but rgb is 40x50"),
+             ({"depth": d16}, "exactly one RGB input"),
+             ({"rgb": rgb, "rgb_encoded": np.array([[b"x"]], object), "depth": d16}, "got rgb, rgb_encoded"),
+             ({"rgb": rgb, "depth_encoded": np.array([[b"not a png"]], object)}, "cannot decode"),
+             ({"rgb": np.zeros((2, 40, 50, 3), np.uint8), "depth": d16[:, :, :]}, "one frame per request")]
+    for inputs, message in cases:
+        with pytest.raises(InputError, match=message):
+            decode_request(inputs)
+    with pytest.raises(InputError, match="bad depth parameters"):
+        decode_request({"rgb": rgb, "depth_u16": d16}, {"depth_format": "sonar"})
+
+
+def test_serving_modules_import_without_torch():
+    from conftest import run_without_torch
+
+    res = run_without_torch(
+        "import calibnet.serving as s\n"
+        "from calibnet.serving import client, loadgen, protocol, server, stub_env, triton_python, triton_repo\n"
+        "assert callable(s.write_triton_repo) and 'torch' not in sys.modules\n"
+        "print('ok')\n", timeout=120)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr
+
+
+def test_stub_environment_puts_this_libpython_first():
+    from calibnet.serving.stub_env import libpython_dir, stub_process_env
+
+    env = stub_process_env({"LD_LIBRARY_PATH": "/usr/lib:/x", "PATH": "/bin"}, python_env=Path("/env"))
+    assert env["LD_LIBRARY_PATH"].split(":") == [libpython_dir(), "/usr/lib", "/x"]
+    assert env["PATH"].startswith("/env/bin:")
+
+
+# ---------------------------------------------------------------- shared set-up of the slow tests
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny R18 CalibNet (1-layer encoders, 10 kernels, test resize 64/96) exported with dynamic H/W and batch
+    (up to 8), and a pool of synthetic frames: six 64x96 and two 80x96 (another wire size)."""
+    pytest.importorskip("torch")
+    from calibnet.cli.export import main as export_main
+    from calibnet.data.synthetic import make_scene
+
+    d = tmp_path_factory.mktemp("serving")
+    (d / "tiny.yaml").write_text(TINY_YAML)
+    path = d / "tiny.onnx"
+    args = ["--config", str(d / "tiny.yaml"), "--onnx", str(path), "--height", "64", "--width", "96", "--dynamic",
+            "--min-hw", "64x64", "--max-hw", "96x96", "--max-batch", "8", "--no-simplify"]
+    if importlib.util.find_spec("tritonclient") is not None:  # the repository writer validates with it
+        args += ["--triton-repo", str(d / "repo_py"), "--triton-variant", "python"]
+    assert export_main(args) == 0
+    frames = [(s.rgb, s.depth) for s in (make_scene(10 + i, 64 if i < 6 else 80, 96) for i in range(8))]
+    return path, frames
+
+
+def _same(pred: Prediction, ref: Prediction) -> None:
+    assert len(pred) == len(ref)
+    np.testing.assert_allclose(pred.scores, ref.scores, atol=1e-5)
+    assert [r["counts"] for r in pred.rle()] == [r["counts"] for r in ref.rle()]
+    np.testing.assert_array_equal(pred.boxes, ref.boxes)
+    np.testing.assert_allclose(pred.depth_trust, ref.depth_trust, atol=1e-5)
+
+
+def _references(path: Path, frames):
+    from calibnet.runtime import Runtime
+
+    rt = Runtime.open(path, threads=1)
+    return [rt.predict(rgb, depth) for rgb, depth in frames]
+
+
+def _malformed(client, frames):
+    """Bad requests and the reason each must be answered with."""
+    rgb, depth = frames[0]
+    return [
+        (lambda: client.predict(rgb, depth[:32]), "depth is 32x96 but rgb is 64x96"),
+        (lambda: client.predict_encoded(b"garbage", b"\x89PNG broken"), "cannot decode"),
+        (lambda: client.infer_raw({"rgb": rgb[None].astype(np.float32), "depth": depth[None]}), "expects 'UINT8'"),
+        (lambda: client.infer_raw({"depth": depth[None]}), "exactly one RGB input"),
+    ]
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 60.0) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        pytest.fail(f"server did not stop within {timeout:.0f} s after SIGTERM:\n{out[-3000:]}")
+    return proc.returncode, out
+
+
+# ---------------------------------------------------------------- calibnet-serve (PyTriton)
+
+
+@pytest.mark.slow
+def test_calibnet_serve_under_concurrent_http_and_grpc_clients(tiny):
+    _need("pytriton", "nvidia-pytriton, the Triton server calibnet-serve runs")
+    _need("tritonclient.grpc", "tritonclient[http,grpc]")
+    from calibnet.serving.client import CalibnetClient, ServingError
+    from calibnet.serving.loadgen import run_load
+
+    _need_stub_env()
+    path, frames = tiny
+    http, grpc, metrics = _free_ports(3)
+    proc = subprocess.Popen([sys.executable, "-m", "calibnet.serving.server", str(path), "--port", str(http),
+                             "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--max-batch", "8",
+                             "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        refs = _references(path, frames)
+        with CalibnetClient(f"127.0.0.1:{http}") as c:
+            c.wait_ready(180)
+            bad_answers: list[tuple[str, str]] = []
+
+            def send_bad() -> None:  # malformed requests while the four clients run (a client per thread)
+                with CalibnetClient(f"grpc://127.0.0.1:{grpc}") as b:
+                    for call, expected in _malformed(b, frames):
+                        try:
+                            call()
+                            bad_answers.append(("no error", expected))
+                        except ServingError as exc:
+                            bad_answers.append((str(exc), expected))
+                        time.sleep(0.3)
+
+            bad = threading.Thread(target=send_bad)
+            bad.start()
+            report = run_load([f"127.0.0.1:{http}", f"grpc://127.0.0.1:{grpc}"], frames, clients=4, requests=25)
+            bad.join()
+            assert len(report.answers) == 100
+            assert [a.error for a in report.answers if a.error] == []
+            for a in report.answers:
+                _same(a.prediction, refs[a.frame])
+            assert len(bad_answers) == 4
+            for got, expected in bad_answers:
+                assert expected in got, (got, expected)
+            # still serving, on both protocols
+            assert c.is_ready()
+            _same(c.predict(*frames[1]), refs[1])
+        with CalibnetClient(f"grpc://127.0.0.1:{grpc}") as g:
+            _same(g.predict(*frames[7]), refs[7])
+    finally:
+        rc, out = _stop(proc)
+    assert rc == 0, out[-3000:]
+    assert "calibnet-serve: stopped" in out
+    sizes = [line for line in out.splitlines() if "calibnet-serve: stopping after" in line]
+    assert sizes and "largest" in sizes[0], out[-2000:]
+    largest = int(sizes[0].rsplit("largest ", 1)[1].rstrip(")"))
+    assert largest > 1, sizes[0]  # the dynamic batcher put concurrent same-size frames together
+
+
+# ---------------------------------------------------------------- generated Triton repository
+
+
+@pytest.mark.slow
+def test_triton_repo_python_variant_runs_in_the_bundled_tritonserver(tiny, tmp_path):
+    _need("pytriton", "nvidia-pytriton, which bundles tritonserver")
+    _need("tritonclient.grpc", "tritonclient[http,grpc]")
+    pytest.importorskip("onnx")
+    from calibnet.serving.client import CalibnetClient, ServingError
+    from calibnet.serving.triton_local import start_tritonserver
+    from calibnet.serving.triton_repo import RepoError, validate_triton_repo, write_triton_repo
+
+    _need_stub_env()
+    path, frames = tiny
+    # the ONNX Runtime and TensorRT variants: validated offline (config.pbtxt parsed, IO against the ONNX file)
+    ort_repo = write_triton_repo(path, tmp_path / "repo_ort", variant="onnxruntime")
+    assert validate_triton_repo(ort_repo) == []
+    trt_repo = write_triton_repo(path, tmp_path / "repo_trt", variant="tensorrt")
+    assert "model.plan is not built yet" in " ".join(validate_triton_repo(trt_repo, path))
+    assert "MultiscaleDeformableAttnPlugin_TRT" in (trt_repo / "README.md").read_text()
+    cfg = ort_repo / "calibnet_net" / "config.pbtxt"
+    cfg.write_text(cfg.read_text().replace('name: "valid_hw"', 'name: "valid_size"'))
+    with pytest.raises(RepoError, match="valid_size"):
+        validate_triton_repo(ort_repo)
+    cfg = trt_repo / "calibnet" / "config.pbtxt"
+    cfg.write_text(cfg.read_text().replace("TYPE_UINT16", "TYPE_INT16"))
+    with pytest.raises(RepoError, match="serving protocol"):
+        validate_triton_repo(trt_repo, path)
+
+    repo = path.parent / "repo_py"  # written by calibnet-export --triton-repo --triton-variant python
+    assert validate_triton_repo(repo) == []
+    assert (repo / "calibnet" / "1" / "model.onnx").read_bytes() == path.read_bytes()
+    http, grpc, metrics = _free_ports(3)
+    proc = start_tritonserver(repo, http, grpc, metrics, workdir=tmp_path / "ts", log_file=tmp_path / "ts.log")
+    try:
+        refs = _references(path, frames)
+        for url in (f"127.0.0.1:{http}", f"grpc://127.0.0.1:{grpc}"):
+            with CalibnetClient(url) as c:
+                c.wait_ready(120)
+                for i in (0, 3, 6):
+                    _same(c.predict(*frames[i]), refs[i])
+                for call, expected in _malformed(c, frames):
+                    with pytest.raises(ServingError, match=expected.replace("(", r"\(")):
+                        call()
+                assert c.is_ready()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(60)
+    assert rc == 0, (tmp_path / "ts.log").read_text()[-3000:]
+
+
+# ---------------------------------------------------------------- Ray batch jobs
+
+
+def _by_image(results):
+    out: dict[int, list] = {}
+    for r in results:
+        out.setdefault(r["image_id"], []).append(r)
+    return out
+
+
+@pytest.mark.slow
+def test_ray_batch_equals_calibnet_infer_and_resumes_after_a_kill(tiny, tmp_path):
+    _need("ray", "ray[data], for calibnet-infer --ray")
+    from calibnet.cli.infer import main as infer_main
+
+    path, _ = tiny
+    data = tmp_path / "pairs"
+    write_pairs(data, 40, seed=200)
+    assert infer_main([str(path), "--rgb-dir", str(data / "RGB"), "--depth-dir", str(data / "depth"), "--out",
+                       str(tmp_path / "infer"), "--no-overlay", "--threads", "1"]) == 0
+    expected = json.loads((tmp_path / "infer" / "results.json").read_text())
+
+    out = tmp_path / "ray"
+    cmd = [sys.executable, "-m", "calibnet.cli.infer", str(path), "--ray", "--ray-cpus", "2", "--ray-actors", "2",
+           "--ray-batch", "2", "--threads", "1", "--rgb-dir", str(data / "RGB"), "--depth-dir", str(data / "depth"),
+           "--out", str(out), "--resume"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    progress = out / "progress.jsonl"
+    wait_for_lines(proc, progress, 8, timeout=240)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray cluster it started
+    log, _ = proc.communicate()
+    first = [json.loads(line) for line in progress.read_text().splitlines() if line.strip()]
+    assert 8 <= len(first) < 40, log[-3000:]
+    assert not (out / "results.json").exists()  # killed before the merge
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-3000:]
+    assert f"resuming: {len(first)} of 40 pairs already done" in rerun.stderr
+    records = [json.loads(line) for line in progress.read_text().splitlines() if line.strip()]
+    assert [r["key"] for r in records[:len(first)]] == [r["key"] for r in first]  # kept, not redone
+    assert len(records) == 40 and len({r["key"] for r in records}) == 40  # the rest once each
+    images = json.loads((out / "images.json").read_text())
+    assert [im["id"] for im in images] == list(range(1, 41))
+    got = json.loads((out / "results.json").read_text())
+    assert json.loads((out / "errors.json").read_text()) == []
+    e, g = _by_image(expected), _by_image(got)
+    assert sorted(e) == sorted(g) == list(range(1, 41))
+    for image_id in e:
+        assert [r["segmentation"] for r in g[image_id]] == [r["segmentation"] for r in e[image_id]]
+        np.testing.assert_allclose([r["score"] for r in g[image_id]], [r["score"] for r in e[image_id]], atol=1e-5)
