@@ -1,12 +1,12 @@
-"""Set up each benchmarked backend as a :class:`calibnet.runtime.Runtime`, with an Ultralytics-style status.
+"""Set up each benchmarked row as a :class:`calibnet.runtime.Runtime`, with an Ultralytics-style status.
 
-- ``torch``: ``Runtime.from_model(model)`` -- the runtime's numpy pre/post-processing around the eager model
-  (the reference: its status is ``passed`` once it runs).
-- ``onnxruntime``: a portable ONNX export (``calibnet.export.export_onnx``, static network size), run on the
-  CPU execution provider with latency-minded session options (:func:`ort_session_options`), validated
-  against the eager model on the same prepared frame.
-- ``tensorrt``: a TensorRT-flavoured ONNX export, an FP16 engine from ``calibnet.engines.get_or_build`` and
-  ``Runtime.open(engine)``; without TensorRT or a GPU the status says ``unavailable: <reason>``.
+The rows come from the table of targets (:func:`calibnet.runtime.core.targets.bench_rows`): one per backend, or
+one per precision where a backend has several (``openvino-f32``, ``openvino-bf16``, ``openvino-int8``). A row
+runs its backend on the artifact the table names for it, made by :func:`calibnet.export.api.make_artifact` from
+the run's ONNX export (portable, or TensorRT-flavoured for an engine): the eager model itself for ``torch``
+(the reference), the portable ONNX file for ``onnxruntime`` and the OpenVINO float rows, an INT8 IR, a TensorRT
+FP16 engine. Every row but the reference is validated against the eager FP32 model by the one comparator at the
+row's precision.
 
 Status values: ``passed``, ``exported but validation failed``, ``export failed: <error>``,
 ``unavailable: <reason>``.
@@ -20,11 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 
-__all__ = ["KNOWN_BACKENDS", "PreparedBackend", "ort_session_options", "portable_onnx", "prepare_backend", "PASSED",
+from calibnet.export import ExportOptions, GraphOptions, Int8Options
+from calibnet.export.api import GRAPH_FLAVOR, make_artifact
+from calibnet.export.onnx_export import export_onnx
+from calibnet.runtime import BackendUnavailable, Runtime
+from calibnet.runtime.core.compare import ALIASES, compare_outputs
+from calibnet.runtime.core.feeds import stack_frames
+from calibnet.runtime.core.targets import IR_SUFFIX, ONNX_SUFFIX, Target, bench_rows
+
+__all__ = ["PreparedBackend", "RowOptions", "ort_session_options", "portable_onnx", "prepare_backend", "PASSED",
            "VALIDATION_FAILED"]
 
-KNOWN_BACKENDS = ("torch", "onnxruntime", "tensorrt", "openvino-f32", "openvino-bf16", "openvino-int8")
 PASSED = "passed"
 VALIDATION_FAILED = "exported but validation failed"
 
@@ -48,11 +56,24 @@ class PreparedBackend:
         return self.runtime is not None
 
 
+@dataclass(frozen=True)
+class RowOptions:
+    """How the rows are made: the network size and batch, CPU threads, where files go, the checkpoint (for the
+    reference's size), an INT8 IR to use instead of quantizing, and the bench's INT8 calibration scenes."""
+
+    workdir: Path
+    height: int
+    width: int
+    batch: int = 1
+    threads: int = 0
+    weights: str | None = None
+    int8_model: str | None = None
+    int8_calib: int = 8
+
+
 def ort_session_options(threads: int) -> Any:
     """ONNX Runtime CPU options for latency on a possibly shared machine: all graph optimizations,
     sequential execution, ``threads`` intra-op threads, one inter-op thread, no busy-wait spinning."""
-    import onnxruntime as ort
-
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -66,10 +87,7 @@ def ort_session_options(threads: int) -> Any:
 def _validated(prepared: PreparedBackend, reference_backend: Any, rgb: np.ndarray, depth: np.ndarray,
                batch: int = 1) -> PreparedBackend:
     """``prepared`` with its raw outputs checked against the eager model's on the same prepared frame (the one
-    comparator, at the backend's precision)."""
-    from calibnet.runtime.core.compare import compare_outputs
-    from calibnet.runtime.core.feeds import stack_frames
-
+    comparator, at the row's precision)."""
     feeds = stack_frames([prepared.runtime.prepare(rgb, depth)] * batch)
     report = compare_outputs(reference_backend.run(feeds), prepared.runtime.backend.run(feeds),
                              prepared.runtime.metadata, prepared.precision)
@@ -78,19 +96,18 @@ def _validated(prepared: PreparedBackend, reference_backend: Any, rgb: np.ndarra
     return prepared
 
 
-#: the portable ONNX files exported in this process, per model object
+#: the ONNX files exported in this process, per model object
 _EXPORTED: weakref.WeakKeyDictionary[Any, set[Path]] = weakref.WeakKeyDictionary()
 
 
-def portable_onnx(model: Any, workdir: Path, height: int, width: int, batch: int) -> Path:
-    """The run's portable ONNX of ``model`` at this size, which the onnxruntime and OpenVINO rows share: exported
-    once per model object, so a file another run (other weights) left in ``workdir`` is never reused."""
-    from calibnet.export import export_onnx
-
-    path = workdir / f"calibnet_{height}x{width}_b{batch}.onnx"
+def portable_onnx(model: Any, workdir: Path, height: int, width: int, batch: int, flavor: str = "portable") -> Path:
+    """The run's ONNX export of ``model`` at this size and flavour, which the rows share: exported once per model
+    object, so a file another run (other weights) left in ``workdir`` is never reused."""
+    tag = "" if flavor == "portable" else f"_{flavor}"
+    path = workdir / f"calibnet_{height}x{width}_b{batch}{tag}{ONNX_SUFFIX}"
     done = _EXPORTED.setdefault(model, set())
     if path not in done:
-        export_onnx(model, path, flavor="portable", height=height, width=width, batch=batch)
+        export_onnx(model, path, flavor=flavor, height=height, width=width, batch=batch)
         done.add(path)
     return path
 
@@ -100,80 +117,66 @@ def _short(exc: BaseException) -> str:
     return msg.split(". Install")[0][:200]
 
 
-def prepare_backend(name: str, model: Any, workdir: Path, height: int, width: int, batch: int, threads: int,
-                    rgb: np.ndarray, depth: np.ndarray, weights: str | None = None,
-                    options: dict[str, Any] | None = None) -> PreparedBackend:
-    """Export/build/open backend ``name`` for ``model`` at ``height`` x ``width`` and validate it (``options``:
-    backend-specific settings, e.g. ``int8_model``/``calib_frames`` of the OpenVINO rows)."""
-    from calibnet.runtime import Runtime
+def _size_mb(path: Path) -> float:
+    weights = path.with_suffix(".bin") if path.suffix == IR_SUFFIX else None  # an IR's weights file
+    return (path.stat().st_size + (weights.stat().st_size if weights is not None and weights.is_file() else 0)) / 1e6
 
-    if name == "torch":
-        rt = Runtime.from_model(model)
-        size = (Path(weights).stat().st_size if weights else
-                sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])) / 1e6
-        return PreparedBackend(name, PASSED, rt, Path(weights) if weights else None, size,
-                               validation={"ok": True, "reference": True},
-                               detail="eager PyTorch (reference), runtime pre/post-processing")
+
+def _reference(name: str, model: Any, weights: str | None) -> PreparedBackend:
+    size = (Path(weights).stat().st_size if weights else
+            sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])) / 1e6
+    return PreparedBackend(name, PASSED, Runtime.from_model(model), Path(weights) if weights else None, size,
+                           validation={"ok": True, "reference": True},
+                           detail="eager PyTorch (reference), runtime pre/post-processing")
+
+
+def _artifact(target: Target, precision: str, model: Any, opts: RowOptions) -> tuple[Path, str]:
+    """The file the row runs and how it was made (``BackendUnavailable`` or any export error propagate)."""
+    kind = target.artifact(precision)
+    if kind == "openvino-int8" and opts.int8_model:
+        return Path(opts.int8_model), "the given INT8 IR"
+    onnx = portable_onnx(model, opts.workdir, opts.height, opts.width, opts.batch, GRAPH_FLAVOR.get(kind, "portable"))
+    if kind == "onnx":
+        return onnx, "the run's portable ONNX export"
+    options = ExportOptions(GraphOptions(height=opts.height, width=opts.width, batch=opts.batch), fp16=True,
+                            int8=Int8Options(calib_synthetic=opts.int8_calib, force=True))
+    step = make_artifact(onnx, kind, None, options, say=lambda _: None)
+    if step.status == "unavailable":
+        raise BackendUnavailable(step.message)
+    if step.status != "done" or step.path is None:
+        raise RuntimeError(step.message)
+    return step.path, f"{kind} made by calibnet.export: {step.message}" if step.message else kind
+
+
+def _open_options(target: Target, precision: str, opts: RowOptions) -> dict[str, Any]:
+    """What the row's backend is opened with: the settings it accepts of the bench's latency-minded ones."""
+    wanted = {"threads": opts.threads, "precision": precision, "device": "cpu",
+              "session_options": ort_session_options(opts.threads), "cache_dir": opts.workdir / f"{target.name}-cache"}
+    return {k: v for k, v in wanted.items() if k in target.options and (k != "precision" or len(target.precisions) > 1)}
+
+
+def prepare_backend(name: str, model: Any, rgb: np.ndarray, depth: np.ndarray, opts: RowOptions) -> PreparedBackend:
+    """Make, open and validate bench row ``name`` (:func:`calibnet.runtime.core.targets.bench_rows`) for ``model``."""
+    rows = bench_rows()
+    if name not in rows:
+        raise ValueError(f"unknown backend {name!r} (choose from {', '.join(rows)})")
+    target, precision = rows[name]
+    named = ALIASES.get(precision, precision)  # the comparator's name of the row's precision
+    if not target.artifact(precision):
+        return _reference(name, model, opts.weights)
     reference = Runtime.from_model(model).backend
-    if name == "onnxruntime":
-        return _prepare_onnxruntime(model, workdir, height, width, batch, threads, rgb, depth, reference)
-    if name == "tensorrt":
-        return _prepare_tensorrt(model, workdir, height, width, batch, rgb, depth, reference)
-    if name.startswith("openvino-"):
-        from .openvino_rows import prepare_openvino
-
-        return prepare_openvino(name, model, workdir, height, width, batch, threads, rgb, depth, reference,
-                                **(options or {}))
-    raise ValueError(f"unknown backend {name!r} (choose from {', '.join(KNOWN_BACKENDS)})")
-
-
-def _prepare_onnxruntime(model: Any, workdir: Path, height: int, width: int, batch: int, threads: int,
-                         rgb: np.ndarray, depth: np.ndarray, reference: Any) -> PreparedBackend:
-    from calibnet.runtime import Runtime
-    from calibnet.runtime.backends.onnxruntime import OnnxRuntimeBackend
-
     try:
-        path = portable_onnx(model, workdir, height, width, batch)
+        path, how = _artifact(target, precision, model, opts)
+    except BackendUnavailable as exc:
+        return PreparedBackend(name, f"unavailable: {_short(exc)}", precision=named, detail=str(exc))
     except Exception as exc:  # an export error is a benchmark result, not a crash
-        return PreparedBackend("onnxruntime", f"export failed: {_short(exc)}", detail=repr(exc))
+        return PreparedBackend(name, f"export failed: {_short(exc)}", precision=named, detail=repr(exc))
     try:
-        import onnxruntime as ort
-
-        rt = Runtime(OnnxRuntimeBackend(path, providers=["CPUExecutionProvider"],
-                                        session_options=ort_session_options(threads)))
-    except Exception as exc:
-        return PreparedBackend("onnxruntime", f"{VALIDATION_FAILED} (session: {_short(exc)})", None, path,
-                               path.stat().st_size / 1e6, detail=repr(exc))
-    prep = PreparedBackend("onnxruntime", PASSED, rt, path, path.stat().st_size / 1e6,
-                           detail=f"ONNX Runtime {ort.__version__} CPU, portable ONNX (GridSample MSDA), "
-                                  f"{threads} intra-op threads, no spinning")
-    return _validated(prep, reference, rgb, depth, batch)
-
-
-def _prepare_tensorrt(model: Any, workdir: Path, height: int, width: int, batch: int, rgb: np.ndarray,
-                      depth: np.ndarray, reference: Any) -> PreparedBackend:
-    from calibnet.engines import TensorRTUnavailable, get_or_build, require_tensorrt
-    from calibnet.export import export_onnx
-    from calibnet.runtime import Runtime
-    from calibnet.runtime.backends.base import BackendUnavailable
-
-    try:
-        require_tensorrt("the tensorrt benchmark backend")
-    except TensorRTUnavailable as exc:
-        return PreparedBackend("tensorrt", f"unavailable: {_short(exc)}", precision="fp16", detail=str(exc))
-    path = workdir / f"calibnet_{height}x{width}_b{batch}_trt.onnx"
-    try:
-        export_onnx(model, path, flavor="tensorrt", height=height, width=width, batch=batch)
-    except Exception as exc:
-        return PreparedBackend("tensorrt", f"export failed: {_short(exc)}", precision="fp16", detail=repr(exc))
-    try:
-        engine = get_or_build(path, cache_dir=workdir / "engines", fp16=True)
-        rt = Runtime.open(engine)
-    except (TensorRTUnavailable, BackendUnavailable) as exc:
-        return PreparedBackend("tensorrt", f"unavailable: {_short(exc)}", precision="fp16", detail=str(exc))
-    except Exception as exc:
-        return PreparedBackend("tensorrt", f"export failed: engine build: {_short(exc)}", precision="fp16",
-                               detail=repr(exc))
-    prep = PreparedBackend("tensorrt", PASSED, rt, Path(engine), Path(engine).stat().st_size / 1e6, "fp16",
-                           detail="TensorRT FP16 engine (calibnet.engines.get_or_build)")
-    return _validated(prep, reference, rgb, depth, batch)
+        rt = Runtime.open(path, backend=target.name, **_open_options(target, precision, opts))
+    except (BackendUnavailable, ValueError) as exc:
+        return PreparedBackend(name, f"unavailable: {_short(exc)}", None, path, _size_mb(path), named,
+                               detail=str(exc))
+    describe = getattr(rt.backend, "describe", None)
+    detail = f"{describe() if describe else target.summary}; {how}; {opts.threads or 'default'} threads"
+    prep = PreparedBackend(name, PASSED, rt, path, _size_mb(path), named, detail=detail)
+    return _validated(prep, reference, rgb, depth, opts.batch)

@@ -13,17 +13,22 @@ Runtime FP32. Latency: inference only (``backend.run``), rounds interleaved with
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["main", "run_splits", "npz_feeds"]
+from calibnet.export.openvino_int8 import parse_keep_float, quantize_int8, synthetic_calibration_feeds
+from calibnet.runtime import Runtime
+from calibnet.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from calibnet.runtime.backends.openvino import OpenVinoBackend
+from calibnet.runtime.core.compare import compare_outputs
+from calibnet.runtime.core.targets import IR_SUFFIX
+
+from .cpu_facts import cpu_isa
+
+__all__ = ["run_splits", "npz_feeds", "parse_split"]
 
 
 def npz_feeds(path: str | Path, height: int, width: int) -> dict[str, np.ndarray]:
@@ -38,8 +43,7 @@ def npz_feeds(path: str | Path, height: int, width: int) -> dict[str, np.ndarray
     return {"rgb": rgb, "depth": depth, "valid_hw": np.array([[h, w]], np.int64)}
 
 
-def _split(text: str) -> tuple[tuple[str, ...], bool]:
-    from calibnet.export.openvino_int8 import parse_keep_float
+def parse_split(text: str) -> tuple[tuple[str, ...], bool]:
 
     name, _, flag = text.partition(":")
     return parse_keep_float(name.replace("+", ",")), flag == "transformer"
@@ -48,14 +52,8 @@ def _split(text: str) -> tuple[tuple[str, ...], bool]:
 def run_splits(onnx: str | Path, splits: list[str], calib: int, iters: int, threads: int,
                reference_npz: str | None, workdir: Path, say: Any = print) -> dict[str, Any]:
     """Quantize, compare and time every split; returns the JSON document."""
-    from calibnet.export.openvino_int8 import quantize_int8, synthetic_calibration_feeds
-    from calibnet.runtime import Runtime
-    from calibnet.runtime.backends.onnxruntime import OnnxRuntimeBackend
-    from calibnet.runtime.backends.openvino import OpenVinoBackend
-    from calibnet.runtime.core.compare import compare_outputs
 
     from .backends import ort_session_options
-    from .openvino_rows import cpu_isa
 
     with Runtime.open(onnx, backend="openvino", precision="f32", threads=threads, cache_dir="") as rt:
         meta = rt.metadata
@@ -72,9 +70,9 @@ def run_splits(onnx: str | Path, splits: list[str], calib: int, iters: int, thre
         say(f"openvino-bf16 left out: {exc}")
     quant: dict[str, Any] = {}
     for text in splits:
-        keep, transformer = _split(text)
+        keep, transformer = parse_split(text)
         t0 = time.perf_counter()
-        res = quantize_int8(onnx, workdir / f"int8_{len(quant)}.xml", cal, [feeds], keep_float=keep,
+        res = quantize_int8(onnx, workdir / f"int8_{len(quant)}{IR_SUFFIX}", cal, [feeds], keep_float=keep,
                             transformer=transformer, force=True, threads=threads)
         quant[text] = {"keep_float": list(keep), "transformer": transformer, "quantize_s": time.perf_counter() - t0}
         backends[f"int8[{text}]"] = OpenVinoBackend(res.path, "int8", threads=threads, cache_dir="")
@@ -104,38 +102,7 @@ def run_splits(onnx: str | Path, splits: list[str], calib: int, iters: int, thre
             "comparison_input": reference_npz or "synthetic scene seed 9000", "cpu_isa": cpu_isa(), "rows": rows}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: prints one line per row (median ms, speed-up vs ONNX Runtime, mask agreement)."""
-    p = argparse.ArgumentParser(prog="python -m calibnet.benchmarks.int8_splits", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("onnx", help="a static portable ONNX export")
-    p.add_argument("--splits", default="none,msda+softmax_layernorm+kernel_branch",
-                   help="comma-separated splits (groups joined by +, none, optional :transformer)")
-    p.add_argument("--calib", type=int, default=8, help="synthetic calibration scenes (8)")
-    p.add_argument("--iters", type=int, default=5, help="timed rounds (5)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (2)")
-    p.add_argument("--reference-npz", default=None, help="comparison input (net_rgb_u8/net_depth_u8)")
-    p.add_argument("--json", default=None, help="write the results here")
-    p.add_argument("--workdir", default=None, help="keep the INT8 IRs here (default: a temporary folder)")
-    args = p.parse_args(argv)
-    try:
-        for s in args.splits.split(","):
-            _split(s)
-    except ValueError as exc:
-        print(f"int8_splits: error: {exc}", file=sys.stderr)
-        return 2
-    with tempfile.TemporaryDirectory(prefix="calibnet-int8-") as tmp:
-        workdir = Path(args.workdir or tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        doc = run_splits(args.onnx, args.splits.split(","), args.calib, args.iters, args.threads, args.reference_npz,
-                         workdir, lambda m: print(m, file=sys.stderr, flush=True))
-    for name, r in doc["rows"].items():
-        print(f"{name:<48} {r['median_ms']:9.1f} ms  {r['speedup_vs_onnxruntime']:5.2f}x ORT  "
-              f"mask agreement {100 * r['mask_agreement']:.2f}%")
-    if args.json:
-        Path(args.json).write_text(json.dumps(doc, indent=1))
-    return 0
-
-
 if __name__ == "__main__":
+    from calibnet.cli.int8_splits import main
+
     raise SystemExit(main())

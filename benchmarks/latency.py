@@ -11,9 +11,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from calibnet.runtime.apps.stream import percentiles as ms_percentiles
+from calibnet.runtime.core.stats import percentiles
 
-__all__ = ["STAGES", "Timed", "RuntimePath", "StageTimes", "interleave", "percentiles"]
+__all__ = ["STAGES", "Timed", "RuntimePath", "StageTimes", "interleave"]
 
 STAGES = ("pre", "infer", "post", "e2e")
 
@@ -59,13 +59,6 @@ class StageTimes:
     def summary_ms(self) -> dict[str, dict[str, float]]:
         """``{stage: {"p50", "p90", "p99", "mean"}}`` in milliseconds."""
         return {s: percentiles(v) for s, v in self.samples.items()}
-
-
-def percentiles(seconds: Sequence[float]) -> dict[str, float]:
-    """p50/p90/p99 and mean of a sample in milliseconds (linear interpolation between order statistics)."""
-    if not len(seconds):
-        raise ValueError("no samples")
-    return ms_percentiles(seconds)
 
 
 def interleave(paths: Sequence[Timed], warmup: int, iters: int,

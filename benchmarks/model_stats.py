@@ -18,6 +18,7 @@ from typing import Any
 from torch import nn
 
 from calibnet.params import count_parameters
+from calibnet.runtime.core.resize import shortest_edge_size
 
 from .flops import MacCount, count_model_macs
 
@@ -81,7 +82,6 @@ DATASET_FRAMES: tuple[tuple[str, int, int], ...] = (
 def padded_network_size(h: int, w: int, short: int, max_size: int, divisor: int = 32
                         ) -> tuple[tuple[int, int], tuple[int, int]]:
     """(resized (h, w), padded (H, W)) of a frame under the official ResizeShortestEdge + pad."""
-    from calibnet.runtime.core.resize import shortest_edge_size
 
     rh, rw = shortest_edge_size(h, w, short, max_size)
     return (rh, rw), (-(-rh // divisor) * divisor, -(-rw // divisor) * divisor)

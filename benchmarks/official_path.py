@@ -26,7 +26,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
+
+from calibnet.runtime.core.resize import shortest_edge_size
+
+from .official_postprocess import official_inference
 
 __all__ = ["OfficialFrame", "official_preprocess", "forward_normalized", "OfficialStylePath"]
 
@@ -46,7 +51,6 @@ class OfficialFrame:
 
 
 def _pil_resize(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
 
     if img.shape[:2] == hw:
         return img
@@ -66,7 +70,6 @@ def _pad_batch(tensors: Sequence[torch.Tensor], divisor: int) -> torch.Tensor:
 def official_preprocess(rgbs: Sequence[np.ndarray], depths: Sequence[np.ndarray], short: int, max_size: int,
                         pixel_mean: Sequence[float], pixel_std: Sequence[float], divisor: int = 32) -> OfficialFrame:
     """Resize (Pillow), convert, normalize and pad RGB uint8 [H,W,3] frames and uint8 [H,W] depth maps."""
-    from calibnet.runtime.core.resize import shortest_edge_size
 
     mean = torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1)
     std = torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1)
@@ -101,7 +104,6 @@ class OfficialStylePath:
     name = "official"
 
     def __init__(self, model: nn.Module, rgbs: Sequence[np.ndarray], depths: Sequence[np.ndarray]) -> None:
-        from .official_postprocess import official_inference
 
         self.model = model.eval()
         cfg: Any = model.cfg

@@ -24,18 +24,17 @@ Exit status 1 when some case's outputs differ beyond the tolerance.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+import calibnet
+from calibnet.data.synthetic import make_scene
+from calibnet.runtime.backends.torch_backend import TorchBackend
 from calibnet.runtime.core.contract import OUTPUT_NAMES, ModelMetadata
 from calibnet.runtime.core.feeds import stack_frames
 from calibnet.runtime.core.postprocess import decode_prediction
@@ -43,7 +42,9 @@ from calibnet.runtime.core.prediction import Prediction
 from calibnet.runtime.core.preprocess import prepare_frame
 from calibnet.runtime.core.resize import shortest_edge_size
 
-__all__ = ["RawCase", "blob_case", "forward_case", "compare", "run_case", "main", "SCORE_TOL", "PIXEL_TOL"]
+from .official_postprocess import official_inference
+
+__all__ = ["RawCase", "blob_case", "forward_case", "compare", "run_case", "format_results", "SCORE_TOL", "PIXEL_TOL"]
 
 SCORE_TOL = 1e-5
 PIXEL_TOL = 1e-3  # share of mask pixels that may differ (interpolation ties)
@@ -89,9 +90,6 @@ def blob_case(name: str, height: int, width: int, kept: int, kernels: int = 50, 
 def forward_case(config: str, height: int, width: int, weights: str | None = None, seed: int = 0,
                  name: str | None = None) -> RawCase:
     """Raw outputs of the real model (torch, eager) on a synthetic RGB-D scene of ``height`` x ``width``."""
-    import calibnet
-    from calibnet.data.synthetic import make_scene
-    from calibnet.runtime.backends.torch_backend import TorchBackend
 
     model = calibnet.build_model(config, weights, seed=seed, quiet=True)
     scene = make_scene(seed, height, width)
@@ -114,7 +112,6 @@ def runtime_post(case: RawCase, meta: ModelMetadata) -> Prediction:
 
 def official_post(case: RawCase, meta: ModelMetadata, tensors: tuple[Any, Any, Any]) -> dict[str, Any]:
     """The official post-processing (torch) of one case; ``tensors`` = the raw outputs as torch tensors."""
-    from .official_postprocess import official_inference
 
     return official_inference(*tensors, [case.resized_hw], [case.original_hw], case.padded_hw,
                               cls_threshold=meta.cls_threshold, mask_threshold=meta.mask_threshold,
@@ -199,7 +196,8 @@ def run_case(case: RawCase, iters: int = 50, warmup: int = 3, meta: ModelMetadat
                       runtime_cpu_ms=med(rt_t, 1), official_cpu_ms=med(off_t, 1), check=check)
 
 
-def _table(results: list[CaseResult]) -> str:
+def format_results(results: list[CaseResult]) -> str:
+    """The terminal table of :func:`run_case` results."""
     head = (f"{'case':14s} {'frame':>9s} {'network':>9s} {'kept':>4s} {'runtime ms':>10s} {'official ms':>11s} "
             f"{'speed-up':>8s} {'(best)':>7s} {'(cpu)':>7s} {'pre ms':>7s} {'max |ds|':>9s} {'px diff':>8s}  outputs")
     lines = [head, "-" * len(head)]
@@ -217,52 +215,7 @@ def _table(results: list[CaseResult]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m calibnet.benchmarks.postprocess_bench``."""
-    p = argparse.ArgumentParser(prog="python -m calibnet.benchmarks.postprocess_bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="r50", help="model preset or YAML for the forward case (default r50)")
-    p.add_argument("--weights", help="checkpoint for the forward case (default: deterministic weights)")
-    p.add_argument("--height", type=int, default=375, help="frame height (default 375)")
-    p.add_argument("--width", type=int, default=500, help="frame width (default 500)")
-    p.add_argument("--iters", type=int, default=50, help="timed iterations per case (default 50)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed iterations first (default 3)")
-    p.add_argument("--threads", type=int, default=0,
-                   help="threads for torch and OpenCV alike (default: each library's choice)")
-    p.add_argument("--no-forward", action="store_true", help="synthetic cases only (no model forward)")
-    p.add_argument("--json", help="write the results here")
-    args = p.parse_args(argv)
-    if min(args.height, args.width) < 32 or args.iters < 1:
-        print("postprocess_bench: error: frame sides must be >= 32 and --iters >= 1", file=sys.stderr)
-        return 2
-    try:
-        import cv2
-        import torch
-    except ImportError as exc:
-        print(f"postprocess_bench: error: the baseline needs torch ({exc})", file=sys.stderr)
-        return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-        cv2.setNumThreads(args.threads)
-    cases = [] if args.no_forward else [forward_case(args.config, args.height, args.width, args.weights)]
-    cases += [blob_case("blobs-50", args.height, args.width, 50, seed=1),
-              blob_case("blobs-10", args.height, args.width, 10, seed=2)]
-    results = [run_case(c, args.iters, args.warmup) for c in cases]
-    print(f"post-processing per frame, median wall time of {args.iters} interleaved iterations; speed-up = "
-          f"official / runtime (best: of the fastest iterations; cpu: of the process CPU time, all threads); "
-          f"torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), "
-          f"numpy {np.__version__}")
-    print(_table(results))
-    for r in results:
-        if r.pre_ms is not None:
-            print(f"{r.case}: runtime pre + post = {r.pre_ms + r.runtime_ms:.1f} ms per {r.frame_hw[0]}x"
-                  f"{r.frame_hw[1]} frame ({r.kept} instances)")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=1))
-    return 0 if all(r.check["identical"] for r in results) else 1
-
-
 if __name__ == "__main__":
+    from calibnet.cli.postprocess_bench import main
+
     raise SystemExit(main())

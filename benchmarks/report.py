@@ -8,7 +8,8 @@ from typing import Any
 
 from .model_stats import BACKBONE_TABLE, OFFICIAL_GMACS, PAPER
 
-__all__ = ["backend_entry", "format_report", "compare_paper_rows", "backbone_table_rows", "plot_stages", "BASELINE"]
+__all__ = ["backend_entry", "format_report", "compare_paper_rows", "backbone_table_rows", "plot_stages", "BASELINE",
+           "add_speedups_vs"]
 
 BASELINE = "official"
 _LABEL = {BASELINE: "official (baseline)"}
@@ -214,3 +215,17 @@ def plot_stages(doc: dict[str, Any], path: str | Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def add_speedups_vs(backends: dict[str, dict[str, Any]], reference: str = "onnxruntime") -> None:
+    """Add ``speedup_vs_<reference>`` (end to end p50) and ``infer_speedup_vs_<reference>`` (inference p50) to
+    every timed row when the reference row was timed."""
+    ref = backends.get(reference) or {}
+    if not ref.get("e2e_ms"):
+        return
+    for entry in backends.values():
+        if not entry.get("e2e_ms"):
+            continue
+        entry[f"speedup_vs_{reference}"] = ref["e2e_ms"]["p50"] / entry["e2e_ms"]["p50"]
+        entry[f"infer_speedup_vs_{reference}"] = (ref["stages_ms"]["infer"]["p50"] /
+                                                 entry["stages_ms"]["infer"]["p50"])

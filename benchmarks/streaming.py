@@ -17,20 +17,50 @@ set of synthetic scenes), the process RSS sampled every 100 frames; reports RSS 
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
+import resource
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
-from calibnet.runtime.apps.stream import percentiles
+import calibnet
+from calibnet.data.synthetic import make_scene
+from calibnet.runtime import Runtime
+from calibnet.runtime.apps.sources import match_pairs
+from calibnet.runtime.core.readers import read_depth, read_rgb
+from calibnet.runtime.core.stats import percentiles
+from calibnet.runtime.core.targets import ONNX_SUFFIX
 
-__all__ = ["latest_vs_all", "rss_bytes", "run_streaming", "sequential_vs_stream", "soak", "write_pairs"]
+__all__ = ["StreamBenchOptions", "latest_vs_all", "rss_bytes", "run_streaming", "sequential_vs_stream", "soak",
+           "write_pairs"]
+
+
+@dataclass(frozen=True)
+class StreamBenchOptions:
+    """The streaming / soak measurements of one run: the model (an exported file, or a config exported at the
+    network size), threads, the frame size, where files go, and what to measure."""
+
+    model: str | None = None
+    config: str | None = None
+    weights: str | None = None
+    height: int = 320
+    width: int = 480
+    threads: int = 2
+    frame: tuple[int, int] | None = None
+    workdir: str | None = None
+    stream: bool = False
+    stream_frames: int = 100
+    iters: int = 10
+    speedup: float = 5.0
+    soak: int = 0
+    soak_warmup: int = 200
 
 
 def rss_bytes() -> int:
@@ -39,16 +69,13 @@ def rss_bytes() -> int:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError):
-        import resource
 
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def write_pairs(folder: Path, n: int, hw: tuple[int, int], seed: int = 0) -> tuple[Path, Path]:
     """``n`` synthetic scenes as ``RGB/<i>.jpg`` + ``depth/<i>.png``; returns the two folders."""
-    import cv2
 
-    from calibnet.data.synthetic import make_scene
 
     rgb_dir, depth_dir = folder / "RGB", folder / "depth"
     rgb_dir.mkdir(parents=True, exist_ok=True)
@@ -61,8 +88,6 @@ def write_pairs(folder: Path, n: int, hw: tuple[int, int], seed: int = 0) -> tup
 
 
 def _sequential(rt: Any, rgb_dir: Path, depth_dir: Path) -> float:
-    from calibnet.runtime.apps.sources import match_pairs
-    from calibnet.runtime.core.readers import read_depth, read_rgb
 
     pairs = match_pairs(rgb_dir, depth_dir)
     t0 = time.perf_counter()
@@ -160,20 +185,17 @@ def soak(rt: Any, frames: list[tuple[np.ndarray, np.ndarray]], n: int, warmup: i
     return out
 
 
-def _model_path(args: argparse.Namespace, workdir: Path) -> Path:
+def _model_path(args: StreamBenchOptions, workdir: Path) -> Path:
     if args.model:
         return Path(args.model)
-    import calibnet
     from calibnet.export import export_onnx
 
     model = calibnet.build_model(args.config, args.weights, quiet=True)
-    return export_onnx(model, workdir / "stream.onnx", height=args.height, width=args.width)
+    return export_onnx(model, workdir / f"stream{ONNX_SUFFIX}", height=args.height, width=args.width)
 
 
-def run_streaming(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
+def run_streaming(args: StreamBenchOptions, say: Callable[[str], None]) -> dict[str, Any]:
     """The ``--stream`` / ``--soak`` part of calibnet-bench; returns its JSON document."""
-    from calibnet.data.synthetic import make_scene
-    from calibnet.runtime import Runtime
 
     doc: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="calibnet-bench-stream-") as tmp:

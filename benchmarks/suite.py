@@ -1,26 +1,64 @@
 """The measurements of one ``calibnet-bench`` run, assembled into its JSON document.
 
 :func:`run_benchmark` builds the model, counts parameters and MACs, measures the SGEMM peak, prepares each
-backend (export, validation), times them interleaved with the official-style path and, with ``--accuracy``,
-evaluates mask AP per backend; the command line (:mod:`.cli`) parses, checks and prints.
+row (export, validation: :mod:`.backends`), times them interleaved with the official-style path and, with a
+data set, evaluates mask AP per row; the command line (:mod:`calibnet.cli.bench`) parses, checks and prints.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import platform
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BenchError", "dataset_spec", "run_benchmark"]
+import numpy as np
+from tqdm import tqdm
+
+import calibnet
+from calibnet.config import ConfigError, get_config
+from calibnet.data.synthetic import make_scene
+from calibnet.evaluation import run_eval
+
+from .cpu_facts import openvino_facts
+from .latency import RuntimePath, interleave
+from .sgemm import measure_sgemm
+
+__all__ = ["BenchError", "BenchOptions", "run_benchmark"]
 
 
-class BenchError(Exception):
-    """A user error: printed as one line, exit code 2."""
+class BenchError(ValueError):
+    """A benchmark that cannot be run as asked (a bad size, frame or checkpoint); the message says why."""
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """One ``calibnet-bench`` run: the model, the rows (:func:`calibnet.runtime.core.targets.bench_rows` names),
+    the network size and batch, the timing rounds and threads, the frame (default: the size that resizes to the
+    network size), a data set for mask AP, where files go, and the extras of the INT8 row."""
+
+    config: str
+    weights: str | None = None
+    backends: tuple[str, ...] = ("torch", "onnxruntime")
+    height: int = 320
+    width: int = 480
+    frame: tuple[int, int] | None = None
+    batch: int = 1
+    warmup: int = 2
+    iters: int = 10
+    threads: int = 2
+    accuracy: Any = None  # a calibnet.data.DatasetSpec
+    accuracy_limit: int | None = None
+    workdir: str | None = None
+    sgemm_size: int = 2048
+    dataset_sizes: bool = True
+    quiet: bool = False
+    int8_model: str | None = None
+    int8_calib: int = 8
 
 
 def _cpu_name() -> str:
@@ -41,7 +79,6 @@ def _loadavg() -> list[float] | None:
 
 
 def _config(name: str, height: int, width: int) -> tuple[Any, str]:
-    from calibnet.config import ConfigError, get_config
 
     try:
         cfg = get_config(name)
@@ -60,19 +97,8 @@ def _say(msg: str, quiet: bool) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def dataset_spec(args: argparse.Namespace) -> Any:
-    """The :class:`calibnet.data.DatasetSpec` that ``--accuracy`` names (checked: files and folders exist)."""
-    from calibnet.data import DatasetError, resolve_dataset
-
-    try:
-        return resolve_dataset(args.accuracy, args.data_root, args.image_root, args.depth_root)
-    except DatasetError as exc:
-        raise BenchError(f"--accuracy: {exc}") from exc
-
-
-def _accuracy(args: argparse.Namespace, spec: Any, prepared: list[Any]) -> dict[str, Any]:
+def _accuracy(args: BenchOptions, spec: Any, prepared: list[Any]) -> dict[str, Any]:
     """Mask AP (percent) per runnable backend via :func:`calibnet.evaluation.run_eval`."""
-    from calibnet.evaluation import run_eval
 
     out: dict[str, Any] = {"dataset": spec.name, "limit": args.accuracy_limit, "backends": {}}
     for p in prepared:
@@ -83,29 +109,19 @@ def _accuracy(args: argparse.Namespace, spec: Any, prepared: list[Any]) -> dict[
     return out
 
 
-def run_benchmark(args: argparse.Namespace, backends: list[str]) -> dict[str, Any]:
-    """Measure ``backends`` as the parsed ``calibnet-bench`` arguments say; returns the JSON document."""
-    import numpy as np
+def run_benchmark(args: BenchOptions) -> dict[str, Any]:
+    """Measure ``args.backends`` as ``args`` say; returns the JSON document."""
     import onnxruntime as ort
     import torch
-    from tqdm import tqdm
 
-    import calibnet
-    from calibnet.data.synthetic import make_scene
-
-    from .backends import prepare_backend
+    from .backends import RowOptions, prepare_backend
     from .flops import count_model_macs
-    from .latency import RuntimePath, interleave
     from .model_stats import model_stats, padded_network_size
     from .official_path import OfficialStylePath
-    from .openvino_rows import add_speedups_vs, openvino_facts
-    from .report import BASELINE, backend_entry
-    from .sgemm import measure_sgemm
+    from .report import BASELINE, add_speedups_vs, backend_entry
 
-    options = {"openvino-int8": {"int8_model": getattr(args, "int8_model", None),
-                                 "calib_frames": getattr(args, "int8_calib", 8)}}
     quiet = args.quiet
-    spec = dataset_spec(args) if args.accuracy else None  # fail early on a bad data set
+    spec = args.accuracy
     load_start = _loadavg()
     torch.set_num_threads(args.threads)
     cfg, resize_note = _config(args.config, args.height, args.width)
@@ -124,7 +140,7 @@ def run_benchmark(args: argparse.Namespace, backends: list[str]) -> dict[str, An
     rgbs, depths = [s.rgb for s in scenes], [s.depth for s in scenes]
 
     _say("counting parameters and MACs", quiet)
-    stats = model_stats(model, args.height, args.width, dataset_sizes=not args.no_dataset_sizes)
+    stats = model_stats(model, args.height, args.width, dataset_sizes=args.dataset_sizes)
     _say(f"measuring the SGEMM peak ({args.sgemm_size}x{args.sgemm_size} float32)", quiet)
     sgemm = measure_sgemm(args.sgemm_size, args.threads)
 
@@ -132,11 +148,12 @@ def run_benchmark(args: argparse.Namespace, backends: list[str]) -> dict[str, An
     with tempfile.TemporaryDirectory(prefix="calibnet-bench-") as tmp, contextlib.ExitStack() as opened:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
+        rows = RowOptions(workdir, args.height, args.width, args.batch, args.threads, args.weights, args.int8_model,
+                          args.int8_calib)
         prepared = []
-        for name in backends:
+        for name in args.backends:
             _say(f"preparing backend {name}", quiet)
-            prepared.append(prepare_backend(name, model, workdir, args.height, args.width, args.batch,
-                                            args.threads, rgbs[0], depths[0], args.weights, options.get(name)))
+            prepared.append(prepare_backend(name, model, rgbs[0], depths[0], rows))
             if prepared[-1].runnable:
                 opened.enter_context(prepared[-1].runtime)
             _say(f"  {name}: {prepared[-1].status}", quiet)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_checkpoint
-from .config import CalibNetConfig, get_config
+from .config import DEFAULT_PRESET, CalibNetConfig, get_config
 from .modeling import CalibNet
 
 __all__ = ["build_model", "DETERMINISTIC_WEIGHTS_NOTE"]
@@ -20,14 +20,14 @@ DETERMINISTIC_WEIGHTS_NOTE = (
 )
 
 
-def build_model(config: str | Path | CalibNetConfig = "r50", weights: str | Path | None = None, seed: int = 0,
+def build_model(config: str | Path | CalibNetConfig | None = None, weights: str | Path | None = None, seed: int = 0,
                 eval_mode: bool = True, quiet: bool = False) -> CalibNet:
-    """A CalibNet for ``config`` (preset name, official YAML or config object).
+    """A CalibNet for ``config`` (preset name, official YAML or config object; default :data:`DEFAULT_PRESET`).
 
     With ``weights`` the checkpoint is loaded strictly; without, the model is initialized
     deterministically from ``seed`` and a loud note is printed to stderr (unless ``quiet``).
     """
-    cfg = config if isinstance(config, CalibNetConfig) else get_config(config)
+    cfg = config if isinstance(config, CalibNetConfig) else get_config(config or DEFAULT_PRESET)
     if weights is None:
         state = torch.random.get_rng_state()
         torch.manual_seed(seed)

@@ -14,7 +14,7 @@ from torch import nn
 __all__ = ["CheckpointMismatchError", "load_checkpoint", "read_state_dict", "save_checkpoint"]
 
 
-class CheckpointMismatchError(RuntimeError):
+class CheckpointMismatchError(ValueError):
     """The checkpoint's tensors do not match the model: lists missing, unexpected and wrong-shape keys."""
 
     def __init__(self, path: str, missing: list[str], unexpected: list[str],

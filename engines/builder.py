@@ -21,12 +21,22 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..runtime.backends.cuda_buffers import query_gpu
 from ..runtime.backends.tensorrt import dims_tuple, dtype_name, load_plugins
 from ..runtime.backends.tensorrt_deps import TensorRTUnavailable, require_tensorrt, tensorrt_major
-from ..runtime.core.contract import PLUGIN_NAME, ModelMetadata, read_metadata
+from ..runtime.core.contract import PLUGIN_NAME, ModelMetadata
 from ..runtime.core.profiles import Profile, profiles_from_json, profiles_from_metadata, profiles_to_json
 from ..runtime.core.sidecar import EngineSidecar, GpuInfo, IOTensor, file_sha256, write_sidecar
-from .fp16 import Pattern, compile_patterns, convert_to_fp16, fp32_patterns, node_matches, pattern_strings
+from ..runtime.core.targets import read_metadata
+from .fp16 import (
+    Pattern,
+    compile_patterns,
+    convert_to_fp16,
+    fp32_patterns,
+    matching_nodes,
+    node_matches,
+    pattern_strings,
+)
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -73,7 +83,6 @@ def choose_fp16_path(trt_version: str, fp16: bool, requested: str = "auto") -> s
 
 def current_gpu() -> GpuInfo:
     """The GPU this process builds on (name, compute capability); "unknown" fields without a query tool."""
-    from ..runtime.backends.cuda_buffers import query_gpu
 
     info = query_gpu()
     return GpuInfo(*info) if info else GpuInfo("unknown", "unknown")
@@ -121,7 +130,6 @@ def _mark_fp32_layers(network: trt.INetworkDefinition, model: Any, patterns: Seq
     weak typing); returns their names."""
     import tensorrt as trt
 
-    from .fp16 import matching_nodes
 
     compiled = compile_patterns(patterns)
     by_type = {"LayerNormalization": trt.LayerType.NORMALIZATION, "GroupNormalization": trt.LayerType.NORMALIZATION,

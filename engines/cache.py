@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ..runtime.backends import tensorrt_deps
-from ..runtime.core.contract import read_metadata
 from ..runtime.core.profiles import Profile, profiles_from_json, profiles_from_metadata, profiles_to_json
 from ..runtime.core.sidecar import EngineSidecar, GpuInfo, default_cache_dir, file_sha256, read_sidecar
+from ..runtime.core.targets import ENGINE_SUFFIX, read_metadata
+from . import builder as engine_builder  # its functions looked up at call time (tests replace current_gpu)
 from .fp16 import fp32_patterns, pattern_strings
 
 __all__ = ["CacheKey", "cache_mismatches", "find_cached", "engine_filename", "get_or_build"]
@@ -72,9 +73,9 @@ def cache_mismatches(sidecar: EngineSidecar, key: CacheKey) -> list[str]:
 
 
 def engine_filename(onnx_path: str | os.PathLike[str], key: CacheKey) -> str:
-    """``<onnx stem>.<precision>.<gpu>.trt<version>.<digest>.engine`` (filesystem-safe)."""
+    """``<onnx stem>.<precision>.<gpu>.trt<version>.<digest>`` + the engine suffix (filesystem-safe)."""
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", key.gpu.name).strip("-").lower() or "gpu"
-    return f"{Path(onnx_path).stem}.{key.precision}.{gpu}.trt{key.tensorrt_version}.{key.digest()}.engine"
+    return f"{Path(onnx_path).stem}.{key.precision}.{gpu}.trt{key.tensorrt_version}.{key.digest()}{ENGINE_SUFFIX}"
 
 
 def find_cached(cache_dir: str | os.PathLike[str], key: CacheKey, verify_engine_hash: bool = True) -> Path | None:
@@ -82,7 +83,7 @@ def find_cached(cache_dir: str | os.PathLike[str], key: CacheKey, verify_engine_
     d = Path(cache_dir)
     if not d.is_dir():
         return None
-    for engine in sorted(d.glob("*.engine")):
+    for engine in sorted(d.glob("*" + ENGINE_SUFFIX)):
         try:
             sc = read_sidecar(engine)
         except (OSError, ValueError):
@@ -105,7 +106,6 @@ def get_or_build(onnx_path: str | os.PathLike[str], cache_dir: str | os.PathLike
 
     ``tensorrt_version``/``gpu``/``builder`` default to the installed TensorRT, the current GPU and
     ``build_engine`` (they can be given, e.g. to look up engines for another machine)."""
-    from .builder import build_engine, current_gpu  # looked up at call time (tests replace current_gpu)
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -113,7 +113,7 @@ def get_or_build(onnx_path: str | os.PathLike[str], cache_dir: str | os.PathLike
     if tensorrt_version is None:
         tensorrt_deps.require_tensorrt("building or looking up a cached engine")
         tensorrt_version = str(tensorrt_deps.tensorrt_version())
-    gpu = gpu or current_gpu()
+    gpu = gpu or engine_builder.current_gpu()
     if profiles is None:
         profiles = profiles_from_metadata(read_metadata(onnx_path))  # ValueError without calibnet metadata
     patterns = pattern_strings(fp32_patterns(fp32_layers))  # a readiness JSON adds to the default islands
@@ -125,5 +125,5 @@ def get_or_build(onnx_path: str | os.PathLike[str], cache_dir: str | os.PathLike
         return hit
     cdir.mkdir(parents=True, exist_ok=True)
     target = cdir / engine_filename(onnx_path, key)
-    build = builder or build_engine
+    build = builder or engine_builder.build_engine
     return Path(build(onnx_path, target, fp16=fp16, profiles=profiles, fp32_layers=patterns, **build_kwargs))

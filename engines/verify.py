@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime.backends.tensorrt import TensorRTBackend
 from ..runtime.core.compare import compare_outputs
 from ..runtime.core.feeds import random_feeds
 
@@ -49,7 +50,6 @@ def verify_engine(engine_path: str | os.PathLike[str], onnx_path: str | os.PathL
     ``min_mask_agreement`` for the masks), time the engine, and write the JSON report."""
     import onnxruntime as ort
 
-    from ..runtime.backends.tensorrt import TensorRTBackend
 
     backend = TensorRTBackend(engine_path, use_cuda_graph=use_cuda_graph)
     try:

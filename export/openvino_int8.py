@@ -18,9 +18,7 @@ scenes (:func:`calibnet.data.synthetic.make_scene`). No torch is needed.
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from calibnet.data.synthetic import make_scene
 from calibnet.runtime import Runtime
 from calibnet.runtime.apps.sources import image_frames, match_pairs
 from calibnet.runtime.backends.base import BackendUnavailable
@@ -38,9 +37,9 @@ from calibnet.runtime.core.contract import ModelMetadata
 from calibnet.runtime.core.errors import InputError
 from calibnet.runtime.core.feeds import stack_frames
 
-__all__ = ["KEEP_FLOAT_GROUPS", "DEFAULT_KEEP_FLOAT", "QuantizationRefused", "Int8Result", "quantize_int8",
-           "ignored_scope_spec", "synthetic_calibration_feeds", "folder_calibration_feeds", "compare_precision",
-           "parse_keep_float"]
+__all__ = ["KEEP_FLOAT_GROUPS", "DEFAULT_KEEP_FLOAT", "QuantizationRefused", "Int8Result", "Int8Options",
+           "quantize_int8", "make_int8_ir", "check_bf16", "ignored_scope_spec", "synthetic_calibration_feeds",
+           "folder_calibration_feeds", "compare_precision", "parse_keep_float"]
 
 #: parts of the CalibNet graph that can be kept out of INT8 quantization, as NNCF ignored-scope entries over
 #: OpenVINO node names (which follow the PyTorch module path of the ONNX export) and OpenVINO op types
@@ -113,7 +112,6 @@ def _static_batch(metadata: ModelMetadata) -> int:
 def synthetic_calibration_feeds(runtime: Any, count: int, seed: int = 1000) -> list[dict[str, np.ndarray]]:
     """Graph feeds of ``count`` synthetic RGB-D scenes (seeds ``seed``..), resized and padded by
     ``runtime.prepare`` (scenes 1.5x the network size, as calibnet-bench's frame)."""
-    from calibnet.data.synthetic import make_scene
 
     m = runtime.metadata
     h, w = round(m.height * 1.5), round(m.width * 1.5)
@@ -131,7 +129,7 @@ def folder_calibration_feeds(runtime: Any, folder: str | Path, limit: int | None
     folder = Path(folder)
     subs = {p.name.lower(): p for p in folder.iterdir()} if folder.is_dir() else {}
     if "rgb" not in subs or "depth" not in subs:
-        raise InputError(f"--calib-dir {folder}: expected RGB/ and depth/ subfolders (pairs by file stem)")
+        raise InputError(f"calibration folder {folder}: expected RGB/ and depth/ subfolders (pairs by file stem)")
     pairs = match_pairs(subs["rgb"], subs["depth"])[: limit or None]
     batch = _static_batch(runtime.metadata)
     return [stack_frames([runtime.prepare(f.rgb, f.depth)] * batch) for f in image_frames(pairs)]
@@ -250,110 +248,71 @@ def _remove_ir(xml: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def add_cli_arguments(parser: Any) -> None:
-    """The ``--int8`` options of ``calibnet-export`` (an argparse parser)."""
-    g = parser.add_argument_group("OpenVINO INT8 (NNCF post-training quantization, guarded by the comparator)")
-    g.add_argument("--int8", metavar="OUT.xml", help="also write an INT8 OpenVINO IR here (needs calibnet[openvino])")
-    g.add_argument("--calib-dir", metavar="DIR", help="calibration RGB-D pairs: DIR/RGB and DIR/depth, pairs by file "
-                   "stem, read and pre-processed by the runtime")
-    g.add_argument("--calib-synthetic", type=int, metavar="N", help="calibrate on N synthetic scenes (default 16 "
-                   "when no --calib-dir)")
-    g.add_argument("--calib-limit", type=int, default=300, help="at most this many --calib-dir pairs (300)")
-    g.add_argument("--int8-keep-float", default=None, metavar="GROUPS",
-                   help=f"groups kept in float, comma-separated, or none: {', '.join(KEEP_FLOAT_GROUPS)} "
-                        f"(default {','.join(DEFAULT_KEEP_FLOAT)})")
-    g.add_argument("--int8-preset", choices=("mixed", "performance"), default="mixed", help="NNCF preset (mixed)")
-    g.add_argument("--int8-transformer", action="store_true", help="NNCF model_type=TRANSFORMER")
-    g.add_argument("--int8-check-frames", type=int, default=4,
-                   help="held-out frames for the comparison with FP32 (4)")
-    g.add_argument("--force", action="store_true", help="write the INT8 IR even if it fails the comparison "
-                   "(marked forced in its metadata)")
-    g.add_argument("--check-bf16", action="store_true", help="compare OpenVINO BF16 with FP32 on held-out synthetic "
-                   "frames (the shared comparator); writes <onnx>.bf16.json; exit 1 if it fails")
+@dataclass(frozen=True)
+class Int8Options:
+    """How :func:`make_int8_ir` calibrates and checks: RGB-D pairs of ``calib_dir`` (``RGB/`` + ``depth/``, at most
+    ``calib_limit``) or ``calib_synthetic`` synthetic scenes (default 16), the groups kept in float, the NNCF preset
+    and model type, ``check_frames`` held-out frames for the comparison with FP32, ``force`` (write it even when
+    the comparison fails)."""
+
+    calib_dir: str | None = None
+    calib_synthetic: int | None = None
+    calib_limit: int = 300
+    keep_float: tuple[str, ...] = DEFAULT_KEEP_FLOAT
+    preset: str = "mixed"
+    transformer: bool = False
+    check_frames: int = 4
+    force: bool = False
 
 
-def cli_argument_errors(args: Any) -> str | None:
-    """A one-line usage error of the ``--int8`` options, or None."""
-    if not args.int8:
-        if args.calib_dir or args.calib_synthetic or args.int8_keep_float or args.force:
-            return "--calib-dir/--calib-synthetic/--int8-keep-float/--force need --int8 OUT.xml"
-        return None
-    if Path(args.int8).suffix.lower() != ".xml":
-        return f"--int8 writes an OpenVINO IR: give a .xml path, got {args.int8}"
-    if args.calib_dir and args.calib_synthetic:
-        return "--calib-dir and --calib-synthetic are exclusive"
-    if args.calib_synthetic is not None and args.calib_synthetic < 1:
-        return "--calib-synthetic must be >= 1"
-    try:
-        parse_keep_float(args.int8_keep_float)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
-def check_bf16_cli(model_path: Path, frames: int = 4, write: Any = print) -> int:
-    """``--check-bf16``: OpenVINO BF16 vs FP32 on ``frames`` held-out synthetic scenes; the report goes to
-    ``<model>.bf16.json``. 0 passed, 1 failed, 3 OpenVINO missing or no native BF16 on this CPU."""
-    try:
-        reference = OpenVinoBackend(model_path, precision="f32", cache_dir="")
-        candidate = OpenVinoBackend(model_path, precision="bf16", cache_dir="")
-    except BackendUnavailable as exc:
-        print(f"calibnet-export: --check-bf16: {exc}", file=sys.stderr)
-        return 3
-    feeds = synthetic_calibration_feeds(Runtime(reference), frames, seed=9000)
-    report = compare_precision(reference, candidate, feeds, reference.metadata, "bf16")
-    reference.close()
-    candidate.close()
-    out = Path(str(model_path) + ".bf16.json")
-    out.write_text(json.dumps({"frames": frames, "source": "synthetic scenes, seeds 9000..", **report.to_json()},
-                              indent=1))
-    write(report.table())
-    write(f"OpenVINO BF16 vs FP32 -> {out}: {'PASS' if report.passed else 'FAIL'}")
-    return 0 if report.passed else 1
-
-
-def run_cli(args: Any, model_path: Path, write: Any = print) -> int:
-    """The ``--int8`` stage of ``calibnet-export`` for the written ``model_path``: 0 written, 1 refused by the
-    comparison, 2 bad calibration input, 3 OpenVINO/NNCF missing."""
+def _require_openvino_nncf() -> None:
     try:
         import nncf  # noqa: F401
-    except ImportError:
-        print('calibnet-export: --int8 needs NNCF and OpenVINO: pip install "calibnet[openvino]"', file=sys.stderr)
-        return 3
-    try:
-        rt = Runtime.open(model_path, backend="openvino", precision="f32", cache_dir="")
-    except BackendUnavailable as exc:
-        print(f"calibnet-export: --int8: {exc}", file=sys.stderr)
-        return 3
-    check_n = max(1, args.int8_check_frames)
-    try:
-        if args.calib_dir:
-            feeds = folder_calibration_feeds(rt, args.calib_dir, args.calib_limit + check_n)
+        import openvino  # noqa: F401
+    except ImportError as exc:
+        raise BackendUnavailable(f'INT8 quantization needs NNCF and OpenVINO: pip install "calibnet[openvino]" '
+                                 f"({exc})") from None
+
+
+def make_int8_ir(model_path: str | Path, out_xml: str | Path, options: Int8Options | None = None,
+                 threads: int = 0) -> Int8Result:
+    """The INT8 IR of the FP32 model at ``model_path``, calibrated as ``options`` say (frames read and
+    pre-processed by the runtime) and guarded by the comparator (:func:`quantize_int8`). Raises
+    :class:`BackendUnavailable` without OpenVINO/NNCF, ``InputError`` for bad calibration input,
+    :class:`QuantizationRefused` when the comparison fails (unless ``force``)."""
+    opts = options or Int8Options()
+    _require_openvino_nncf()
+    check_n = max(1, opts.check_frames)
+    with Runtime.open(model_path, backend="openvino", precision="f32", cache_dir="") as rt:
+        if opts.calib_dir:
+            feeds = folder_calibration_feeds(rt, opts.calib_dir, opts.calib_limit + check_n)
             if len(feeds) > 2 * check_n:
                 calib, check = feeds[:-check_n], feeds[-check_n:]
-                source = f"{len(calib)} RGB-D pairs of {args.calib_dir} (+{check_n} held out for the check)"
+                source = f"{len(calib)} RGB-D pairs of {opts.calib_dir} (+{check_n} held out for the check)"
             else:
                 calib, check = feeds, synthetic_calibration_feeds(rt, check_n, seed=9000)
-                source = f"{len(calib)} RGB-D pairs of {args.calib_dir}"
+                source = f"{len(calib)} RGB-D pairs of {opts.calib_dir}"
         else:
-            n = args.calib_synthetic or 16
+            n = opts.calib_synthetic or 16
             calib = synthetic_calibration_feeds(rt, n)
             check = synthetic_calibration_feeds(rt, check_n, seed=9000)
             source = f"{n} synthetic scenes (calibnet.data.synthetic, seeds 1000..{999 + n})"
-    except (InputError, OSError) as exc:
-        print(f"calibnet-export: --int8: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        rt.close()
-    keep = parse_keep_float(args.int8_keep_float)
+    return quantize_int8(model_path, out_xml, calib, check, keep_float=opts.keep_float, preset=opts.preset,
+                         transformer=opts.transformer, force=opts.force, threads=threads, calibration_source=source)
+
+
+def check_bf16(model_path: str | Path, frames: int = 4) -> Any:
+    """OpenVINO BF16 vs FP32 on ``frames`` held-out synthetic scenes: the comparator's report (precision
+    ``bf16``). :class:`BackendUnavailable` without OpenVINO or native BF16 on this CPU."""
+    reference = OpenVinoBackend(model_path, precision="f32", cache_dir="")
     try:
-        res = quantize_int8(model_path, args.int8, calib, check, keep_float=keep, preset=args.int8_preset,
-                            transformer=args.int8_transformer, force=args.force, calibration_source=source)
-    except QuantizationRefused as exc:
-        write(exc.report.table())
-        print(f"calibnet-export: INT8 refused: {exc}", file=sys.stderr)
-        return 1
-    write(res.report.table())
-    write(f"wrote INT8 IR {res.path} (+ .bin; kept in float: {', '.join(res.keep_float) or 'nothing'}; calibration: "
-          f"{source}; {res.seconds:.0f} s){' FORCED: it failed the comparison with FP32' if res.forced else ''}")
-    return 0
+        candidate = OpenVinoBackend(model_path, precision="bf16", cache_dir="")
+    except BaseException:
+        reference.close()
+        raise
+    try:
+        feeds = synthetic_calibration_feeds(Runtime(reference), frames, seed=9000)
+        return compare_precision(reference, candidate, feeds, reference.metadata, "bf16")
+    finally:
+        reference.close()
+        candidate.close()

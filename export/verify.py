@@ -23,8 +23,9 @@ from torch import nn
 
 from calibnet.runtime.backends.torch_backend import TorchBackend
 from calibnet.runtime.core.compare import TOLERANCES, Check, Tolerance, compare_outputs, format_checks
-from calibnet.runtime.core.contract import INPUT_NAMES, TOPK_OUTPUT_NAMES, ModelMetadata, read_metadata
+from calibnet.runtime.core.contract import INPUT_NAMES, TOPK_OUTPUT_NAMES, ModelMetadata
 from calibnet.runtime.core.feeds import random_feeds
+from calibnet.runtime.core.targets import read_metadata
 
 from .msda_onnx import load_runnable
 from .topk import TopKDeploy

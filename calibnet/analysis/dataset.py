@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm  # type: ignore[import-untyped]
 
 from ..data.coco import ImageRecord, decode_segmentation, load_records
 from ..data.registry import DatasetError, DatasetSpec
@@ -198,7 +199,6 @@ def analyze_dataset(spec: DatasetSpec, saliency_dir: str | Path | None = None, *
     Raises :class:`calibnet.data.DatasetError` only when the json itself is missing or broken; missing or
     mismatched per-image files go to ``problems``.
     """
-    from tqdm import tqdm  # type: ignore[import-untyped]
 
     start = time.perf_counter()
     records = load_records(spec)

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..data.coco import decode_segmentation, load_records
 from ..data.registry import DatasetError
+from ..evaluation.coco_eval import EvaluationError, evaluate_coco, load_results
 from .dataset import DatasetAnalysis
 from .stats import SIZE_CLASSES, ImageStats, image_statistics, summarize
 
@@ -40,7 +41,6 @@ def analyze_predictions(gt: DatasetAnalysis, results: str | Path | list[dict[str
                         score_threshold: float = 0.5, center: str = "centroid") -> dict[str, Any]:
     """Predictions (COCO results: ``image_id``, ``segmentation`` RLE, ``score``) vs the ground truth analysed
     in ``gt`` (only its images are used: a ``limit`` there limits this too). JSON-ready dict."""
-    from ..evaluation.coco_eval import EvaluationError, evaluate_coco, load_results
 
     try:
         dets = load_results(results)

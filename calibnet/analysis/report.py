@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .dataset import DatasetAnalysis
+from .plots import PlottingUnavailable, write_figures
 from .stats import MATCH_THRESHOLDS, SALIENCY_THRESHOLD, SIZE_CLASSES
 
 __all__ = ["REPORT_JSON", "REPORT_MD", "markdown_summary", "write_reports"]
@@ -143,7 +144,6 @@ def write_reports(analyses: Sequence[DatasetAnalysis], out_dir: str | Path,
                   per_image: bool = True, notes: Sequence[str] = ()) -> dict[str, Any]:
     """Write ``analysis.json``, the figures (when matplotlib is there and ``figures``) and ``summary.md``
     into ``out_dir``; returns {"json", "markdown", "figures", "notes"}."""
-    from .plots import PlottingUnavailable, write_figures
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

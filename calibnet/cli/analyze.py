@@ -31,16 +31,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..analysis.stats import CENTER_KINDS
-from ..data.options import add_dataset_arguments, specs_from_args
-from ..data.registry import DatasetError, DatasetSpec
-from ..runtime.core.errors import run_cli
+from calibnet.analysis.dataset import analyze_dataset
+from calibnet.analysis.plots import plotting_available
+from calibnet.analysis.predictions import analyze_predictions
+from calibnet.analysis.report import write_reports
+from calibnet.analysis.stats import CENTER_KINDS
+from calibnet.data.registry import DatasetError, DatasetSpec
+from calibnet.runtime.core.depth import DEFAULT_DIRECTION, DEPTH_DIRECTIONS
+
+from .app import CliError, parser, run_cli
+from .options import add_dataset, add_output, dataset_specs
 
 __all__ = ["build_parser", "main"]
-
-
-class CliError(Exception):
-    """A user error, printed as one line without a traceback."""
 
 
 def _per_dataset(values: Sequence[str] | None, specs: Sequence[DatasetSpec], option: str) -> dict[str, Path]:
@@ -67,12 +69,7 @@ def _fmt(v: Any, pct: bool = False) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Analyse every data set, compare predictions where given, write the reports; print a table."""
-    from ..analysis.dataset import analyze_dataset
-    from ..analysis.plots import plotting_available
-    from ..analysis.predictions import analyze_predictions
-    from ..analysis.report import write_reports
-
-    specs = specs_from_args(args)  # DatasetError: a user error (main)
+    specs = dataset_specs(args)  # DatasetError: a user error (main)
     saliency = _per_dataset(args.saliency_dir, specs, "--saliency-dir")
     results = _per_dataset(args.results, specs, "--results")
     for what, table in (("salient-object map folder", saliency), ("results file", results)):
@@ -127,16 +124,15 @@ def run(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``calibnet-analyze``."""
-    p = argparse.ArgumentParser(prog="calibnet-analyze", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    g = add_dataset_arguments(p.add_argument_group("data sets"))
+    p = parser("calibnet-analyze", __doc__)
+    g = add_dataset(p.add_argument_group("data sets"))
     g.add_argument("--saliency-dir", nargs="+", metavar="DIR",
                    help="folder(s) of object-level salient maps (<file stem>.png, 0/255), one per data set or NAME=DIR")
     g.add_argument("--limit", type=int, help="analyse only the first N images (by image id) of each data set")
     a = p.add_argument_group("statistics")
     a.add_argument("--center", choices=CENTER_KINDS, default="centroid",
                    help="instance centre: mask centroid (default) or bounding-box centre")
-    a.add_argument("--depth-direction", choices=("near-dark", "near-bright"), default="near-dark",
+    a.add_argument("--depth-direction", choices=DEPTH_DIRECTIONS, default=DEFAULT_DIRECTION,
                    help="convention of 8-bit depth maps (default near-dark: calibnet's and COME15K/SIP's)")
     a.add_argument("--results", nargs="+", metavar="RESULTS",
                    help="COCO results json(s) of a model (calibnet-eval / calibnet-infer), one per data set or "
@@ -145,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="predictions with at least this score count as instances in the predicted statistics "
                         "(AP uses all; default 0.5)")
     o = p.add_argument_group("output")
-    o.add_argument("--out", default="out/analysis", help="output folder (default out/analysis)")
+    add_output(o, "out/analysis")
     o.add_argument("--worst", type=int, default=20, help="images named in each 'look at these' list (default 20)")
     o.add_argument("--no-figures", action="store_true", help="JSON and markdown only")
     o.add_argument("--no-per-image", action="store_true", help="leave the per-image rows out of analysis.json")
@@ -155,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``calibnet-analyze``; returns 0, or 2 for a user error."""
-    return run_cli("calibnet-analyze", build_parser(), run, argv, (CliError, DatasetError))
+    return run_cli("calibnet-analyze", build_parser(), run, argv, files=lambda a: [a.json, *(a.results or [])])
 
 
 if __name__ == "__main__":

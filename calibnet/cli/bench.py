@@ -42,38 +42,31 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..benchmarks.suite import BenchError
+from calibnet.benchmarks.streaming import StreamBenchOptions, format_streaming, run_streaming
+from calibnet.benchmarks.suite import BenchError, BenchOptions, run_benchmark
+from calibnet.data.registry import DatasetError, resolve_dataset
+from calibnet.runtime.core.targets import bench_rows
+
+from .app import parser, run_cli
+from .options import add_checkpoint, add_input_size, add_threads, checkpoint_files, hw
 
 __all__ = ["main", "build_parser"]
 
-
-def _hw(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 375x500, got {text!r}") from exc
-    if h < 32 or w < 32:
-        raise argparse.ArgumentTypeError(f"frame must be at least 32x32, got {text}")
-    return h, w
+PROG = "calibnet-bench"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The calibnet-bench argument parser."""
-    p = argparse.ArgumentParser(prog="calibnet-bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="r50",
-                   help="preset (r50, r101, r34, r18, swint, pvt, p2t) or official YAML (default r50)")
-    p.add_argument("--weights", default=None, help="checkpoint (default: deterministic weights)")
+    p = parser(PROG, __doc__)
+    add_checkpoint(p)
     p.add_argument("--backends", default="torch,onnxruntime",
-                   help="comma-separated: torch, onnxruntime, tensorrt, openvino-f32, openvino-bf16, openvino-int8 "
-                        "(default torch,onnxruntime)")
-    p.add_argument("--height", type=int, default=320, help="network input height, multiple of 32 (320)")
-    p.add_argument("--width", type=int, default=480, help="network input width, multiple of 32 (480)")
+                   help=f"comma-separated rows: {', '.join(bench_rows())} (default torch,onnxruntime)")
+    add_input_size(p)
     p.add_argument("--batch", type=int, default=1, help="frames per call (1)")
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds (2)")
     p.add_argument("--iters", type=int, default=10, help="timed rounds (10)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for torch and ONNX Runtime (2)")
-    p.add_argument("--frame", type=_hw, default=None,
+    add_threads(p, 2)
+    p.add_argument("--frame", type=hw, default=None,
                    help="frame size HxW before resizing (default: the size that resizes to the network size)")
     p.add_argument("--json", default=None, help="write the results as JSON here")
     p.add_argument("--plot", default=None, help="write a PNG of the stage latencies here")
@@ -104,44 +97,43 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--stream-frames", type=int, default=100, help="frames of the --stream runs (100)")
     st.add_argument("--speedup", type=float, default=5.0, help="live source speed / model speed (5)")
     st.add_argument("--model", default=None,
-                    help="an exported .onnx for --stream/--soak (default: export --config at --height/--width)")
+                    help="an exported model for --stream/--soak (default: export --config at --height/--width)")
     return p
 
 
-def _check_args(args: argparse.Namespace) -> list[str]:
-    from ..benchmarks.backends import KNOWN_BACKENDS
-
-    if args.height % 32 or args.width % 32 or args.height < 32 or args.width < 32:
-        raise BenchError(f"--height and --width must be positive multiples of 32, got {args.height}x{args.width}")
+def _options(args: argparse.Namespace) -> BenchOptions:
+    """The checked :class:`BenchOptions` of the command line."""
     for name, v, lo in (("--iters", args.iters, 1), ("--warmup", args.warmup, 0), ("--threads", args.threads, 1),
                         ("--batch", args.batch, 1), ("--sgemm-size", args.sgemm_size, 16)):
         if v < lo:
             raise BenchError(f"{name} must be >= {lo}, got {v}")
-    backends = [b.strip().lower() for b in args.backends.split(",") if b.strip()]
-    unknown = [b for b in backends if b not in KNOWN_BACKENDS]
+    rows = bench_rows()
+    backends = list(dict.fromkeys(b.strip().lower() for b in args.backends.split(",") if b.strip()))
+    unknown = [b for b in backends if b not in rows]
     if unknown or not backends:
-        raise BenchError(f"unknown backend(s) {', '.join(unknown) or '(none given)'}: choose from "
-                         f"{', '.join(KNOWN_BACKENDS)}")
+        raise BenchError(f"unknown backend(s) {', '.join(unknown) or '(none given)'}: choose from {', '.join(rows)}")
     if args.weights and not Path(args.weights).is_file():
         raise BenchError(f"weights file not found: {args.weights}")
-    return list(dict.fromkeys(backends))
+    try:
+        spec = (resolve_dataset(args.accuracy, args.data_root, args.image_root, args.depth_root)
+                if args.accuracy else None)
+    except DatasetError as exc:
+        raise BenchError(f"--accuracy: {exc}") from exc
+    return BenchOptions(args.config, args.weights, tuple(backends), args.height, args.width, args.frame, args.batch,
+                        args.warmup, args.iters, args.threads, spec, args.accuracy_limit, args.workdir,
+                        args.sgemm_size, not args.no_dataset_sizes, args.quiet, args.int8_model, args.int8_calib)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the benchmark that ``args`` describe; returns the JSON document (see :mod:`.suite`)."""
-    from ..benchmarks.suite import run_benchmark
-
-    return run_benchmark(args, _check_args(args))
-
-
-def _main(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark the command line describes, print the report, write the JSON / PNG."""
     streaming = args.stream or args.soak
     if streaming:
-        from ..benchmarks.streaming import format_streaming, run_streaming
-
-        doc = run_streaming(args, lambda msg: None if args.quiet else print(msg, file=sys.stderr, flush=True))
+        opts = StreamBenchOptions(args.model, args.config, args.weights, args.height, args.width, args.threads,
+                                  args.frame, args.workdir, args.stream, args.stream_frames, args.iters, args.speedup,
+                                  args.soak, args.soak_warmup)
+        doc = run_streaming(opts, lambda msg: None if args.quiet else print(msg, file=sys.stderr, flush=True))
     else:
-        doc = run(args)
+        doc = run_benchmark(_options(args))
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,7 +141,7 @@ def _main(args: argparse.Namespace) -> int:
     if streaming:
         print(format_streaming(doc))
         return 0
-    from ..benchmarks.report import format_report, plot_stages
+    from calibnet.benchmarks.report import format_report, plot_stages  # imports torch
 
     if args.plot:
         plot_stages(doc, args.plot)
@@ -162,12 +154,11 @@ def _main(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``calibnet-bench``: errors end in one line (a bad --weights / --model file named)."""
-    from calibnet.runtime.core.errors import run_cli
 
     def files(a: argparse.Namespace) -> list[Any]:
-        return [a.model, a.weights, a.config if str(a.config).endswith((".yaml", ".yml")) else None]
+        return [a.model, *checkpoint_files(a)]
 
-    return run_cli("calibnet-bench", build_parser(), _main, argv, (BenchError,), files=files)
+    return run_cli(PROG, build_parser(), run, argv, files=files)
 
 
 if __name__ == "__main__":

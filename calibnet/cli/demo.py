@@ -18,41 +18,49 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
+from tqdm import tqdm
+
+from calibnet.data.synthetic import make_scene
+from calibnet.runtime import Runtime
+from calibnet.runtime.apps.overlay import draw_overlay
+from calibnet.runtime.core.compare import compare_outputs
+from calibnet.runtime.core.contract import OUTPUT_NAMES
+from calibnet.runtime.core.feeds import stack_frames
+
+from .app import parser, run_cli
+from .options import add_checkpoint, add_input_size, add_output, checkpoint_files
+
+PROG = "calibnet-demo"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``calibnet-demo``."""
+    p = parser(PROG, __doc__)
+    add_checkpoint(p)
+    add_input_size(p, (320, 448), "static network input")
+    add_output(p, "out/demo")
+    p.add_argument("--seed", type=int, default=0, help="synthetic scene seed")
+    return p
+
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``calibnet-demo``: every error ends in one line (a bad --weights / --config file named)."""
+    return run_cli(PROG, build_parser(), run, argv, files=checkpoint_files)
+
+
+def run(args: argparse.Namespace) -> int:
     """Export, verify, run on a synthetic scene, write the overlay and a timing line."""
-    parser = argparse.ArgumentParser(prog="calibnet-demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="r50", help="preset (r50, r101, r34, r18) or official YAML")
-    parser.add_argument("--weights", default=None, help="checkpoint (.pth, detectron2 format or bare state dict)")
-    parser.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
-    parser.add_argument("--height", type=int, default=320, help="static network height (multiple of 32)")
-    parser.add_argument("--width", type=int, default=448, help="static network width (4:3 frames -> 320x427 -> 448)")
-    parser.add_argument("--seed", type=int, default=0, help="synthetic scene seed")
-    args = parser.parse_args(argv)
-
     import torch
-    from tqdm import tqdm
 
-    from calibnet import build_model
-    from calibnet.data.synthetic import make_scene
+    from calibnet.builder import build_model
     from calibnet.export import export_onnx
-    from calibnet.runtime import Runtime
-    from calibnet.runtime.apps.overlay import draw_overlay
-    from calibnet.runtime.core.compare import compare_outputs
-    from calibnet.runtime.core.contract import OUTPUT_NAMES
-    from calibnet.runtime.core.feeds import stack_frames
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    steps = tqdm(total=4, desc="demo", unit="step", file=sys.stderr)
-    try:
-        model = build_model(args.config, args.weights)
-    except (FileNotFoundError, RuntimeError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    steps.update(1)
+    model = build_model(args.config, args.weights)  # a bad checkpoint fails here, before any progress bar
+    steps = tqdm(total=4, initial=1, desc="demo", unit="step", file=sys.stderr)
     onnx_path = export_onnx(model, out / "calibnet.onnx", height=args.height, width=args.width)
     steps.update(1)
     scene = make_scene(args.seed, height=375, width=500)
@@ -66,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         pred = rt.predict(scene.rgb, scene.depth)
         total = time.perf_counter() - t
     overlay = draw_overlay(scene.rgb, pred)
-    import cv2
 
     cv2.imwrite(str(out / "overlay.png"), overlay[:, :, ::-1])
     cv2.imwrite(str(out / "scene_rgb.png"), scene.rgb[:, :, ::-1])

@@ -11,11 +11,12 @@ from ..engines.builder import EngineBuildError, build_engine
 from ..engines.cache import get_or_build
 from ..engines.fp16 import convert_to_fp16, fp32_patterns
 from ..engines.verify import verification_lines, verify_engine
-from ..runtime.backends.base import BackendUnavailable
 from ..runtime.backends.tensorrt_deps import require_tensorrt
 from ..runtime.core.profiles import parse_profile_spec
 from ..runtime.core.sidecar import read_sidecar
+from .app import CliError, parser, run_cli
 
+PROG = "python -m calibnet.engines"
 EXAMPLES = """examples:
   # FP16 engine next to the ONNX file, profiles from the ONNX metadata
   python -m calibnet.engines build calibnet_r50.onnx -o calibnet_r50.fp16.engine --timing-cache trt.cache
@@ -33,11 +34,9 @@ EXAMPLES = """examples:
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m calibnet.engines", description=(
-        "TensorRT engines for CalibNet: build FP16 engines from exported ONNX files (with FP32 islands for "
-        "LayerNorm, attention softmax and sampling-location arithmetic), inspect their sidecars, verify them "
-        "against ONNX Runtime. Building and verifying need TensorRT and an NVIDIA GPU."),
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(PROG, "TensorRT engines for CalibNet: build FP16 engines from exported ONNX files (with FP32 islands "
+                "for LayerNorm, attention softmax and sampling-location arithmetic), inspect their sidecars, verify "
+                "them against ONNX Runtime. Building and verifying need TensorRT and an NVIDIA GPU.", epilog=EXAMPLES)
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build an engine (+ JSON sidecar)", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,38 +74,42 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit code (2 for user errors, 1 for a failed verification)."""
-    args = _parser().parse_args(argv)
-    try:
-        if args.cmd == "build":
-            profiles = [parse_profile_spec(args.profile)] if args.profile else None
-            kw = dict(fp16=not args.fp32, profiles=profiles, fp32_layers=args.fp32_layers,
-                      workspace=int(args.workspace_gib * (1 << 30)) if args.workspace_gib else None,
-                      timing_cache=args.timing_cache, builder_optimization_level=args.opt_level,
-                      plugin_libraries=args.plugin, fp16_path=args.fp16_path, verbose=args.verbose)
-            require_tensorrt("building an engine")
-            print(f"building from {args.onnx} (this can take minutes) ...", file=sys.stderr)
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand; returns the exit code (1 for a failed verification)."""
+    if args.cmd == "build":
+        profiles = [parse_profile_spec(args.profile)] if args.profile else None
+        kw = dict(fp16=not args.fp32, profiles=profiles, fp32_layers=args.fp32_layers,
+                  workspace=int(args.workspace_gib * (1 << 30)) if args.workspace_gib else None,
+                  timing_cache=args.timing_cache, builder_optimization_level=args.opt_level,
+                  plugin_libraries=args.plugin, fp16_path=args.fp16_path, verbose=args.verbose)
+        require_tensorrt("building an engine")
+        print(f"building from {args.onnx} (this can take minutes) ...", file=sys.stderr)
+        try:
             path = build_engine(args.onnx, args.output, **kw) if args.output else \
                 get_or_build(args.onnx, cache_dir=args.cache_dir, **kw)
-            print(path)
-        elif args.cmd == "info":
-            print(json.dumps(read_sidecar(args.engine).to_dict(), indent=2))
-        elif args.cmd == "verify":
-            rep = verify_engine(args.engine, args.onnx, samples=args.samples, timing_iters=args.iters,
-                                min_mask_agreement=args.min_mask_agreement, report_path=args.report,
-                                use_cuda_graph=args.cuda_graph)
-            print("\n".join(verification_lines(rep)))
-            return 0 if rep["passed"] else 1
-        elif args.cmd == "fp16-onnx":
-            import onnx
+        except EngineBuildError as exc:
+            raise CliError(str(exc)) from None
+        print(path)
+    elif args.cmd == "info":
+        print(json.dumps(read_sidecar(args.engine).to_dict(), indent=2))
+    elif args.cmd == "verify":
+        rep = verify_engine(args.engine, args.onnx, samples=args.samples, timing_iters=args.iters,
+                            min_mask_agreement=args.min_mask_agreement, report_path=args.report,
+                            use_cuda_graph=args.cuda_graph)
+        print("\n".join(verification_lines(rep)))
+        return 0 if rep["passed"] else 1
+    elif args.cmd == "fp16-onnx":
+        import onnx
 
-            model = onnx.load(str(args.onnx))
-            m16, report = convert_to_fp16(model, fp32_patterns(args.fp32_layers))
-            onnx.save(m16, str(args.output))
-            d = report.to_dict()
-            print(json.dumps({**d, "fp32_nodes": len(d["fp32_nodes"])}))
-    except (BackendUnavailable, EngineBuildError, FileNotFoundError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        model = onnx.load(str(args.onnx))
+        m16, report = convert_to_fp16(model, fp32_patterns(args.fp32_layers))
+        onnx.save(m16, str(args.output))
+        d = report.to_dict()
+        print(json.dumps({**d, "fp32_nodes": len(d["fp32_nodes"])}))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m calibnet.engines``: every error ends in one line naming the file at fault."""
+    return run_cli(PROG, _parser(), run, argv,
+                   files=lambda a: [getattr(a, "onnx", None), getattr(a, "engine", None)])

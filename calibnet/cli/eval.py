@@ -1,7 +1,7 @@
 """calibnet-eval: mask AP / AP50 / AP70 of CalibNet models on RGB-D instance data sets, on any backend.
 
-MODEL is an exported .onnx (ONNX Runtime), a TensorRT .engine/.plan, or a .pth checkpoint (PyTorch
-reference; give its --config). Give several models to compare them on the same images: the summary
+MODEL is an exported model or a checkpoint (the file type picks the backend: see MODEL below; a checkpoint runs
+the PyTorch reference, give its --config). Give several models to compare them on the same images: the summary
 adds each model's difference to the first (e.g. checkpoint vs ONNX vs FP16 engine), and --max-drop
 makes the command fail when export lost more AP than allowed.
 
@@ -32,45 +32,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..data.options import add_dataset_arguments, specs_from_args
-from ..data.registry import DatasetError, DatasetSpec
-from ..evaluation.coco_eval import EvaluationError
-from ..runtime.core.errors import run_cli
+from calibnet.config import DEFAULT_PRESET, PRESETS
+from calibnet.data.registry import DatasetSpec
+from calibnet.evaluation.runner import run_eval
+from calibnet.runtime.core.targets import read_metadata, resolve_target
+
+from .app import parser, run_cli
+from .options import add_dataset, add_model, add_output, dataset_specs, open_options, open_runtime
 
 __all__ = ["build_parser", "format_table", "main", "run"]
 
 COLUMNS = ("AP", "AP50", "AP70")
-
-
-class CliError(Exception):
-    """A user error, printed as one line without a traceback."""
-
-
-def _open_runtime(path: Path, args: argparse.Namespace, precision: str | None = None) -> Any:
-    from ..runtime import BackendUnavailable, Runtime
-    from ..runtime.core.runtime import backend_for
-
-    if not path.is_file():
-        raise CliError(f"model file not found: {path}")
-    try:
-        kind = backend_for(path, args.backend)
-    except ValueError as exc:
-        raise CliError(f"{exc} (--backend)") from None
-    kwargs: dict[str, Any] = {}
-    if kind == "torch":
-        kwargs.update(config=args.config or "r50", device=args.device, threads=args.threads)
-    elif kind == "openvino":
-        kwargs.update(threads=args.threads, precision=precision or "auto")
-    elif kind == "onnxruntime":
-        kwargs.update(threads=args.threads)
-        if args.device == "cpu":
-            kwargs["providers"] = ["CPUExecutionProvider"]
-    try:
-        return Runtime.open(path, backend=kind, **kwargs)
-    except (FileNotFoundError, ValueError, BackendUnavailable) as exc:
-        raise CliError(f"{path}: {exc}") from None
-    except Exception as exc:  # a broken file: the backend's own error type
-        raise CliError(f"cannot open {path}: {type(exc).__name__}: {exc}") from None
 
 
 def _model_tags(models: list[Path]) -> list[str]:
@@ -102,37 +74,33 @@ def format_table(rows: list[dict[str, Any]], models: list[str], datasets: list[s
 
 
 def _model_runs(models: list[Path], args: argparse.Namespace) -> list[tuple[Path, str | None]]:
-    """(model, OpenVINO precision or None) to evaluate: with ``--precisions``, every OpenVINO model (``.xml``,
-    or any with ``--backend openvino``) once per precision (an INT8 IR only at int8)."""
-    from ..runtime.core.runtime import backend_for
-
+    """(model, precision or None) to evaluate: with ``--precisions``, each model whose backend has a choice of
+    precision once per precision it takes from the same file (a file that holds one precision, e.g. an INT8 IR,
+    only at that one)."""
     precisions = [p.strip() for p in (args.precisions or "").split(",") if p.strip()]
     runs: list[tuple[Path, str | None]] = []
     for m in models:
         try:
-            openvino = backend_for(m, args.backend) == "openvino"
+            target = resolve_target(m, args.backend)
         except ValueError:
-            openvino = False
-        if not (openvino and precisions):
+            target = None
+        if target is None or not precisions or len(target.precisions) <= 1:
             runs.append((m, None))
             continue
-        from ..runtime.core.contract import read_metadata
-
         try:
-            int8 = m.suffix.lower() == ".xml" and read_metadata(m).precision == "int8"
+            held = read_metadata(m).precision
         except (OSError, ValueError):
-            int8 = False
-        runs.extend((m, p) for p in (["int8"] if int8 else [p for p in precisions if p != "int8"]))
+            held = ""
+        same_file = [p for p in precisions if p in target.precisions and target.artifact(p) == target.artifact()]
+        runs.extend((m, p) for p in ([held] if held in target.precisions else same_file))
     return runs
 
 
 def _evaluate_model(path: Path, tag: str, specs: list[DatasetSpec], args: argparse.Namespace,
                     out: Path, precision: str | None = None) -> list[dict[str, Any]]:
     """The result rows of one model on every data set; its runtime is closed afterwards."""
-    from ..evaluation.runner import run_eval
-
     rows = []
-    with _open_runtime(path, args, precision) as runtime:
+    with open_runtime(path, open_options(args, precision=precision)) as runtime:
         backend = getattr(runtime.backend, "name", type(runtime.backend).__name__)
         if hasattr(runtime.backend, "precision_reason"):  # OpenVINO: which precision runs, and why
             backend = f"{backend}-{runtime.backend.precision}"
@@ -147,7 +115,7 @@ def _evaluate_model(path: Path, tag: str, specs: list[DatasetSpec], args: argpar
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate every model on every data set; write results, summary.json, print the table."""
-    specs = specs_from_args(args)
+    specs = dataset_specs(args)
     runs = _model_runs([Path(m) for m in args.models], args)
     models = [m for m, _ in runs]
     tags = _model_tags([m.with_name(m.name + ("" if p is None else f".{p}")) for m, p in runs])
@@ -180,24 +148,19 @@ def run(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``calibnet-eval``."""
-    p = argparse.ArgumentParser(prog="calibnet-eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="+", metavar="MODEL",
-                   help="model(s): .onnx, .engine/.plan or .pth/.pt; the first is the reference of the comparison")
-    g = add_dataset_arguments(p.add_argument_group("data sets"))
-    g.add_argument("--limit", type=int, help="evaluate only the first N images (by image id) of each data set")
-    m = p.add_argument_group("models")
-    m.add_argument("--config", help="config of .pth checkpoints: preset (r50, r101, r18, r34) or official YAML "
-                                    "(default r50)")
-    m.add_argument("--backend", choices=("onnxruntime", "openvino", "tensorrt", "torch"),
-                   help="override the file-type backend (.xml: openvino)")
-    m.add_argument("--precisions", metavar="LIST", help="OpenVINO models: evaluate each at these precisions, e.g. "
-                   "f32,bf16 (an INT8 IR runs at int8); the first run is the reference of the deltas")
+    p = parser("calibnet-eval", __doc__)
+    m = add_model(p.add_argument_group("models"), several=True, precision=False)
+    m.add_argument("--config", help=f"checkpoints' model preset ({', '.join(PRESETS)}) or official YAML (default "
+                                    f"{DEFAULT_PRESET})")
+    m.add_argument("--precisions", metavar="LIST", help="models whose backend has a choice of precision (OpenVINO): "
+                   "evaluate each at these precisions, e.g. f32,bf16 (an INT8 IR runs at int8); the first run is "
+                   "the reference of the deltas")
     m.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="torch device, or for ONNX Runtime: cpu = CPU provider only, cuda = best available "
                         "(default cpu)")
-    m.add_argument("--threads", type=int, default=0, help="CPU threads for torch / ONNX Runtime (0: default)")
-    p.add_argument("--out", default="out/eval", help="output folder (default out/eval)")
+    g = add_dataset(p.add_argument_group("data sets"))
+    g.add_argument("--limit", type=int, help="evaluate only the first N images (by image id) of each data set")
+    add_output(p, "out/eval")
     p.add_argument("--max-drop", type=float, help="exit 1 if a model's AP is more than this many points below "
                                                   "the first model's on any data set")
     p.add_argument("--drop-metric", choices=COLUMNS, default="AP", help="the column --max-drop checks (AP)")
@@ -207,8 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``calibnet-eval``; returns 0, 1 (--max-drop exceeded) or 2 (user error)."""
-    return run_cli("calibnet-eval", build_parser(), run, argv, (CliError, DatasetError, EvaluationError),
-                   files=lambda a: [*a.models, a.config])
+    return run_cli("calibnet-eval", build_parser(), run, argv, files=lambda a: [*a.models, a.config])
 
 
 if __name__ == "__main__":

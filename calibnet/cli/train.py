@@ -33,9 +33,16 @@ import sys
 import time
 from typing import Any
 
-from ..data.options import add_dataset_arguments
-from ..training.plan import TrainError, TrainPlan, resolve_plan
-from ..training.recipes import RECIPES
+import calibnet.data as data
+from calibnet.config import DEFAULT_PRESET, PRESETS
+from calibnet.data.synthetic import scene_seed
+from calibnet.training.plan import TrainError, TrainPlan, TrainRequest, resolve_plan
+from calibnet.training.recipes import RECIPES
+
+from ..config import write_config_yaml
+from ..training.batches import LoaderBatches, SyntheticBatches
+from .app import parser, run_cli
+from .options import add_dataset, add_output, add_threads, checkpoint_files, dataset_specs
 
 #: data-set seed of the synthetic training scenes (calibnet.data.synthetic.scene_seed(seed, i) =
 #: seed * 1e6 + i); the held-out evaluation scenes use data-set seed 0, so the two never overlap
@@ -44,23 +51,23 @@ TRAIN_SET_SEED = 1
 
 def build_parser() -> argparse.ArgumentParser:
     """The calibnet-train argument parser."""
-    p = argparse.ArgumentParser(prog="calibnet-train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser("calibnet-train", __doc__)
     g = p.add_argument_group("model")
     g.add_argument("--recipe", choices=sorted(RECIPES), help="a documented recipe (config, data, schedule, eval); "
                    "other options override it")
-    g.add_argument("--config", help="preset (r50, r101, r34, r18, swint, pvt, p2t) or official YAML "
-                   "(default r50, or the recipe's)")
+    g.add_argument("--config", help=f"model preset ({', '.join(PRESETS)}) or official YAML (default: the recipe's, "
+                   f"else {DEFAULT_PRESET})")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override by dotted field, e.g. --set decoder.num_kernels=10 (repeatable)")
-    g.add_argument("--init-backbone", metavar="FILE", help="ImageNet weights for both backbones: ResNet torchvision "
-                   ".pth or detectron2 .pkl; Swin/PVTv2/P2T release .pth (swin_tiny_patch4_window7_224_22k.pth, "
-                   "pvt_v2_b2_li.pth, p2t_large.pth); your local file, nothing is downloaded")
+    g.add_argument("--init-backbone", metavar="FILE", help="ImageNet weights for both backbones: a torchvision "
+                   "ResNet checkpoint or a detectron2 pickle; the Swin/PVTv2/P2T releases' files "
+                   "(swin_tiny_patch4_window7_224_22k.pth, pvt_v2_b2_li.pth, p2t_large.pth); your local file, nothing "
+                   "is downloaded")
     g.add_argument("--weights", metavar="FILE", help="start from these model weights (a calibnet/official checkpoint)")
     g = p.add_argument_group("data (one of)")
     g.add_argument("--synthetic", metavar="N|stream", help="synthetic scenes: 'stream' = endless fresh scenes, "
                    "N = a fixed set of N scenes written to OUT/synthetic_train")
-    add_dataset_arguments(g, json_flags=("--train-json",), several=False, data_root_default="datasets")
+    add_dataset(g, json_flags=("--train-json",), several=False, data_root_default="datasets")
     g = p.add_argument_group("schedule")
     g.add_argument("--iters", type=int, help="optimizer steps (default: config SOLVER.MAX_ITER or the recipe's)")
     g.add_argument("--batch", type=int, help="images per step and process (default: config IMS_PER_BATCH)")
@@ -73,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--clip-grad", type=float, help="clip the global gradient norm to this value (0 = off)")
     g.add_argument("--no-amp", action="store_true", help="disable mixed precision (AMP is used on CUDA only)")
     g = p.add_argument_group("run")
-    g.add_argument("--out", help="output folder (default out/train, or the recipe's)")
+    add_output(g, None, "output folder (default: the recipe's, else out/train)")
     g.add_argument("--resume", nargs="?", const="", metavar="FILE",
                    help="continue from FILE, or from OUT/last_checkpoint when no FILE is given")
     g.add_argument("--checkpoint-period", type=int, default=None, help="save every N iterations (default: "
@@ -84,29 +91,28 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: config NUM_WORKERS)")
     g.add_argument("--seed", type=int, default=0, help="model-initialization and data seed (default 0)")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
-    g.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    add_threads(g)
     g.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     return p
 
 
+def train_request(args: argparse.Namespace) -> TrainRequest:
+    """The typed request of parsed ``calibnet-train`` arguments."""
+    return TrainRequest(args.recipe, args.config, tuple(args.set), args.synthetic, bool(args.dataset or args.json),
+                        args.iters, args.batch, args.lr, args.weight_decay, args.steps, args.gamma,
+                        args.warmup_iters, args.clip_grad, args.out, args.checkpoint_period, args.eval_scenes,
+                        args.workers)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``calibnet-train``."""
-    args = build_parser().parse_args(argv)
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except TrainError as exc:  # a user error, one line
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """Entry point of ``calibnet-train``: every error ends in one line (a bad checkpoint file named)."""
+    return run_cli("calibnet-train", build_parser(), _run, argv,
+                   files=lambda a: [*checkpoint_files(a), a.init_backbone, a.resume or None])
 
 
 def _make_source(args: argparse.Namespace, plan: TrainPlan, info: Any) -> Any:
     """The batch source for this process."""
-    from calibnet.data.synthetic import scene_seed
 
-    from ..training.batches import LoaderBatches, SyntheticBatches
     from ..training.distributed import barrier
 
     cfg = plan.cfg
@@ -116,7 +122,6 @@ def _make_source(args: argparse.Namespace, plan: TrainPlan, info: Any) -> Any:
                                 short=cfg.input.min_size_train[0], max_size=cfg.input.max_size_train,
                                 seed=scene_seed(TRAIN_SET_SEED + args.seed, 0), rank=info.rank,
                                 world_size=info.world_size)
-    import calibnet.data as data
 
     folder = plan.out / "synthetic_train"
     if plan.synthetic is not None and info.rank == 0:
@@ -126,7 +131,7 @@ def _make_source(args: argparse.Namespace, plan: TrainPlan, info: Any) -> Any:
     barrier()
     try:
         spec = (data.synthetic_dataset_spec(folder, "synthetic_train") if plan.synthetic
-                else data.specs_from_args(args)[0])
+                else dataset_specs(args)[0])
         dataset = data.RGBDInstanceDataset(spec, cfg.input, train=True)
     except (FileNotFoundError, ValueError, KeyError) as exc:  # DatasetError is a ValueError
         raise TrainError(str(exc)) from None
@@ -139,13 +144,12 @@ def _make_source(args: argparse.Namespace, plan: TrainPlan, info: Any) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    plan = resolve_plan(args)
+    plan = resolve_plan(train_request(args))
     import torch
 
     from calibnet.builder import build_model
     from calibnet.checkpoint import CheckpointMismatchError
 
-    from ..config import write_config_yaml
     from ..training.backbone_init import BackboneInitError, init_backbones
     from ..training.checkpointing import find_resume_file
     from ..training.distributed import cleanup, init_from_env

@@ -13,6 +13,7 @@ from __future__ import annotations
 from .official_yaml import YAML_KEYS, YamlKey, config_to_yaml, config_tree, write_config_yaml
 from .schema import (
     BACKBONE_NAMES,
+    DEFAULT_PRESET,
     PRESETS,
     BackboneConfig,
     CalibNetConfig,
@@ -33,6 +34,6 @@ from .schema import (
 __all__ = [
     "BACKBONE_NAMES", "P2TConfig", "PVTv2Config", "SwinConfig",
     "BackboneConfig", "CalibNetConfig", "ConfigError", "DecoderConfig", "EncoderConfig", "FusionDecoderConfig",
-    "InferenceConfig", "InputConfig", "LossConfig", "PRESETS", "SolverConfig", "YAML_KEYS", "YamlKey",
+    "InferenceConfig", "InputConfig", "LossConfig", "PRESETS", "DEFAULT_PRESET", "SolverConfig", "YAML_KEYS", "YamlKey",
     "config_to_yaml", "config_tree", "get_config", "write_config_yaml",
 ]

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .schema import BACKBONE_NAMES, ConfigError
+import yaml
+
+from .common import BACKBONE_NAMES, ConfigError
 
 if TYPE_CHECKING:
     from .schema import CalibNetConfig
@@ -162,7 +164,6 @@ def _flatten(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _load_yaml_chain(path: Path, _seen: tuple[Path, ...] = ()) -> list[tuple[Path, dict[str, Any]]]:
     """[(file, flat key->value)] from the deepest ``_BASE_`` to ``path`` itself."""
-    import yaml
 
     path = path.resolve()
     if path in _seen:
@@ -219,7 +220,6 @@ def config_tree(cfg: CalibNetConfig) -> dict[str, Any]:
 
 def config_to_yaml(cfg: CalibNetConfig, header: str = "") -> str:
     """YAML text of ``cfg`` that ``CalibNetConfig.from_yaml`` reads back to an equal config."""
-    import yaml
 
     text = yaml.safe_dump(config_tree(cfg), sort_keys=False, default_flow_style=None)
     if header:

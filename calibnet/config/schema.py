@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .common import BACKBONE_NAMES, ConfigError
+from .official_yaml import read_yaml
+
 __all__ = [
     "BACKBONE_NAMES",
     "BackboneConfig",
@@ -28,17 +31,9 @@ __all__ = [
     "SolverConfig",
     "SwinConfig",
     "PRESETS",
+    "DEFAULT_PRESET",
     "get_config",
 ]
-
-
-class ConfigError(ValueError):
-    """A configuration file or value that calibnet cannot use."""
-
-
-#: ``MODEL.BACKBONE.NAME`` values calibnet builds (the official registry names): ResNet, Swin, PVTv2, P2T.
-BACKBONE_NAMES = ("build_resnet_backbone", "D2SwinTransformer", "build_pyramid_vision_transformer",
-                  "build_p2t_backbone")
 
 
 @dataclass
@@ -231,7 +226,6 @@ class CalibNetConfig:
         Raises :class:`ConfigError` naming the key and the file for an unknown key or an
         unsupported value.
         """
-        from .official_yaml import read_yaml
 
         cfg = read_yaml(cls(), Path(path))
         cfg.validate()
@@ -291,6 +285,9 @@ class CalibNetConfig:
 
 # ---------------------------------------------------------------------- presets
 
+#: the preset every tool uses when none is given
+DEFAULT_PRESET = "r50"
+#: model presets by name: config overrides of the R50 defaults
 PRESETS: dict[str, dict[str, Any]] = {
     "r50": {},
     "r101": {"backbone.depth": 101},
@@ -305,7 +302,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def get_config(name_or_path: str | Path) -> CalibNetConfig:
-    """Resolve a preset name (``r50``, ``r101``, ``r34``, ``r18``) or an official YAML path."""
+    """Resolve a preset name (:data:`PRESETS`) or an official YAML path."""
     key = str(name_or_path).lower()
     if key in PRESETS:
         cfg = CalibNetConfig().replace(**PRESETS[key])

@@ -1,7 +1,7 @@
 """RGB-D instance data sets: the official COCO-json layouts, augmentation, loaders, synthetic scenes.
 
 Importing ``calibnet.data`` does not import torch: the specs, the registry, json reading, image reading
-(:mod:`calibnet.runtime.core.readers`), the data-set CLI options, the numpy transforms and the synthetic writer
+(:mod:`calibnet.runtime.core.readers`), the numpy transforms and the synthetic writer
 work without it; the PyTorch names below (``RGBDInstanceDataset``, ``collate_rgbd``, ``build_train_loader``,
 ``build_test_loader``, ``InfiniteSampler``) are loaded on first use.
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 from ..lazy import lazy_attributes, lazy_names
 from ..runtime.core.readers import read_depth, read_rgb
 from .coco import ImageRecord, decode_segmentation, load_records, rasterize_polygons
-from .options import add_dataset_arguments, specs_from_args
 from .registry import (
     OFFICIAL_DATASETS,
     DatasetError,
@@ -41,9 +40,9 @@ _LAZY = {"calibnet.data.dataset": ("RGBDInstanceDataset", "collate_rgbd", "build
 
 __all__ = [
     "OFFICIAL_DATASETS", "DatasetError", "DatasetSpec", "GeometricTransform", "ImageRecord", "Scene",
-    "add_dataset_arguments", "dataset_names", "dataset_spec_from_json", "decode_segmentation", "default_depth_root",
+    "dataset_names", "dataset_spec_from_json", "decode_segmentation", "default_depth_root",
     "get_dataset_spec", "load_records", "make_scene", "rasterize_polygons", "read_depth", "read_rgb",
-    "register_dataset", "resolve_data_root", "resolve_dataset", "sample_train_transform", "specs_from_args",
+    "register_dataset", "resolve_data_root", "resolve_dataset", "sample_train_transform",
     "synthetic_dataset_spec", "test_transform", "write_synthetic_dataset", *lazy_names(_LAZY),
 ]
 

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pycocotools import mask as mask_utils  # type: ignore[import-untyped]
+from pycocotools.coco import COCO  # type: ignore[import-untyped]
+from pycocotools.cocoeval import COCOeval  # type: ignore[import-untyped]
 
 __all__ = ["EvaluationError", "STAT_NAMES", "ap_at_iou", "evaluate_coco", "load_results"]
 
@@ -35,7 +38,6 @@ def _quiet(fn: Any, *args: Any) -> Any:
 
 
 def _load_gt(gt_json_path: str | Path) -> Any:
-    from pycocotools.coco import COCO  # type: ignore[import-untyped]
 
     path = Path(gt_json_path)
     data = _read_json(path, "ground truth")
@@ -65,7 +67,6 @@ def _read_json(path: Path, what: str) -> Any:
 
 
 def _segm_area(seg: Any, hw: tuple[int, int] | None) -> float:
-    from pycocotools import mask as mask_utils  # type: ignore[import-untyped]
 
     if seg is None or hw is None:
         return 0.0
@@ -101,7 +102,6 @@ def _strip_boxes(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _results_coco(gt: Any, results: list[dict[str, Any]]) -> Any:
     """The detections as a COCO object (pycocotools ``loadRes``, which cannot take an empty list)."""
-    from pycocotools.coco import COCO
 
     if results:
         if any("segmentation" not in r for r in results):
@@ -147,7 +147,6 @@ def evaluate_coco(gt_json_path: str | Path, results_json_path: str | Path | Sequ
     ``AR10``, ``AR100``, ``ARs``, ``ARm``, ``ARl`` (percent; ``nan`` where COCOeval has no ground truth to
     measure), and ``num_images``, ``num_gt``, ``num_detections``.
     """
-    from pycocotools.cocoeval import COCOeval  # type: ignore[import-untyped]
 
     gt = _load_gt(gt_json_path)
     results = _strip_boxes(load_results(results_json_path))
@@ -184,7 +183,6 @@ def _ap_by_relative_size(gt: Any, dt: Any, ids: list[int], use_cats: bool,
                          size_bins: Mapping[str, tuple[float, float]]) -> dict[str, dict[str, float]]:
     """AP / AP50 / AP70 (percent, nan without ground truth) per relative size class: ``area`` of every ground
     truth and detection divided by its image's pixels, then COCOeval with those area ranges."""
-    from pycocotools.cocoeval import COCOeval
 
     pixels = {i["id"]: float(i["height"]) * float(i["width"]) for i in gt.dataset["images"]}
     for coco in (gt, dt):

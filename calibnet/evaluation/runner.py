@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from ..data.coco import load_records
 from ..data.registry import DatasetError, DatasetSpec
 from ..runtime.core.errors import InputError
@@ -30,7 +32,6 @@ def predict_dataset(runtime: Any, spec: DatasetSpec, progress: bool = True, limi
     EXIF orientation; depth maps of any bit depth, converted by the runtime); the runtime resizes and pads
     them. Returns (results, image ids, seconds spent reading + predicting).
     """
-    from tqdm import tqdm
 
     records = load_records(spec)
     if limit is not None:

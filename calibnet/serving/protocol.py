@@ -34,7 +34,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pycocotools import mask as mask_utils  # type: ignore[import-untyped]
 
+from ..runtime.core import readers
 from ..runtime.core.depth import DepthFormat
 from ..runtime.core.errors import InputError
 from ..runtime.core.prediction import Prediction
@@ -128,7 +130,6 @@ def _encoded_bytes(name: str, arr: np.ndarray) -> bytes:
 
 def _decode_file_bytes(data: bytes, name: str, depth: bool) -> np.ndarray:
     """An encoded image decoded by the runtime's one reader of that file kind."""
-    from ..runtime.core import readers
 
     try:
         return readers.read_depth(data) if depth else readers.read_rgb(data)
@@ -192,7 +193,6 @@ def prediction_from_outputs(outputs: Mapping[str, np.ndarray], image_hw: tuple[i
     """The runtime's :class:`Prediction` from the outputs of one answer (batched [1,...] or not); masks are
     decoded from the RLEs (``image_hw``: the frame's size, for the mask array of an answer without
     instances). The kernel index is not sent: ``kernel_index`` is -1."""
-    from pycocotools import mask as mask_utils  # type: ignore[import-untyped]
 
     def item(name: str, ndim: int) -> np.ndarray:
         a = np.asarray(outputs[name])

@@ -24,17 +24,21 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm  # type: ignore[import-untyped]
 
-from ..cli.infer import folder_tasks
+from ..runtime.apps.batch import folder_tasks
 from ..runtime.apps.batchlog import BatchLog
 from ..runtime.apps.sources import match_pairs
 from ..runtime.core.depth import DepthFormat
 from ..runtime.core.errors import InputError
+from ..runtime.core.readers import read_depth, read_rgb
+from ..runtime.core.runtime import Runtime
 
 __all__ = ["ray_batch", "RayBatchReport", "PairPredictor"]
 
@@ -58,14 +62,12 @@ class PairPredictor:
 
     def __init__(self, model: str, threads: int = 1, depth_format: DepthFormat | None = None,
                  min_score: float = 0.0, strict: bool = False) -> None:
-        from ..runtime.core.runtime import Runtime
 
         self.runtime = Runtime.open(model, depth_format=depth_format, strict=strict,
                                     **({"threads": threads} if threads else {}))
         self.min_score = min_score
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from ..runtime.core.readers import read_depth, read_rgb
 
         keys: list[str] = []
         records: list[dict[str, Any]] = []
@@ -108,10 +110,8 @@ def ray_batch(model: str | Path, rgb_dir: str | Path, depth_dir: str | Path, out
     (see the module docs). ``num_actors`` runtimes (each ``threads`` intra-op threads, reserving that many
     CPUs), ``batch_size`` pairs per ``map_batches`` call; ``num_cpus`` bounds a local cluster (default: all);
     ``address`` joins an existing cluster instead; ``resume=False`` starts ``out`` over."""
-    import time
 
     import ray
-    from tqdm import tqdm  # type: ignore[import-untyped]
 
     t0 = time.perf_counter()
     model = Path(model).resolve()

@@ -1,4 +1,4 @@
-"""calibnet-serve: an exported CalibNet served by Triton Inference Server through PyTriton (HTTP + gRPC).
+"""An exported CalibNet served by Triton Inference Server through PyTriton (HTTP + gRPC).
 
   calibnet-serve calibnet.onnx --port 8000 --grpc-port 8001 --max-batch 8 --instances 1
 
@@ -18,7 +18,6 @@ client helper (:class:`calibnet.serving.client.CalibnetClient`) resends those.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
@@ -31,10 +30,11 @@ from typing import Any
 import numpy as np
 
 from ..runtime.core.errors import InputError
-from ..runtime.core.runtime import Runtime
+from ..runtime.core.runtime import OpenOptions, Runtime
 from .protocol import BATCH_REJECTED, INPUTS, MODEL_NAME, OUTPUTS, decode_request, encode_prediction
+from .stub_env import stub_process_env, stub_python_env
 
-__all__ = ["CalibnetInfer", "serve", "build_parser", "main"]
+__all__ = ["CalibnetInfer", "serve", "predict_frames"]
 
 LOG = logging.getLogger("calibnet.serving")
 
@@ -44,11 +44,8 @@ class CalibnetInfer:
     request out. Each instance holds its own :class:`Runtime` (``strict``: RGB/depth size mismatches are
     errors, never silently resized)."""
 
-    def __init__(self, model: str | Path, backend: str | None = None, threads: int = 0, **kwargs: Any) -> None:
-        opts = dict(kwargs)
-        if threads:
-            opts["threads"] = threads
-        self.runtime = Runtime.open(model, backend=backend, strict=True, **opts)
+    def __init__(self, model: str | Path, options: OpenOptions | None = None) -> None:
+        self.runtime = Runtime.open(model, strict=True, options=options or OpenOptions())
         self.batches: list[int] = []  # sizes of the batches run (for statistics)
 
     def __call__(self, requests: Sequence[Any]) -> list[dict[str, np.ndarray]]:
@@ -87,18 +84,16 @@ def _pytriton_tensors(specs: Sequence[Any]) -> list[Any]:
 
 
 def serve(model: str | Path, port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002,
-          max_batch: int = 8, instances: int = 1, backend: str | None = None, threads: int = 0,
-          batch_delay_us: int = 2000, address: str = "127.0.0.1", stop: threading.Event | None = None,
-          log_verbose: int = 0) -> int:
+          max_batch: int = 8, instances: int = 1, options: OpenOptions | None = None, batch_delay_us: int = 2000,
+          address: str = "127.0.0.1", stop: threading.Event | None = None, log_verbose: int = 0) -> int:
     """Serve ``model`` until SIGTERM/SIGINT (or ``stop`` is set); returns the exit code (0 after a clean
-    stop). ``max_batch`` 1 turns dynamic batching off."""
+    stop). ``max_batch`` 1 turns dynamic batching off; ``options``: how each instance opens the model."""
     from pytriton.model_config import DynamicBatcher, ModelConfig
     from pytriton.server import triton_server
     from pytriton.triton import Triton, TritonConfig
 
-    from .stub_env import stub_process_env, stub_python_env
 
-    callables = [CalibnetInfer(model, backend=backend, threads=threads) for _ in range(max(1, instances))]
+    callables = [CalibnetInfer(model, options) for _ in range(max(1, instances))]
     # the Python-backend stub: this interpreter's libpython, and NumPy < 2 (see calibnet.serving.stub_env)
     stub_env = stub_python_env()
     triton_server.get_triton_python_backend_python_env = lambda: stub_env  # PyTriton's only hook for it
@@ -134,53 +129,3 @@ def serve(model: str | Path, port: int = 8000, grpc_port: int = 8001, metrics_po
               + (f" (mean batch {np.mean(sizes):.2f}, largest {max(sizes)})" if sizes else ""), flush=True)
     print("calibnet-serve: stopped", flush=True)
     return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``calibnet-serve``."""
-    p = argparse.ArgumentParser(prog="calibnet-serve", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="exported model (.onnx; .engine/.plan with TensorRT)")
-    p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
-    p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
-    p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default 8002)")
-    p.add_argument("--address", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
-    p.add_argument("--max-batch", type=int, default=8, help="dynamic batching up to this many same-size frames "
-                   "(1: off; default 8)")
-    p.add_argument("--batch-delay-us", type=int, default=2000,
-                   help="how long the batcher waits for more requests, microseconds (default 2000)")
-    p.add_argument("--instances", type=int, default=1, help="model instances, each with its own runtime")
-    p.add_argument("--backend", choices=("onnxruntime", "tensorrt", "openvino", "torch"),
-                   help="runtime backend (default: from the file type)")
-    p.add_argument("--threads", type=int, default=0, help="intra-op threads per instance (ONNX Runtime; 0: default)")
-    p.add_argument("--log-verbose", type=int, default=0, help="Triton's log verbosity")
-    return p
-
-
-def _main(args: argparse.Namespace) -> int:
-    from calibnet.runtime.core.filecheck import file_problem
-
-    logging.basicConfig(level=logging.WARNING)
-    problem = file_problem(args.model)
-    if problem is not None:  # a corrupt or foreign file is named before anything starts
-        raise ValueError(f"{args.model}: {problem}")
-    try:
-        import pytriton  # noqa: F401
-    except ImportError:
-        print("calibnet-serve: error: PyTriton is not installed: pip install 'calibnet[serving]'", file=sys.stderr)
-        return 2
-    return serve(args.model, port=args.port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
-                 max_batch=args.max_batch, instances=args.instances, backend=args.backend, threads=args.threads,
-                 batch_delay_us=args.batch_delay_us, address=args.address, log_verbose=args.log_verbose)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``calibnet-serve``; every error ends in one line (a bad model file named)."""
-    from calibnet.runtime.core.errors import run_cli
-
-    return run_cli("calibnet-serve", build_parser(), _main, argv, (FileNotFoundError, ValueError),
-                   files=lambda a: [a.model])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

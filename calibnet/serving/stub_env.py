@@ -11,7 +11,7 @@ Two facts, both found by running the bundled Triton 2.51 here:
    output tensor it creates is empty (0 bytes), silently. (That is why the package pins ``numpy<2``.)
    Only the stub process needs the old NumPy: :func:`stub_python_env` makes a small virtual environment
    whose own site-packages hold ``numpy<2`` and which then sees every package of the calling environment
-   (``site.addsitedir`` in a ``.pth`` file), so the server process itself keeps NumPy 2. The stub finds
+   (``site.addsitedir`` in a site path-configuration file), so the server process itself keeps NumPy 2. The stub finds
    that environment through ``PATH``. Under NumPy 1.x the calling environment is used as is.
 
 The NGC Triton containers ship a stub that matches their own Python and NumPy; neither fix is needed there.

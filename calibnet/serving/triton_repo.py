@@ -25,7 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..runtime.core.contract import PLUGIN_NAME, ModelMetadata, read_metadata
+from google.protobuf import text_format
+
+from ..runtime.core.contract import PLUGIN_NAME, ModelMetadata
+from ..runtime.core.targets import read_metadata
 from .protocol import INPUTS, MODEL_NAME, OUTPUTS, TensorSpec
 from .triton_python import METADATA_FILE
 
@@ -220,7 +223,6 @@ def write_triton_repo(onnx_path: str | Path, out_dir: str | Path, variant: str =
 
 
 def _parse(path: Path) -> Any:
-    from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
     try:

@@ -2,7 +2,7 @@
 
 Accepted files (the user's own; nothing is downloaded):
 
-- a torchvision ResNet state dict (``resnet18/34/50/101-*.pth``): ``conv1.weight``, ``bn1.*``,
+- a torchvision ResNet state dict (e.g. torchvision's ``resnet50-0676ba61`` release file): ``conv1.weight``, ``bn1.*``,
   ``layer1.0.conv1.weight``, ``layer1.0.downsample.0.weight`` ...
 - a detectron2 ``.pkl`` made by detectron2's ``convert-torchvision-to-d2.py`` (the official configs'
   ``ImageNetPretrained/torchvision/R-50.pkl``): ``stem.conv1.weight``, ``res2.0.conv1.norm.weight`` ...
@@ -35,7 +35,7 @@ __all__ = ["BackboneInitError", "backbone_state_from_file", "init_backbones", "t
 BACKBONE_PREFIXES = ("backbone.", "backbonedepth.")
 
 
-class BackboneInitError(RuntimeError):
+class BackboneInitError(ValueError):
     """The ImageNet weights do not fit the model's backbones."""
 
 

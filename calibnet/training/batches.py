@@ -18,6 +18,9 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from calibnet.data.synthetic import make_scene
+from calibnet.runtime.core.resize import pil_bilinear_resize_u8, shortest_edge_size
+
 __all__ = ["BatchSource", "LoaderBatches", "SyntheticBatches", "collate_arrays", "scene_seed"]
 
 
@@ -31,7 +34,7 @@ def collate_arrays(rgbs: Sequence[np.ndarray], depths: Sequence[np.ndarray], mas
                    image_ids: Sequence[int] | None = None, size_divisibility: int = 32) -> dict[str, Any]:
     """Pad uint8 RGB [h,w,3], depth [h,w] and bool masks [K,h,w] of each image into one batch
     (:func:`calibnet.data.collate_rgbd` on array items)."""
-    from calibnet.data import collate_rgbd
+    from calibnet.data.dataset import collate_rgbd  # imports torch
 
     ids = list(image_ids) if image_ids is not None else list(range(len(rgbs)))
     items = [{"rgb": r.transpose(2, 0, 1), "depth": dp[None], "masks": m, "image_id": i, "file_name": "",
@@ -77,8 +80,6 @@ class SyntheticBatches:
 
     def scene(self, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rgb u8 [h,w,3], depth u8 [h,w], masks bool [K,h,w]) of one training scene."""
-        from calibnet.data.synthetic import make_scene
-        from calibnet.runtime.core.resize import pil_bilinear_resize_u8, shortest_edge_size
 
         rng = np.random.default_rng(seed + 7_777_777)
         n_sal = int(rng.integers(self.n_salient[0], self.n_salient[1] + 1))

@@ -7,7 +7,6 @@ config; the recipe's rate drops move with a changed ``--iters``; the config that
 
 from __future__ import annotations
 
-import argparse
 import ast
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +15,34 @@ from typing import Any
 from ..config import CalibNetConfig, ConfigError, get_config
 from .recipes import RECIPES, Recipe
 
-__all__ = ["TrainError", "TrainPlan", "resolve_plan"]
+__all__ = ["TrainError", "TrainPlan", "TrainRequest", "resolve_plan"]
 
 
 class TrainError(ValueError):
     """A calibnet-train user error (a command line, data set or checkpoint it cannot use); the message says why."""
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What the user asked for (``calibnet-train``'s options; None: not given, the recipe's or config's value)."""
+
+    recipe: str | None = None
+    config: str | None = None
+    overrides: tuple[str, ...] = ()  # "KEY=VALUE" config overrides by dotted field
+    synthetic: str | None = None  # "stream" or a number of scenes
+    dataset: bool = False  # a registered or json data set was named
+    iters: int | None = None
+    batch: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    steps: tuple[int, ...] | None = None
+    gamma: float | None = None
+    warmup_iters: int | None = None
+    clip_grad: float | None = None
+    out: str | None = None
+    checkpoint_period: int | None = None
+    eval_scenes: int | None = None
+    workers: int | None = None
 
 
 @dataclass(frozen=True)
@@ -47,12 +69,12 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _config(args: argparse.Namespace, recipe: Recipe | None) -> CalibNetConfig:
+def _config(args: TrainRequest, recipe: Recipe | None) -> CalibNetConfig:
     """The config preset / YAML with the recipe's overrides (unless --config replaces the recipe's) and --set."""
     try:
         cfg = get_config(args.config or (recipe.config if recipe else "r50"))
         overrides = dict(recipe.overrides) if recipe and not args.config else {}
-        for item in args.set:
+        for item in args.overrides:
             if "=" not in item:
                 raise TrainError(f"--set wants KEY=VALUE, got {item!r}")
             k, v = item.split("=", 1)
@@ -62,8 +84,8 @@ def _config(args: argparse.Namespace, recipe: Recipe | None) -> CalibNetConfig:
         raise TrainError(str(exc)) from None
 
 
-def _synthetic(args: argparse.Namespace, recipe: Recipe | None) -> str | None:
-    given = {"--synthetic": args.synthetic, "--dataset": args.dataset, "--train-json": args.json}
+def _synthetic(args: TrainRequest, recipe: Recipe | None) -> str | None:
+    given = {"--synthetic": args.synthetic, "--dataset / --train-json": args.dataset}
     modes = [flag for flag, value in given.items() if value]
     if len(modes) > 1:
         raise TrainError(f"give one data source, not {', '.join(modes)}")
@@ -79,8 +101,8 @@ def _pick(given: Any, default: Any) -> Any:
     return given if given is not None else default
 
 
-def resolve_plan(args: argparse.Namespace) -> TrainPlan:
-    """The :class:`TrainPlan` of parsed ``calibnet-train`` arguments; :class:`TrainError` for a user error."""
+def resolve_plan(args: TrainRequest) -> TrainPlan:
+    """The :class:`TrainPlan` of a request (``calibnet-train``'s options); :class:`TrainError` for a user error."""
     recipe = RECIPES[args.recipe] if args.recipe else None
     cfg = _config(args, recipe)
     synthetic = _synthetic(args, recipe)

@@ -8,6 +8,7 @@ TensorBoard events and checkpoints.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import sys
 import time
@@ -18,6 +19,9 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
+
+from calibnet.runtime.core.targets import CHECKPOINT_SUFFIX
 
 from .batches import BatchSource
 from .checkpointing import capture_rng, load_training_file, restore_rng, write_last_checkpoint
@@ -123,7 +127,6 @@ class Trainer:
         start = self.iteration
         bar = None
         if self.opts.progress and self.is_main:
-            from tqdm import tqdm
 
             bar = tqdm(total=end, initial=start, desc="train", unit="it", file=sys.stderr, dynamic_ncols=True)
         self._open_logs()
@@ -144,7 +147,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{record['total_loss']:.3f}", lr=f"{record['lr']:.2e}")
                 period = self.opts.checkpoint_period
                 if period and self.iteration % period == 0 and self.iteration < end:
-                    self.save(f"model_{self.iteration:07d}.pth")
+                    self.save(f"model_{self.iteration:07d}{CHECKPOINT_SUFFIX}")
                 if self.opts.eval_period and self.iteration % self.opts.eval_period == 0 and self.iteration < end:
                     self._evaluate()
         finally:
@@ -165,7 +168,6 @@ class Trainer:
             line = ", ".join(f"{k} {metrics[k]:.2f}" for k in ("AP", "AP50", "AP70") if k in metrics)
             print(f"[iter {self.iteration}] eval: {line}", file=sys.stderr)
             if self.opts.out_dir is not None:
-                import json
 
                 row: dict[str, Any] = {"iteration": self.iteration}
                 for k, v in metrics.items():

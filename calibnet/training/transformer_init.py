@@ -36,7 +36,7 @@ __all__ = ["BackboneInitReport", "TransformerInitError", "init_transformer_backb
 _PREFIXES = ("backbone.", "module.backbone.")
 
 
-class TransformerInitError(RuntimeError):
+class TransformerInitError(ValueError):
     """The ImageNet weights do not fit the model's transformer backbones."""
 
 

@@ -84,11 +84,6 @@ class BatchLog:
         self._append({"key": str(key), "image": image, "error": reason})
 
     @property
-    def n_done(self) -> int:
-        """Finished inputs (this run and resumed ones)."""
-        return sum("results" in r for r in self.records.values())
-
-    @property
     def errors(self) -> list[dict[str, Any]]:
         """``errors.json`` entries, by image id."""
         out = [{"image_id": r["image"].get("id"), "file": r["image"].get("file_name"), **(

@@ -39,7 +39,7 @@ import collections
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,7 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..core.prediction import Prediction
+from ..core.stats import percentiles
 from .sources import capture_frames, image_frames, match_pairs, video_frames
 from .tracking import InstanceTracker
 
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
     from ..core.preprocess import PreparedFrame
     from ..core.runtime import Runtime
 
-__all__ = ["POLICIES", "Stream", "StreamFrame", "StreamStats", "capture_frames", "open_source", "percentiles", "stream"]
+__all__ = ["POLICIES", "Stream", "StreamFrame", "StreamStats", "capture_frames", "open_source", "stream"]
 
 POLICIES = ("all", "latest")
 STATS_WINDOW = 10_000
@@ -74,14 +75,6 @@ class StreamFrame:
     t_capture: float  # time.perf_counter() when it came out of the source
     stem: str = ""  # for output file names
     source: Any = None  # the source's own item (e.g. a sources.Frame), when it had one
-
-
-def percentiles(seconds: Iterable[float], qs: Sequence[int] = (50, 90, 99)) -> dict[str, float]:
-    """``{"p50", "p90", "p99", "mean"}`` (the percentiles ``qs``) of a sample of seconds, in milliseconds
-    (linear interpolation between order statistics); NaN for an empty sample."""
-    a = np.fromiter(seconds, np.float64) * 1e3
-    pct = np.percentile(a, qs) if a.size else np.full(len(qs), np.nan)
-    return {**{f"p{q}": float(v) for q, v in zip(qs, pct)}, "mean": float(a.mean()) if a.size else float("nan")}
 
 
 @dataclass
@@ -288,13 +281,13 @@ class _Pipeline:
         self.q[k + 1].put(_END, force=True)
 
     def _infer(self, frame: StreamFrame, prepared: PreparedFrame, times: dict[str, float]) -> tuple[Any, ...]:
-        out, times["infer"] = self.runtime._infer([prepared])
+        out, times["infer"] = self.runtime.infer([prepared])
         return frame, prepared, out, times
 
     def _post(self, frame: StreamFrame, prepared: PreparedFrame, out: dict[str, np.ndarray],
               times: dict[str, float]) -> tuple[StreamFrame, Prediction]:
         t0 = time.perf_counter()
-        pred = self.runtime._decode(out, 0, prepared)
+        pred = self.runtime.decode(out, 0, prepared)
         times["post"] = time.perf_counter() - t0
         if self.tracker is not None:
             t1 = time.perf_counter()

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.contract import PLUGIN_NAME, ModelMetadata, read_metadata
+from ..core.contract import PLUGIN_NAME, ModelMetadata, read_onnx_metadata
 from ..core.profiles import Profile, profiles_from_metadata
 from ..core.sidecar import default_cache_dir
 from .base import BackendUnavailable
@@ -104,7 +104,7 @@ def default_providers(path: str | Path | None = None, fp16: bool = True,
         return ["CPUExecutionProvider"]
     kind = "tensorrt" if "TensorrtExecutionProvider" in available else "cuda"
     try:
-        meta: ModelMetadata | None = read_metadata(path) if path is not None else None
+        meta: ModelMetadata | None = read_onnx_metadata(path) if path is not None else None
     except (OSError, ValueError):
         meta = None  # no profile shapes
     specs = gpu_providers(kind, meta, fp16=fp16,
@@ -119,9 +119,10 @@ class OnnxRuntimeBackend:
 
     def __init__(self, path: str | Path, providers: ProviderList | None = None, threads: int = 0,
                  fp16: bool = True, cache_dir: str | os.PathLike[str] | None = None,
-                 session_options: Any = None) -> None:
+                 session_options: Any = None, device: str | None = None) -> None:
         """``session_options``: an ``ort.SessionOptions`` to use instead of the defaults (all graph
-        optimizations, ``threads`` intra-op threads)."""
+        optimizations, ``threads`` intra-op threads); ``device="cpu"``: the CPU provider only (default: the best
+        available, :func:`default_providers`)."""
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - base dependency
@@ -130,8 +131,11 @@ class OnnxRuntimeBackend:
         if opts is None:
             opts = ort.SessionOptions()
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.log_severity_level = 3  # errors only: ONNX Runtime's own warnings are not the user's business
             if threads:
                 opts.intra_op_num_threads = threads
+        if providers is None and device == "cpu":
+            providers = ["CPUExecutionProvider"]
         self.providers: ProviderList = providers or default_providers(path, fp16=fp16, cache_dir=cache_dir)
         if any((p[0] if isinstance(p, tuple) else p) == "TensorrtExecutionProvider" for p in self.providers):
             Path(default_ort_cache_dir() if cache_dir is None else cache_dir).mkdir(parents=True, exist_ok=True)
@@ -144,7 +148,7 @@ class OnnxRuntimeBackend:
                 f"{path}: a TensorRT-flavoured graph without the plugin's CPU reference body; ONNX Runtime needs "
                 "it: re-export with calibnet-export --flavor tensorrt (embeds it unless --no-reference-body), or "
                 "run the file with TensorRT") from None
-        self.metadata = read_metadata(path)
+        self.metadata = read_onnx_metadata(path)
 
     @property
     def input_names(self) -> list[str]:

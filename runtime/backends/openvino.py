@@ -1,7 +1,7 @@
 """OpenVINO backend (CPU): FP32, BF16 (AMX / AVX512-BF16) and INT8 IR files behind the Backend interface.
 
-No torch. Opens an exported ONNX file or an OpenVINO IR (``.xml`` + its ``.bin``). The precision is always
-explicit: OpenVINO's CPU plugin runs BF16 by default on CPUs that report native BF16 (its
+No torch. Opens an exported ONNX file or an OpenVINO IR (its XML file, with the ``.bin`` weights beside it).
+The precision is always explicit: OpenVINO's CPU plugin runs BF16 by default on CPUs that report native BF16 (its
 ``INFERENCE_PRECISION_HINT`` default), so a model opened "as is" would silently lose precision there; this
 backend sets the hint for every model.
 
@@ -32,13 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from ..core.contract import PREFIX, ModelMetadata, read_metadata
+from ..core.contract import PREFIX, ModelMetadata, read_onnx_metadata
 from ..core.sidecar import default_cache_dir
+from ..core.targets import is_kind
 from .base import BackendUnavailable
 
 __all__ = ["OpenVinoBackend", "PrecisionChoice", "PrecisionMismatch", "PRECISIONS", "RT_INFO_SECTION",
            "choose_precision", "cpu_capabilities", "default_openvino_cache_dir", "is_int8_model",
-           "read_ir_metadata", "write_ir_metadata", "comparator_precision"]
+           "read_ir_metadata", "write_ir_metadata"]
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +60,6 @@ class PrecisionChoice:
 
     precision: str
     reason: str
-
-
-def comparator_precision(precision: str) -> str:
-    """The name :func:`~calibnet.runtime.core.compare.compare_outputs` uses for a backend precision
-    (``f32`` -> ``fp32``)."""
-    return {"f32": "fp32"}.get(precision, precision)
 
 
 def _import_openvino() -> Any:
@@ -166,11 +161,12 @@ class OpenVinoBackend:
             raise ValueError(f"unknown OpenVINO precision {precision!r}: choose from {', '.join(PRECISIONS)}")
         if not path.is_file():
             raise FileNotFoundError(f"model file not found: {path}")
-        if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
+        if is_kind(path, "openvino") and not path.with_suffix(".bin").is_file():
             raise FileNotFoundError(f"{path}: its weights file {path.with_suffix('.bin').name} is missing (an OpenVINO "
-                                    "IR is two files, .xml + .bin, side by side: copy both)")
+                                    "IR is two files, the XML and its .bin, side by side: copy both)")
         try:
-            self.metadata: ModelMetadata = read_metadata(path)
+            self.metadata: ModelMetadata = read_ir_metadata(path) if is_kind(path, "openvino") else \
+                read_onnx_metadata(path)
         except (OSError, ValueError) as exc:
             raise ValueError(f"{path}: cannot read calibnet metadata: {exc}") from None
         core = ov.Core()

@@ -146,7 +146,7 @@ class TensorRTBackend:
     """Runs a CalibNet TensorRT engine; see :class:`calibnet.runtime.backends.base.Backend`.
 
     Args:
-        engine_path: the ``.engine`` file (its ``.engine.json`` sidecar must sit beside it).
+        engine_path: the engine file (its JSON sidecar, the engine's name + ``.json``, must sit beside it).
         device: CUDA device index.
         cuda_api: "cuda-python" | "pycuda" | a :class:`CudaApi` | None (cuda-python preferred).
         use_cuda_graph: capture ``execute_async_v3`` in a CUDA graph once the input shapes stop changing

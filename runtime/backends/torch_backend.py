@@ -16,7 +16,7 @@ from ..core.contract import INPUT_NAMES, OUTPUT_NAMES, metadata_from_config
 from ..core.sidecar import file_sha256
 from .base import BackendUnavailable
 
-__all__ = ["TorchBackend"]
+__all__ = ["TorchBackend", "open_checkpoint"]
 
 
 class TorchBackend:
@@ -24,7 +24,7 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, model: Any = None, *, weights: str | Path | None = None, config: Any = "r50",
+    def __init__(self, model: Any = None, *, weights: str | Path | None = None, config: Any = None,
                  device: str = "cpu", threads: int = 0) -> None:
         try:
             import torch
@@ -68,3 +68,9 @@ class TorchBackend:
 
     def close(self) -> None:
         self.model = None
+
+
+def open_checkpoint(path: str | Path, **options: Any) -> TorchBackend:
+    """The torch backend of a checkpoint file (``config=`` preset or YAML, default the model side's default preset;
+    ``device=``, ``threads=``)."""
+    return TorchBackend(weights=path, **options)

@@ -28,8 +28,8 @@ import numpy as np
 
 from .contract import MASK_OUTPUTS, ModelMetadata
 
-__all__ = ["Tolerance", "TOLERANCES", "PRECISIONS", "Check", "OutputCheck", "ComparisonReport", "compare_outputs",
-           "binary_masks", "format_checks"]
+__all__ = ["Tolerance", "TOLERANCES", "PRECISIONS", "ALIASES", "Check", "OutputCheck", "ComparisonReport",
+           "compare_outputs", "binary_masks", "format_checks"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ TOLERANCES: dict[str, dict[str, Tolerance]] = {
     "int8": _table(0.5, None, 0.1, 0.1, None, 0.95),
 }
 PRECISIONS = tuple(TOLERANCES)
+#: backend precision names that mean one of :data:`PRECISIONS` (OpenVINO's ``f32``)
+ALIASES = {"f32": "fp32"}
 
 
 @dataclass
@@ -159,10 +161,11 @@ def compare_outputs(reference: Mapping[str, np.ndarray], candidate: Mapping[str,
                     min_mask_agreement: float | None = None) -> ComparisonReport:
     """Compare every output of ``reference`` with ``candidate`` (see the module rules).
 
-    ``precision``: of the candidate, one of :data:`PRECISIONS`; ``tolerances`` override entries of its
-    table; ``min_mask_agreement`` overrides the mask outputs' minimum agreement. The mask threshold is
-    ``metadata.mask_threshold``.
+    ``precision``: of the candidate, one of :data:`PRECISIONS` (or a backend's name of one: ``f32``, ``auto``:
+    see :data:`ALIASES`); ``tolerances`` override entries of its table; ``min_mask_agreement`` overrides the mask
+    outputs' minimum agreement. The mask threshold is ``metadata.mask_threshold``.
     """
+    precision = ALIASES.get(precision, precision)
     if precision not in TOLERANCES:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     table = {**TOLERANCES[precision], **(tolerances or {})}

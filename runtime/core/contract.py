@@ -1,6 +1,6 @@
 """The graph contract between export, engines and runtime (no torch): the one owner of the graph's
-input/output names, the TensorRT plugin name, :class:`ModelMetadata`, config -> metadata and metadata from
-a file.
+input/output names, the TensorRT plugin name, :class:`ModelMetadata`, config -> metadata and the metadata of
+an ONNX file (other file kinds: :mod:`calibnet.runtime.core.targets`).
 
 An exported ONNX file carries the metadata fields in ``metadata_props`` (key ``calibnet.<field>``, value a
 JSON string); an engine carries them in its JSON sidecar under ``"model"``. The runtime reads nothing
@@ -14,11 +14,13 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from .onnx_props import read_metadata_props
+
 __all__ = ["INPUT_NAMES", "OUTPUT_NAMES", "TOPK_OUTPUT_NAMES", "MASK_OUTPUTS", "PLUGIN_NAME", "PLUGIN_DOMAIN",
-           "ModelMetadata", "metadata_from_config", "read_metadata", "PREFIX", "FORMAT_VERSION"]
+           "ModelMetadata", "metadata_from_config", "read_onnx_metadata", "set_onnx_metadata", "PREFIX",
+           "FORMAT_VERSION"]
 
 #: graph inputs: rgb float32 [B,3,H,W] 0..255, depth float32 [B,1,H,W] 0..255, valid_hw int64 [B,2]
 INPUT_NAMES: tuple[str, str, str] = ("rgb", "depth", "valid_hw")
@@ -129,19 +131,19 @@ def metadata_from_config(cfg: Any, base: ModelMetadata | None = None, **facts: A
     return dataclasses.replace(meta, **values)
 
 
-def read_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
-    """The metadata of an exported file: an engine's (``.engine``/``.plan``) JSON sidecar, else an ONNX file's
-    ``metadata_props`` (read without the onnx package or a session). ``ValueError`` when the file carries none,
-    ``FileNotFoundError`` when an engine has no sidecar. An OpenVINO IR (``.xml``): its ``rt_info``."""
-    suffix = Path(path).suffix.lower()
-    if suffix == ".xml":
-        from ..backends.openvino import read_ir_metadata
+def read_onnx_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
+    """The metadata of an exported ONNX file (its ``metadata_props``), read without the onnx package or a
+    session; ``ValueError`` naming the file when it carries none."""
+    try:
+        return ModelMetadata.from_props(read_metadata_props(path))
+    except ValueError as exc:
+        raise ValueError(str(exc) if str(path) in str(exc) else f"{path}: {exc}") from None
 
-        return read_ir_metadata(Path(path))
-    if suffix in (".engine", ".plan"):
-        from .sidecar import read_sidecar
 
-        return read_sidecar(path).metadata
-    from .onnx_props import read_metadata_props
-
-    return ModelMetadata.from_props(read_metadata_props(path))
+def set_onnx_metadata(proto: Any, metadata: ModelMetadata) -> None:
+    """Store ``metadata`` in an ``onnx.ModelProto``'s ``metadata_props`` (replacing calibnet's earlier entries)."""
+    kept = [p for p in proto.metadata_props if not p.key.startswith(PREFIX)]
+    del proto.metadata_props[:]
+    for key, value in [*((p.key, p.value) for p in kept), *metadata.to_props().items()]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value

@@ -1,5 +1,5 @@
 """What is wrong with a model / checkpoint file, from its bytes, and an exception as one line: the pieces
-:func:`calibnet.runtime.core.errors.run_cli` uses so that every CLI ends an error in one line naming the file.
+:func:`calibnet.cli.app.run_cli` uses so that every command ends an error in one line naming the file.
 
 :func:`file_problem` looks at a file without loading it: missing, empty, a folder, an ONNX file that does not
 parse as a ``ModelProto`` (random bytes, truncated), a PyTorch checkpoint that is not a complete zip /
@@ -12,15 +12,17 @@ import zipfile
 from pathlib import Path
 
 from .onnx_props import _length_delimited, _varint
+from .targets import check_file
 
-__all__ = ["file_problem", "one_line"]
+__all__ = ["file_problem", "one_line", "onnx_problem", "checkpoint_problem", "engine_problem"]
 
 #: ModelProto field numbers (onnx.proto3): ir_version 1 .. configuration 26
 _MODEL_FIELDS = {1, 2, 3, 4, 5, 6, 7, 8, 14, 20, 25, 26}
 MAX_LEN = 400
 
 
-def _onnx_problem(path: Path) -> str | None:
+def onnx_problem(path: Path) -> str | None:
+    """What is wrong with an ONNX file: it must parse as a ``ModelProto`` with a graph (random bytes, truncated)."""
     data = path.read_bytes()
     fields: set[int] = set()
     pos = 0
@@ -49,7 +51,8 @@ def _onnx_problem(path: Path) -> str | None:
     return None
 
 
-def _torch_problem(path: Path) -> str | None:
+def checkpoint_problem(path: Path) -> str | None:
+    """What is wrong with a PyTorch / detectron2 checkpoint: a complete ``torch.save`` zip or a pickle."""
     with path.open("rb") as f:
         head = f.read(4)
     if head.startswith(b"PK"):
@@ -66,9 +69,15 @@ def _torch_problem(path: Path) -> str | None:
     return "not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle)"
 
 
+def engine_problem(path: Path) -> str | None:
+    """What is wrong with a TensorRT engine, judged by its size only (its format is TensorRT's own)."""
+    size = path.stat().st_size
+    return f"too small to be a TensorRT engine ({size} bytes)" if size < 1024 else None
+
+
 def file_problem(path: str | Path | None) -> str | None:
-    """What is wrong with an input file, judged from its bytes (None: nothing found). ``.onnx`` files are
-    parsed as ONNX, ``.pth/.pt/.pkl`` checked as checkpoints, ``.engine/.plan`` for size only."""
+    """What is wrong with an input file, judged from its bytes (None: nothing found): missing, a folder, empty,
+    then the check its kind names in the table of targets (:func:`~calibnet.runtime.core.targets.check_file`)."""
     if path is None or str(path) == "":
         return None
     p = Path(path)
@@ -77,19 +86,11 @@ def file_problem(path: str | Path | None) -> str | None:
     if p.is_dir():
         return "a folder, not a file"
     try:
-        size = p.stat().st_size
-        if size == 0:
+        if p.stat().st_size == 0:
             return "empty file (0 bytes)"
-        suffix = p.suffix.lower()
-        if suffix == ".onnx":
-            return _onnx_problem(p)
-        if suffix in (".pth", ".pt", ".pkl"):
-            return _torch_problem(p)
-        if suffix in (".engine", ".plan") and size < 1024:
-            return f"too small to be a TensorRT engine ({size} bytes)"
+        return check_file(p)
     except OSError as exc:
         return f"cannot read ({exc.strerror or exc})"
-    return None
 
 
 def one_line(exc: BaseException) -> str:

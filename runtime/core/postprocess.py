@@ -28,8 +28,8 @@ import numpy as np
 from .contract import ModelMetadata
 from .prediction import Prediction
 
-__all__ = ["sigmoid", "select_instances", "select_topk", "rescore", "decode_masks", "decode_masks_and_boxes",
-           "decode_prediction", "Selection"]
+__all__ = ["sigmoid", "select_instances", "select_topk", "rescore", "decode_masks_and_boxes", "mask_box",
+           "masks_to_boxes", "decode_prediction", "Selection"]
 
 Selection = tuple[np.ndarray, np.ndarray, np.ndarray]  # kernel indices [K], scores [K], mask probabilities [K,h,w]
 
@@ -125,8 +125,14 @@ _UNIFORM_MARGIN = 1e-6  # a bilinear mix of values all above (below) t + margin 
 def decode_masks_and_boxes(probs: np.ndarray, padded_hw: tuple[int, int], resized_hw: tuple[int, int],
                            original_hw: tuple[int, int], mask_threshold: float,
                            order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`decode_masks` plus the masks' boxes (float32 [K,4] xyxy, pixel edges; zeros for an empty mask),
-    found per mask while it is decoded (OpenCV ``boundingRect``; trivial for uniform masks)."""
+    """[K,h',w'] mask probabilities at 1/stride -> bool [K,H0,W0] at the original size, and their boxes (float32
+    [K,4]: :func:`mask_box`, found per mask while it is decoded; trivial for uniform masks).
+
+    Same steps as the official code: resize to the padded input size, crop the padding, resize to the
+    original size, binarize (``> mask_threshold``); bilinear resizes are convex combinations, so a mask
+    whose probabilities are all above (below) the threshold in the region that reaches the crop is all
+    True (False) without resizing. Only the source rows/columns that reach the crop are upsampled.
+    ``order``: decode ``probs[order]`` (without copying the probabilities)."""
     index = np.arange(len(probs)) if order is None else np.asarray(order)
     K = len(index)
     H0, W0 = original_hw
@@ -150,23 +156,19 @@ def decode_masks_and_boxes(probs: np.ndarray, padded_hw: tuple[int, int], resize
             continue
         up = _resize_plane(src, (uh, uw))
         np.greater(_resize_plane(up[:rh, :rw], original_hw), mask_threshold, out=out[k])
-        x, y, w, h = cv2.boundingRect(out[k].view(np.uint8))
-        if w:
-            boxes[k] = (x, y, x + w, y + h)
+        boxes[k] = mask_box(out[k])
     return out, boxes
 
 
-def decode_masks(probs: np.ndarray, padded_hw: tuple[int, int], resized_hw: tuple[int, int],
-                 original_hw: tuple[int, int], mask_threshold: float, order: np.ndarray | None = None) -> np.ndarray:
-    """[K,h',w'] mask probabilities at 1/stride -> bool [K,H0,W0] at the original size.
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """The box of a bool [H,W] mask: (x0, y0, x1, y1) at pixel edges; zeros for an empty mask (the one box rule)."""
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))
+    return (x, y, x + w, y + h) if w else (0, 0, 0, 0)
 
-    Same steps as the official code: resize to the padded input size, crop the padding, resize to the
-    original size, binarize (``> mask_threshold``); bilinear resizes are convex combinations, so a mask
-    whose probabilities are all above (below) the threshold in the region that reaches the crop is all
-    True (False) without resizing. Only the source rows/columns that reach the crop are upsampled.
-    ``order``: decode ``probs[order]`` (without copying the probabilities).
-    """
-    return decode_masks_and_boxes(probs, padded_hw, resized_hw, original_hw, mask_threshold, order)[0]
+
+def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
+    """float32 [K,4] boxes of bool [K,H,W] masks (:func:`mask_box`)."""
+    return np.array([mask_box(m) for m in masks], np.float32).reshape(len(masks), 4)
 
 
 def decode_prediction(out: dict[str, np.ndarray], b: int, padded_hw: tuple[int, int], resized_hw: tuple[int, int],

@@ -6,24 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pycocotools import mask as mask_utils  # type: ignore[import-untyped]
 
-__all__ = ["Prediction", "mask_to_rle", "masks_to_boxes"]
-
-
-def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
-    """[K,H,W] bool -> [K,4] float32 xyxy (pixel edges); zeros for an empty mask."""
-    K = len(masks)
-    boxes = np.zeros((K, 4), np.float32)
-    if K == 0:
-        return boxes
-    rows: np.ndarray = np.any(masks, axis=2)  # [K,H]
-    cols: np.ndarray = np.any(masks, axis=1)  # [K,W]
-    nonempty = np.any(rows, axis=1)
-    H, W = rows.shape[1], cols.shape[1]
-    y0, y1 = rows.argmax(1), H - rows[:, ::-1].argmax(1)
-    x0, x1 = cols.argmax(1), W - cols[:, ::-1].argmax(1)
-    boxes[nonempty] = np.stack([x0, y0, x1, y1], 1)[nonempty]
-    return boxes
+__all__ = ["Prediction", "mask_to_rle"]
 
 
 @dataclass
@@ -72,7 +57,6 @@ class Prediction:
 
 def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
     """Compressed COCO RLE (pycocotools) of a bool [H,W] mask: ``{"size": [H, W], "counts": str}``."""
-    from pycocotools import mask as mask_utils  # type: ignore[import-untyped]
 
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}

@@ -2,36 +2,46 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..backends.base import Backend, BackendUnavailable
+from ..apps.stream import Stream
+from ..backends.base import Backend
+from ..backends.torch_backend import TorchBackend
 from .contract import ModelMetadata
 from .depth import DEFAULT_DIRECTION, DepthFormat
 from .feeds import stack_frames
 from .postprocess import decode_prediction
 from .prediction import Prediction
 from .preprocess import PreparedFrame, prepare_frame
+from .targets import Target, open_backend, resolve_target
 
-__all__ = ["Runtime", "BACKEND_BY_SUFFIX", "backend_for"]
-
-#: the backend a model file's suffix selects (the one map; a suffix not listed needs an explicit backend)
-BACKEND_BY_SUFFIX = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".pth": "torch",
-                     ".pt": "torch", ".xml": "openvino"}
+__all__ = ["Runtime", "OpenOptions"]
 
 
-def backend_for(path: str | Path, backend: str | None = None) -> str:
-    """``backend`` if given, else the one :data:`BACKEND_BY_SUFFIX` names for ``path``'s suffix; an unknown
-    suffix is a ``ValueError`` (no guessing)."""
-    suffix = Path(path).suffix.lower()
-    if backend or suffix in BACKEND_BY_SUFFIX:
-        return backend or BACKEND_BY_SUFFIX[suffix]
-    known = ", ".join(f"{s} ({b})" for s, b in BACKEND_BY_SUFFIX.items())
-    raise ValueError(f"{path}: unknown model type {suffix or '(no suffix)'!r}: use {known} or name the backend")
+@dataclass(frozen=True)
+class OpenOptions:
+    """How to open a model, whatever its backend: ``backend`` (None: the file type's), and the options each
+    backend takes if it has them (its row's ``options`` in the table of targets; the others are ignored):
+    ``precision`` (OpenVINO), ``threads`` (CPU backends), ``device`` (torch; ONNX Runtime: ``cpu`` = the CPU
+    provider only), ``config`` (a PyTorch checkpoint's preset or YAML). Unset values (None, 0) are not passed."""
+
+    backend: str | None = None
+    precision: str | None = None
+    threads: int = 0
+    device: str | None = None
+    config: str | None = None
+
+    def for_target(self, target: Target) -> dict[str, Any]:
+        """The options ``target`` accepts, those that are set."""
+        given = {k: v for k, v in dataclasses.asdict(self).items() if k != "backend" and v}
+        return {k: v for k, v in given.items() if k in target.options}
 
 
 class Runtime:
@@ -54,48 +64,26 @@ class Runtime:
         return (fmt or DepthFormat()).with_direction(self.metadata.depth_direction or DEFAULT_DIRECTION)
 
     @classmethod
-    def open(cls, path: str | Path, backend: str | None = None, providers: list | None = None,
-             depth_format: DepthFormat | None = None, strict: bool = False, **kwargs: Any) -> Runtime:
-        """Open an exported model. The backend follows the file type (:func:`backend_for`) unless ``backend``
-        names one: ``.onnx`` -> ``onnxruntime`` (providers TensorRT > CUDA > CPU with FP16 and engine-cache
-        options, or ``providers``; ``fp16=``, ``cache_dir=``, ``threads=`` pass through), ``.engine``/``.plan``
-        -> ``tensorrt``, ``.pth``/``.pt`` (a checkpoint; ``config=`` preset or YAML, default r50) -> ``torch``;
-        ``.xml`` (OpenVINO IR) -> ``openvino`` (also ``.onnx`` with ``backend="openvino"``; ``precision=``
-        f32/bf16/int8/auto, ``threads=``, ``cache_dir=``: :class:`.backends.openvino.OpenVinoBackend`);
-        another suffix without ``backend`` is a ``ValueError``."""
+    def open(cls, path: str | Path, backend: str | None = None, depth_format: DepthFormat | None = None,
+             strict: bool = False, options: OpenOptions | None = None, **backend_options: Any) -> Runtime:
+        """Open a model file on the backend its type selects, or on ``backend`` (a name of the table of targets,
+        :mod:`calibnet.runtime.core.targets`: onnxruntime, openvino, tensorrt, torch, ...). ``options`` go to
+        the backend (e.g. ``threads=``; ``precision=`` for OpenVINO; ``providers=`` for ONNX Runtime;
+        ``config=`` for a PyTorch checkpoint), or as ``options`` (:class:`OpenOptions`, which also names the
+        backend; each backend takes the ones it has). A missing file is a ``FileNotFoundError``, a file type no
+        backend opens a ``ValueError``, a backend whose library is missing :class:`BackendUnavailable`."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"model file not found: {path}")
-        kind = backend_for(path, backend)
-        be: Backend
-        if kind == "onnxruntime":
-            from ..backends.onnxruntime import OnnxRuntimeBackend
-
-            be = OnnxRuntimeBackend(path, providers=providers, **kwargs)
-        elif kind == "tensorrt":
-            try:
-                from ..backends.tensorrt import TensorRTBackend
-            except ImportError as exc:
-                raise BackendUnavailable(f"TensorRT backend unavailable: {exc}") from exc
-            be = TensorRTBackend(path, **kwargs)
-        elif kind == "torch":
-            from ..backends.torch_backend import TorchBackend
-
-            be = TorchBackend(weights=path, **kwargs)
-        elif kind == "openvino":
-            from ..backends.openvino import OpenVinoBackend
-
-            be = OpenVinoBackend(path, **kwargs)
-        else:
-            raise ValueError(f"unknown backend {kind!r} (onnxruntime, openvino, tensorrt or torch)")
-        return cls(be, depth_format=depth_format, strict=strict)
+        if options is not None:
+            backend = backend or options.backend
+            backend_options = {**options.for_target(resolve_target(path, backend)), **backend_options}
+        return cls(open_backend(path, backend, **backend_options), depth_format=depth_format, strict=strict)
 
     @classmethod
     def from_model(cls, model: Any, device: str = "cpu", depth_format: DepthFormat | None = None,
                    strict: bool = False) -> Runtime:
         """The PyTorch reference backend around an in-memory ``calibnet.CalibNet`` (needs torch)."""
-        from ..backends.torch_backend import TorchBackend
-
         return cls(TorchBackend(model, device=device), depth_format=depth_format, strict=strict)
 
     def close(self) -> None:
@@ -149,10 +137,10 @@ class Runtime:
         for idx in groups.values():
             for c in range(0, len(idx), cap):
                 chunk = idx[c:c + cap]
-                out, seconds = self._infer([frames[i] for i in chunk])
+                out, seconds = self.infer([frames[i] for i in chunk])
                 for b, i in enumerate(chunk):
                     t2 = time.perf_counter()
-                    pred = self._decode(out, b, frames[i])
+                    pred = self.decode(out, b, frames[i])
                     pred.timings = {"pre": pre[i], "infer": seconds / len(chunk), "post": time.perf_counter() - t2}
                     results[i] = pred
         return [results[i] for i in range(len(frames))]
@@ -161,20 +149,19 @@ class Runtime:
         """A pipelined iterator of ``(frame, Prediction)`` over ``source`` (reading + pre-processing,
         inference and post-processing in three threads; ``policy`` "all" or "latest"; ``track=True`` adds
         stable instance IDs): see :class:`calibnet.runtime.apps.stream.Stream` for sources and options."""
-        from ..apps.stream import Stream
-
         return Stream(self, source, policy, track, **kwargs)
 
-    def _infer(self, frames: list[PreparedFrame]) -> tuple[dict[str, np.ndarray], float]:
-        """Graph outputs of prepared frames of one padded size (a static batch filled by repeating the last
-        frame) and the seconds the backend took."""
+    def infer(self, frames: list[PreparedFrame]) -> tuple[dict[str, np.ndarray], float]:
+        """Graph outputs of prepared frames (:meth:`prepare`) of one padded size, at most the graph's batch (a
+        static batch is filled by repeating the last frame), and the seconds the backend took."""
         m = self.metadata
         fill = [] if m.dynamic_batch else frames[-1:] * (max(1, int(m.batch)) - len(frames))
         feeds = stack_frames(frames + fill)
         t = time.perf_counter()
         return self.backend.run(feeds), time.perf_counter() - t
 
-    def _decode(self, out: dict[str, np.ndarray], b: int, frame: PreparedFrame) -> Prediction:
-        """Prediction of batch item ``b`` from the graph outputs (full-output or top-k graph)."""
+    def decode(self, out: dict[str, np.ndarray], b: int, frame: PreparedFrame) -> Prediction:
+        """The Prediction of batch item ``b`` of :meth:`infer`'s outputs (full-output or top-k graph), at the size
+        of the frame ``frame`` was prepared from."""
         padded = (int(frame.rgb.shape[-2]), int(frame.rgb.shape[-1]))
         return decode_prediction(out, b, padded, frame.resized_hw, frame.original_hw, self.metadata)

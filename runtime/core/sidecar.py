@@ -19,8 +19,8 @@ from typing import Any
 
 from .contract import ModelMetadata
 
-__all__ = ["EngineSidecar", "GpuInfo", "IOTensor", "sidecar_path", "write_sidecar", "read_sidecar", "file_sha256",
-           "SIDECAR_FORMAT", "SIDECAR_VERSION", "default_cache_dir"]
+__all__ = ["EngineSidecar", "GpuInfo", "IOTensor", "sidecar_path", "write_sidecar", "read_sidecar",
+           "read_engine_metadata", "file_sha256", "SIDECAR_FORMAT", "SIDECAR_VERSION", "default_cache_dir"]
 
 SIDECAR_FORMAT = "calibnet-engine"
 SIDECAR_VERSION = 1
@@ -141,3 +141,8 @@ def read_sidecar(engine_path: str | os.PathLike[str]) -> EngineSidecar:
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: invalid JSON ({e})") from None
     return EngineSidecar.from_dict(d)
+
+
+def read_engine_metadata(engine_path: str | os.PathLike[str]) -> ModelMetadata:
+    """The calibnet metadata of an engine, from its JSON sidecar (``FileNotFoundError`` without one)."""
+    return read_sidecar(engine_path).metadata

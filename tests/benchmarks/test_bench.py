@@ -11,13 +11,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import calibnet  # noqa: E402
-from calibnet.benchmarks.latency import interleave, percentiles  # noqa: E402
+from calibnet.benchmarks.latency import interleave  # noqa: E402
 from calibnet.benchmarks.official_path import OfficialStylePath, forward_normalized, official_preprocess  # noqa: E402
 from calibnet.benchmarks.report import backend_entry  # noqa: E402
 from calibnet.cli.bench import main  # noqa: E402
 from calibnet.data.synthetic import make_scene  # noqa: E402
 from calibnet.runtime import ModelMetadata  # noqa: E402
 from calibnet.runtime.core.compare import compare_outputs  # noqa: E402
+from calibnet.runtime.core.stats import percentiles  # noqa: E402
 
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
@@ -117,7 +118,7 @@ def test_validation_flags_disagreement():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--height", "100"], "multiples of 32"),
+    (["--height", "100"], "multiple of 32"),
     (["--backends", "torch,openvino"], "unknown backend"),
     (["--iters", "0"], "--iters must be >= 1"),
     (["--weights", "/nonexistent.pth"], "weights file not found"),
@@ -126,7 +127,7 @@ def test_validation_flags_disagreement():
 def test_cli_user_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert message in err and len(err.splitlines()) == 1 and err.startswith("calibnet-bench: error:")
 
 
 @pytest.mark.slow
@@ -156,7 +157,7 @@ def test_cli_end_to_end_tiny(tmp_path, capsys):
         assert isinstance(b["speedup_vs_official"], float) and b["speedup_vs_official"] > 0
         assert b["network_hw"] == [64, 96]
     assert doc["backends"]["onnxruntime"]["validation"]["ok"]
-    from calibnet.engines import tensorrt_available
+    from calibnet.runtime.backends.tensorrt_deps import tensorrt_available
 
     if not tensorrt_available():
         trt = doc["backends"]["tensorrt"]

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from calibnet.benchmarks.openvino_rows import add_speedups_vs, cpu_isa
+from calibnet.benchmarks.cpu_facts import cpu_isa
+from calibnet.benchmarks.report import add_speedups_vs
 
 SAPPHIRE = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
             "flags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8\n")
@@ -55,7 +56,7 @@ def test_bench_openvino_rows_tiny(tmp_path, capsys):
     assert f32["speedup_vs_onnxruntime"] > 0 and set(f32["stages_ms"]) == {"pre", "infer", "post"}
     int8 = rows["openvino-int8"]
     assert int8["e2e_ms"] is not None and int8["precision"] == "int8" and int8["artifact"].endswith("_int8.xml")
-    assert "NNCF PTQ on 2 synthetic scenes" in int8["detail"]
+    assert "NNCF PTQ on 2 synthetic scenes" in int8["detail"], int8["detail"]
     bf16 = rows["openvino-bf16"]
     if "BF16" in cpu_capabilities():
         assert bf16["e2e_ms"] is not None and bf16["precision"] == "bf16"

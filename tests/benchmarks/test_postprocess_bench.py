@@ -15,11 +15,11 @@ from calibnet.benchmarks.postprocess_bench import (  # noqa: E402
     blob_case,
     compare,
     forward_case,
-    main,
     metadata_for,
     run_case,
     runtime_post,
 )
+from calibnet.cli.postprocess_bench import main as postprocess_main  # noqa: E402
 
 
 @pytest.mark.parametrize("kept,hw", [(12, (90, 120)), (3, (140, 100)), (0, (64, 64))])
@@ -67,7 +67,7 @@ def test_official_baseline_applies_max_detections_only_beyond_it():
 
 
 def test_cli_runs_the_synthetic_cases(tmp_path, capsys):
-    assert main(["--no-forward", "--height", "64", "--width", "80", "--iters", "1", "--warmup", "0",
+    assert postprocess_main(["--no-forward", "--height", "64", "--width", "80", "--iters", "1", "--warmup", "0",
                  "--json", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
     assert "blobs-50" in out and "identical" in out and (tmp_path / "r.json").is_file()

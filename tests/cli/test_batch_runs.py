@@ -251,8 +251,8 @@ def test_every_cli_names_a_bad_model_or_checkpoint_file(tmp_path, capsys):
     from calibnet.cli.bench import main as bench
     from calibnet.cli.eval import main as evaluate
     from calibnet.cli.export import main as export
+    from calibnet.cli.serve import main as serve
     from calibnet.data.synthetic import write_synthetic_dataset
-    from calibnet.serving.server import main as serve
 
     torch.save({"model": {"w": torch.zeros(1000)}}, tmp_path / "ok.pth")
     data = (tmp_path / "ok.pth").read_bytes()

@@ -9,31 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-from calibnet.engines import (
-    CacheKey,
-    EngineSidecar,
-    GpuInfo,
-    IOTensor,
-    ShapeRange,
-    TensorRTUnavailable,
-    build_engine,
-    cache_mismatches,
-    choose_fp16_path,
-    find_cached,
-    get_or_build,
-    gpu_providers,
-    parse_profile_spec,
-    profiles_from_json,
-    profiles_from_metadata,
-    profiles_to_json,
-    read_sidecar,
-    sidecar_path,
-    tensorrt_provider_options,
-    write_sidecar,
-)
+from calibnet.engines import CacheKey, build_engine, cache_mismatches, choose_fp16_path, find_cached, get_or_build
 from calibnet.runtime.backends import tensorrt_deps as _deps
 from calibnet.runtime.backends.base import BackendUnavailable
 from calibnet.runtime.backends.cuda_buffers import HostBuffer, get_cuda_api
+from calibnet.runtime.backends.onnxruntime import gpu_providers, tensorrt_provider_options
 from calibnet.runtime.backends.tensorrt import (
     TensorRTBackend,
     TensorSpec,
@@ -42,9 +22,25 @@ from calibnet.runtime.backends.tensorrt import (
     check_engine_compat,
     resolve_input_shapes,
 )
+from calibnet.runtime.backends.tensorrt_deps import TensorRTUnavailable
 from calibnet.runtime.core.contract import ModelMetadata
 from calibnet.runtime.core.feeds import random_feeds
-from calibnet.runtime.core.sidecar import file_sha256
+from calibnet.runtime.core.profiles import (
+    ShapeRange,
+    parse_profile_spec,
+    profiles_from_json,
+    profiles_from_metadata,
+    profiles_to_json,
+)
+from calibnet.runtime.core.sidecar import (
+    EngineSidecar,
+    GpuInfo,
+    IOTensor,
+    file_sha256,
+    read_sidecar,
+    sidecar_path,
+    write_sidecar,
+)
 
 # ---------------------------------------------------------------- profiles
 

@@ -17,13 +17,13 @@ TP = onnx.TensorProto
 from fake_trt import Builder, FakeCuda, make_fake_trt  # noqa: E402
 from onnx import helper, numpy_helper  # noqa: E402
 
-from calibnet.engines import DEFAULT_FP32_PATTERNS, build_engine, get_or_build, read_sidecar  # noqa: E402
+from calibnet.engines import DEFAULT_FP32_PATTERNS, build_engine, get_or_build  # noqa: E402
 from calibnet.engines import builder as builder_mod  # noqa: E402
 from calibnet.runtime.backends.base import Backend, BackendUnavailable  # noqa: E402
 from calibnet.runtime.backends.tensorrt import TensorRTBackend  # noqa: E402
 from calibnet.runtime.core.contract import ModelMetadata  # noqa: E402
 from calibnet.runtime.core.feeds import random_feeds  # noqa: E402
-from calibnet.runtime.core.sidecar import GpuInfo  # noqa: E402
+from calibnet.runtime.core.sidecar import GpuInfo, read_sidecar  # noqa: E402
 
 # ------------------------------------------------------------------ fixtures
 

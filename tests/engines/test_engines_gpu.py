@@ -50,8 +50,9 @@ def r50_onnx(tmp_path_factory):
 
 
 def test_fp16_engine_matches_onnxruntime_and_is_timed(r50_onnx):
-    from calibnet.engines import get_or_build, read_sidecar
+    from calibnet.engines import get_or_build
     from calibnet.engines.verify import verify_engine
+    from calibnet.runtime.core.sidecar import read_sidecar
 
     d, trt_onnx, portable = r50_onnx
     engine = get_or_build(trt_onnx, cache_dir=d / "cache", timing_cache=d / "timing.cache")

@@ -81,12 +81,19 @@ def test_random_feeds_and_timer():
 
 def test_cli_user_errors(tmp_path, capsys):
     assert cli_main(["info", str(tmp_path / "none.engine")]) == 2
+    assert "none.engine: file not found" in capsys.readouterr().err
+    (tmp_path / "big.engine").write_bytes(b"\0" * 2048)
+    assert cli_main(["info", str(tmp_path / "big.engine")]) == 2
     assert "no sidecar" in capsys.readouterr().err
     if not _deps.tensorrt_available():
+        onnx = pytest.importorskip("onnx")
+        graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
+                                       [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                                       [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+        onnx.save(onnx.helper.make_model(graph), str(tmp_path / "m.onnx"))
         assert cli_main(["build", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "m.engine")]) == 2
         assert "pip install calibnet[tensorrt]" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli_main(["build", "--opt-level", "9", "m.onnx"])
+    assert cli_main(["build", "--opt-level", "9", "m.onnx"]) == 2
 
 
 def test_cli_fp16_onnx(tmp_path, capsys):

@@ -16,7 +16,7 @@ import calibnet
 from calibnet.data import decode_segmentation, load_records, read_rgb, write_synthetic_dataset
 from calibnet.evaluation import EvaluationError, evaluate_coco, run_eval
 from calibnet.runtime import Prediction
-from calibnet.runtime.core.prediction import masks_to_boxes
+from calibnet.runtime.core.postprocess import masks_to_boxes
 
 H, W = 64, 64
 

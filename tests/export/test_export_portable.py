@@ -88,7 +88,7 @@ def test_export_cli_tensorrt_topk_verify_fp16_and_engine(tmp_path, capsys):
                "--fp16"])
     err = capsys.readouterr().err
     assert "MEANINGLESS" in err
-    assert rc == 3 and "cannot build the engine" in err and out.is_file()  # no TensorRT here: ONNX written
+    assert rc == 3 and "engine: unavailable" in err and out.is_file()  # no TensorRT here: ONNX written
     for name in ("r18.onnx.verify.json", "r18.onnx.verify_96x64.json"):
         report = json.loads((tmp_path / name).read_text())
         assert report["passed"] and report["flavor"] == "tensorrt"
@@ -102,12 +102,11 @@ def test_export_cli_user_errors(tmp_path, capsys):
 
     out = tmp_path / "r18.onnx"
     assert main(["--config", "r18", "--onnx", str(out), "--height", "70"]) == 2
-    assert "multiples of 32" in capsys.readouterr().err
+    assert "multiple of 32" in capsys.readouterr().err
     assert main(["--config", "nope", "--onnx", str(out)]) == 2
     assert main(["--config", "r18", "--onnx", str(out), "--weights", str(tmp_path / "missing.pth")]) == 2
     assert main(["--config", "r18", "--onnx", str(out), "--fp16"]) == 2
-    with pytest.raises(SystemExit):
-        main(["--config", "r18", "--onnx", str(out), "--min-hw", "big"])
+    assert main(["--config", "r18", "--onnx", str(out), "--min-hw", "big"]) == 2
     assert not out.exists()
 
 
@@ -117,8 +116,8 @@ def test_export_cli_verifies_the_engine_against_onnxruntime(tmp_path, monkeypatc
     """``--engine --verify``: the built engine is compared with ONNX Runtime running the same (plugin) graph with
     its reference body; the exit code follows the comparison. TensorRT is replaced by a stand-in that runs the
     graph on ONNX Runtime (with a drift for the failing case), so the wiring is checked on CPU."""
-    import calibnet.engines
     import calibnet.engines.verify as engine_verify
+    import calibnet.export.api
     from calibnet.cli.export import main
     from calibnet.runtime.core.compare import compare_outputs
     from calibnet.runtime.core.feeds import random_feeds
@@ -140,7 +139,7 @@ def test_export_cli_verifies_the_engine_against_onnxruntime(tmp_path, monkeypatc
         report_path.write_text(json.dumps(rep))
         return rep
 
-    monkeypatch.setattr(calibnet.engines, "build_engine", fake_build)
+    monkeypatch.setattr(calibnet.export.api, "build_engine", fake_build)
     monkeypatch.setattr(engine_verify, "verify_engine", fake_verify)
     engine = tmp_path / "e.engine"
     rc = main(["--config", "r18", "--onnx", str(tmp_path / "t.onnx"), "--height", "64", "--width", "96",

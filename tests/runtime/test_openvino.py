@@ -42,7 +42,7 @@ def tiny_onnx(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_ir(tiny_onnx):
     """The FP32 OpenVINO IR of the tiny model, with calibnet's metadata in rt_info."""
-    from calibnet.runtime.core.contract import read_metadata
+    from calibnet.runtime.core.targets import read_metadata
 
     model = ov.Core().read_model(str(tiny_onnx))
     write_ir_metadata(model, read_metadata(tiny_onnx))
@@ -95,7 +95,7 @@ def test_ir_without_its_bin_is_named(tiny_ir, tmp_path):
 
 
 def test_ir_metadata_round_trip_without_openvino(tiny_onnx, tiny_ir):
-    from calibnet.runtime.core.contract import read_metadata
+    from calibnet.runtime.core.targets import read_metadata
 
     assert read_ir_metadata(tiny_ir) == read_metadata(tiny_onnx)
 

@@ -9,13 +9,12 @@ import pytest
 
 from calibnet.runtime.core.postprocess import (
     _source_crop,
-    decode_masks,
     decode_masks_and_boxes,
+    masks_to_boxes,
     rescore,
     select_instances,
     sigmoid,
 )
-from calibnet.runtime.core.prediction import masks_to_boxes
 
 
 def naive_decode(probs, padded_hw, resized_hw, original_hw, t):
@@ -40,11 +39,11 @@ def test_decode_equals_the_naive_official_steps_exactly(seed):
     probs[2] = 0.1  # uniform below: shortcut
     probs[3] = 0.45 + g.normal(0, 1e-7, (mh, mw)).astype(np.float32)  # hugging the threshold: no shortcut
     probs[4, resized[0] // 2 + 2:, :] = 0.99  # a different value only in rows the crop never reaches
-    got = decode_masks(probs, padded, resized, original, 0.45)
+    got = decode_masks_and_boxes(probs, padded, resized, original, 0.45)[0]
     assert np.array_equal(got, naive_decode(probs, padded, resized, original, 0.45))
     assert got[1].all() and not got[2].any()
     order = np.array([4, 0, 3])
-    assert np.array_equal(decode_masks(probs, padded, resized, original, 0.45, order=order), got[order])
+    assert np.array_equal(decode_masks_and_boxes(probs, padded, resized, original, 0.45, order=order)[0], got[order])
     masks, boxes = decode_masks_and_boxes(probs, padded, resized, original, 0.45)
     assert np.array_equal(masks, got) and np.array_equal(boxes, masks_to_boxes(got))
     assert tuple(boxes[1]) == (0, 0, original[1], original[0]) and not boxes[2].any()

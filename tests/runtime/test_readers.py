@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import cv2
@@ -13,11 +12,9 @@ from PIL import Image
 
 from calibnet.data import (
     DatasetError,
-    add_dataset_arguments,
     dataset_spec_from_json,
     default_depth_root,
     resolve_dataset,
-    specs_from_args,
     write_synthetic_dataset,
 )
 from calibnet.runtime.core.errors import InputError
@@ -84,15 +81,6 @@ def test_json_to_spec_coco_file_and_spec_file(tmp_path):
         dataset_spec_from_json(tmp_path / "other.json")
     with pytest.raises(DatasetError, match="no such file or registered data set"):
         resolve_dataset(tmp_path / "none.json")
-
-
-def test_shared_cli_options(tmp_path):
-    spec = write_synthetic_dataset(tmp_path / "S", 1, seed=0, height=48, width=64)
-    parser = add_dataset_arguments(argparse.ArgumentParser())
-    (got,) = specs_from_args(parser.parse_args(["--json", str(spec.json_file), "--name", "syn"]))
-    assert got.name == "syn" and got.depth_root == spec.depth_root
-    with pytest.raises(DatasetError, match="--dataset"):
-        specs_from_args(parser.parse_args([]))
 
 
 def test_eval_reads_the_depth_maps_infer_reads(tmp_path):

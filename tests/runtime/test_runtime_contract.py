@@ -1,5 +1,5 @@
-"""The graph contract (names, config -> metadata, metadata from a file), graph feeds, the suffix -> backend
-map and closing a Runtime. Torch-free except where a config is built."""
+"""The graph contract (names, config -> metadata, metadata from a file), graph feeds, the file type -> backend
+rule and closing a Runtime. Torch-free except where a config is built."""
 
 from __future__ import annotations
 
@@ -12,12 +12,11 @@ from calibnet.runtime.core.contract import (
     OUTPUT_NAMES,
     TOPK_OUTPUT_NAMES,
     metadata_from_config,
-    read_metadata,
 )
 from calibnet.runtime.core.feeds import random_feeds, stack_frames
 from calibnet.runtime.core.preprocess import prepare_frame
-from calibnet.runtime.core.runtime import BACKEND_BY_SUFFIX, backend_for
 from calibnet.runtime.core.sidecar import EngineSidecar, GpuInfo, write_sidecar
+from calibnet.runtime.core.targets import read_metadata, resolve_target, target_for_file
 
 
 @pytest.fixture(scope="module")
@@ -86,12 +85,13 @@ def test_stack_frames_and_random_feeds():
     assert np.array_equal(r["depth"], random_feeds(2, 64, 96, (50, 80), seed=3)["depth"])
 
 
-def test_backend_by_suffix_one_rule():
-    assert {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".pth": "torch",
-            ".pt": "torch"}.items() <= BACKEND_BY_SUFFIX.items()
-    assert backend_for("m.PLAN") == "tensorrt" and backend_for("m.bin", "onnxruntime") == "onnxruntime"
+def test_the_file_type_picks_the_backend():
+    picked = {s: target_for_file(f"m{s}").name for s in (".onnx", ".engine", ".plan", ".pth", ".pt", ".xml")}
+    assert picked == {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".pth": "torch",
+                      ".pt": "torch", ".xml": "openvino"}
+    assert target_for_file("m.PLAN").name == "tensorrt" and resolve_target("m.bin", "onnxruntime").name == "onnxruntime"
     with pytest.raises(ValueError, match="unknown model type '.bin'"):
-        backend_for("m.bin")
+        target_for_file("m.bin")
 
 
 def test_runtime_closes_its_backend(tiny_onnx, tmp_path):

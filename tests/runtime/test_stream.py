@@ -16,7 +16,8 @@ from calibnet.data.synthetic import make_scene
 from calibnet.runtime import Runtime
 from calibnet.runtime.apps.stream import Stream
 from calibnet.runtime.apps.tracking import InstanceTracker, linear_sum_assignment
-from calibnet.runtime.core.prediction import Prediction, masks_to_boxes
+from calibnet.runtime.core.postprocess import masks_to_boxes
+from calibnet.runtime.core.prediction import Prediction
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,8 @@ from conftest import wait_for_lines, write_pairs
 
 from calibnet.runtime.core.depth import DepthFormat
 from calibnet.runtime.core.errors import InputError
-from calibnet.runtime.core.prediction import Prediction, masks_to_boxes
+from calibnet.runtime.core.postprocess import masks_to_boxes
+from calibnet.runtime.core.prediction import Prediction
 from calibnet.serving.protocol import decode_request, encode_prediction, prediction_from_outputs
 
 TINY_YAML = """\
@@ -105,7 +106,7 @@ def test_serving_modules_import_without_torch():
 
     res = run_without_torch(
         "import calibnet.serving as s\n"
-        "from calibnet.serving import client, loadgen, protocol, server, stub_env, triton_python, triton_repo\n"
+        "from calibnet.serving import client, protocol, server, stub_env, triton_python, triton_repo\n"
         "assert callable(s.write_triton_repo) and 'torch' not in sys.modules\n"
         "print('ok')\n", timeout=120)
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr
@@ -196,13 +197,13 @@ def _stop(proc: subprocess.Popen, timeout: float = 60.0) -> tuple[int, str]:
 def test_calibnet_serve_under_concurrent_http_and_grpc_clients(tiny):
     _need("pytriton", "nvidia-pytriton, the Triton server calibnet-serve runs")
     _need("tritonclient.grpc", "tritonclient[http,grpc]")
+    from calibnet.benchmarks.loadgen import run_load
     from calibnet.serving.client import CalibnetClient, ServingError
-    from calibnet.serving.loadgen import run_load
 
     _need_stub_env()
     path, frames = tiny
     http, grpc, metrics = _free_ports(3)
-    proc = subprocess.Popen([sys.executable, "-m", "calibnet.serving.server", str(path), "--port", str(http),
+    proc = subprocess.Popen([sys.executable, "-m", "calibnet.cli.serve", str(path), "--port", str(http),
                              "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--max-batch", "8",
                              "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

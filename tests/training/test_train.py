@@ -205,7 +205,7 @@ def test_cli_trains_writes_a_usable_run_and_resumes(tmp_path, capsys):
 def test_cli_user_errors_are_one_line(args, message, tmp_path, capsys):
     assert train_main([*args, "--out", str(tmp_path / "x"), "--iters", "1", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
+    assert len(err) == 1 and err[0].startswith("calibnet-train: error:") and message in err[0], err
 
 
 def test_cli_resume_without_a_checkpoint(tmp_path, capsys):
@@ -240,12 +240,13 @@ def test_training_package_and_cli_parser_import_without_torch():
 
 
 def test_plan_merges_recipe_and_command_line():
-    from calibnet.cli.train import build_parser
+    from calibnet.cli.train import build_parser, train_request
     from calibnet.training.plan import resolve_plan
 
-    plan = resolve_plan(build_parser().parse_args(["--recipe", "synthetic-r18", "--iters", "300", "--lr", "1e-4"]))
+    parse = build_parser().parse_args
+    plan = resolve_plan(train_request(parse(["--recipe", "synthetic-r18", "--iters", "300", "--lr", "1e-4"])))
     s = plan.cfg.solver
     assert (s.max_iter, s.steps, s.base_lr, s.ims_per_batch, plan.synthetic) == (300, (240,), 1e-4, 4, "stream")
     assert plan.cfg.decoder.num_kernels == 10
-    data_run = resolve_plan(build_parser().parse_args(["--train-json", "a.json", "--eval-scenes", "5"]))
+    data_run = resolve_plan(train_request(parse(["--train-json", "a.json", "--eval-scenes", "5"])))
     assert data_run.eval_scenes == 0 and "--eval-scenes applies to synthetic training" in data_run.notes[0]

@@ -109,12 +109,12 @@ def test_prefixed_file_is_renamed_and_wrong_shapes_are_named(tmp_path):
 
 @pytest.mark.parametrize("variant", ["swint", "pvt", "p2t"])
 def test_official_recipes_have_the_official_schedule(variant, tmp_path):
-    from calibnet.cli.train import build_parser
+    from calibnet.cli.train import build_parser, train_request
     from calibnet.training.plan import TrainError, resolve_plan
 
     parser = build_parser()
-    plan = resolve_plan(parser.parse_args(["--recipe", f"come15k-{variant}", "--dataset", "come15k_train",
-                                           "--data-root", str(tmp_path)]))
+    plan = resolve_plan(train_request(parser.parse_args(["--recipe", f"come15k-{variant}", "--dataset",
+                                                         "come15k_train", "--data-root", str(tmp_path)])))
     official = calibnet.get_config(variant)
     assert plan.cfg.backbone.name == official.backbone.name
     s = plan.cfg.solver
@@ -122,4 +122,4 @@ def test_official_recipes_have_the_official_schedule(variant, tmp_path):
     assert (s.weight_decay, s.optimizer) == (official.solver.weight_decay, "ADAMW") and plan.warmup_iters == 1000
     assert plan.synthetic is None and plan.eval_scenes == 0
     with pytest.raises(TrainError, match="no training data"):  # the recipe brings no data of its own
-        resolve_plan(parser.parse_args(["--recipe", f"come15k-{variant}"]))
+        resolve_plan(train_request(parser.parse_args(["--recipe", f"come15k-{variant}"])))

@@ -1,6 +1,6 @@
 """Concurrent clients against a served ``calibnet``: throughput, and every answer kept for checking.
 
-  python -m calibnet.serving.loadgen --url 127.0.0.1:8000 --url grpc://127.0.0.1:8001 --clients 4 \\
+  python -m calibnet.benchmarks.loadgen --url 127.0.0.1:8000 --url grpc://127.0.0.1:8001 --clients 4 \\
       --requests 25 --height 240 --width 320
 
 Each client (a thread with its own connection; the URLs are used in turn) sends ``--requests`` frames from a
@@ -11,7 +11,6 @@ the other on the same machine.
 
 from __future__ import annotations
 
-import argparse
 import threading
 import time
 from collections.abc import Sequence
@@ -19,11 +18,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..runtime.apps.stream import percentiles
-from ..runtime.core.prediction import Prediction
-from .client import CalibnetClient, ServingError
+from calibnet.data.synthetic import make_scene
+from calibnet.runtime.core.prediction import Prediction
+from calibnet.runtime.core.stats import percentiles
+from calibnet.serving.client import CalibnetClient, ServingError
 
-__all__ = ["Answer", "LoadReport", "run_load", "main"]
+__all__ = ["Answer", "LoadReport", "run_load", "synthetic_frames"]
 
 
 @dataclass
@@ -91,37 +91,11 @@ def run_load(urls: Sequence[str], frames: Sequence[tuple[np.ndarray, np.ndarray]
 
 def synthetic_frames(n: int, height: int, width: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """``n`` synthetic RGB-D scenes (calibnet.data.synthetic) of one size."""
-    from ..data.synthetic import make_scene
 
     return [(s.rgb, s.depth) for s in (make_scene(seed + i, height, width) for i in range(n))]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m calibnet.serving.loadgen``."""
-    p = argparse.ArgumentParser(prog="python -m calibnet.serving.loadgen", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", action="append", help="server URL (repeat: clients use them in turn); "
-                   "default 127.0.0.1:8000")
-    p.add_argument("--clients", type=int, default=4)
-    p.add_argument("--requests", type=int, default=25, help="requests per client")
-    p.add_argument("--frames", type=int, default=8, help="distinct synthetic frames in the pool")
-    p.add_argument("--height", type=int, default=240)
-    p.add_argument("--width", type=int, default=320)
-    p.add_argument("--warmup", type=int, default=2, help="requests sent before timing")
-    args = p.parse_args(argv)
-    urls = args.url or ["127.0.0.1:8000"]
-    frames = synthetic_frames(args.frames, args.height, args.width)
-    with CalibnetClient(urls[0]) as c:
-        c.wait_ready()
-        for i in range(args.warmup):
-            c.predict(*frames[i % len(frames)])
-    report = run_load(urls, frames, args.clients, args.requests)
-    print(f"{args.clients} clients x {args.requests} requests, {args.height}x{args.width} frames: {report.summary()}")
-    errors = [a.error for a in report.answers if a.error]
-    if errors:
-        print(f"first error: {errors[0]}")
-    return 1 if errors else 0
-
-
 if __name__ == "__main__":
+    from calibnet.cli.loadgen import main
+
     raise SystemExit(main())
