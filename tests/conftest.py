@@ -152,3 +152,17 @@ def wait_for_lines(proc: subprocess.Popen, path: Path, n: int, timeout: float) -
         if path.is_file() and len(path.read_text().splitlines()) >= n:
             return
         time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def small_onnx(tmp_path_factory) -> Path:
+    """The synthetic-r18 recipe's model (R18, 1-layer encoders, 10 kernels) exported to ONNX at 128x192, once per
+    session: a real CalibNet graph that runs in a fraction of a second per small frame."""
+    pytest.importorskip("torch")
+    import calibnet
+    from calibnet.export import export_onnx
+    from calibnet.training.recipes import RECIPES
+
+    cfg = calibnet.get_config("r18").replace(**RECIPES["synthetic-r18"].overrides)
+    return export_onnx(calibnet.build_model(cfg, quiet=True), tmp_path_factory.mktemp("small") / "small.onnx",
+                       height=128, width=192)

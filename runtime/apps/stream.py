@@ -20,7 +20,10 @@ Sources (:func:`open_source`)
 ``(rgb_dir, depth_dir)`` folder pairs matched by file stem; ``(video, depth_video_or_depth_dir)``;
 an OpenCV capture (device index or URL, or a video path) with ``depth=`` a callable ``rgb -> depth``;
 any iterable of ``(rgb, depth)`` arrays (or of :class:`~calibnet.runtime.apps.sources.Frame`-like objects with
-``.name``, ``.rgb``, ``.depth``).
+``.name``, ``.rgb``, ``.depth``), such as :class:`~calibnet.runtime.apps.sources.BagSource` and
+:class:`~calibnet.runtime.apps.sources.RealSenseSource`. A source with a ``depth_format`` attribute (those two:
+metric depth with one range for the whole recording) gives the depth format of its maps unless the stream is
+given one.
 
 Timing: each Prediction's ``timings`` holds ``read``, ``pre``, ``infer``, ``post`` (and ``track``) seconds
 and ``latency``, capture to result: from the moment the frame came out of the source to the moment the
@@ -325,6 +328,8 @@ class Stream:
         self.tracker: InstanceTracker | None = (track if isinstance(track, InstanceTracker)
                                                 else InstanceTracker() if track else None)
         self._finished = False
+        if depth_format is None:
+            depth_format = getattr(source, "depth_format", None)
         self._pipe = _Pipeline(runtime, open_source(source, depth, max_frames), policy, self.tracker, max_frames,
                                queue_size, on_error, {"bgr": bgr, "depth_format": depth_format, "strict": strict})
 

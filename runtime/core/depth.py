@@ -42,6 +42,7 @@ Maps with a channel axis ([H,W,1], [H,W,3], [H,W,4]: gray saved as RGB(A)) use t
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -81,6 +82,26 @@ class DepthFormat:
         """This format with ``direction`` filled in where it was left open."""
         return self if self.direction is not None else replace(self, direction=direction)
 
+    def with_range_of(self, depths: Iterable[np.ndarray]) -> DepthFormat:
+        """This ``metric`` or ``disparity`` format with the ends it leaves open (``near``, ``far``) set from the
+        valid values of ``depths`` (rule 1 of the module doc; metric: the nearest and farthest, disparity: the
+        largest and smallest): one steady range for a whole sequence, measured on its first frames, instead of
+        each frame's own min-max. Unchanged for other kinds, or when the maps hold fewer than two distinct
+        valid values."""
+        if self.kind not in ("metric", "disparity") or (self.near is not None and self.far is not None):
+            return self
+        lo, hi = np.inf, -np.inf
+        for depth in depths:
+            plane = depth_plane(depth)
+            vals = plane[_valid(plane)]
+            if vals.size:
+                lo, hi = min(lo, float(vals.min())), max(hi, float(vals.max()))
+        if not lo < hi:
+            return self
+        near, far = (lo, hi) if self.kind == "metric" else (hi, lo)
+        return replace(self, near=self.near if self.near is not None else near,
+                       far=self.far if self.far is not None else far)
+
 
 def depth_plane(depth: np.ndarray) -> np.ndarray:
     """[H,W] view of a depth map given as [H,W], [H,W,1], [H,W,3] or [H,W,4]; InputError for anything else."""
@@ -94,6 +115,12 @@ def depth_plane(depth: np.ndarray) -> np.ndarray:
     if depth.size == 0:
         raise InputError(f"depth map is empty (shape {depth.shape})")
     return depth
+
+
+def _valid(values: np.ndarray) -> np.ndarray:
+    """bool mask of the valid depth values: finite and > 0 (rule 1)."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values) & np.greater(values, 0)
 
 
 def _resolve_kind(kind: str, dtype: np.dtype) -> str:
@@ -117,8 +144,7 @@ def depth_to_u8(depth: np.ndarray, fmt: DepthFormat | None = None) -> np.ndarray
         return np.subtract(np.uint8(255), plane)
     # metric / disparity: work in float64 for wide integers, float32 otherwise
     work = plane.astype(np.float64 if plane.dtype.itemsize > 4 or plane.dtype == np.uint32 else np.float32)
-    with np.errstate(invalid="ignore"):
-        valid = np.isfinite(work) & np.greater(work, 0)
+    valid = _valid(work)
     far_value = 255 if direction == "near-dark" else 0
     if not valid.any():
         warnings.warn(f"depth map has no valid pixel (all 0, negative, NaN or inf): using a uniform far map "

@@ -11,15 +11,15 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from ..core.errors import InputError
-from ..core.readers import read_depth, read_rgb
+from ...core.errors import InputError
+from ...core.readers import read_depth, read_rgb
 
 __all__ = ["IMAGE_EXTS", "Frame", "FrameError", "capture_frames",
            "image_files", "image_frames", "match_pairs", "video_frames"]
@@ -36,6 +36,9 @@ class Frame:
     rgb: np.ndarray
     depth: np.ndarray
     depth_source: str  # what to name in an error about the depth
+    stamp_ns: int | None = None  # capture time of the colour image (robot sources: its header stamp), else None
+    depth_stamp_ns: int | None = None  # capture time of the depth map paired with it
+    meta: dict[str, Any] = field(default_factory=dict)  # what the source knows besides (index, frame_id, topics)
 
 
 @dataclass
@@ -46,6 +49,8 @@ class FrameError:
     stem: str
     error: InputError
     depth_source: str = ""
+    stamp_ns: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def _natural_key(path: Path) -> list[Any]:
