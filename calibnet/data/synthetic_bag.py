@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from ..runtime.apps.optional import require
 from ..runtime.apps.rosmsgs import compressed_message, image_message, to_message, typestore
 from .synthetic import make_scene
 
-__all__ = ["SyntheticBag", "metric_depth_mm", "write_synthetic_bag"]
+__all__ = ["SyntheticBag", "metric_depth_mm", "write_realsense_recording", "write_synthetic_bag"]
 
 STORAGES = ("mcap", "sqlite3", "ros1")
 
@@ -144,3 +145,54 @@ def _write(path: Path, storage: str, messages: list[tuple[int, str, str, dict]])
             obj = to_message(store, msgtype, msg)
             raw = store.serialize_ros1(obj, msgtype) if ros1 else store.serialize_cdr(obj, msgtype)
             writer.write(conns[topic], log_ns, raw)
+
+
+def write_realsense_recording(path: str | Path, n: int = 5, hw: tuple[int, int] = (48, 64), fps: int = 30,
+                              seed: int = 0, depth_units: float = 0.001) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """Record ``n`` synthetic scenes as a RealSense recording without a camera (``pyrealsense2``: a software
+    device with a colour (rgb8) and a depth (z16) sensor, identity extrinsics and equal intrinsics, and the SDK's
+    recorder, which writes a rosbag2 sqlite3 ``.db3``). Returns (rgb, z16 depth, timestamp ns) per frame."""
+    rs = require("pyrealsense2", "writing a RealSense recording")
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    h, w = hw
+    dev = rs.software_device()
+    sensors = {"depth": dev.add_sensor("Depth"), "color": dev.add_sensor("Color")}
+    intr = rs.intrinsics()
+    intr.width, intr.height, intr.ppx, intr.ppy, intr.fx, intr.fy = w, h, w / 2, h / 2, float(w), float(w)
+    intr.model, intr.coeffs = rs.distortion.none, [0.0] * 5
+    profiles = {}
+    for name, (kind, fmt, bpp, uid) in {"depth": (rs.stream.depth, rs.format.z16, 2, 0),
+                                        "color": (rs.stream.color, rs.format.rgb8, 3, 1)}.items():
+        vs = rs.video_stream()
+        vs.type, vs.index, vs.uid, vs.width, vs.height, vs.fps, vs.bpp, vs.fmt = kind, 0, uid, w, h, fps, bpp, fmt
+        vs.intrinsics = intr
+        profiles[name] = sensors[name].add_video_stream(vs).as_video_stream_profile()
+    sensors["depth"].add_read_only_option(rs.option.depth_units, depth_units)
+    identity = rs.extrinsics()
+    identity.rotation, identity.translation = [1, 0, 0, 0, 1, 0, 0, 0, 1], [0, 0, 0]
+    profiles["depth"].register_extrinsics_to(profiles["color"], identity)
+    dev.create_matcher(rs.matchers.dlr_c)
+    recorder = rs.recorder(str(path), dev)
+    for name, sensor in sensors.items():
+        sensor.open(profiles[name])
+        sensor.start(lambda f: None)
+    frames = []
+    for i in range(n):
+        scene = make_scene(seed + i, h, w)
+        rgb, z16 = scene.rgb, metric_depth_mm(scene.depth)
+        ms = 1000.0 + i * 1000.0 / fps
+        for name, pixels in (("depth", z16), ("color", rgb)):
+            f = rs.software_video_frame()
+            f.pixels, f.bpp, f.stride = pixels, pixels.itemsize * (3 if pixels.ndim == 3 else 1), pixels.strides[0]
+            f.timestamp, f.domain, f.frame_number, f.profile = ms, rs.timestamp_domain.hardware_clock, i, profiles[name]
+            if name == "depth":
+                f.depth_units = depth_units
+            sensors[name].on_video_frame(f)
+        time.sleep(0.02)  # the recorder takes frames from a queue: let it keep up (nothing is dropped then)
+        frames.append((rgb, z16, int(round(ms * 1e6))))
+    for sensor in sensors.values():
+        sensor.stop()
+        sensor.close()
+    del recorder  # the recording is written when the recorder goes away
+    return frames

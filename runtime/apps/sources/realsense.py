@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import datetime
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,9 +90,12 @@ class RealSenseSource:
         self._pipe = pipe
         device = profile.get_device()
         playback = None
-        if self.recording is not None:
-            playback = device.as_playback()
+        if self.recording is not None:  # from the start, frame by frame: frames the pipeline passed on before
+            playback = device.as_playback()  # real time was off could have been dropped
+            playback.pause()
             playback.set_real_time(False)
+            playback.seek(datetime.timedelta(0))
+            playback.resume()
         streams = {s.stream_type(): s.as_video_stream_profile() for s in profile.get_streams()
                    if s.is_video_stream_profile()}
         if rs.stream.color not in streams or rs.stream.depth not in streams:
@@ -110,6 +114,7 @@ class RealSenseSource:
         pipe, playback, scale, max_skew = self._start()
         align = rs.align(rs.stream.color)
         current: tuple[int, int] | None = None  # (frame number, stamp) of the colour frame being paired
+        last = -1  # the number of the last colour frame handed out (a frame offered again later is skipped)
         candidates: list[tuple[int, np.ndarray, np.ndarray]] = []  # (depth stamp, rgb, depth) offered with it
         index = 0
         try:
@@ -125,9 +130,11 @@ class RealSenseSource:
                 if not color:
                     continue
                 number = int(color.get_frame_number())
+                if playback is not None and number <= last:
+                    continue
                 if current is not None and current[0] != number:
                     yield self._frame(index, current, candidates, max_skew)
-                    index, candidates = index + 1, []
+                    index, candidates, last = index + 1, [], current[0]
                 current = (number, _ns(color))
                 depth = fs.get_depth_frame()
                 if depth:

@@ -1,0 +1,58 @@
+"""RealSenseSource on a recording written without a camera (pyrealsense2's software device and recorder: a
+rosbag2 sqlite3 .db3), played back frame by frame; Runtime.stream over it equals Runtime.predict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+try:
+    import pyrealsense2  # noqa: F401
+except ImportError as exc:  # the wheel, or the system library libusb-1.0 it needs
+    pytest.skip(f"pyrealsense2 cannot be imported ({exc}): pip install 'calibnet[robotics]' and apt-get install "
+                "libusb-1.0-0", allow_module_level=True)
+
+from calibnet.data.synthetic_bag import write_realsense_recording  # noqa: E402
+from calibnet.runtime import DepthFormat, InputError, RealSenseSource, Runtime  # noqa: E402
+from calibnet.runtime.apps.sources import Frame  # noqa: E402
+
+HW = (48, 64)
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    path = tmp_path_factory.mktemp("rs") / "rec.db3"
+    return path, write_realsense_recording(path, n=6, hw=HW, seed=4)
+
+
+def test_a_recording_plays_back_every_frame_once_in_order(recording):
+    path, written = recording
+    src = RealSenseSource(path)
+    items = list(src)
+    assert all(isinstance(f, Frame) for f in items) and len(items) == len(written)
+    for i, (f, (rgb, z16, stamp)) in enumerate(zip(items, written)):
+        assert f.meta["index"] == i and f.stamp_ns == f.depth_stamp_ns == stamp
+        assert np.array_equal(f.rgb, rgb)
+        # depth aligned to colour (equal intrinsics, identity extrinsics) in metres: the recorded values where
+        # the alignment lands exactly on a pixel
+        assert f.depth.dtype == np.float32 and f.depth.shape == HW
+        assert (f.depth == z16.astype(np.float32) * np.float32(0.001)).mean() > 0.9
+    valid = np.concatenate([z[z > 0] for _, z, _ in written[:3]]).astype(np.float32) * np.float32(0.001)
+    fmt = RealSenseSource(path, range_frames=3).depth_format
+    assert fmt.kind == "metric" and abs(fmt.near - valid.min()) < 0.02 and abs(fmt.far - valid.max()) < 0.02
+    assert RealSenseSource(path, near=0.3, far=5.0).depth_format == DepthFormat("metric", 0.3, 5.0)
+    with pytest.raises(InputError, match="not found"):
+        RealSenseSource(path.with_name("missing.db3"))
+
+
+def test_stream_over_a_recording_equals_predict(recording, small_onnx):
+    path, _ = recording
+    frames = list(RealSenseSource(path))
+    src = RealSenseSource(path)
+    with Runtime.open(small_onnx, threads=1) as rt:
+        fmt = src.depth_format  # measured on the first frames, which the source keeps and hands out
+        streamed = list(rt.stream(src))
+        direct = [rt.predict(f.rgb, f.depth, depth_format=fmt) for f in frames]
+    assert [f.source.stamp_ns for f, _ in streamed] == [f.stamp_ns for f in frames]
+    for (_, a), b in zip(streamed, direct):
+        assert np.array_equal(a.masks, b.masks) and np.array_equal(a.scores, b.scores)
