@@ -91,11 +91,13 @@ def write_synthetic_bag(path: str | Path, n_color: int = 10, hw: tuple[int, int]
                         jitter_ms: float = 0.0, drop_depth: tuple[int, ...] = (), step_pad: int = 0, seed: int = 0,
                         start_ns: int = 1_700_000_000_000_000_000, rgb_topic: str = "/camera/color/image_raw",
                         depth_topic: str = "/camera/depth/image_rect_raw",
-                        frame_id: str = "camera_color_optical_frame", extra_topics: dict[str, str] | None = None
-                        ) -> SyntheticBag:
+                        frame_id: str = "camera_color_optical_frame", extra_topics: dict[str, str] | None = None,
+                        unstamped: bool = False) -> SyntheticBag:
     """Write a synthetic RGB-D bag (see the module doc) to ``path`` (a rosbag2 folder, or a ``.bag`` file with
     ``storage="ros1"``; replaced if it exists). ``drop_depth``: indices of depth messages left out;
-    ``extra_topics``: more topics {name: colour encoding} carrying the same colour images (an ambiguous bag)."""
+    ``extra_topics``: more topics {name: colour encoding} carrying the same colour images (an ambiguous bag);
+    ``unstamped``: headers without a stamp (0), as some drivers leave them (the stamps returned are still the
+    capture times; the log times are 2 ms (colour) and 3 ms (depth) after them)."""
     if storage not in STORAGES:
         raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
     path = Path(path)
@@ -116,11 +118,11 @@ def write_synthetic_bag(path: str | Path, n_color: int = 10, hw: tuple[int, int]
     for i, t in enumerate(color_ns):
         j = min(int(round(i * depth_hz / color_hz)), len(scenes) - 1)  # the scene seen at that time
         for topic, enc in {rgb_topic: color, **(extra_topics or {})}.items():
-            msgtype, msg = _color_message(scenes[j].rgb, enc, t, frame_id, step_pad)
+            msgtype, msg = _color_message(scenes[j].rgb, enc, 0 if unstamped else t, frame_id, step_pad)
             messages.append((t + 2_000_000, topic, msgtype, msg))
     for j, t in enumerate(depth_ns):
         if j not in drop_depth:
-            msgtype, msg = _depth_message(metric_depth_mm(scenes[j].depth), depth, t, frame_id)
+            msgtype, msg = _depth_message(metric_depth_mm(scenes[j].depth), depth, 0 if unstamped else t, frame_id)
             messages.append((t + 3_000_000, depth_topic, msgtype, msg))
     messages.sort(key=lambda m: m[0])
     _write(path, storage, messages)

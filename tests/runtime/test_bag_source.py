@@ -116,6 +116,13 @@ def test_a_bag_cut_short_keeps_the_frames_before_the_damage(tmp_path):
     assert "\n" not in str(e.value) and "cannot read bag" in str(e.value) and "rosbag reindex" in str(e.value)
 
 
+def test_headers_without_stamps_count_at_their_log_time(tmp_path):
+    bag = write_synthetic_bag(tmp_path / "rec", n_color=4, hw=HW, depth_hz=30, unstamped=True)
+    frames = list(BagSource(bag.path))
+    assert [(f.stamp_ns, f.depth_stamp_ns) for f in frames] == [(t + 2_000_000, d + 3_000_000) for t, d in
+                                                                zip(bag.color_stamps, bag.depth_stamps)]
+
+
 def test_read_skips_frames_without_decoding_them(tmp_path):
     bag = write_synthetic_bag(tmp_path / "rec", n_color=8, hw=HW, depth_hz=30)
     src = BagSource(bag.path)

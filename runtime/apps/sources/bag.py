@@ -12,11 +12,12 @@ topics and names the option (``rgb_topic=``, ``depth_topic=``). Messages are dec
 
 Pairing and order
 -----------------
-Opening the bag reads every colour and depth header stamp once (the messages are not decoded). Each colour
-frame is paired with the depth message whose header stamp is nearest, at most ``max_skew_ms`` away (default:
-half the depth topic's median period measured from the bag; :mod:`.pairing`). Frames come out in colour-stamp
-order, frame ``index`` 0, 1, ... in that order; a colour frame without depth in its window comes as a
-:class:`~.files.FrameError` (never paired with a far-away depth map).
+Opening the bag reads every colour and depth header stamp once (the messages are not decoded; a message whose
+header has no stamp counts at its log time). Each colour frame is paired with the depth message whose header
+stamp is nearest, at most ``max_skew_ms`` away (default: half the depth topic's median period measured from the
+bag; :mod:`.pairing`). Frames come out in colour-stamp order, frame ``index`` 0, 1, ... in that order; a colour
+frame without depth in its window comes as a :class:`~.files.FrameError` (never paired with a far-away depth
+map).
 
 Depth range
 -----------
@@ -224,15 +225,15 @@ class BagSource:
             raise InputError(f"cannot read bag {self.path}: {one_line(exc)}{hint}") from None
         return reader
 
-    def _messages(self, reader: Any, topics: tuple[str, ...]) -> Iterator[tuple[str, Any]]:
-        """(topic, message) of ``topics`` in bag order; a failure part-way is recorded as the damage and ends
-        the iteration."""
+    def _messages(self, reader: Any, topics: tuple[str, ...]) -> Iterator[tuple[str, int, Any]]:
+        """(topic, log time, message) of ``topics`` in bag order; a failure part-way is recorded as the damage
+        and ends the iteration."""
         conns = [c for c in reader.connections if c.topic in topics]
         n = 0
         it = reader.messages(connections=conns)
         while True:
             try:
-                conn, _, raw = next(it)
+                conn, log_ns, raw = next(it)
                 msg = reader.deserialize(raw, conn.msgtype)
             except StopIteration:
                 return
@@ -241,7 +242,7 @@ class BagSource:
                     self.damage = f"{self.path}: damaged after {n} image messages: {one_line(exc)}"
                 return
             n += 1
-            yield conn.topic, msg
+            yield conn.topic, log_ns, msg
 
     def _image_topics(self, reader: Any) -> dict[str, tuple[str, str]]:
         """topic -> (what it holds, e.g. "Image rgb8", and its kind: color / depth / "") of the bag's image
@@ -255,7 +256,7 @@ class BagSource:
             if first is None:
                 out[topic] = (f"{short}, no messages", "")
                 continue
-            msg = first[1]
+            msg = first[2]
             enc = msg.format if hasattr(msg, "format") and not hasattr(msg, "encoding") else msg.encoding
             out[topic] = (f"{short} {enc}", image_kind(msg) or "")
         return out
@@ -286,11 +287,12 @@ class BagSource:
                 raise InputError(f"{self.path}: rgb_topic and depth_topic are both {self.rgb_topic}")
             color: list[tuple[int, str]] = []
             depth: list[int] = []
-            for topic, msg in self._messages(reader, (self.rgb_topic, self.depth_topic)):
+            for topic, log_ns, msg in self._messages(reader, (self.rgb_topic, self.depth_topic)):
+                stamp = stamp_ns(msg.header) or log_ns  # a driver that leaves the header unstamped: the log time
                 if topic == self.rgb_topic:
-                    color.append((stamp_ns(msg.header), str(msg.header.frame_id)))
+                    color.append((stamp, str(msg.header.frame_id)))
                 else:
-                    depth.append(stamp_ns(msg.header))
+                    depth.append(stamp)
         finally:
             reader.close()
         if self.damage is not None:
@@ -326,7 +328,7 @@ class BagSource:
         reader = self._reader()
         try:
             n = 0
-            for _, msg in self._messages(reader, (self.depth_topic,)):
+            for _, _, msg in self._messages(reader, (self.depth_topic,)):
                 if n >= self.range_frames:
                     break
                 try:
@@ -357,7 +359,7 @@ class BagSource:
         n_color = n_depth = 0
         reader = self._reader()
         try:
-            for topic, msg in self._messages(reader, (self.rgb_topic, self.depth_topic)):
+            for topic, _, msg in self._messages(reader, (self.rgb_topic, self.depth_topic)):
                 if topic == self.rgb_topic:
                     if n_color in by_color:
                         colors[n_color] = msg
