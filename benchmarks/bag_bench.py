@@ -35,7 +35,8 @@ from calibnet.runtime.apps.sources import Frame
 
 __all__ = ["BagRow", "time_bag", "time_model", "main"]
 
-ENCODINGS = {"raw": {"color": "rgb8", "depth": "16UC1"}, "compressed": {"color": "jpeg", "depth": "compressedDepth"}}
+#: bag name -> (colour, depth) encodings of write_synthetic_bag
+ENCODINGS = {"raw": ("rgb8", "16UC1"), "compressed": ("jpeg", "compressedDepth")}
 
 
 @dataclass
@@ -105,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         w, h = args.size
         rows = []
-        for name, enc in ENCODINGS.items():
-            bag = write_synthetic_bag(work / f"bench_{name}", n_color=args.frames, hw=(h, w), depth_hz=30.0, **enc)
+        for name, (color, depth) in ENCODINGS.items():
+            bag = write_synthetic_bag(work / f"bench_{name}", n_color=args.frames, hw=(h, w), color=color,
+                                      depth=depth, depth_hz=30.0)
             rows.append(time_bag(bag.path, name, args.repeats))
         model = args.model or _export_r18(work)
         src = BagSource(work / "bench_raw")

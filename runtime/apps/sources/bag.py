@@ -140,7 +140,7 @@ class _CutMcap(type(Path())):  # type: ignore[misc]
     """An MCAP file cut short, opened (by rosbags, with ``open("rb")``) as its whole records and a footer that
     says it has no index, so the reader scans them."""
 
-    def open(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def open(self, *args: Any, **kwargs: Any) -> Any:
         return io.BufferedReader(_PrefixView(str(self), _mcap_intact_end(Path(self)) or 8, _MCAP_TAIL))
 
 
