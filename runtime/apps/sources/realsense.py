@@ -118,13 +118,14 @@ class RealSenseSource:
         candidates: list[tuple[int, np.ndarray, np.ndarray]] = []  # (depth stamp, rgb, depth) offered with it
         index = 0
         try:
+            wait_ms = int(self.timeout_s * 1000) if playback is None else 100  # a recording: look at its end often
             while True:
-                ok, fs = pipe.try_wait_for_frames(int(self.timeout_s * 1000))
+                ok, fs = pipe.try_wait_for_frames(wait_ms)
                 if not ok:
-                    if playback is not None and playback.current_status() == rs.playback_status.stopped:
-                        break
                     if playback is None:
                         raise InputError(f"{self.name}: no frames within {self.timeout_s:g} s")
+                    if playback.current_status() == rs.playback_status.stopped:
+                        break
                     continue
                 color = fs.get_color_frame()
                 if not color:
