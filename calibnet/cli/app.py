@@ -4,9 +4,9 @@
 ``PROG: error: ...`` on stderr, never a traceback (``CALIBNET_TRACEBACK=1`` shows it):
 
 - exit code 2 for a user error: :class:`CliError`, any ``ValueError`` (the libraries' bad-input errors:
-  ``InputError``, ``DatasetError``, ``ConfigError``, ...), a missing or unreadable file, a backend that is not
-  installed, or an input file that :func:`~calibnet.runtime.core.filecheck.file_problem` finds wrong (random
-  bytes, truncated, empty...: that file is named with what is wrong with it);
+  ``InputError``, ``DatasetError``, ``ConfigError``, ...), a missing or unreadable file, a backend or an optional
+  package that is not installed, or an input file that :func:`~calibnet.runtime.core.filecheck.file_problem`
+  finds wrong (random bytes, truncated, empty...: that file is named with what is wrong with it);
 - 1 for anything else; 130 when interrupted.
 """
 
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from calibnet.runtime import BackendUnavailable
+from calibnet.runtime.apps.optional import MissingDependency
 from calibnet.runtime.core.filecheck import MAX_LEN, file_problem, one_line
 
 __all__ = ["CliError", "CommandParser", "run_cli", "USER_ERRORS", "plain", "parser"]
@@ -32,7 +33,8 @@ class CliError(Exception):
 
 #: what counts as the user's mistake (exit code 2) rather than a failure (1)
 USER_ERRORS: tuple[type[BaseException], ...] = (CliError, ValueError, FileNotFoundError, PermissionError,
-                                                IsADirectoryError, NotADirectoryError, BackendUnavailable)
+                                                IsADirectoryError, NotADirectoryError, BackendUnavailable,
+                                                MissingDependency)
 
 
 def run_cli(prog: str, parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int],

@@ -8,6 +8,8 @@ Examples:
       --depth-far 4000 --out out/A            # a 16-bit depth PNG in millimetres (RealSense/Kinect)
   calibnet-infer calibnet.onnx --video scene.mp4 --depth-video scene_depth.mp4 --out out/scene
   calibnet-infer calibnet.onnx --video scene.mp4 --depth-dir scene_depth/ --depth-format metric --saliency
+  calibnet-infer calibnet.onnx --bag rec.mcap --out out/rec --bag-out out/rec/results.mcap --rerun out/rec/run.rrd
+  calibnet-infer calibnet.onnx --realsense --realsense-bag rec.db3 --out out/rs
 
 Modes:
   single pair  --rgb and --depth;
@@ -15,6 +17,12 @@ Modes:
                COME15K/DSIS/SIP layout; image ids in sorted stem order;
   video        --video plus --depth-video (frame by frame) or --depth-dir (depth frames matched to video
                frames by index in natural sort order: 2.png before 10.png); writes overlay.avi (MJPG).
+  bag          --bag: a ROS 2 bag (.mcap, .db3, or its folder) or a ROS 1 .bag; colour and depth topics found by
+               themselves (or --rgb-topic / --depth-topic), each colour frame paired with the nearest depth
+               message within --max-skew-ms; one image id per colour frame in stamp order, images.json entries
+               with stamp_ns and depth_stamp_ns; depth in metres with one range for the whole bag
+               (--depth-near/--depth-far in metres, or measured on the first frames). docs/robotics.md.
+  RealSense    --realsense: a camera, or --realsense-bag: its recording, depth aligned to colour, in metres.
 
 Writes results.json (COCO results: RLE segmentation, score, category 1, image id), images.json (id, file
 name, size; in video mode one image id per frame), an overlay PNG per image (or the overlay video) and, with
@@ -31,6 +39,10 @@ writes. Exit code: 0 every input succeeded, 1 some failed (see errors.json), 2 b
 --stream runs folders and videos through Runtime.stream (reading + pre-processing, inference and
 post-processing in three threads) and prints per-stage p50/p99, capture-to-result latency and throughput;
 --track adds stable instance IDs (track_id in results.json, one color per ID in the overlays).
+
+Robot data out: --bag-out OUT.mcap writes a ROS 2 MCAP that Foxglove opens (/calibnet/instances mono16 label
+image, /calibnet/detections vision_msgs/Detection2DArray, /calibnet/overlay jpeg; --bag-copy-inputs adds the
+input frames); --rerun FILE.rrd / --rerun-spawn log colour, depth, instance ids, boxes and depth trust to Rerun.
 
 Depth: 8-bit maps (the data sets' PNGs) are used as is; 16-bit or float maps (PNG/TIFF/.npy) are metric
 depth and are converted to the model's 8-bit convention (near = dark for the official checkpoints), per
@@ -61,6 +73,10 @@ def _say(msg: str) -> None:
 
 def _inputs(args: argparse.Namespace) -> BatchInputs:
     """The run's mode, from the input options (a CliError naming the options when they do not make one)."""
+    modes = [m for m, on in (("--bag", args.bag), ("--realsense", args.realsense or args.realsense_bag),
+                             ("--video", args.video), ("--rgb-dir", args.rgb_dir), ("--rgb", args.rgb)) if on]
+    if len(modes) > 1:
+        raise CliError(f"give one input mode, not {' and '.join(modes)}")
     if args.video:
         if args.depth_video and args.depth_dir:
             raise CliError("give --depth-video or --depth-dir with --video, not both")
@@ -69,11 +85,13 @@ def _inputs(args: argparse.Namespace) -> BatchInputs:
     elif args.rgb_dir or args.depth_dir:
         if not (args.rgb_dir and args.depth_dir):
             raise CliError("folder mode needs both --rgb-dir and --depth-dir")
-    elif not (args.rgb and args.depth):
-        raise CliError("give --rgb and --depth, --rgb-dir and --depth-dir, or --video and --depth-video/--depth-dir "
-                       "(see --help)")
+    elif not (args.rgb and args.depth) and not (args.bag or args.realsense or args.realsense_bag):
+        raise CliError("give --rgb and --depth, --rgb-dir and --depth-dir, --video and --depth-video/--depth-dir, "
+                       "--bag, or --realsense (see --help)")
     return BatchInputs(rgb=args.rgb, depth=args.depth, rgb_dir=args.rgb_dir, depth_dir=args.depth_dir,
-                       video=args.video, max_frames=args.max_frames, depth_video=args.depth_video)
+                       video=args.video, max_frames=args.max_frames, depth_video=args.depth_video, bag=args.bag,
+                       rgb_topic=args.rgb_topic, depth_topic=args.depth_topic, max_skew_ms=args.max_skew_ms,
+                       realsense=args.realsense, realsense_bag=args.realsense_bag)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
     fmt = depth_format(args)
     src = _inputs(args)
     opts = BatchOptions(Path(args.out), args.resume, args.fail_fast, args.stream, args.track, args.min_score,
-                        not args.no_overlay, args.saliency, args.max_pixels)
+                        not args.no_overlay, args.saliency, args.max_pixels,
+                        Path(args.bag_out) if args.bag_out else None, args.bag_copy_inputs,
+                        Path(args.rerun) if args.rerun else None, args.rerun_spawn)
     if args.ray:
         return _ray(args, src, opts)
     with open_runtime(args.model, open_options(args), depth_format=fmt, strict=args.strict) as rt:
@@ -102,6 +122,8 @@ def _summary(res: BatchResult) -> None:
               f"post {mean['post']:.1f} ms")
     if res.stats is not None:
         print(res.stats.summary())
+    if res.damage:
+        print(f"{PROG}: error: {res.damage}", file=sys.stderr)
 
 
 def _ray(args: argparse.Namespace, src: BatchInputs, opts: BatchOptions) -> int:
@@ -133,7 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--depth-dir", help="folder of depth maps: same file stems (folder mode) or frames (video mode)")
     io.add_argument("--video", help="RGB video (video mode)")
     io.add_argument("--depth-video", help="depth video, frame by frame with --video (8-bit gray)")
-    io.add_argument("--max-frames", type=int, default=0, help="video mode: stop after this many frames (0: all)")
+    io.add_argument("--bag", metavar="REC", help="ROS bag: rosbag2 .mcap / .db3 file or folder, or ROS 1 .bag "
+                    "(docs/robotics.md)")
+    io.add_argument("--rgb-topic", help="--bag: the colour image topic (default: the bag's one colour topic)")
+    io.add_argument("--depth-topic", help="--bag: the depth image topic (default: the bag's one depth topic)")
+    io.add_argument("--max-skew-ms", type=float,
+                    help="--bag / --realsense: largest colour-depth stamp difference paired (default: half the depth "
+                         "period)")
+    io.add_argument("--realsense", action="store_true", help="a RealSense camera (640x480 at 30 fps)")
+    io.add_argument("--realsense-bag", metavar="FILE",
+                    help="a RealSense recording (.db3 or .bag) instead of the camera")
+    io.add_argument("--max-frames", type=int, default=0,
+                    help="video, bag and RealSense: stop after this many frames (0: all)")
     io.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                     help=f"refuse larger images (default {MAX_PIXELS:,}; 0: no limit)")
     dp = add_depth(p.add_argument_group("depth"))

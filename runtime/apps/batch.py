@@ -25,11 +25,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..core.depth import DepthFormat
 from ..core.errors import InputError
 from ..core.prediction import Prediction
 from ..core.runtime import Runtime
 from .batchlog import BatchLog
 from .overlay import draw_overlay
+from .robot_batch import RobotInputs, RobotOutputs, robot_inputs
 from .sources import Frame, FrameError, image_frames, match_pairs, video_frames
 from .stream import StreamStats
 
@@ -42,8 +44,10 @@ MAX_PIXELS = 40_000_000
 @dataclass(frozen=True)
 class BatchInputs:
     """Where a run's frames come from, one mode: a pair (``rgb`` + ``depth``), two folders paired by file stem
-    (``rgb_dir`` + ``depth_dir``), or a video (``video`` + ``depth_video`` frame by frame, or + ``depth_dir``
-    frames by index, at most ``max_frames``; 0: all)."""
+    (``rgb_dir`` + ``depth_dir``), a video (``video`` + ``depth_video`` frame by frame, or + ``depth_dir``
+    frames by index), a ROS bag (``bag``, its topics found or named, colour paired with depth within
+    ``max_skew_ms``), or a RealSense camera (``realsense``) or recording (``realsense_bag``); at most
+    ``max_frames`` frames of a sequence (0: all)."""
 
     rgb: str | None = None
     depth: str | None = None
@@ -67,6 +71,10 @@ class BatchOptions:
     overlay: bool = True
     saliency: bool = False
     max_pixels: int = MAX_PIXELS  # 0: no limit
+    bag_out: Path | None = None  # the results as a ROS 2 MCAP (robot_batch.RobotOutputs)
+    bag_copy_inputs: bool = False  # ... with the input frames
+    rerun: Path | None = None  # a Rerun recording
+    rerun_spawn: bool = False  # a Rerun viewer
 
 
 @dataclass
@@ -86,13 +94,15 @@ class BatchResult:
     video_path: Path | None = None
     stats: StreamStats | None = None
     signum: int = 0
+    damage: str | None = None  # what was damaged in a bag (the frames before it were run)
 
     @property
     def exit_code(self) -> int:
-        """0 every input succeeded, 1 some failed (or none ran), 128 + signal when interrupted."""
+        """0 every input succeeded, 1 some failed (or none ran, or the bag was damaged), 128 + signal when
+        interrupted."""
         if self.signum:
             return 128 + self.signum
-        return 1 if self.errors or not self.images else 0
+        return 1 if self.errors or self.damage or not self.images else 0
 
 
 @dataclass
@@ -110,6 +120,7 @@ class _Inputs:
     video: bool = False
     fps: float = 0.0
     skipped: int = 0
+    robot: RobotInputs | None = None
 
 
 def folder_tasks(pairs: list[tuple[Path, Path]]) -> list[Task]:
@@ -138,8 +149,13 @@ def _video_inputs(src: BatchInputs, log: BatchLog) -> _Inputs:
     return _Inputs(items(), total - skipped, True, fps, skipped)
 
 
-def _inputs(src: BatchInputs, log: BatchLog) -> _Inputs:
-    """The frames of the run's mode, skipping those ``log`` has done."""
+def _inputs(src: BatchInputs, log: BatchLog, fmt: DepthFormat) -> _Inputs:
+    """The frames of the run's mode, skipping those ``log`` has done (``fmt``: the run's depth format)."""
+    if src.bag or src.realsense or src.realsense_bag:
+        robot = robot_inputs(fmt, log.done, src.max_frames, src.bag, src.rgb_topic, src.depth_topic, src.max_skew_ms,
+                             src.realsense_bag)
+        items = ((Task(key, image), fr) for key, image, fr in robot.items)
+        return _Inputs(items, robot.total, True, robot.fps, robot.skipped, robot)
     if src.video:
         return _video_inputs(src, log)
     if src.rgb_dir or src.depth_dir:
@@ -226,6 +242,9 @@ class _Run:
             self.sink = _VideoSink(self.out / name, inputs.fps)
         if opts.saliency:
             (self.out / "saliency" if inputs.video else self.out).mkdir(parents=True, exist_ok=True)
+        self.fmt = inputs.robot.depth_format if inputs.robot is not None else None
+        self.robot_out = RobotOutputs(opts.bag_out, opts.bag_copy_inputs, opts.rerun, opts.rerun_spawn, opts.track,
+                                      opts.min_score, inputs.skipped)
 
     def check(self, frame: Frame) -> None:
         """Refusals before the model runs (too many pixels)."""
@@ -251,12 +270,16 @@ class _Run:
         image = {**task.image, "height": int(frame.rgb.shape[0]), "width": int(frame.rgb.shape[1])}
         if caught:
             image["warnings"] = caught
-        if opts.overlay:
-            overlay = draw_overlay(frame.rgb, pred)
+        overlay = draw_overlay(frame.rgb, pred) if opts.overlay else None
+        if overlay is not None:
             if self.sink is not None:
                 self.sink.write(overlay)
             else:
                 _imwrite(out / f"{frame.stem}_overlay.png", overlay[:, :, ::-1])
+        if self.robot_out:  # frames without a stamp of their own: a video's frame time, one second per image
+            index = int(task.image.get("frame_index", task.image["id"] - 1))
+            stamp = round(index * 1e9 / (self.inputs.fps if self.inputs.video and self.inputs.fps else 1.0))
+            self.robot_out.write(frame, pred, overlay, stamp, index)
         if opts.saliency:
             target = out / "saliency" / f"{frame.stem}.png" if self.inputs.video else out / f"{frame.stem}_saliency.png"
             _imwrite(target, np.rint(pred.saliency_map() * 255.0).astype(np.uint8))  # 255 x the best covering score
@@ -276,7 +299,7 @@ class _Run:
                     with warnings.catch_warnings(record=True) as ws:
                         warnings.simplefilter("always")
                         self.check(fr)
-                        pred = self.rt.predict(fr.rgb, fr.depth)
+                        pred = self.rt.predict(fr.rgb, fr.depth, depth_format=self.fmt)
                     caught = [str(w.message) for w in ws]
                     for w in ws:
                         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -313,7 +336,7 @@ class _Run:
             self.failed(meta[index][0], str(exc), meta[index][1])
             self.bar.update(1)
 
-        st = self.rt.stream(source(), policy="all", track=self.opts.track, on_error=on_error)
+        st = self.rt.stream(source(), policy="all", track=self.opts.track, on_error=on_error, depth_format=self.fmt)
         try:
             for sf, pred in st:
                 self.done(meta[sf.index][0], sf.source, pred, [])
@@ -332,7 +355,7 @@ def run_batch(rt: Runtime, src: BatchInputs, opts: BatchOptions, say: Callable[[
     ``tqdm.write`` to keep lines apart from the bar). Bad inputs (a missing folder, no pairs) raise
     ``InputError``."""
     log = BatchLog(opts.out, resume=opts.resume)
-    inputs = _inputs(src, log)
+    inputs = _inputs(src, log, rt.depth_format)
     if opts.resume and inputs.skipped:
         say(f"resuming: {inputs.skipped} inputs already done in {opts.out}")
     bar = tqdm(total=inputs.total or None, desc="infer", unit="frame" if inputs.video else "img",
@@ -346,8 +369,10 @@ def run_batch(rt: Runtime, src: BatchInputs, opts: BatchOptions, say: Callable[[
             bar.close()
             if job.sink is not None:
                 job.sink.close()
+            job.robot_out.close()
             n_det, n_img = log.write_outputs()
             log.close()
     return BatchResult(Path(opts.out), inputs.video, n_det, n_img, job.n_ok, job.n_failed, inputs.skipped,
                        log.errors, job.stage, time.perf_counter() - t0,
-                       job.sink.path if job.sink is not None and job.n_ok else None, job.stats, stop.signum)
+                       job.sink.path if job.sink is not None and job.n_ok else None, job.stats, stop.signum,
+                       inputs.robot.damage if inputs.robot is not None else None)

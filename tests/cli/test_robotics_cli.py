@@ -147,6 +147,7 @@ def test_other_storages_and_encodings(small_onnx, tmp_path, storage, color, dept
         assert np.array_equal(masks, p.masks) and np.array_equal(scores, p.scores.astype(np.float64))
 
 
+@pytest.mark.filterwarnings("ignore:.*cut short")
 def test_ambiguous_and_damaged_bags_are_one_line(small_onnx, tmp_path, capsys):
     no_depth = write_synthetic_bag(tmp_path / "nodepth", n_color=3, hw=HW, depth_hz=0)
     assert infer(small_onnx, tmp_path / "o1", "--bag", str(no_depth.path)) == 2
