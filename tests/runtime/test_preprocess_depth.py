@@ -120,3 +120,18 @@ def test_prepare_frame_reads_sixteen_bit_depth():
     mm = np.tile(np.linspace(400, 4000, 96).astype(np.uint16), (64, 1))
     f = prepare_frame(rgb, mm)
     assert f.depth[0, 0, 0] == 0 and f.depth[0, 0, 479] == 255 and f.depth.dtype == np.float32
+
+
+def test_one_steady_range_measured_on_several_frames():
+    a = np.array([[0.0, 1.5], [np.nan, 2.0]], np.float32)  # 0 and NaN: no reading
+    b = np.array([[0.8, 3.0], [-1.0, np.inf]], np.float32)
+    lo = float(np.float32(0.8))
+    assert DepthFormat("metric").with_range_of([a, b]) == DepthFormat("metric", lo, 3.0)
+    assert DepthFormat("metric", near=0.5).with_range_of([a, b]) == DepthFormat("metric", 0.5, 3.0)
+    assert DepthFormat("disparity").with_range_of([a, b]) == DepthFormat("disparity", 3.0, lo)  # larger = nearer
+    assert DepthFormat("metric", 1.0, 2.0).with_range_of([a, b]) == DepthFormat("metric", 1.0, 2.0)
+    assert DepthFormat("metric").with_range_of([np.full((2, 2), 1.5, np.float32)]) == DepthFormat("metric")
+    assert DepthFormat("auto").with_range_of([a]) == DepthFormat("auto")
+    # the steady range maps the same distance to the same level in every frame
+    fmt = DepthFormat("metric").with_range_of([a, b])
+    assert depth_to_u8(a, fmt)[0, 1] == depth_to_u8(np.array([[1.5, 9.0]], np.float32), fmt)[0, 0]
