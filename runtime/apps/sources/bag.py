@@ -52,7 +52,7 @@ from ...core.filecheck import one_line
 from ..optional import require
 from .files import Frame, FrameError
 from .pairing import default_max_skew_ns, nearest_stamps
-from .rosimage import decode_color, decode_depth, image_kind, stamp_ns
+from .rosimage import decode_color, decode_depth, encoding, image_kind, stamp_ns
 
 __all__ = ["BagSource", "PlannedFrame", "IMAGE_TYPES"]
 
@@ -229,6 +229,8 @@ class BagSource:
         """(topic, log time, message) of ``topics`` in bag order; a failure part-way is recorded as the damage
         and ends the iteration."""
         conns = [c for c in reader.connections if c.topic in topics]
+        if not conns:  # (no connections would mean every message to rosbags)
+            return
         n = 0
         it = reader.messages(connections=conns)
         while True:
@@ -256,9 +258,7 @@ class BagSource:
             if first is None:
                 out[topic] = (f"{short}, no messages", "")
                 continue
-            msg = first[2]
-            enc = msg.format if hasattr(msg, "format") and not hasattr(msg, "encoding") else msg.encoding
-            out[topic] = (f"{short} {enc}", image_kind(msg) or "")
+            out[topic] = (f"{short} {encoding(first[2])}", image_kind(first[2]) or "")
         return out
 
     def _choose(self, topics: dict[str, tuple[str, str]], given: str | None, kind: str, option: str) -> str:

@@ -27,8 +27,8 @@ import numpy as np
 from ...core.errors import InputError
 from ...core.readers import read_depth, read_rgb
 
-__all__ = ["COLOR_ENCODINGS", "DEPTH_ENCODINGS", "decode_color", "decode_depth", "image_kind", "stamp_ns",
-           "to_rgb"]
+__all__ = ["COLOR_ENCODINGS", "DEPTH_ENCODINGS", "decode_color", "decode_depth", "encoding", "image_kind",
+           "stamp_ns", "to_rgb"]
 
 #: colour encodings -> channels
 COLOR_ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
@@ -48,12 +48,16 @@ def _compressed(msg: Any) -> bool:
     return hasattr(msg, "format") and not hasattr(msg, "encoding")
 
 
+def encoding(msg: Any) -> str:
+    """An Image's ``encoding`` or a CompressedImage's ``format``."""
+    return str(msg.format if _compressed(msg) else msg.encoding)
+
+
 def image_kind(msg: Any) -> str | None:
     """``"color"``, ``"depth"`` or None (an encoding calibnet does not read) of an Image / CompressedImage."""
+    enc = encoding(msg)
     if _compressed(msg):
-        fmt = str(msg.format)
-        return "depth" if "compressedDepth" in fmt or fmt.split(";")[0].strip() in DEPTH_ENCODINGS else "color"
-    enc = str(msg.encoding)
+        return "depth" if "compressedDepth" in enc or enc.split(";")[0].strip() in DEPTH_ENCODINGS else "color"
     return "color" if enc in COLOR_ENCODINGS else "depth" if enc in DEPTH_ENCODINGS else None
 
 
