@@ -123,6 +123,28 @@ def test_headers_without_stamps_count_at_their_log_time(tmp_path):
                                                                 zip(bag.color_stamps, bag.depth_stamps)]
 
 
+def test_a_message_that_cannot_be_decoded_is_that_frame_s_error_only(tmp_path, monkeypatch):
+    from calibnet.runtime.apps.sources import bag as bag_module
+
+    b = write_synthetic_bag(tmp_path / "rec", n_color=4, hw=HW, depth_hz=30)
+    real = bag_module.decode_color
+
+    def flaky(msg, max_pixels, what):
+        if str(b.color_stamps[1]) in what:
+            raise MemoryError("no room")  # not an InputError: still this frame's error, not the run's end
+        if str(b.color_stamps[2]) in what:
+            msg.data = msg.data[:10]  # a short message: the decoder's own InputError
+        return real(msg, max_pixels, what)
+
+    monkeypatch.setattr(bag_module, "decode_color", flaky)
+    items = list(BagSource(b.path))
+    assert [type(it).__name__ for it in items] == ["Frame", "FrameError", "FrameError", "Frame"]
+    assert "cannot decode" in str(items[1].error) and "no room" in str(items[1].error)
+    assert "bytes of data" in str(items[2].error)
+    with pytest.raises(InputError):
+        list(BagSource(b.path, errors="raise"))
+
+
 def test_read_skips_frames_without_decoding_them(tmp_path):
     bag = write_synthetic_bag(tmp_path / "rec", n_color=8, hw=HW, depth_hz=30)
     src = BagSource(bag.path)

@@ -391,8 +391,13 @@ class BagSource:
                 nearest = f"the nearest is {f.skew_ns / 1e6:.1f} ms away" if f.skew_ns >= 0 else "the bag has none"
                 raise InputError(f"no depth message within {self.max_skew_ns / 1e6:.1f} ms of this colour frame "
                                  f"({nearest}; max_skew_ms / --max-skew-ms widens the window)")
-            rgb = decode_color(color_msg, self.max_pixels, f"{self.rgb_topic} message {f.stamp_ns}")
-            depth = decode_depth(depth_msg, self.max_pixels, f"{self.depth_topic} message {f.depth_stamp_ns}")
+            try:
+                rgb = decode_color(color_msg, self.max_pixels, f"{self.rgb_topic} message {f.stamp_ns}")
+                depth = decode_depth(depth_msg, self.max_pixels, f"{self.depth_topic} message {f.depth_stamp_ns}")
+            except InputError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one bad message must not end a run over the bag
+                raise InputError(f"cannot decode the messages of {name}: {one_line(exc)}") from None
         except InputError as exc:
             if self.errors == "raise":
                 raise
