@@ -43,6 +43,10 @@ def test_a_recording_plays_back_every_frame_once_in_order(recording):
     assert RealSenseSource(path, near=0.3, far=5.0).depth_format == DepthFormat("metric", 0.3, 5.0)
     with pytest.raises(InputError, match="not found"):
         RealSenseSource(path.with_name("missing.db3"))
+    garbage = path.with_name("garbage.db3")
+    garbage.write_bytes(b"not a recording")
+    with pytest.raises(InputError, match=r"cannot start the RealSense recording .*garbage\.db3"):
+        list(RealSenseSource(garbage))
 
 
 def test_stream_over_a_recording_equals_predict(recording, small_onnx):

@@ -147,6 +147,8 @@ class RealSenseSource:
                     candidates.append((_ns(depth), rgb, metres))
             if current is not None:
                 yield self._frame(index, current, candidates, max_skew)
+        except RuntimeError as exc:  # the SDK's errors (a camera unplugged, a broken recording): the source ends
+            raise InputError(f"{self.name}: {one_line(exc)}") from None
         finally:
             self.close()
 
