@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+import calibnet
 from calibnet.data.synthetic_bag import write_synthetic_bag
 from calibnet.runtime import BagSource, DepthFormat, Runtime
 from calibnet.runtime.apps.sources import Frame
@@ -76,8 +77,7 @@ def time_model(model: Path, frames: list[Frame], fmt: DepthFormat, threads: int)
 
 
 def _export_r18(workdir: Path) -> Path:
-    import calibnet
-    from calibnet.export import export_onnx
+    from calibnet.export import export_onnx  # torch
 
     return export_onnx(calibnet.build_model("r18", quiet=True), workdir / "r18.onnx", height=320, width=480)
 
