@@ -49,7 +49,8 @@ import numpy as np
 
 from .errors import InputError, InputWarning
 
-__all__ = ["DepthFormat", "DEPTH_KINDS", "DEPTH_DIRECTIONS", "DEFAULT_DIRECTION", "depth_to_u8", "depth_plane"]
+__all__ = ["DepthFormat", "DEPTH_KINDS", "DEPTH_DIRECTIONS", "DEFAULT_DIRECTION", "depth_to_u8", "depth_plane",
+           "valid_depth"]
 
 DEPTH_KINDS = ("auto", "u8", "u8-inverted", "metric", "disparity")
 DEPTH_DIRECTIONS = ("near-dark", "near-bright")
@@ -93,7 +94,7 @@ class DepthFormat:
         lo, hi = np.inf, -np.inf
         for depth in depths:
             plane = depth_plane(depth)
-            vals = plane[_valid(plane)]
+            vals = plane[valid_depth(plane)]
             if vals.size:
                 lo, hi = min(lo, float(vals.min())), max(hi, float(vals.max()))
         if not lo < hi:
@@ -117,10 +118,14 @@ def depth_plane(depth: np.ndarray) -> np.ndarray:
     return depth
 
 
-def _valid(values: np.ndarray) -> np.ndarray:
-    """bool mask of the valid depth values: finite and > 0 (rule 1)."""
+def valid_depth(depth: np.ndarray) -> np.ndarray:
+    """bool map of the valid readings of a depth map as given: finite and > 0 (0 is the "no reading" value of
+    depth sensors, NaN/inf come from float pipelines, negative values are invalid too)."""
+    depth = np.asarray(depth)
+    if np.issubdtype(depth.dtype, np.unsignedinteger):
+        return depth != 0
     with np.errstate(invalid="ignore"):
-        return np.isfinite(values) & np.greater(values, 0)
+        return np.isfinite(depth) & np.greater(depth, 0)
 
 
 def _resolve_kind(kind: str, dtype: np.dtype) -> str:
@@ -144,7 +149,7 @@ def depth_to_u8(depth: np.ndarray, fmt: DepthFormat | None = None) -> np.ndarray
         return np.subtract(np.uint8(255), plane)
     # metric / disparity: work in float64 for wide integers, float32 otherwise
     work = plane.astype(np.float64 if plane.dtype.itemsize > 4 or plane.dtype == np.uint32 else np.float32)
-    valid = _valid(work)
+    valid = valid_depth(work)
     far_value = 255 if direction == "near-dark" else 0
     if not valid.any():
         warnings.warn(f"depth map has no valid pixel (all 0, negative, NaN or inf): using a uniform far map "
