@@ -19,12 +19,8 @@ Time it on a quiet machine: the figures are wall-clock seconds.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +29,9 @@ import calibnet
 from calibnet.data.synthetic_bag import write_synthetic_bag
 from calibnet.runtime import BagSource, DepthFormat, Runtime
 from calibnet.runtime.apps.sources import Frame
+from calibnet.runtime.core.targets import ONNX_SUFFIX
 
-__all__ = ["BagRow", "time_bag", "time_model", "main"]
+__all__ = ["BagRow", "ENCODINGS", "bag_rows", "export_r18", "format_rows", "time_bag", "time_model"]
 
 #: bag name -> (colour, depth) encodings of write_synthetic_bag
 ENCODINGS = {"raw": ("rgb8", "16UC1"), "compressed": ("jpeg", "compressedDepth")}
@@ -76,54 +73,35 @@ def time_model(model: Path, frames: list[Frame], fmt: DepthFormat, threads: int)
         return (time.perf_counter() - t0) / len(frames) * 1e3
 
 
-def _export_r18(workdir: Path) -> Path:
+def export_r18(workdir: Path) -> Path:
+    """The R18 preset (deterministic weights) exported to ONNX at 320x480 in ``workdir`` (needs torch)."""
     from calibnet.export import export_onnx  # torch
 
-    return export_onnx(calibnet.build_model("r18", quiet=True), workdir / "r18.onnx", height=320, width=480)
+    return export_onnx(calibnet.build_model("r18", quiet=True), workdir / f"r18{ONNX_SUFFIX}", height=320,
+                       width=480)
 
 
-def _size(text: str) -> tuple[int, int]:
-    w, h = (int(v) for v in text.lower().split("x"))
-    return w, h
+def bag_rows(workdir: Path, frames: int, size: tuple[int, int], repeats: int) -> list[BagRow]:
+    """Write one bag per :data:`ENCODINGS` (``size`` = (width, height), colour and depth at 30 Hz) into
+    ``workdir`` and time each (:func:`time_bag`)."""
+    w, h = size
+    rows = []
+    for name, (color, depth) in ENCODINGS.items():
+        bag = write_synthetic_bag(workdir / f"bench_{name}", n_color=frames, hw=(h, w), color=color, depth=depth,
+                                  depth_hz=30.0)
+        rows.append(time_bag(bag.path, name, repeats))
+    return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m calibnet.benchmarks.bag_bench``."""
-    p = argparse.ArgumentParser(prog="python -m calibnet.benchmarks.bag_bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--frames", type=int, default=300, help="colour frames per bag (default 300)")
-    p.add_argument("--size", type=_size, default=(640, 480), help="frame size WxH (default 640x480)")
-    p.add_argument("--model", type=Path, help="ONNX model (default: the R18 preset exported into --workdir)")
-    p.add_argument("--model-frames", type=int, default=20, help="frames the model is timed on (default 20)")
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (default: its own)")
-    p.add_argument("--repeats", type=int, default=3, help="reads of each bag; the best counts (default 3)")
-    p.add_argument("--limit", type=float, default=0.10, help="largest read+decode share of the model time (0.10)")
-    p.add_argument("--workdir", type=Path, help="where the bags (and the model) go (default: a temp folder)")
-    p.add_argument("--json", type=Path, help="also write the rows as JSON")
-    args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        work = args.workdir or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        w, h = args.size
-        rows = []
-        for name, (color, depth) in ENCODINGS.items():
-            bag = write_synthetic_bag(work / f"bench_{name}", n_color=args.frames, hw=(h, w), color=color,
-                                      depth=depth, depth_hz=30.0)
-            rows.append(time_bag(bag.path, name, args.repeats))
-        model = args.model or _export_r18(work)
-        src = BagSource(work / "bench_raw")
-        frames = [f for f in src.read(range(args.model_frames)) if isinstance(f, Frame)]
-        model_ms = time_model(model, frames, src.depth_format, args.threads)
-    print(f"bag read + decode vs model ({model.name}, {w}x{h}, {args.frames} frames):")
-    print(f"{'bag':12s} {'frames':>6s} {'MB':>8s} {'open ms':>9s} {'ms/frame':>9s} {'model ms':>9s} {'share':>7s}")
-    for r in rows:
-        print(f"{r.name:12s} {r.frames:6d} {r.size_mb:8.1f} {r.open_ms:9.1f} {r.ms_per_frame:9.2f} {model_ms:9.1f} "
-              f"{r.ms_per_frame / model_ms:7.1%}")
-    if args.json:
-        args.json.write_text(json.dumps({"model": str(model), "model_ms_per_frame": model_ms, "size": [w, h],
-                                         "rows": [asdict(r) for r in rows]}, indent=1))
-    return 0 if rows[0].ms_per_frame <= args.limit * model_ms else 1
+def format_rows(rows: list[BagRow], model_ms: float) -> str:
+    """The table: one line per bag, its read + decode time per frame next to the model's."""
+    lines = [f"{'bag':12s} {'frames':>6s} {'MB':>8s} {'open ms':>9s} {'ms/frame':>9s} {'model ms':>9s} {'share':>7s}"]
+    lines += [f"{r.name:12s} {r.frames:6d} {r.size_mb:8.1f} {r.open_ms:9.1f} {r.ms_per_frame:9.2f} {model_ms:9.1f} "
+              f"{r.ms_per_frame / model_ms:7.1%}" for r in rows]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from calibnet.cli.bag_bench import main
+
+    raise SystemExit(main())

@@ -190,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--min-score", type=float, default=0.0, help="drop detections below this score in the json")
     o.add_argument("--no-overlay", action="store_true", help="no overlay PNGs / overlay video")
     o.add_argument("--saliency", action="store_true", help="also write the per-pixel saliency map PNG")
+    o.add_argument("--bag-out", metavar="OUT.mcap", help="also write the results as a ROS 2 MCAP (Foxglove): "
+                   "/calibnet/instances, /calibnet/detections, /calibnet/overlay")
+    o.add_argument("--bag-copy-inputs", action="store_true", help="--bag-out: also the processed input frames")
+    o.add_argument("--rerun", metavar="FILE.rrd", help="also log frames and results to a Rerun recording")
+    o.add_argument("--rerun-spawn", action="store_true", help="log to a Rerun viewer it starts")
     return p
 
 

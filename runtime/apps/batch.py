@@ -56,6 +56,12 @@ class BatchInputs:
     video: str | None = None
     max_frames: int = 0
     depth_video: str | None = None
+    bag: str | None = None
+    rgb_topic: str | None = None
+    depth_topic: str | None = None
+    max_skew_ms: float | None = None
+    realsense: bool = False
+    realsense_bag: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("rosbags", reason="the robotics extra (pip install 'calibnet[robotics]') is not installed")
 
-from calibnet.benchmarks.bag_bench import main  # noqa: E402
+from calibnet.cli.bag_bench import main  # noqa: E402
 
 
 def test_bag_bench_writes_a_row_per_encoding(small_onnx, tmp_path, capsys):

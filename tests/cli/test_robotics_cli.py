@@ -22,7 +22,7 @@ from calibnet.runtime import BagSource, Runtime  # noqa: E402
 from calibnet.runtime.apps.rosmsgs import DETECTIONS_TOPIC, INSTANCES_TOPIC, OVERLAY_TOPIC  # noqa: E402
 from calibnet.runtime.apps.sources import Frame  # noqa: E402
 from calibnet.runtime.apps.sources.rosimage import stamp_ns  # noqa: E402
-from calibnet.runtime.core.prediction import masks_to_boxes  # noqa: E402
+from calibnet.runtime.core.postprocess import masks_to_boxes  # noqa: E402
 
 HW = (40, 56)
 

@@ -27,7 +27,8 @@ from calibnet.runtime.apps.rosmsgs import (  # noqa: E402
 )
 from calibnet.runtime.apps.sources import Frame  # noqa: E402
 from calibnet.runtime.apps.sources.rosimage import decode_color, decode_depth, stamp_ns  # noqa: E402
-from calibnet.runtime.core.prediction import Prediction, masks_to_boxes  # noqa: E402
+from calibnet.runtime.core.postprocess import masks_to_boxes  # noqa: E402
+from calibnet.runtime.core.prediction import Prediction  # noqa: E402
 
 T0 = 1_700_000_000_123_456_789
 
