@@ -155,11 +155,12 @@ def _video_inputs(src: BatchInputs, log: BatchLog) -> _Inputs:
     return _Inputs(items(), total - skipped, True, fps, skipped)
 
 
-def _inputs(src: BatchInputs, log: BatchLog, fmt: DepthFormat) -> _Inputs:
-    """The frames of the run's mode, skipping those ``log`` has done (``fmt``: the run's depth format)."""
+def _inputs(src: BatchInputs, log: BatchLog, fmt: DepthFormat, max_pixels: int) -> _Inputs:
+    """The frames of the run's mode, skipping those ``log`` has done (``fmt``: the run's depth format;
+    ``max_pixels``: robot frames larger than that are refused before they are decoded)."""
     if src.bag or src.realsense or src.realsense_bag:
         robot = robot_inputs(fmt, log.done, src.max_frames, src.bag, src.rgb_topic, src.depth_topic, src.max_skew_ms,
-                             src.realsense_bag)
+                             src.realsense_bag, max_pixels)
         items = ((Task(key, image), fr) for key, image, fr in robot.items)
         return _Inputs(items, robot.total, True, robot.fps, robot.skipped, robot)
     if src.video:
@@ -361,7 +362,7 @@ def run_batch(rt: Runtime, src: BatchInputs, opts: BatchOptions, say: Callable[[
     ``tqdm.write`` to keep lines apart from the bar). Bad inputs (a missing folder, no pairs) raise
     ``InputError``."""
     log = BatchLog(opts.out, resume=opts.resume)
-    inputs = _inputs(src, log, rt.depth_format)
+    inputs = _inputs(src, log, rt.depth_format, opts.max_pixels)
     if opts.resume and inputs.skipped:
         say(f"resuming: {inputs.skipped} inputs already done in {opts.out}")
     bar = tqdm(total=inputs.total or None, desc="infer", unit="frame" if inputs.video else "img",

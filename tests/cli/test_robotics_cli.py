@@ -133,6 +133,14 @@ def test_track_stream_and_resume_on_a_bag(small_onnx, bag, tmp_path):
         assert np.array_equal(np.frombuffer(lab.data, "<u2").reshape(HW), painted(masks, ids))
 
 
+def test_max_pixels_refuses_bag_frames_before_decoding(small_onnx, bag, tmp_path):
+    out = tmp_path / "out"
+    assert infer(small_onnx, out, "--bag", str(bag.path), "--max-pixels", "1000", "--no-overlay") == 1
+    errors = read(out, "errors.json")
+    assert read(out, "images.json") == [] and len(errors) == 10
+    assert all("larger than the limit" in e["reason"] or "no depth message" in e["reason"] for e in errors)
+
+
 @pytest.mark.parametrize("storage,color,depth", [("sqlite3", "jpeg", "32FC1"), ("ros1", "bgr8", "compressedDepth")])
 def test_other_storages_and_encodings(small_onnx, tmp_path, storage, color, depth):
     path = tmp_path / ("rec.bag" if storage == "ros1" else "rec")

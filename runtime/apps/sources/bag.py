@@ -57,7 +57,8 @@ from .rosimage import decode_color, decode_depth, encoding, image_kind, stamp_ns
 __all__ = ["BagSource", "PlannedFrame", "IMAGE_TYPES"]
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-#: largest frame decoded (width x height)
+#: largest frame decoded (width x height) by default, as batch runs refuse larger ones (runtime/apps/batch.py);
+#: to be the runtime's one input limit when there is one
 MAX_PIXELS = 40_000_000
 _MCAP_MAGIC = b"\x89MCAP0\r\n"
 # what follows the last whole record of a cut MCAP: a data-end record and a footer without summary (so the
