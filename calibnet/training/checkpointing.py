@@ -87,8 +87,11 @@ def find_resume_file(resume: str | Path, out_dir: Path | None) -> Path:
 
 
 def load_training_file(path: str | Path) -> dict[str, Any]:
-    """Load a training checkpoint (``weights_only=True``); raises if it lacks a training state."""
-    obj = torch.load(Path(path), map_location="cpu", weights_only=True)
+    """Load a training checkpoint (:func:`calibnet.checkpoint.load_weights_file`: ``weights_only=True``); raises if
+    it lacks a training state."""
+    from ..checkpoint import load_weights_file
+
+    obj = load_weights_file(path)
     if not isinstance(obj, dict) or "model" not in obj:
         raise RuntimeError(f"{path}: not a calibnet training checkpoint (no 'model' entry)")
     if "optimizer" not in obj or "iteration" not in obj:
