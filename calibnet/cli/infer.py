@@ -58,11 +58,20 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from calibnet.runtime.apps.batch import MAX_PIXELS, BatchInputs, BatchOptions, BatchResult, run_batch
+from calibnet.runtime.apps.batch import BatchInputs, BatchOptions, BatchResult, run_batch
 from calibnet.serving.ray_batch import ray_batch  # imports ray
 
 from .app import CliError, parser, run_cli
-from .options import add_depth, add_model, add_output, depth_format, open_options, open_runtime
+from .options import (
+    add_depth,
+    add_input_limits,
+    add_model,
+    add_output,
+    depth_format,
+    input_limits,
+    open_options,
+    open_runtime,
+)
 
 PROG = "calibnet-infer"
 
@@ -99,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     fmt = depth_format(args)
     src = _inputs(args)
     opts = BatchOptions(Path(args.out), args.resume, args.fail_fast, args.stream, args.track, args.min_score,
-                        not args.no_overlay, args.saliency, args.max_pixels,
+                        not args.no_overlay, args.saliency, input_limits(args),
                         Path(args.bag_out) if args.bag_out else None, args.bag_copy_inputs,
                         Path(args.rerun) if args.rerun else None, args.rerun_spawn)
     if args.ray:
@@ -137,7 +146,7 @@ def _ray(args: argparse.Namespace, src: BatchInputs, opts: BatchOptions) -> int:
     rep = ray_batch(args.model, src.rgb_dir, src.depth_dir, opts.out, address=args.ray_address,
                     num_actors=args.ray_actors, batch_size=args.ray_batch, threads=args.threads or 1,
                     num_cpus=args.ray_cpus, depth_format=depth_format(args), min_score=opts.min_score,
-                    strict=args.strict, resume=opts.resume)
+                    strict=args.strict, resume=opts.resume, limits=opts.limits)
     print(f"wrote {rep.detections} detections for {rep.total - rep.failed} images to {rep.out / 'results.json'}"
           + (f"; {rep.failed} failed, see {rep.out / 'errors.json'}" if rep.failed else "")
           + f" (this run: {rep.done} images in {rep.wall_s:.1f} s on Ray)")
@@ -167,8 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a RealSense recording (.db3 or .bag) instead of the camera")
     io.add_argument("--max-frames", type=int, default=0,
                     help="video, bag and RealSense: stop after this many frames (0: all)")
-    io.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
-                    help=f"refuse larger images (default {MAX_PIXELS:,}; 0: no limit)")
+    add_input_limits(io)
     dp = add_depth(p.add_argument_group("depth"))
     dp.add_argument("--strict", action="store_true", help="error instead of resizing a depth map of another size")
     r = p.add_argument_group("batch runs")

@@ -18,14 +18,15 @@ from calibnet.data.registry import DatasetError, DatasetSpec, dataset_names, dat
 from calibnet.runtime import DepthFormat, Runtime
 from calibnet.runtime.core.depth import DEPTH_DIRECTIONS, DEPTH_KINDS
 from calibnet.runtime.core.filecheck import file_problem, one_line
+from calibnet.runtime.core.limits import BYTES_ENV, MAX_INPUT_BYTES, MAX_PIXELS, PIXELS_ENV, InputLimits, default_limits
 from calibnet.runtime.core.runtime import OpenOptions
 from calibnet.runtime.core.targets import TARGETS, suffixes_help
 
 from .app import CliError
 
 __all__ = ["add_model", "open_options", "open_runtime", "add_checkpoint", "checkpoint_files", "add_input_size", "hw",
-           "add_threads", "add_dataset", "dataset_specs", "add_depth", "depth_format", "add_output", "presets_help",
-           "backends_help"]
+           "add_threads", "add_dataset", "dataset_specs", "add_depth", "depth_format", "add_input_limits",
+           "input_limits", "add_output", "presets_help", "backends_help"]
 
 Group = Any  # an ArgumentParser or an argument group
 
@@ -190,6 +191,28 @@ def depth_format(args: argparse.Namespace) -> DepthFormat:
     """The :class:`DepthFormat` of :func:`add_depth`'s options."""
     try:
         return DepthFormat(args.depth_format, args.depth_near, args.depth_far, args.depth_direction)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def add_input_limits(parser: Group) -> Group:
+    """``--max-pixels`` / ``--max-input-mb``: the input limits (:mod:`calibnet.runtime.core.limits`), checked from
+    each input's header before it is decoded."""
+    parser.add_argument("--max-pixels", type=int,
+                        help=f"refuse images and depth maps with more pixels, before decoding them (default "
+                             f"{MAX_PIXELS:,} or ${PIXELS_ENV}; 0: no limit)")
+    parser.add_argument("--max-input-mb", type=float,
+                        help=f"refuse larger input files without reading them (default {MAX_INPUT_BYTES // 2**20} "
+                             f"MiB or ${BYTES_ENV} bytes; 0: no limit)")
+    return parser
+
+
+def input_limits(args: argparse.Namespace) -> InputLimits:
+    """The :class:`InputLimits` of :func:`add_input_limits`'s options over the defaults (:func:`default_limits`)."""
+    try:
+        base = default_limits()
+        return InputLimits(base.max_pixels if args.max_pixels is None else args.max_pixels,
+                           base.max_bytes if args.max_input_mb is None else int(args.max_input_mb * 2**20))
     except ValueError as exc:
         raise CliError(str(exc)) from None
 

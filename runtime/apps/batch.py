@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from ..core.depth import DepthFormat
 from ..core.errors import InputError
+from ..core.limits import InputLimits, default_limits
 from ..core.prediction import Prediction
 from ..core.runtime import Runtime
 from .batchlog import BatchLog
@@ -35,10 +36,7 @@ from .robot_batch import RobotInputs, RobotOutputs, robot_inputs
 from .sources import Frame, FrameError, image_frames, match_pairs, video_frames
 from .stream import StreamStats
 
-__all__ = ["BatchInputs", "BatchOptions", "BatchResult", "Task", "folder_tasks", "run_batch", "MAX_PIXELS"]
-
-#: default limit of a batch run's frame size: larger images are refused (each kept mask is a full-size array)
-MAX_PIXELS = 40_000_000
+__all__ = ["BatchInputs", "BatchOptions", "BatchResult", "Task", "folder_tasks", "run_batch"]
 
 
 @dataclass(frozen=True)
@@ -76,7 +74,7 @@ class BatchOptions:
     min_score: float = 0.0  # results below it are not written
     overlay: bool = True
     saliency: bool = False
-    max_pixels: int = MAX_PIXELS  # 0: no limit
+    limits: InputLimits | None = None  # every input's pixel and byte limits (None: default_limits())
     bag_out: Path | None = None  # the results as a ROS 2 MCAP (robot_batch.RobotOutputs)
     bag_copy_inputs: bool = False  # ... with the input frames
     rerun: Path | None = None  # a Rerun recording
@@ -135,13 +133,14 @@ def folder_tasks(pairs: list[tuple[Path, Path]]) -> list[Task]:
             for i, (r, d) in enumerate(pairs, start=1)]
 
 
-def _video_inputs(src: BatchInputs, log: BatchLog) -> _Inputs:
+def _video_inputs(src: BatchInputs, log: BatchLog, limits: InputLimits) -> _Inputs:
     if src.depth_video and src.depth_dir:
         raise InputError("give a depth video or a depth folder with a video, not both")
     if not (src.depth_video or src.depth_dir):
         raise InputError("a video needs depth frames: a depth video or a folder of depth frames")
     frames, fps, total = video_frames(Path(str(src.video)), Path(src.depth_video) if src.depth_video else None,
-                                      Path(src.depth_dir) if src.depth_dir else None, src.max_frames, errors="yield")
+                                      Path(src.depth_dir) if src.depth_dir else None, src.max_frames, errors="yield",
+                                      limits=limits)
     skipped = sum(log.done(str(i)) for i in range(total))
 
     def items() -> Iterator[tuple[Task, Frame | FrameError]]:
@@ -155,16 +154,16 @@ def _video_inputs(src: BatchInputs, log: BatchLog) -> _Inputs:
     return _Inputs(items(), total - skipped, True, fps, skipped)
 
 
-def _inputs(src: BatchInputs, log: BatchLog, fmt: DepthFormat, max_pixels: int) -> _Inputs:
-    """The frames of the run's mode, skipping those ``log`` has done (``fmt``: the run's depth format;
-    ``max_pixels``: robot frames larger than that are refused before they are decoded)."""
+def _inputs(src: BatchInputs, log: BatchLog, fmt: DepthFormat, limits: InputLimits) -> _Inputs:
+    """The frames of the run's mode within ``limits``, skipping those ``log`` has done (``fmt``: the run's depth
+    format)."""
     if src.bag or src.realsense or src.realsense_bag:
         robot = robot_inputs(fmt, log.done, src.max_frames, src.bag, src.rgb_topic, src.depth_topic, src.max_skew_ms,
-                             src.realsense_bag, max_pixels)
+                             src.realsense_bag, limits.max_pixels)
         items = ((Task(key, image), fr) for key, image, fr in robot.items)
         return _Inputs(items, robot.total, True, robot.fps, robot.skipped, robot)
     if src.video:
-        return _video_inputs(src, log)
+        return _video_inputs(src, log, limits)
     if src.rgb_dir or src.depth_dir:
         if not (src.rgb_dir and src.depth_dir):
             raise InputError("folder mode needs both an RGB folder and a depth folder")
@@ -175,7 +174,7 @@ def _inputs(src: BatchInputs, log: BatchLog, fmt: DepthFormat, max_pixels: int) 
         raise InputError("no inputs: give an RGB image and its depth map, two folders, or a video with depth")
     tasks = folder_tasks(pairs)
     todo = [(t, pair) for t, pair in zip(tasks, pairs) if not log.done(t.key)]
-    items = ((t, next(image_frames([pair], errors="yield"))) for t, pair in todo)
+    items = ((t, next(image_frames([pair], errors="yield", limits=limits))) for t, pair in todo)
     return _Inputs(items, len(todo), skipped=len(tasks) - len(todo))
 
 
@@ -253,14 +252,6 @@ class _Run:
         self.robot_out = RobotOutputs(opts.bag_out, opts.bag_copy_inputs, opts.rerun, opts.rerun_spawn, opts.track,
                                       opts.min_score, inputs.skipped)
 
-    def check(self, frame: Frame) -> None:
-        """Refusals before the model runs (too many pixels)."""
-        h, w = frame.rgb.shape[:2]
-        limit = self.opts.max_pixels
-        if limit and h * w > limit:
-            raise InputError(f"image {w}x{h} ({h * w / 1e6:.1f} MP) is larger than the limit of {limit / 1e6:.1f} MP "
-                             "(each kept mask is a full-size array; raise --max-pixels to run it)")
-
     def failed(self, task: Task, reason: str, depth_source: str = "") -> None:
         """Record an input that could not be read or was refused (errors.json) and say so."""
         image = dict(task.image)
@@ -305,7 +296,6 @@ class _Run:
                 try:
                     with warnings.catch_warnings(record=True) as ws:
                         warnings.simplefilter("always")
-                        self.check(fr)
                         pred = self.rt.predict(fr.rgb, fr.depth, depth_format=self.fmt)
                     caught = [str(w.message) for w in ws]
                     for w in ws:
@@ -331,11 +321,6 @@ class _Run:
         def source() -> Iterator[Frame | FrameError]:
             for task, fr in self.inputs.items:
                 meta.append((task, fr.depth_source))
-                if isinstance(fr, Frame):
-                    try:
-                        self.check(fr)
-                    except InputError as exc:
-                        fr = FrameError(fr.name, fr.stem, exc, fr.depth_source)
                 yield fr
 
         def on_error(index: int, name: str, exc: BaseException) -> None:
@@ -362,7 +347,7 @@ def run_batch(rt: Runtime, src: BatchInputs, opts: BatchOptions, say: Callable[[
     ``tqdm.write`` to keep lines apart from the bar). Bad inputs (a missing folder, no pairs) raise
     ``InputError``."""
     log = BatchLog(opts.out, resume=opts.resume)
-    inputs = _inputs(src, log, rt.depth_format, opts.max_pixels)
+    inputs = _inputs(src, log, rt.depth_format, opts.limits or default_limits())
     if opts.resume and inputs.skipped:
         say(f"resuming: {inputs.skipped} inputs already done in {opts.out}")
     bar = tqdm(total=inputs.total or None, desc="infer", unit="frame" if inputs.video else "img",

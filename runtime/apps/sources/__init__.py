@@ -11,8 +11,18 @@ The optional packages are imported when a source is opened, with an install hint
 """
 
 from .bag import BagSource
-from .files import IMAGE_EXTS, Frame, FrameError, capture_frames, image_files, image_frames, match_pairs, video_frames
+from .files import (
+    IMAGE_EXTS,
+    Frame,
+    FrameError,
+    capture_frames,
+    image_files,
+    image_frames,
+    match_pairs,
+    read_file,
+    video_frames,
+)
 from .realsense import RealSenseSource
 
 __all__ = ["IMAGE_EXTS", "BagSource", "Frame", "FrameError", "RealSenseSource", "capture_frames", "image_files",
-           "image_frames", "match_pairs", "video_frames"]
+           "image_frames", "match_pairs", "read_file", "video_frames"]

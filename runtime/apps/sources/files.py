@@ -19,10 +19,12 @@ import cv2
 import numpy as np
 
 from ...core.errors import InputError
+from ...core.filecheck import one_line
+from ...core.limits import InputLimits, default_limits
 from ...core.readers import read_depth, read_rgb
 
 __all__ = ["IMAGE_EXTS", "Frame", "FrameError", "capture_frames",
-           "image_files", "image_frames", "match_pairs", "video_frames"]
+           "image_files", "image_frames", "match_pairs", "read_file", "video_frames"]
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".npy"}
 
@@ -77,13 +79,28 @@ def match_pairs(rgb_dir: Path, depth_dir: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def image_frames(pairs: list[tuple[Path, Path]], errors: str = "raise") -> Iterator[Frame | FrameError]:
-    """Frames of (rgb, depth) file pairs, read when iterated. A pair that cannot be read raises
-    :class:`InputError`, or with ``errors="yield"`` comes as a :class:`FrameError` and the pairs after it
-    are still read (batch runs that go on)."""
+def read_file(read: Callable[..., np.ndarray], path: Path, limits: InputLimits) -> np.ndarray:
+    """``read(path, limits)``; whatever goes wrong is an :class:`InputError` naming the file (a reader bug or
+    MemoryError in one file must not end a run over many)."""
+    try:
+        return read(path, limits)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"cannot read {path}: {one_line(exc)}") from None
+
+
+def image_frames(pairs: list[tuple[Path, Path]], errors: str = "raise",
+                 limits: InputLimits | None = None) -> Iterator[Frame | FrameError]:
+    """Frames of (rgb, depth) file pairs, read when iterated (within ``limits``, default
+    :func:`~calibnet.runtime.core.limits.default_limits`). A pair that cannot be read raises :class:`InputError`,
+    or with ``errors="yield"`` comes as a :class:`FrameError` and the pairs after it are still read (batch runs
+    that go on)."""
+    limits = limits or default_limits()
     for rgb_path, depth_path in pairs:
         try:
-            frame = Frame(rgb_path.name, rgb_path.stem, read_rgb(rgb_path), read_depth(depth_path), str(depth_path))
+            frame = Frame(rgb_path.name, rgb_path.stem, read_file(read_rgb, rgb_path, limits),
+                          read_file(read_depth, depth_path, limits), str(depth_path))
         except InputError as exc:
             if errors == "raise":
                 raise
@@ -92,12 +109,24 @@ def image_frames(pairs: list[tuple[Path, Path]], errors: str = "raise") -> Itera
         yield frame
 
 
-def _open_video(path: Path, what: str) -> cv2.VideoCapture:
+def _check_capture(cap: cv2.VideoCapture, what: str, limits: InputLimits) -> None:
+    """The capture's frame size (from the container / device) within ``limits`` before any frame is decoded."""
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+    if w and h:  # 0: not known before the first frame (some network streams)
+        try:
+            limits.check_size(w, h, what)
+        except InputError:
+            cap.release()
+            raise
+
+
+def _open_video(path: Path, what: str, limits: InputLimits) -> cv2.VideoCapture:
     if not path.is_file():
         raise InputError(f"file not found: {path}")
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise InputError(f"cannot open {what}: {path}")
+    _check_capture(cap, f"{what} {path}", limits)
     return cap
 
 
@@ -112,13 +141,15 @@ def _bgr_frames(cap: cv2.VideoCapture, max_frames: int = 0) -> Iterator[np.ndarr
         i += 1
 
 
-def capture_frames(source: int | str, depth: Callable[[np.ndarray], np.ndarray],
-                   max_frames: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def capture_frames(source: int | str, depth: Callable[[np.ndarray], np.ndarray], max_frames: int = 0,
+                   limits: InputLimits | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``(rgb, depth)`` of an OpenCV capture (device index, URL or video file) with depth from
-    ``depth(rgb)`` (e.g. a sensor SDK call); the capture is released when the iterator ends or is closed."""
+    ``depth(rgb)`` (e.g. a sensor SDK call); the capture's frame size is checked against ``limits`` when it is
+    opened; the capture is released when the iterator ends or is closed."""
     cap = cv2.VideoCapture(source)
     if not cap.isOpened():
         raise InputError(f"cannot open capture {source!r}")
+    _check_capture(cap, f"capture {source!r}", limits or default_limits())
     try:
         for bgr in _bgr_frames(cap, max_frames):
             rgb = np.ascontiguousarray(bgr[:, :, ::-1])
@@ -128,16 +159,18 @@ def capture_frames(source: int | str, depth: Callable[[np.ndarray], np.ndarray],
 
 
 def video_frames(video: Path, depth_video: Path | None, depth_dir: Path | None, max_frames: int = 0,
-                 errors: str = "raise") -> tuple[Iterator[Frame | FrameError], float, int]:
+                 errors: str = "raise", limits: InputLimits | None = None
+                 ) -> tuple[Iterator[Frame | FrameError], float, int]:
     """(frames, fps, frame count or 0 if unknown) of a video; depth from a second video or from a folder of
-    depth frames matched by index. The captures are released when the iterator ends or is closed. An
-    unreadable depth frame raises :class:`InputError`, or with ``errors="yield"`` comes as a
-    :class:`FrameError` and the video goes on."""
-    cap = _open_video(video, "video")
+    depth frames matched by index; frame sizes within ``limits``. The captures are released when the iterator
+    ends or is closed. An unreadable depth frame raises :class:`InputError`, or with ``errors="yield"`` comes as
+    a :class:`FrameError` and the video goes on."""
+    limits = limits or default_limits()
+    cap = _open_video(video, "video", limits)
     fps = cap.get(cv2.CAP_PROP_FPS)
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     try:
-        dcap = _open_video(depth_video, "depth video") if depth_video else None
+        dcap = _open_video(depth_video, "depth video", limits) if depth_video else None
         files = image_files(depth_dir) if depth_dir else []
         if depth_dir and not files:
             raise InputError(f"no depth frames in {depth_dir}")
@@ -164,7 +197,7 @@ def video_frames(video: Path, depth_video: Path | None, depth_dir: Path | None, 
                     depth, source = dframe[:, :, 0] if dframe.ndim == 3 else dframe, f"{depth_video} frame {i}"
                 elif i < len(files):
                     try:
-                        depth, source = read_depth(files[i]), str(files[i])
+                        depth, source = read_file(read_depth, files[i], limits), str(files[i])
                     except InputError as exc:
                         if errors == "raise":
                             raise
