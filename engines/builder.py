@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 from ..runtime.backends.cuda_buffers import query_gpu
 from ..runtime.backends.tensorrt import dims_tuple, dtype_name, load_plugins
 from ..runtime.backends.tensorrt_deps import TensorRTUnavailable, require_tensorrt, tensorrt_major
+from ..runtime.core.cachedir import file_sha256
 from ..runtime.core.contract import PLUGIN_NAME, ModelMetadata
 from ..runtime.core.profiles import Profile, profiles_from_json, profiles_from_metadata, profiles_to_json
-from ..runtime.core.sidecar import EngineSidecar, GpuInfo, IOTensor, file_sha256, write_sidecar
+from ..runtime.core.sidecar import EngineSidecar, GpuInfo, IOTensor, write_sidecar
 from ..runtime.core.targets import read_metadata
 from .fp16 import (
     Pattern,

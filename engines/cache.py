@@ -2,7 +2,9 @@
 
 A cached engine matches when its sidecar has the same ONNX sha256, TensorRT version, GPU (name and
 compute capability), precision, optimization profiles and (for FP16) FP32-island patterns, and the engine
-file's sha256 equals the one recorded. The rules live in :func:`cache_mismatches` (pure, CPU-testable).
+file's sha256 equals the one recorded (a sidecar without one means rebuild: an engine is deserialized, so a
+planted file must never load). The rules live in :func:`cache_mismatches` (pure, CPU-testable). The cache
+folder is the user's own (:func:`calibnet.runtime.core.cachedir.private_dir`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ..runtime.backends import tensorrt_deps
+from ..runtime.core.cachedir import default_cache_dir, file_sha256, private_dir
 from ..runtime.core.profiles import Profile, profiles_from_json, profiles_from_metadata, profiles_to_json
-from ..runtime.core.sidecar import EngineSidecar, GpuInfo, default_cache_dir, file_sha256, read_sidecar
+from ..runtime.core.sidecar import EngineSidecar, GpuInfo, read_sidecar
 from ..runtime.core.targets import ENGINE_SUFFIX, read_metadata
 from . import builder as engine_builder  # its functions looked up at call time (tests replace current_gpu)
 from .fp16 import fp32_patterns, pattern_strings
@@ -78,11 +81,13 @@ def engine_filename(onnx_path: str | os.PathLike[str], key: CacheKey) -> str:
     return f"{Path(onnx_path).stem}.{key.precision}.{gpu}.trt{key.tensorrt_version}.{key.digest()}{ENGINE_SUFFIX}"
 
 
-def find_cached(cache_dir: str | os.PathLike[str], key: CacheKey, verify_engine_hash: bool = True) -> Path | None:
-    """An engine in ``cache_dir`` whose sidecar matches ``key`` (and whose bytes match the recorded sha256)."""
+def find_cached(cache_dir: str | os.PathLike[str], key: CacheKey) -> Path | None:
+    """An engine in ``cache_dir`` whose sidecar matches ``key`` and whose bytes have the sha256 its sidecar
+    records (none recorded: not used)."""
     d = Path(cache_dir)
     if not d.is_dir():
         return None
+    private_dir(d)
     for engine in sorted(d.glob("*" + ENGINE_SUFFIX)):
         try:
             sc = read_sidecar(engine)
@@ -90,7 +95,7 @@ def find_cached(cache_dir: str | os.PathLike[str], key: CacheKey, verify_engine_
             continue
         if cache_mismatches(sc, key):
             continue
-        if verify_engine_hash and sc.engine_sha256 and file_sha256(engine) != sc.engine_sha256:
+        if not sc.engine_sha256 or file_sha256(engine) != sc.engine_sha256:
             continue
         return engine
     return None
@@ -123,7 +128,7 @@ def get_or_build(onnx_path: str | os.PathLike[str], cache_dir: str | os.PathLike
     hit = find_cached(cdir, key)
     if hit is not None:
         return hit
-    cdir.mkdir(parents=True, exist_ok=True)
+    private_dir(cdir)
     target = cdir / engine_filename(onnx_path, key)
     build = builder or engine_builder.build_engine
     return Path(build(onnx_path, target, fp16=fp16, profiles=profiles, fp32_layers=patterns, **build_kwargs))

@@ -32,8 +32,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from calibnet.export.openvino_int8 import DEFAULT_KEEP_FLOAT, KEEP_FLOAT_GROUPS, parse_keep_float
+from calibnet.runtime.core.cachedir import file_sha256
 from calibnet.runtime.core.contract import ModelMetadata
-from calibnet.runtime.core.sidecar import file_sha256
 from calibnet.runtime.core.targets import is_kind
 from calibnet.serving.triton_repo import VARIANTS
 

@@ -10,8 +10,9 @@ Two facts, both found by running the bundled Triton 2.51 here:
 2. The stub of nvidia-pytriton 0.7.0 is built with a pybind11 that predates NumPy 2: under NumPy 2 every
    output tensor it creates is empty (0 bytes), silently. (That is why the package pins ``numpy<2``.)
    Only the stub process needs the old NumPy: :func:`stub_python_env` makes a small virtual environment
-   whose own site-packages hold ``numpy<2`` and which then sees every package of the calling environment
-   (``site.addsitedir`` in a site path-configuration file), so the server process itself keeps NumPy 2. The stub finds
+   whose own site-packages hold :data:`STUB_NUMPY` (an exact release, wheels only: nothing is built or run at
+   install time) and which then sees every package of the calling environment (``site.addsitedir`` in a site
+   path-configuration file), so the server process itself keeps NumPy 2. The stub finds
    that environment through ``PATH``. Under NumPy 1.x the calling environment is used as is.
 
 The NGC Triton containers ship a stub that matches their own Python and NumPy; neither fix is needed there.
@@ -31,7 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["stub_process_env", "stub_python_env", "libpython_dir"]
+from ..runtime.core.cachedir import private_dir
+
+__all__ = ["STUB_NUMPY", "stub_process_env", "stub_python_env", "libpython_dir"]
+
+#: the NumPy the stub's environment installs (the last 1.x release; pinned, wheels only)
+STUB_NUMPY = "numpy==1.26.4"
 
 
 def libpython_dir() -> str:
@@ -48,15 +54,16 @@ def _default_env_dir() -> Path:
 def stub_python_env(path: str | os.PathLike[str] | None = None) -> Path:
     """A Python environment the Python-backend stub can run calibnet in (see the module docs): this
     interpreter's own (``sys.exec_prefix``) under NumPy 1.x, else a cached virtual environment with
-    ``numpy<2`` in front of this environment's packages (``$CALIBNET_TRITON_STUB_ENV``, default
-    ``~/.cache/calibnet/triton-stub-pyXY-<hash>``; made once, in about 10 s, with this interpreter's pip)."""
+    :data:`STUB_NUMPY` in front of this environment's packages (``$CALIBNET_TRITON_STUB_ENV``, default
+    ``~/.cache/calibnet/triton-stub-pyXY-<hash>`` in a folder of this user's own; made once, in about 10 s, with
+    this interpreter's pip)."""
     if int(np.__version__.split(".")[0]) < 2 and path is None:
         return Path(sys.exec_prefix)
     env = Path(path or os.environ.get("CALIBNET_TRITON_STUB_ENV") or _default_env_dir())
+    private_dir(env.parent)  # the stub runs this environment's Python: it must be the user's own
     ready = env / ".calibnet-ready"
     if ready.is_file():
         return env
-    env.parent.mkdir(parents=True, exist_ok=True)
     with open(env.parent / (env.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if ready.is_file():
@@ -64,7 +71,7 @@ def stub_python_env(path: str | os.PathLike[str] | None = None) -> Path:
         venv.EnvBuilder(clear=True, symlinks=True, with_pip=False).create(env)
         purelib = Path(sysconfig.get_path("purelib", vars={"base": str(env), "platbase": str(env)}))
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
-                        "--target", str(purelib), "numpy<2"], check=True)
+                        "--only-binary=:all:", "--target", str(purelib), STUB_NUMPY], check=True)
         parents = [p for p in dict.fromkeys(site.getsitepackages() + [sysconfig.get_path("purelib")])
                    if Path(p).is_dir()]
         (purelib / "zz_calibnet_parent_env.pth").write_text(

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from ..core.cachedir import HashLedger, default_cache_dir
 from ..core.contract import PLUGIN_NAME, ModelMetadata, read_onnx_metadata
 from ..core.profiles import Profile, profiles_from_metadata
-from ..core.sidecar import default_cache_dir
 from .base import BackendUnavailable
 
 __all__ = ["OnnxRuntimeBackend", "default_providers", "GPU_PROVIDERS", "ProviderSpec", "shape_option",
@@ -112,6 +112,17 @@ def default_providers(path: str | Path | None = None, fp16: bool = True,
     return [s for s in specs if s[0] in available or s[0] == "CPUExecutionProvider"]
 
 
+def _trt_cache_path(providers: ProviderList) -> str | None:
+    """The engine cache folder of a TensorRT provider in ``providers`` (None: no provider, or no cache)."""
+    for p in providers:
+        if isinstance(p, tuple) and p[0] == "TensorrtExecutionProvider":
+            opts = p[1]
+            if str(opts.get("trt_engine_cache_enable", "")).lower() in ("true", "1") and \
+                    opts.get("trt_engine_cache_path"):
+                return str(opts["trt_engine_cache_path"])
+    return None
+
+
 class OnnxRuntimeBackend:
     """Runs an exported CalibNet ONNX file with ONNX Runtime."""
 
@@ -137,8 +148,10 @@ class OnnxRuntimeBackend:
         if providers is None and device == "cpu":
             providers = ["CPUExecutionProvider"]
         self.providers: ProviderList = providers or default_providers(path, fp16=fp16, cache_dir=cache_dir)
-        if any((p[0] if isinstance(p, tuple) else p) == "TensorrtExecutionProvider" for p in self.providers):
-            Path(default_ort_cache_dir() if cache_dir is None else cache_dir).mkdir(parents=True, exist_ok=True)
+        cache = _trt_cache_path(self.providers)  # the TensorRT provider's engine cache: the user's own folder
+        self._ledger = HashLedger(cache) if cache else None
+        if self._ledger is not None:
+            self._ledger.prune()  # an engine the provider did not write here (or changed since) is built again
         try:
             self.session: Any = ort.InferenceSession(str(path), sess_options=opts, providers=self.providers)
         except Exception as exc:
@@ -165,6 +178,9 @@ class OnnxRuntimeBackend:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = self.session.run(None, {k: feeds[k] for k in self.input_names})
+        if self._ledger is not None:  # the provider builds its engines by the first run: record their hashes
+            self._ledger.record()
+            self._ledger = None
         return dict(zip(self.output_names, outs))
 
     def close(self) -> None:

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.cachedir import HashLedger, default_cache_dir
 from ..core.contract import PREFIX, ModelMetadata, read_onnx_metadata
-from ..core.sidecar import default_cache_dir
 from ..core.targets import is_kind
 from .base import BackendUnavailable
 
@@ -72,7 +72,8 @@ def _import_openvino() -> Any:
 
 def default_openvino_cache_dir() -> Path:
     """OpenVINO's compiled-model cache (``CACHE_DIR``): ``openvino/`` in calibnet's engine cache
-    (``$CALIBNET_ENGINE_CACHE`` or ``~/.cache/calibnet/engines``)."""
+    (``$CALIBNET_ENGINE_CACHE`` or ``~/.cache/calibnet/engines``); a blob is loaded only when its sha256 is the one
+    recorded when OpenVINO wrote it (:class:`~calibnet.runtime.core.cachedir.HashLedger`)."""
     return default_cache_dir() / "openvino"
 
 
@@ -187,11 +188,14 @@ class OpenVinoBackend:
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         cache = default_openvino_cache_dir() if cache_dir is None else (Path(cache_dir) if cache_dir else None)
-        if cache is not None:
-            cache.mkdir(parents=True, exist_ok=True)
-            config["CACHE_DIR"] = str(cache)
+        ledger = HashLedger(cache) if cache is not None else None  # the user's own folder (0700)
+        if ledger is not None:
+            ledger.prune()  # a blob OpenVINO did not write here (or changed since) is compiled again
+            config["CACHE_DIR"] = str(ledger.folder)
         self.config = config
         self.compiled: Any = core.compile_model(model, device, config)
+        if ledger is not None:
+            ledger.record()
         self.request: Any = self.compiled.create_infer_request()
         self._outputs = [o.get_any_name() for o in self.compiled.outputs]
         self._inputs = [i.get_any_name() for i in self.compiled.inputs]

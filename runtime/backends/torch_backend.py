@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.cachedir import file_sha256
 from ..core.contract import INPUT_NAMES, OUTPUT_NAMES, metadata_from_config
-from ..core.sidecar import file_sha256
 from .base import BackendUnavailable
 
 __all__ = ["TorchBackend", "open_checkpoint"]

@@ -1,5 +1,4 @@
-"""The JSON sidecar written next to every engine (``model.engine`` -> ``model.engine.json``), and where
-engines are cached.
+"""The JSON sidecar written next to every engine (``model.engine`` -> ``model.engine.json``).
 
 It records what the engine was built from and for: ONNX sha256, TensorRT version, GPU name and compute
 capability, precision and which FP16 path ran, optimization profiles, IO names/shapes/dtypes, the FP32
@@ -10,9 +9,9 @@ reads nothing else). Pure Python: no TensorRT.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,31 +19,16 @@ from typing import Any
 from .contract import ModelMetadata
 
 __all__ = ["EngineSidecar", "GpuInfo", "IOTensor", "sidecar_path", "write_sidecar", "read_sidecar",
-           "read_engine_metadata", "file_sha256", "SIDECAR_FORMAT", "SIDECAR_VERSION", "default_cache_dir"]
+           "read_engine_metadata", "SIDECAR_FORMAT", "SIDECAR_VERSION"]
 
 SIDECAR_FORMAT = "calibnet-engine"
 SIDECAR_VERSION = 1
-
-
-def default_cache_dir() -> Path:
-    """The engine cache: ``$CALIBNET_ENGINE_CACHE`` or ``~/.cache/calibnet/engines``."""
-    env = os.environ.get("CALIBNET_ENGINE_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "calibnet" / "engines"
 
 
 def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
     """``<engine>.json`` beside the engine file."""
     p = Path(engine_path)
     return p.with_name(p.name + ".json")
-
-
-def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -122,11 +106,18 @@ class EngineSidecar:
 
 
 def write_sidecar(engine_path: str | os.PathLike[str], sidecar: EngineSidecar) -> Path:
-    """Write ``<engine>.json`` atomically (temp file + rename); returns its path."""
+    """Write ``<engine>.json`` atomically (a new temporary file of its own beside it, then a rename); returns its
+    path."""
     path = sidecar_path(engine_path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(sidecar.to_dict(), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(sidecar.to_dict(), indent=2, sort_keys=True) + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 

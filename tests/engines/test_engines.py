@@ -23,6 +23,7 @@ from calibnet.runtime.backends.tensorrt import (
     resolve_input_shapes,
 )
 from calibnet.runtime.backends.tensorrt_deps import TensorRTUnavailable
+from calibnet.runtime.core.cachedir import file_sha256
 from calibnet.runtime.core.contract import ModelMetadata
 from calibnet.runtime.core.feeds import random_feeds
 from calibnet.runtime.core.profiles import (
@@ -36,7 +37,6 @@ from calibnet.runtime.core.sidecar import (
     EngineSidecar,
     GpuInfo,
     IOTensor,
-    file_sha256,
     read_sidecar,
     sidecar_path,
     write_sidecar,
