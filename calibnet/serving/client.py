@@ -12,7 +12,9 @@ send the same requests (:mod:`calibnet.serving.protocol`).
 
 from __future__ import annotations
 
+import re
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +22,31 @@ import numpy as np
 
 from ..runtime.core.depth import DepthFormat
 from ..runtime.core.prediction import Prediction
-from .protocol import BATCH_REJECTED, DEPTH_PARAMETERS, MODEL_NAME, OUTPUTS, prediction_from_outputs
+from .protocol import DEPTH_PARAMETERS, MODEL_NAME, OUTPUTS, REQUEST_ID, prediction_from_outputs, refusal_of
 
 __all__ = ["CalibnetClient", "ServingError"]
 
+#: something that looks like a file path (two or more /-separated parts)
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[/\\][^\s/\\'\"(),:]+){2,}[/\\]?")
+
 
 class ServingError(RuntimeError):
-    """The server refused a request: ``str()`` is the reason (the InputError line of a PyTriton traceback),
-    ``details`` the server's whole message."""
+    """The server refused a request: ``str()`` is the one-line reason with the request id (``request_id``)."""
 
-    def __init__(self, message: str) -> None:
-        self.details = message
-        super().__init__(_reason(message))
+    def __init__(self, reason: str, request_id: str = "") -> None:
+        self.request_id = request_id
+        super().__init__(reason)
 
 
 def _reason(message: str) -> str:
-    """The line of a server error that says what was wrong (PyTriton wraps it in tracebacks)."""
-    for line in reversed(message.splitlines()):
-        if "InputError: " in line:
-            return line.split("InputError: ", 1)[1].strip()
-    return message.strip()
+    """One line of a server error message: calibnet's servers send one line; an error raised inside Triton or
+    PyTriton may be a traceback, of which only the last line is kept, without anything that looks like a path."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    if not lines:
+        return "the server refused the request"
+    traceback = any(line.startswith(("Traceback", 'File "')) for line in lines)
+    text = lines[-1] if traceback else " ".join(lines)
+    return _PATH.sub("<path>", text)[:400]
 
 
 def _parameters(fmt: DepthFormat | None) -> dict[str, Any] | None:
@@ -51,19 +58,18 @@ def _parameters(fmt: DepthFormat | None) -> dict[str, Any] | None:
 
 class CalibnetClient:
     """Sends frames to a Triton server serving ``calibnet``; ``url`` ``host:port`` (HTTP) or
-    ``grpc://host:port`` / ``http://host:port``. ``retries``: how often a request whose dynamic batch was
-    rejected for another request's sake (:data:`~calibnet.serving.protocol.BATCH_REJECTED`) is sent again; an
-    invalid request alone in its batch gets its own error without the mark and is never resent."""
+    ``grpc://host:port`` / ``http://host:port``. Every request carries a ``request_id`` parameter; a refused
+    request raises :class:`ServingError` with the server's one-line reason and that id."""
 
     def __init__(self, url: str = "localhost:8000", protocol: str | None = None, model_name: str = MODEL_NAME,
-                 timeout_s: float = 60.0, retries: int = 3) -> None:
+                 timeout_s: float = 60.0) -> None:
         if "://" in url:
             scheme, url = url.split("://", 1)
             protocol = protocol or scheme
         self.protocol = (protocol or "http").lower()
         if self.protocol not in ("http", "grpc"):
             raise ValueError(f"protocol must be http or grpc, not {self.protocol!r}")
-        self.model_name, self.timeout_s, self.retries = model_name, timeout_s, retries
+        self.model_name, self.timeout_s = model_name, timeout_s
         if self.protocol == "grpc":
             import tritonclient.grpc as tc
         else:
@@ -105,24 +111,26 @@ class CalibnetClient:
 
     def infer_raw(self, inputs: dict[str, np.ndarray],
                   parameters: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
-        """Send inputs as given (each with its batch dimension of 1); the outputs as arrays. ServingError
-        with the server's message if it refuses the request."""
+        """Send inputs as given (each with its batch dimension of 1); the outputs as arrays. :class:`ServingError`
+        with the server's one-line reason and the request id if it refuses the request."""
         from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
+        rid = uuid.uuid4().hex[:16]
         tensors = [self._input(k, v, "BYTES" if v.dtype == object else np_to_triton_dtype(v.dtype))
                    for k, v in inputs.items()]
         outputs = [self._tc.InferRequestedOutput(s.name) for s in OUTPUTS]
-        for attempt in range(self.retries + 1):
-            try:
-                kw: dict[str, Any] = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
-                res = self._client.infer(self.model_name, tensors, outputs=outputs, parameters=parameters, **kw)
-                return {s.name: res.as_numpy(s.name) for s in OUTPUTS}
-            except InferenceServerException as exc:
-                msg = exc.message() if callable(getattr(exc, "message", None)) else str(exc)
-                if BATCH_REJECTED in str(msg) and attempt < self.retries:
-                    continue
-                raise ServingError(str(msg)) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        kw: dict[str, Any] = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
+        try:
+            res = self._client.infer(self.model_name, tensors, outputs=outputs,
+                                     parameters={**(parameters or {}), REQUEST_ID: rid}, **kw)
+        except InferenceServerException as exc:
+            msg = exc.message() if callable(getattr(exc, "message", None)) else str(exc)
+            raise ServingError(f"{_reason(str(msg))} (request {rid})", rid) from None
+        answer = {s.name: res.as_numpy(s.name) for s in OUTPUTS}
+        refused = refusal_of(answer)
+        if refused:
+            raise ServingError(_reason(refused), rid)
+        return answer
 
     def predict(self, rgb: np.ndarray, depth: np.ndarray, depth_format: DepthFormat | None = None) -> Prediction:
         """Salient instances of one frame: ``rgb`` uint8 [H,W,3] RGB, ``depth`` uint8 or uint16 [H,W]."""

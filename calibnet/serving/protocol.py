@@ -18,17 +18,28 @@ optional) say how to read the depth, as :class:`~calibnet.runtime.core.depth.Dep
 (``auto``, ``u8``, ``u8-inverted``, ``metric``, ``disparity``), ``depth_near``, ``depth_far`` and
 ``depth_direction``.
 
-Outputs: ``scores`` FP32 [K], ``boxes`` FP32 [K,4] (xyxy pixels), ``masks_rle`` BYTES [K] (each a COCO RLE
-as JSON ``{"size": [H, W], "counts": "..."}``: never raw masks over the wire) and ``depth_trust`` FP32 [3].
+The request parameter ``request_id`` (letters, digits, ``._:-``, at most 64) names the request in a refusal and
+in the server log; without it the server makes one up.
 
-Every server of this package decodes requests with :func:`decode_request` and answers with
-:func:`encode_prediction`; :func:`prediction_from_outputs` turns an answer back into the runtime's
-:class:`~calibnet.runtime.Prediction`.
+Outputs: ``scores`` FP32 [K], ``boxes`` FP32 [K,4] (xyxy pixels), ``masks_rle`` BYTES [K] (each a COCO RLE
+as JSON ``{"size": [H, W], "counts": "..."}``: never raw masks over the wire), ``depth_trust`` FP32 [3] and
+``error`` BYTES [1]: empty for an answered request; for a refused one (undecodable, oversized, inconsistent...)
+the one-line reason and the request id, with no instances. A request is refused alone: the others of its dynamic
+batch are answered. Reasons never hold server paths or tracebacks (those stay in the server log, at debug level).
+
+Inputs are held to :class:`~calibnet.runtime.core.limits.InputLimits` before anything is decoded: the pixels of a
+raw ``rgb``/``depth`` tensor or of an encoded file's header, and the bytes of every input.
+
+Every server of this package decodes requests with :func:`decode_request`, answers with
+:func:`encode_prediction` and refuses with :func:`encode_refusal`; :func:`prediction_from_outputs` turns an
+answer back into the runtime's :class:`~calibnet.runtime.Prediction` and :func:`refusal_of` reads a refusal.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,17 +50,19 @@ from pycocotools import mask as mask_utils  # type: ignore[import-untyped]
 from ..runtime.core import readers
 from ..runtime.core.depth import DepthFormat
 from ..runtime.core.errors import InputError
+from ..runtime.core.filecheck import one_line
+from ..runtime.core.limits import InputLimits, LimitExceeded, default_limits
 from ..runtime.core.prediction import Prediction
 
-__all__ = ["MODEL_NAME", "TensorSpec", "INPUTS", "OUTPUTS", "DEPTH_PARAMETERS", "Frame", "decode_request",
-           "encode_prediction", "prediction_from_outputs", "rle_to_json", "BATCH_REJECTED"]
+__all__ = ["MODEL_NAME", "TensorSpec", "INPUTS", "OUTPUTS", "DEPTH_PARAMETERS", "REQUEST_ID", "Frame",
+           "decode_request", "encode_prediction", "encode_refusal", "public_reason", "prediction_from_outputs",
+           "refusal_of", "request_id", "rle_to_json"]
 
 #: the name of the served model, in every way of serving
 MODEL_NAME = "calibnet"
-
-#: marks the error of a request that was valid but shared a dynamic batch with an invalid one (PyTriton
-#: answers a whole batch with one error); :class:`calibnet.serving.client.CalibnetClient` resends it
-BATCH_REJECTED = "[calibnet:batch-rejected]"
+#: the request parameter naming a request (in refusals and in the server log)
+REQUEST_ID = "request_id"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,7 @@ OUTPUTS: tuple[TensorSpec, ...] = (
     TensorSpec("boxes", np.float32, (-1, 4)),
     TensorSpec("masks_rle", object, (-1,)),
     TensorSpec("depth_trust", np.float32, (3,)),
+    TensorSpec("error", object, (1,)),
 )
 #: request parameters read by :func:`decode_request`
 DEPTH_PARAMETERS = ("depth_format", "depth_near", "depth_far", "depth_direction")
@@ -128,13 +142,32 @@ def _encoded_bytes(name: str, arr: np.ndarray) -> bytes:
     return bytes(data)
 
 
-def _decode_file_bytes(data: bytes, name: str, depth: bool) -> np.ndarray:
-    """An encoded image decoded by the runtime's one reader of that file kind."""
+def _decode_file_bytes(data: bytes, name: str, depth: bool, limits: InputLimits) -> np.ndarray:
+    """An encoded image decoded by the runtime's one reader of that file kind, within ``limits``; the reason of a
+    refusal names the input, never a file of the server."""
 
     try:
-        return readers.read_depth(data) if depth else readers.read_rgb(data)
+        return readers.read_depth(data, limits) if depth else readers.read_rgb(data, limits)
+    except LimitExceeded as exc:
+        raise LimitExceeded(f"{name}: {exc}") from None
     except InputError:
         raise InputError(f"{name}: cannot decode the {len(data)} bytes as an image") from None
+
+
+def _raw(name: str, arr: np.ndarray, ndim: int, limits: InputLimits) -> np.ndarray:
+    """A raw frame tensor as sent, its size within ``limits``."""
+    arr = _unbatch(name, arr, ndim)
+    limits.check_size(int(arr.shape[1]), int(arr.shape[0]), name)
+    return arr
+
+
+def _within_bytes(inputs: Mapping[str, np.ndarray], limits: InputLimits) -> None:
+    for name, arr in inputs.items():
+        if arr is not None:
+            a = np.asarray(arr)
+            size = sum(len(x) for x in a.reshape(-1) if isinstance(x, (bytes, bytearray))) if a.dtype == object \
+                else a.nbytes
+            limits.check_bytes(int(size), name)
 
 
 def _depth_format(params: Mapping[str, Any] | None) -> DepthFormat:
@@ -149,23 +182,27 @@ def _depth_format(params: Mapping[str, Any] | None) -> DepthFormat:
         raise InputError(f"bad depth parameters: {exc}") from None
 
 
-def decode_request(inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any] | None = None) -> Frame:
-    """The frame of one request (inputs as named in :data:`INPUTS`, each [1,...] or unbatched).
+def decode_request(inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any] | None = None,
+                   limits: InputLimits | None = None) -> Frame:
+    """The frame of one request (inputs as named in :data:`INPUTS`, each [1,...] or unbatched), each input held to
+    ``limits`` (default :func:`~calibnet.runtime.core.limits.default_limits`) before it is decoded.
 
     Raises :class:`~calibnet.runtime.core.errors.InputError` naming the problem: no or two RGB/depth inputs,
-    an undecodable image, wrong ranks, RGB and depth of different sizes, bad depth parameters."""
+    an oversized or undecodable image, wrong ranks, RGB and depth of different sizes, bad depth parameters."""
+    limits = limits or default_limits()
+    _within_bytes(inputs, limits)
     rgb_name, rgb = _one(inputs, _RGB_INPUTS, "RGB")
     depth_name, depth = _one(inputs, _DEPTH_INPUTS, "depth")
     if rgb_name == "rgb_encoded":
-        rgb = _decode_file_bytes(_encoded_bytes(rgb_name, rgb), rgb_name, depth=False)
+        rgb = _decode_file_bytes(_encoded_bytes(rgb_name, rgb), rgb_name, False, limits)
     else:
-        rgb = _unbatch(rgb_name, rgb, 3)
+        rgb = _raw(rgb_name, rgb, 3, limits)
         if rgb.dtype != np.uint8 or rgb.shape[2] != 3:
             raise InputError(f"rgb must be uint8 [H,W,3], got {rgb.dtype} {tuple(rgb.shape)}")
     if depth_name == "depth_encoded":
-        depth = _decode_file_bytes(_encoded_bytes(depth_name, depth), depth_name, depth=True)
+        depth = _decode_file_bytes(_encoded_bytes(depth_name, depth), depth_name, True, limits)
     else:
-        depth = _unbatch(depth_name, depth, 2)
+        depth = _raw(depth_name, depth, 2, limits)
     if tuple(depth.shape[:2]) != tuple(rgb.shape[:2]):
         raise InputError(f"{depth_name} is {depth.shape[0]}x{depth.shape[1]} but {rgb_name} is "
                          f"{rgb.shape[0]}x{rgb.shape[1]}: send a depth map of the image's size")
@@ -178,15 +215,58 @@ def rle_to_json(rle: Mapping[str, Any]) -> bytes:
                       separators=(",", ":")).encode("ascii")
 
 
+def _bytes_array(items: list[bytes]) -> np.ndarray:
+    """A BYTES output (numpy ``S``: an empty one is valid too, where PyTriton rejects an empty object array)."""
+    return np.array(items, dtype=np.bytes_).reshape(-1) if items else np.zeros(0, "S1")
+
+
 def encode_prediction(pred: Prediction, batched: bool = True) -> dict[str, np.ndarray]:
-    """The outputs of one request (with a leading batch dimension of 1 when ``batched``)."""
+    """The outputs of one answered request (with a leading batch dimension of 1 when ``batched``)."""
     out = {
         "scores": np.asarray(pred.scores, np.float32).reshape(-1),
         "boxes": np.asarray(pred.boxes, np.float32).reshape(-1, 4),
-        "masks_rle": np.array([rle_to_json(r) for r in pred.rle()], dtype=object).reshape(-1),
+        "masks_rle": _bytes_array([rle_to_json(r) for r in pred.rle()]),
         "depth_trust": np.asarray(pred.depth_trust, np.float32).reshape(3),
+        "error": np.array([b""], dtype="S1"),
     }
     return {k: v[None] for k, v in out.items()} if batched else out
+
+
+def request_id(parameters: Mapping[str, Any] | None) -> str:
+    """The request's ``request_id`` parameter when it is a plain name, else a new random one."""
+    given = str((parameters or {}).get(REQUEST_ID, ""))
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+
+
+def public_reason(exc: BaseException) -> str:
+    """What a client is told about a failure: an :class:`InputError`'s one line (calibnet's own words about the
+    request), else only the kind of failure (another exception's text may hold server paths)."""
+    if isinstance(exc, InputError):
+        return one_line(exc)
+    if isinstance(exc, MemoryError):
+        return "the server ran out of memory on this request"
+    return f"the server could not process this request ({type(exc).__name__})"
+
+
+def encode_refusal(reason: str, rid: str, batched: bool = True) -> dict[str, np.ndarray]:
+    """The outputs of a refused request: no instances, NaN depth trust, ``error`` = reason and request id."""
+    out = {
+        "scores": np.zeros(0, np.float32),
+        "boxes": np.zeros((0, 4), np.float32),
+        "masks_rle": _bytes_array([]),
+        "depth_trust": np.full(3, np.nan, np.float32),
+        "error": _bytes_array([f"{reason} (request {rid})".encode("utf-8", "replace")]),
+    }
+    return {k: v[None] for k, v in out.items()} if batched else out
+
+
+def refusal_of(outputs: Mapping[str, np.ndarray]) -> str:
+    """The reason of a refused answer ("" for an answered one or a server without the ``error`` output)."""
+    if outputs.get("error") is None:
+        return ""
+    flat = np.asarray(outputs["error"]).reshape(-1)
+    value = flat[0] if flat.size else b""
+    return (value if isinstance(value, (bytes, np.bytes_)) else str(value).encode()).decode("utf-8", "replace")
 
 
 def prediction_from_outputs(outputs: Mapping[str, np.ndarray], image_hw: tuple[int, int] = (0, 0)) -> Prediction:

@@ -15,7 +15,12 @@ A re-run on the same output folder (``resume=True``; ``calibnet-infer --ray --re
 already recorded, so a job killed half-way finishes the rest without redoing or losing a pair. Progress is
 shown with tqdm.
 
-Locally ``ray.init(num_cpus=...)`` starts a one-machine cluster; ``address`` joins an existing one
+Every pair is read within the one :class:`~calibnet.runtime.core.limits.InputLimits` (``limits``) and a pair
+that fails for any reason is recorded with its reason; the others go on.
+
+Locally ``ray.init(num_cpus=...)`` starts a one-machine cluster whose node address is the loopback interface
+(``127.0.0.1``) and whose token authentication is on (Ray >= 2.60 turns it on for every new local cluster; Ray's
+own ports still listen on all interfaces: docs/security.md); ``address`` joins an existing one
 (``ray://head:10001`` or ``auto``), whose workers need calibnet installed and the folders at the same
 paths (a shared file system).
 """
@@ -34,13 +39,18 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 
 from ..runtime.apps.batch import folder_tasks
 from ..runtime.apps.batchlog import BatchLog
-from ..runtime.apps.sources import match_pairs
+from ..runtime.apps.sources import match_pairs, read_file
 from ..runtime.core.depth import DepthFormat
 from ..runtime.core.errors import InputError
+from ..runtime.core.filecheck import one_line
+from ..runtime.core.limits import InputLimits, default_limits
 from ..runtime.core.readers import read_depth, read_rgb
 from ..runtime.core.runtime import Runtime
 
-__all__ = ["ray_batch", "RayBatchReport", "PairPredictor"]
+__all__ = ["ray_batch", "RayBatchReport", "PairPredictor", "LOCAL_NODE_ADDRESS"]
+
+#: the node address of a local cluster (workers and the driver talk over the loopback interface)
+LOCAL_NODE_ADDRESS = "127.0.0.1"
 
 
 @dataclass
@@ -61,11 +71,12 @@ class PairPredictor:
     (JSON) per pair out."""
 
     def __init__(self, model: str, threads: int = 1, depth_format: DepthFormat | None = None,
-                 min_score: float = 0.0, strict: bool = False) -> None:
+                 min_score: float = 0.0, strict: bool = False, limits: InputLimits | None = None) -> None:
 
         self.runtime = Runtime.open(model, depth_format=depth_format, strict=strict,
                                     **({"threads": threads} if threads else {}))
         self.min_score = min_score
+        self.limits = limits or default_limits()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
@@ -76,7 +87,8 @@ class PairPredictor:
             image = json.loads(str(raw))
             keys.append(str(key))
             try:
-                rgb, depth = read_rgb(str(rgb_path)), read_depth(str(depth_path))
+                rgb = read_file(read_rgb, Path(str(rgb_path)), self.limits)
+                depth = read_file(read_depth, Path(str(depth_path)), self.limits)
                 ok.append((len(records), image, rgb, depth))
                 records.append({})
             except InputError as exc:
@@ -85,13 +97,13 @@ class PairPredictor:
             preds: list[Any]
             try:
                 preds = list(self.runtime.predict_batch([o[2] for o in ok], [o[3] for o in ok]))
-            except InputError:  # one bad frame: run them one by one to name it
+            except Exception:  # noqa: BLE001 - one bad frame: run them one by one to name it
                 preds = []
                 for o in ok:
                     try:
                         preds.append(self.runtime.predict(o[2], o[3]))
-                    except InputError as exc:
-                        preds.append(exc)
+                    except Exception as exc:  # noqa: BLE001 - that pair's error; the others go on
+                        preds.append(InputError(one_line(exc)))
             for (slot, image, rgb, _), pred in zip(ok, preds):  # pred: Prediction or InputError
                 if isinstance(pred, Exception):
                     records[slot] = {"image": image, "error": str(pred)}
@@ -105,11 +117,13 @@ class PairPredictor:
 def ray_batch(model: str | Path, rgb_dir: str | Path, depth_dir: str | Path, out: str | Path, *,
               address: str | None = None, num_actors: int = 1, batch_size: int = 4, threads: int = 1,
               num_cpus: int | None = None, depth_format: DepthFormat | None = None, min_score: float = 0.0,
-              strict: bool = False, resume: bool = True, progress: bool = True) -> RayBatchReport:
+              strict: bool = False, resume: bool = True, progress: bool = True,
+              limits: InputLimits | None = None) -> RayBatchReport:
     """Run ``model`` over the pairs of ``rgb_dir``/``depth_dir`` on Ray, writing (and resuming) ``out``
     (see the module docs). ``num_actors`` runtimes (each ``threads`` intra-op threads, reserving that many
     CPUs), ``batch_size`` pairs per ``map_batches`` call; ``num_cpus`` bounds a local cluster (default: all);
-    ``address`` joins an existing cluster instead; ``resume=False`` starts ``out`` over."""
+    ``address`` joins an existing cluster instead; ``resume=False`` starts ``out`` over; ``limits``: the input
+    limits of every pair (default :func:`~calibnet.runtime.core.limits.default_limits`)."""
 
     import ray
 
@@ -131,7 +145,8 @@ def ray_batch(model: str | Path, rgb_dir: str | Path, depth_dir: str | Path, out
     try:
         if todo:
             if not ray.is_initialized():
-                init: dict[str, Any] = {"address": address} if address else {"num_cpus": num_cpus}
+                init: dict[str, Any] = ({"address": address} if address else
+                                        {"num_cpus": num_cpus, "_node_ip_address": LOCAL_NODE_ADDRESS})
                 ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **init)
             ctx = ray.data.DataContext.get_current()
             ctx.enable_progress_bars = False
@@ -140,7 +155,7 @@ def ray_batch(model: str | Path, rgb_dir: str | Path, depth_dir: str | Path, out
             ds = ds.map_batches(PairPredictor, batch_size=batch_size, batch_format="numpy",
                                 fn_constructor_kwargs={"model": str(model), "threads": threads,
                                                        "depth_format": depth_format, "min_score": min_score,
-                                                       "strict": strict},
+                                                       "strict": strict, "limits": limits or default_limits()},
                                 compute=ray.data.ActorPoolStrategy(size=max(1, num_actors)),
                                 num_cpus=max(1, threads))
             with tqdm(total=len(tasks), initial=skipped, desc="infer (ray)", unit="img",

@@ -9,11 +9,17 @@ as one :meth:`Runtime.predict_batch` call; ``--instances N`` runs N model instan
 runtime. Triton's endpoints: ``/v2/health/live``, ``/v2/health/ready``, ``/v2/models/calibnet/ready``,
 metrics on ``--metrics-port``. SIGTERM or SIGINT stops the server cleanly (exit code 0).
 
-A bad request (undecodable image, RGB and depth of different sizes, no or two RGB inputs, bad depth
-parameters) is answered with an error that says what is wrong; the server goes on serving. Wrong data types
-and ranks are refused by Triton itself. PyTriton answers a whole dynamic batch with one error, so the valid
-requests that shared a batch with an invalid one get an error marked ``[calibnet:batch-rejected]``; the
-client helper (:class:`calibnet.serving.client.CalibnetClient`) resends those.
+A bad request (undecodable or oversized image, RGB and depth of different sizes, no or two RGB inputs, bad depth
+parameters, or anything else that fails while it is decoded or pre-processed) is refused alone: its answer's
+``error`` output holds the one-line reason and the request id (:mod:`calibnet.serving.protocol`), the other
+requests of its dynamic batch are answered, and the server goes on serving. No server path or traceback reaches
+a client: the traceback goes to the log at debug level. Wrong data types and ranks are refused by Triton itself.
+
+Limits (docs/security.md): every input is held to :class:`~calibnet.runtime.core.limits.InputLimits` before it is
+decoded (``limits``; the defaults of calibnet-infer and the Ray job), a request that waits longer than
+``timeout_s`` for the model is refused, and at most ``max_queue`` requests wait. Triton itself reads a whole
+request before calibnet sees it and this Triton release has no request-size option: when the server listens
+beyond loopback, put a proxy with a body-size limit in front of it.
 """
 
 from __future__ import annotations
@@ -23,57 +29,109 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..runtime.core.errors import InputError
+from ..runtime.core.limits import InputLimits, default_limits
+from ..runtime.core.prediction import Prediction
 from ..runtime.core.runtime import OpenOptions, Runtime
-from .protocol import BATCH_REJECTED, INPUTS, MODEL_NAME, OUTPUTS, decode_request, encode_prediction
+from .protocol import (
+    INPUTS,
+    MODEL_NAME,
+    OUTPUTS,
+    Frame,
+    decode_request,
+    encode_prediction,
+    encode_refusal,
+    public_reason,
+    request_id,
+)
 from .stub_env import stub_process_env, stub_python_env
 
-__all__ = ["CalibnetInfer", "serve", "predict_frames"]
+__all__ = ["CalibnetInfer", "answer_requests", "predict_frames", "serve"]
 
 LOG = logging.getLogger("calibnet.serving")
+#: default per-request timeout of calibnet-serve (seconds a request may wait for the model)
+DEFAULT_TIMEOUT_S = 30.0
 
 
 class CalibnetInfer:
     """The inference callable bound to Triton: a list of requests (one dynamic batch) in, one answer per
-    request out. Each instance holds its own :class:`Runtime` (``strict``: RGB/depth size mismatches are
-    errors, never silently resized)."""
+    request out (:func:`answer_requests`). Each instance holds its own :class:`Runtime` (``strict``: RGB/depth
+    size mismatches are errors, never silently resized); ``limits``: the input limits (default
+    :func:`~calibnet.runtime.core.limits.default_limits`)."""
 
-    def __init__(self, model: str | Path, options: OpenOptions | None = None) -> None:
+    def __init__(self, model: str | Path, options: OpenOptions | None = None, limits: InputLimits | None = None
+                 ) -> None:
         self.runtime = Runtime.open(model, strict=True, options=options or OpenOptions())
+        self.limits = limits or default_limits()
         self.batches: list[int] = []  # sizes of the batches run (for statistics)
 
     def __call__(self, requests: Sequence[Any]) -> list[dict[str, np.ndarray]]:
-        frames, errors = [], []
-        for i, req in enumerate(requests):
-            try:
-                frames.append(decode_request(req.data, getattr(req, "parameters", None)))
-            except InputError as exc:
-                errors.append(f"request {i + 1} of {len(requests)}: {exc}")
-        if errors:
-            note = (f" {BATCH_REJECTED} valid requests of this batch were not run; send them again"
-                    if len(requests) > 1 else "")
-            raise InputError("; ".join(errors) + note)
-        self.batches.append(len(frames))
-        return predict_frames(self.runtime, frames)
+        return answer_requests(self.runtime, [(r.data, getattr(r, "parameters", None)) for r in requests],
+                               self.limits, batches=self.batches)
 
 
-def predict_frames(runtime: Runtime, frames: Sequence[Any]) -> list[dict[str, np.ndarray]]:
-    """Answers (batched outputs) for decoded frames: one :meth:`Runtime.predict_batch` per depth format."""
-    answers: dict[int, dict[str, np.ndarray]] = {}
+def predict_frames(runtime: Runtime, frames: Sequence[Frame]) -> list[Prediction | Exception]:
+    """The prediction of each decoded frame, or the exception that frame alone raised: one
+    :meth:`Runtime.predict_batch` per depth format, and when a batch fails, its frames one by one (so that the
+    frame at fault is named and its neighbours answered)."""
+    results: list[Prediction | Exception] = [InputError("not run")] * len(frames)
     by_format: dict[Any, list[int]] = {}
     for i, f in enumerate(frames):
         by_format.setdefault(f.depth_format, []).append(i)
     for fmt, idx in by_format.items():
-        preds = runtime.predict_batch([frames[i].rgb for i in idx], [frames[i].depth for i in idx], depth_format=fmt)
+        try:
+            preds = runtime.predict_batch([frames[i].rgb for i in idx], [frames[i].depth for i in idx],
+                                          depth_format=fmt)
+        except Exception:  # noqa: BLE001 - find the frame at fault
+            preds = []
+            for i in idx:
+                try:
+                    preds.append(runtime.predict(frames[i].rgb, frames[i].depth, depth_format=fmt))
+                except Exception as exc:  # noqa: BLE001 - this frame's error only
+                    preds.append(exc)
         for i, p in zip(idx, preds):
-            answers[i] = encode_prediction(p)
-    return [answers[i] for i in range(len(frames))]
+            results[i] = p
+    return results
+
+
+def _refusal(exc: BaseException, rid: str, batched: bool) -> dict[str, np.ndarray]:
+    """The refusal of one request; the reason (and, at debug level, the traceback) goes to the log."""
+    reason = public_reason(exc)
+    if isinstance(exc, InputError):
+        LOG.info("request %s refused: %s", rid, reason)
+    else:
+        LOG.warning("request %s failed: %s: %s", rid, type(exc).__name__, " ".join(str(exc).split())[:300])
+    LOG.debug("request %s", rid, exc_info=(type(exc), exc, exc.__traceback__))
+    return encode_refusal(reason, rid, batched)
+
+
+def answer_requests(runtime: Runtime, requests: Sequence[tuple[Mapping[str, np.ndarray], Mapping[str, Any] | None]],
+                    limits: InputLimits, batched: bool = True,
+                    batches: list[int] | None = None) -> list[dict[str, np.ndarray]]:
+    """One answer per ``(inputs, parameters)`` request of a dynamic batch, never an exception: a request that
+    fails to decode or pre-process (any exception) is refused alone (:func:`~calibnet.serving.protocol.encode_refusal`)
+    and the others are run together. ``batches``: where to append the size of the batch run (statistics)."""
+    ids = [request_id(params) for _, params in requests]
+    answers: list[dict[str, np.ndarray] | None] = [None] * len(requests)
+    frames: dict[int, Frame] = {}
+    for i, (inputs, params) in enumerate(requests):
+        try:
+            frames[i] = decode_request(inputs, params, limits)
+        except Exception as exc:  # noqa: BLE001 - this request's refusal only
+            answers[i] = _refusal(exc, ids[i], batched)
+    if frames:
+        if batches is not None:
+            batches.append(len(frames))
+        for i, result in zip(frames, predict_frames(runtime, list(frames.values()))):
+            answers[i] = (encode_prediction(result, batched) if isinstance(result, Prediction)
+                          else _refusal(result, ids[i], batched))
+    return [a for a in answers if a is not None]
 
 
 def _pytriton_tensors(specs: Sequence[Any]) -> list[Any]:
@@ -85,15 +143,19 @@ def _pytriton_tensors(specs: Sequence[Any]) -> list[Any]:
 
 def serve(model: str | Path, port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002,
           max_batch: int = 8, instances: int = 1, options: OpenOptions | None = None, batch_delay_us: int = 2000,
-          address: str = "127.0.0.1", stop: threading.Event | None = None, log_verbose: int = 0) -> int:
+          address: str = "127.0.0.1", stop: threading.Event | None = None, log_verbose: int = 0,
+          limits: InputLimits | None = None, timeout_s: float = DEFAULT_TIMEOUT_S, max_queue: int = 0) -> int:
     """Serve ``model`` until SIGTERM/SIGINT (or ``stop`` is set); returns the exit code (0 after a clean
-    stop). ``max_batch`` 1 turns dynamic batching off; ``options``: how each instance opens the model."""
-    from pytriton.model_config import DynamicBatcher, ModelConfig
+    stop). ``max_batch`` 1 turns dynamic batching off; ``options``: how each instance opens the model. ``limits``:
+    the input limits of every request (default :func:`~calibnet.runtime.core.limits.default_limits`);
+    ``timeout_s``: a request waiting longer for the model is refused (0: no timeout); ``max_queue``: requests
+    allowed to wait (default 4 x max batch x instances)."""
+    from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy, TimeoutAction
     from pytriton.server import triton_server
     from pytriton.triton import Triton, TritonConfig
 
-
-    callables = [CalibnetInfer(model, options) for _ in range(max(1, instances))]
+    limits = limits or default_limits()
+    callables = [CalibnetInfer(model, options, limits) for _ in range(max(1, instances))]
     # the Python-backend stub: this interpreter's libpython, and NumPy < 2 (see calibnet.serving.stub_env)
     stub_env = stub_python_env()
     triton_server.get_triton_python_backend_python_env = lambda: stub_env  # PyTriton's only hook for it
@@ -110,8 +172,12 @@ def serve(model: str | Path, port: int = 8000, grpc_port: int = 8001, metrics_po
     config = TritonConfig(http_address=address, http_port=port, grpc_address=address, grpc_port=grpc_port,
                           metrics_port=metrics_port, log_verbose=log_verbose, exit_timeout_secs=5)
     batching = max_batch > 1
+    queue = QueuePolicy(timeout_action=TimeoutAction.REJECT, default_timeout_microseconds=int(timeout_s * 1e6),
+                        allow_timeout_override=True,
+                        max_queue_size=max_queue or 4 * max(1, max_batch) * len(callables))
     model_config = ModelConfig(batching=True, max_batch_size=max(1, max_batch),
-                               batcher=DynamicBatcher(max_queue_delay_microseconds=batch_delay_us if batching else 0))
+                               batcher=DynamicBatcher(max_queue_delay_microseconds=batch_delay_us if batching else 0,
+                                                      default_queue_policy=queue))
     with Triton(config=config) as triton:
         triton.bind(model_name=MODEL_NAME, infer_func=callables if len(callables) > 1 else callables[0],
                     inputs=_pytriton_tensors(INPUTS), outputs=_pytriton_tensors(OUTPUTS), config=model_config,

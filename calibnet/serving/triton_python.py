@@ -10,8 +10,9 @@ Two modes, set by the ``mode`` parameter of its ``config.pbtxt`` (written by
   ONNX Runtime backend or a TensorRT plan) called through Business Logic Scripting; the runtime drives it
   through :class:`TritonBLSBackend`, a runtime backend like the others.
 
-Each request in a batch gets its own answer or its own error. Requires ``triton_python_backend_utils``
-(present only inside Triton).
+Each request in a batch gets its own answer or its own refusal (:func:`calibnet.serving.server.answer_requests`,
+the one rule of every server of this package), within the input limits of the ``max_pixels`` and
+``max_input_bytes`` parameters. Requires ``triton_python_backend_utils`` (present only inside Triton).
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from ..runtime.core.contract import ModelMetadata
-from ..runtime.core.errors import InputError
+from ..runtime.core.limits import InputLimits, default_limits
 from ..runtime.core.runtime import Runtime
-from .protocol import INPUTS, OUTPUTS, decode_request
-from .server import predict_frames
+from .protocol import INPUTS, OUTPUTS
+from .server import answer_requests
 
 __all__ = ["TritonPythonModel", "TritonBLSBackend", "METADATA_FILE"]
 
@@ -92,40 +93,30 @@ class TritonPythonModel:
                                         **({"threads": threads} if threads else {}))
         elif mode == "bls":
             meta = ModelMetadata.from_dict(json.loads((here / METADATA_FILE).read_text()))
-            outputs = [n.strip() for n in params.get("network_outputs", "").split(",") if n.strip()]
+            outputs = [str(n) for n in json.loads(params.get("network_outputs") or "[]")]
             backend = TritonBLSBackend(params["network"], meta, outputs or list(meta.output_names))
             self.runtime = Runtime(backend, strict=True)
         else:
             raise ValueError(f"unknown mode {mode!r} (runtime or bls)")
         self.batched = int(config.get("max_batch_size", 0)) > 0
+        base = default_limits()
+        self.limits = InputLimits(int(params.get("max_pixels") or base.max_pixels),
+                                  int(params.get("max_input_bytes") or base.max_bytes))
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        """One answer per request; an invalid request gets its own error, the others are run together."""
+        """One answer per request; an invalid request gets its own refusal, the others are run together."""
         pb = _pb_utils()
-        frames: dict[int, Any] = {}
-        responses: list[Any] = [None] * len(requests)
-        for i, req in enumerate(requests):
+        batch = []
+        for req in requests:
             tensors = {s.name: pb.get_input_tensor_by_name(req, s.name) for s in INPUTS}
-            inputs = {name: t.as_numpy() for name, t in tensors.items() if t is not None}
             try:
-                frames[i] = decode_request(inputs, json.loads(req.parameters() or "{}"))
-            except InputError as exc:
-                responses[i] = pb.InferenceResponse(error=pb.TritonError(f"InputError: {exc}"))
-        if frames:
-            idx = sorted(frames)
-            try:
-                answers = predict_frames(self.runtime, [frames[i] for i in idx])
-            except Exception as exc:  # noqa: BLE001 - every request must get an answer
-                answers = [exc] * len(idx)  # type: ignore[list-item]
-            for i, ans in zip(idx, answers):
-                if isinstance(ans, Exception):
-                    responses[i] = pb.InferenceResponse(error=pb.TritonError(f"{type(ans).__name__}: {ans}"))
-                    continue
-                if not self.batched:
-                    ans = {k: v[0] for k, v in ans.items()}
-                responses[i] = pb.InferenceResponse(output_tensors=[pb.Tensor(s.name, ans[s.name].astype(
-                    s.dtype if s.dtype is not object else np.object_)) for s in OUTPUTS])
-        return responses
+                params = json.loads(req.parameters() or "{}")
+            except ValueError:
+                params = {}
+            batch.append(({name: t.as_numpy() for name, t in tensors.items() if t is not None}, params))
+        answers = answer_requests(self.runtime, batch, self.limits, batched=self.batched)
+        return [pb.InferenceResponse(output_tensors=[pb.Tensor(s.name, ans[s.name].astype(
+            s.dtype if s.dtype is not object else np.object_)) for s in OUTPUTS]) for ans in answers]
 
     def finalize(self) -> None:
         """Release the runtime."""

@@ -14,7 +14,10 @@ Three variants (``variant``), each serving the model ``calibnet`` with the input
 
 Every ``config.pbtxt`` is checked by :func:`validate_triton_repo`: parsed with
 ``tritonclient.grpc.model_config_pb2`` and its inputs/outputs compared with the ONNX file (names, data types,
-dims) and with the serving protocol.
+dims) and with the serving protocol. Names from the ONNX file are escaped as protobuf text strings. The model
+``calibnet`` refuses oversized inputs (``max_pixels``, ``max_input_bytes``) and requests that wait longer than
+``timeout_s``; the TensorRT execution accelerator caches its engines inside the repository
+(``calibnet_net/trt_cache`` under ``mount``, where the container sees the repository), never in a shared /tmp.
 """
 
 from __future__ import annotations
@@ -28,15 +31,20 @@ from typing import Any
 from google.protobuf import text_format
 
 from ..runtime.core.contract import PLUGIN_NAME, ModelMetadata
+from ..runtime.core.limits import InputLimits, default_limits
 from ..runtime.core.targets import read_metadata
 from .protocol import INPUTS, MODEL_NAME, OUTPUTS, TensorSpec
 from .triton_python import METADATA_FILE
 
-__all__ = ["VARIANTS", "NETWORK_MODEL", "write_triton_repo", "validate_triton_repo", "RepoError"]
+__all__ = ["VARIANTS", "NETWORK_MODEL", "write_triton_repo", "validate_triton_repo", "pbtxt_string", "RepoError"]
 
 VARIANTS = ("onnxruntime", "tensorrt", "python")
 #: the network model of the onnxruntime / tensorrt variants
 NETWORK_MODEL = "calibnet_net"
+#: where the container sees the repository (the README's ``docker run -v $PWD:/models``)
+DEFAULT_MOUNT = "/models"
+#: the folder of the TensorRT execution accelerator's engine cache, inside the network model's folder
+TRT_CACHE = "trt_cache"
 
 _ONNX_TO_TRITON = {1: "TYPE_FP32", 10: "TYPE_FP16", 11: "TYPE_FP64", 7: "TYPE_INT64", 6: "TYPE_INT32",
                    9: "TYPE_BOOL", 2: "TYPE_UINT8", 3: "TYPE_INT8", 4: "TYPE_UINT16"}
@@ -53,10 +61,25 @@ class RepoError(ValueError):
     """A generated repository that does not match its ONNX file or the serving protocol."""
 
 
+def pbtxt_string(text: str) -> str:
+    """``text`` as a quoted protobuf text-format string (backslash, quotes, control and non-ASCII bytes
+    escaped), so that a name from a model file cannot end the string or add fields to a config."""
+    out = []
+    for byte in text.encode("utf-8"):
+        ch = chr(byte)
+        if ch in "\\\"'":
+            out.append("\\" + ch)
+        elif 32 <= byte < 127:
+            out.append(ch)
+        else:
+            out.append(f"\\{byte:03o}")
+    return '"' + "".join(out) + '"'
+
+
 def _tensor_block(name: str, dtype: str, dims: Sequence[int], optional: bool = False) -> str:
     opt = "\n    optional: true" if optional else ""
     shape = "[ " + ", ".join(str(int(x)) for x in dims) + " ]"
-    return f"  {{\n    name: \"{name}\"\n    data_type: {dtype}\n    dims: {shape}{opt}\n  }}"
+    return f"  {{\n    name: {pbtxt_string(name)}\n    data_type: {dtype}\n    dims: {shape}{opt}\n  }}"
 
 
 def _io(kind: str, blocks: list[str]) -> str:
@@ -86,7 +109,7 @@ def _onnx_io(onnx_path: Path) -> tuple[list[tuple[str, str, list[int]]], list[tu
 
 
 def _network_config(onnx_path: Path, meta: ModelMetadata, platform: str, instances: int,
-                    fp16: bool) -> str:
+                    fp16: bool, cache_path: str) -> str:
     inputs, outputs = _onnx_io(onnx_path)
     batched = meta.dynamic_batch
     max_batch = int(meta.max_batch) if batched else 0
@@ -109,26 +132,32 @@ def _network_config(onnx_path: Path, meta: ModelMetadata, platform: str, instanc
             f'    parameters {{ key: "precision_mode" value: "{precision}" }}\n'
             '    parameters { key: "max_workspace_size_bytes" value: "4294967296" }\n'
             '    parameters { key: "trt_engine_cache_enable" value: "1" }\n'
-            '    parameters { key: "trt_engine_cache_path" value: "/tmp/calibnet_trt_cache" }\n'
+            f'    parameters {{ key: "trt_engine_cache_path" value: {pbtxt_string(cache_path)} }}\n'
             "  } ]\n"
             "} }")
     return "\n".join(lines) + "\n"
 
 
-def _calibnet_config(max_batch: int, instances: int, params: dict[str, str], batch_delay_us: int) -> str:
+def _calibnet_config(max_batch: int, instances: int, params: dict[str, str], batch_delay_us: int,
+                     timeout_s: float) -> str:
     lines = [f'name: "{MODEL_NAME}"', 'backend: "python"', f"max_batch_size: {max_batch}",
              _io("input", [_tensor_block(s.name, _spec_type(s), s.dims, s.optional) for s in INPUTS]),
              _io("output", [_tensor_block(s.name, _spec_type(s), s.dims) for s in OUTPUTS]),
              f"instance_group [ {{ kind: KIND_CPU count: {instances} }} ]"]
     if max_batch > 1:
-        lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {batch_delay_us} }}")
-    lines += [f'parameters {{ key: "{k}" value {{ string_value: "{v}" }} }}' for k, v in params.items()]
+        lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {batch_delay_us} default_queue_policy {{ "
+                     f"timeout_action: REJECT default_timeout_microseconds: {int(timeout_s * 1e6)} "
+                     f"allow_timeout_override: true max_queue_size: {4 * max_batch * instances} }} }}")
+    lines += [f"parameters {{ key: {pbtxt_string(k)} value {{ string_value: {pbtxt_string(v)} }} }}"
+              for k, v in params.items()]
     return "\n".join(lines) + "\n"
 
 
 def _readme(variant: str, meta: ModelMetadata, onnx_name: str, engine: bool) -> str:
     net = {"onnxruntime": f"`{NETWORK_MODEL}/1/model.onnx` on Triton's ONNX Runtime backend (TensorRT execution "
-                          "accelerator in FP16 on a GPU, engines cached in /tmp/calibnet_trt_cache)",
+                          f"accelerator in FP16 on a GPU, engines cached in `{NETWORK_MODEL}/{TRT_CACHE}/` of this "
+                          "repository, as mounted at `/models`: mount it there, or write the repository again with "
+                          "another `mount`)",
            "tensorrt": f"`{NETWORK_MODEL}/1/model.plan`, a TensorRT engine",
            "python": "inside the Python backend: `calibnet/1/model.onnx` run by calibnet's runtime on ONNX Runtime"}
     text = f"""# calibnet Triton model repository ({variant})
@@ -184,10 +213,13 @@ tritonserver --model-repository /models --backend-config=tensorrt,plugins="/plug
 def write_triton_repo(onnx_path: str | Path, out_dir: str | Path, variant: str = "onnxruntime",
                       engine: str | Path | None = None, max_batch: int = 8, instances: int = 1,
                       fp16: bool = True, threads: int = 0, batch_delay_us: int = 2000,
-                      overwrite: bool = True) -> Path:
+                      overwrite: bool = True, limits: InputLimits | None = None, timeout_s: float = 30.0,
+                      mount: str = DEFAULT_MOUNT) -> Path:
     """Write a Triton model repository for ``onnx_path`` into ``out_dir`` (see the module docs) and validate it;
     returns ``out_dir``. ``engine``: the TensorRT plan for the ``tensorrt`` variant; ``max_batch``: dynamic
-    batching of ``calibnet``; ``threads``: ONNX Runtime threads of the ``python`` variant."""
+    batching of ``calibnet``; ``threads``: ONNX Runtime threads of the ``python`` variant; ``limits`` (default
+    :func:`~calibnet.runtime.core.limits.default_limits`) and ``timeout_s``: what ``calibnet`` refuses;
+    ``mount``: where the server sees ``out_dir`` (the engine cache of the ``onnxruntime`` variant is under it)."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
     onnx_path, out = Path(onnx_path), Path(out_dir)
@@ -212,11 +244,16 @@ def write_triton_repo(onnx_path: str | Path, out_dir: str | Path, variant: str =
             shutil.copyfile(onnx_path, net / "model.onnx")
         elif engine is not None:
             shutil.copyfile(engine, net / "model.plan")
-        (out / NETWORK_MODEL / "config.pbtxt").write_text(_network_config(onnx_path, meta, platform, instances, fp16))
+        cache = f"{mount.rstrip('/')}/{NETWORK_MODEL}/{TRT_CACHE}"
+        (out / NETWORK_MODEL / "config.pbtxt").write_text(_network_config(onnx_path, meta, platform, instances, fp16,
+                                                                          cache))
         (cal / METADATA_FILE).write_text(json.dumps(meta.to_dict(), indent=1))
-        outputs = ",".join(name for name, _, _ in _onnx_io(onnx_path)[1])
+        outputs = json.dumps([name for name, _, _ in _onnx_io(onnx_path)[1]])
         params = {"mode": "bls", "network": NETWORK_MODEL, "network_outputs": outputs}
-    (out / MODEL_NAME / "config.pbtxt").write_text(_calibnet_config(max_batch, instances, params, batch_delay_us))
+    limits = limits or default_limits()
+    params.update(max_pixels=str(limits.max_pixels), max_input_bytes=str(limits.max_bytes))
+    (out / MODEL_NAME / "config.pbtxt").write_text(_calibnet_config(max_batch, instances, params, batch_delay_us,
+                                                                    timeout_s))
     (out / "README.md").write_text(_readme(variant, meta, onnx_path.name, engine is not None))
     validate_triton_repo(out, onnx_path)
     return out
