@@ -29,7 +29,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from ..data.coco import ImageRecord, decode_segmentation, load_records
-from ..data.registry import DatasetError, DatasetSpec
+from ..data.registry import DatasetError, DatasetSpec, path_inside
 from ..runtime.core.depth import DepthFormat, depth_to_u8
 from ..runtime.core.errors import InputError
 from ..runtime.core.readers import read_depth, read_rgb
@@ -45,9 +45,7 @@ WORST_COUNT = 20
 def saliency_path(saliency_dir: str | Path, file_name: str) -> Path:
     """The salient-object map of a json ``file_name`` (see the module docs); the ``.png`` path when none exists."""
     rel = Path(file_name)
-    if rel.is_absolute():
-        rel = Path(rel.name)
-    base = Path(saliency_dir) / rel
+    base = path_inside(saliency_dir, rel.name if rel.is_absolute() else rel, "salient-object map of")
     candidates = [base.with_suffix(s) for s in SALIENCY_SUFFIXES] + [base]
     return next((c for c in candidates if c.is_file()), candidates[0])
 
@@ -118,7 +116,11 @@ def _analyze_record(spec: DatasetSpec, rec: ImageRecord, saliency_dir: Path | No
     def problem(path: Path | str, what: str) -> None:
         problems.append({"image_id": rec.image_id, "file": str(path), "problem": what})
 
-    image_path = spec.image_path(rec.file_name)
+    try:
+        image_path = spec.image_path(rec.file_name)
+    except DatasetError as exc:  # a name leaving the data set's folder: this record's problem
+        problem(rec.file_name, str(exc))
+        return None
     if not image_path.is_file():
         problem(image_path, "image not found (its labels are still analysed)")
     try:

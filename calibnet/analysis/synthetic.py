@@ -14,18 +14,23 @@ import cv2
 import numpy as np
 
 from ..data.coco import decode_segmentation, load_records
-from ..data.registry import DatasetSpec
+from ..data.registry import DatasetSpec, path_inside
 
 __all__ = ["write_saliency_maps"]
 
 
 def write_saliency_maps(spec: DatasetSpec, out_dir: str | Path, drop_every: int = 0) -> list[int]:
     """Write ``<out_dir>/<file stem>.png`` per image; returns the ids of the images whose last instance was
-    left out (``drop_every`` > 0 and the image has at least two instances)."""
+    left out (``drop_every`` > 0 and the image has at least two instances). A file name that would leave
+    ``out_dir`` is a :class:`~calibnet.data.registry.DatasetError` (checked for every image before anything is
+    written)."""
     out = Path(out_dir)
+    records = load_records(spec)
+    paths = [path_inside(out, spec.relative_name(rec.file_name).with_suffix(".png"), f"{spec.name}: saliency map")
+             for rec in records]
     out.mkdir(parents=True, exist_ok=True)
     dropped = []
-    for k, rec in enumerate(load_records(spec)):
+    for k, (rec, path) in enumerate(zip(records, paths)):
         h, w = int(rec.height or 0), int(rec.width or 0)
         masks = [decode_segmentation(s, h, w) for s in rec.segmentations]
         if drop_every > 0 and k % drop_every == 0 and len(masks) >= 2:
@@ -34,7 +39,6 @@ def write_saliency_maps(spec: DatasetSpec, out_dir: str | Path, drop_every: int 
         union = np.zeros((h, w), dtype=bool)
         for m in masks:
             union |= m
-        path = out / Path(rec.file_name).with_suffix(".png")
         path.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), union.astype(np.uint8) * 255)
     return dropped

@@ -23,6 +23,10 @@ A data set of your own is a COCO json (:func:`dataset_spec_from_json`; its RGB f
 beside the json) or a small spec json ``{name, json_file, image_root, depth_root[, depth_suffix]}``;
 :func:`resolve_dataset` takes a registered name or either file, the one entry point of every CLI.
 
+Names from a json stay inside their folders (:func:`path_inside`): a ``file_name`` with ``..`` parts, or an
+absolute one that is not under an absolute ``image_root`` the user gave, is refused, and so is every output path
+derived from it; a data-set name must be a plain file name (it becomes part of output file names).
+
 This module does not import torch.
 """
 
@@ -35,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["DatasetError", "DatasetSpec", "OFFICIAL_DATASETS", "DATA_ROOT_ENV", "DEPTH_FOLDER_OF", "dataset_names",
-           "dataset_spec_from_json", "default_depth_root", "get_dataset_spec", "register_dataset", "resolve_data_root",
-           "resolve_dataset"]
+           "dataset_spec_from_json", "default_depth_root", "get_dataset_spec", "path_inside", "register_dataset",
+           "resolve_data_root", "resolve_dataset"]
 
 #: Environment variables read (in this order) when no data root is given.
 DATA_ROOT_ENV = ("CALIBNET_DATASETS", "DETECTRON2_DATASETS")
@@ -44,6 +48,27 @@ DATA_ROOT_ENV = ("CALIBNET_DATASETS", "DETECTRON2_DATASETS")
 
 class DatasetError(ValueError):
     """A data set that cannot be used; the message names the missing or broken file or folder."""
+
+
+def path_inside(root: str | Path, file_name: str | Path, what: str = "file") -> Path:
+    """``root / file_name`` for a name read from a data set (a json's ``file_name``, a path derived from it),
+    compared lexically (the user's own symbolic links are followed as usual). :class:`DatasetError` naming it
+    when it leaves ``root``: ``..`` parts, or an absolute name that is not under ``root`` given as an absolute
+    path."""
+    name, base = str(file_name), Path(root)
+    if not name or "\0" in name:
+        raise DatasetError(f"{what} {name!r}: not a file name")
+    norm = os.path.normpath(name)
+    if os.path.isabs(norm):
+        if base.is_absolute():
+            rel = os.path.relpath(norm, os.path.normpath(base))
+            if rel != os.curdir and rel != os.pardir and not rel.startswith(os.pardir + os.sep):
+                return base / rel
+        raise DatasetError(f"{what} {name!r} is outside {base}: an absolute name must lie under the folder, given "
+                           "as an absolute path")
+    if norm in (os.curdir, os.pardir) or norm.startswith(os.pardir + os.sep):
+        raise DatasetError(f"{what} {name!r} leaves its folder {base} (a '..' part)")
+    return base / norm
 
 
 @dataclass(frozen=True)
@@ -63,21 +88,23 @@ class DatasetSpec:
     def __post_init__(self) -> None:
         for field_name in ("json_file", "image_root", "depth_root"):
             object.__setattr__(self, field_name, Path(getattr(self, field_name)))
+        name = str(self.name)
+        if name in ("", os.curdir, os.pardir) or any(c in name for c in "/\\\0"):
+            raise DatasetError(f"data-set name {name!r} is not a plain name (it becomes part of output file names)")
 
     def image_path(self, file_name: str) -> Path:
-        """The RGB file of a json ``file_name``."""
-        return self.image_root / file_name
+        """The RGB file of a json ``file_name``, inside ``image_root`` (:func:`path_inside`)."""
+        return path_inside(self.image_root, file_name, f"{self.name}: image")
+
+    def relative_name(self, file_name: str) -> Path:
+        """A json ``file_name`` relative to ``image_root`` (:func:`path_inside`'s rule): where files derived from
+        it go, under another folder."""
+        return self.image_path(file_name).relative_to(self.image_root)
 
     def depth_path(self, file_name: str) -> Path:
         """The depth map of a json ``file_name``: the same relative path under ``depth_root``, suffix
         replaced by ``depth_suffix``. An absolute ``file_name`` under ``image_root`` is made relative first."""
-        rel = Path(file_name)
-        if rel.is_absolute():
-            try:
-                rel = rel.relative_to(self.image_root)
-            except ValueError:
-                raise DatasetError(f"{self.name}: image {file_name} is not under the image root {self.image_root}; "
-                                   "cannot derive its depth path") from None
+        rel = self.relative_name(file_name)
         if self.depth_suffix is not None:
             rel = rel.with_suffix(self.depth_suffix)
         return self.depth_root / rel
