@@ -126,7 +126,7 @@ class CalibnetClient:
         except InferenceServerException as exc:
             msg = exc.message() if callable(getattr(exc, "message", None)) else str(exc)
             raise ServingError(f"{_reason(str(msg))} (request {rid})", rid) from None
-        answer = {s.name: res.as_numpy(s.name) for s in OUTPUTS}
+        answer = {s.name: res.as_numpy(s.name) for s in OUTPUTS}  # None: left out (no elements)
         refused = refusal_of(answer)
         if refused:
             raise ServingError(_reason(refused), rid)

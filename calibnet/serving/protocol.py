@@ -24,8 +24,10 @@ in the server log; without it the server makes one up.
 Outputs: ``scores`` FP32 [K], ``boxes`` FP32 [K,4] (xyxy pixels), ``masks_rle`` BYTES [K] (each a COCO RLE
 as JSON ``{"size": [H, W], "counts": "..."}``: never raw masks over the wire), ``depth_trust`` FP32 [3] and
 ``error`` BYTES [1]: empty for an answered request; for a refused one (undecodable, oversized, inconsistent...)
-the one-line reason and the request id, with no instances. A request is refused alone: the others of its dynamic
-batch are answered. Reasons never hold server paths or tracebacks (those stay in the server log, at debug level).
+the one-line reason and the request id, with no instances. An output with no elements is left out of the answer
+(PyTriton cannot send empty tensors): no ``scores``, ``boxes`` and ``masks_rle`` means no instances. A request is
+refused alone: the others of its dynamic batch are answered. Reasons never hold server paths or tracebacks (those
+stay in the server log, at debug level).
 
 Inputs are held to :class:`~calibnet.runtime.core.limits.InputLimits` before anything is decoded: the pixels of a
 raw ``rgb``/``depth`` tensor or of an encoded file's header, and the bytes of every input.
@@ -216,8 +218,13 @@ def rle_to_json(rle: Mapping[str, Any]) -> bytes:
 
 
 def _bytes_array(items: list[bytes]) -> np.ndarray:
-    """A BYTES output (numpy ``S``: an empty one is valid too, where PyTriton rejects an empty object array)."""
+    """A BYTES output (numpy ``S``)."""
     return np.array(items, dtype=np.bytes_).reshape(-1) if items else np.zeros(0, "S1")
+
+
+def _answer(out: dict[str, np.ndarray], batched: bool) -> dict[str, np.ndarray]:
+    """The outputs as sent: empty ones left out, a leading batch dimension of 1 when ``batched``."""
+    return {k: v[None] if batched else v for k, v in out.items() if v.size}
 
 
 def encode_prediction(pred: Prediction, batched: bool = True) -> dict[str, np.ndarray]:
@@ -229,7 +236,7 @@ def encode_prediction(pred: Prediction, batched: bool = True) -> dict[str, np.nd
         "depth_trust": np.asarray(pred.depth_trust, np.float32).reshape(3),
         "error": np.array([b""], dtype="S1"),
     }
-    return {k: v[None] for k, v in out.items()} if batched else out
+    return _answer(out, batched)
 
 
 def request_id(parameters: Mapping[str, Any] | None) -> str:
@@ -257,7 +264,7 @@ def encode_refusal(reason: str, rid: str, batched: bool = True) -> dict[str, np.
         "depth_trust": np.full(3, np.nan, np.float32),
         "error": _bytes_array([f"{reason} (request {rid})".encode("utf-8", "replace")]),
     }
-    return {k: v[None] for k, v in out.items()} if batched else out
+    return _answer(out, batched)
 
 
 def refusal_of(outputs: Mapping[str, np.ndarray]) -> str:
@@ -275,6 +282,8 @@ def prediction_from_outputs(outputs: Mapping[str, np.ndarray], image_hw: tuple[i
     instances). The kernel index is not sent: ``kernel_index`` is -1."""
 
     def item(name: str, ndim: int) -> np.ndarray:
+        if outputs.get(name) is None:  # left out: no elements
+            return np.zeros((0,) * ndim)
         a = np.asarray(outputs[name])
         return a[0] if a.ndim == ndim + 1 else a
 

@@ -69,7 +69,7 @@ class CalibnetInfer:
                  ) -> None:
         self.runtime = Runtime.open(model, strict=True, options=options or OpenOptions())
         self.limits = limits or default_limits()
-        self.batches: list[int] = []  # sizes of the batches run (for statistics)
+        self.batches: list[int] = []  # requests per dynamic batch (for statistics)
 
     def __call__(self, requests: Sequence[Any]) -> list[dict[str, np.ndarray]]:
         return answer_requests(self.runtime, [(r.data, getattr(r, "parameters", None)) for r in requests],
@@ -116,7 +116,7 @@ def answer_requests(runtime: Runtime, requests: Sequence[tuple[Mapping[str, np.n
                     batches: list[int] | None = None) -> list[dict[str, np.ndarray]]:
     """One answer per ``(inputs, parameters)`` request of a dynamic batch, never an exception: a request that
     fails to decode or pre-process (any exception) is refused alone (:func:`~calibnet.serving.protocol.encode_refusal`)
-    and the others are run together. ``batches``: where to append the size of the batch run (statistics)."""
+    and the others are run together. ``batches``: where to append the batch's size in requests (statistics)."""
     ids = [request_id(params) for _, params in requests]
     answers: list[dict[str, np.ndarray] | None] = [None] * len(requests)
     frames: dict[int, Frame] = {}
@@ -125,9 +125,9 @@ def answer_requests(runtime: Runtime, requests: Sequence[tuple[Mapping[str, np.n
             frames[i] = decode_request(inputs, params, limits)
         except Exception as exc:  # noqa: BLE001 - this request's refusal only
             answers[i] = _refusal(exc, ids[i], batched)
+    if batches is not None:
+        batches.append(len(requests))
     if frames:
-        if batches is not None:
-            batches.append(len(frames))
         for i, result in zip(frames, predict_frames(runtime, list(frames.values()))):
             answers[i] = (encode_prediction(result, batched) if isinstance(result, Prediction)
                           else _refusal(result, ids[i], batched))
@@ -191,7 +191,7 @@ def serve(model: str | Path, port: int = 8000, grpc_port: int = 8001, metrics_po
                 print("calibnet-serve: error: Triton stopped unexpectedly", file=sys.stderr, flush=True)
                 return 1
         sizes = [b for c in callables for b in c.batches]
-        print(f"calibnet-serve: stopping after {sum(sizes)} frames in {len(sizes)} batches"
+        print(f"calibnet-serve: stopping after {sum(sizes)} requests in {len(sizes)} batches"
               + (f" (mean batch {np.mean(sizes):.2f}, largest {max(sizes)})" if sizes else ""), flush=True)
     print("calibnet-serve: stopped", flush=True)
     return 0

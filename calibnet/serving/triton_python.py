@@ -116,7 +116,7 @@ class TritonPythonModel:
             batch.append(({name: t.as_numpy() for name, t in tensors.items() if t is not None}, params))
         answers = answer_requests(self.runtime, batch, self.limits, batched=self.batched)
         return [pb.InferenceResponse(output_tensors=[pb.Tensor(s.name, ans[s.name].astype(
-            s.dtype if s.dtype is not object else np.object_)) for s in OUTPUTS]) for ans in answers]
+            s.dtype if s.dtype is not object else np.object_)) for s in OUTPUTS if s.name in ans]) for ans in answers]
 
     def finalize(self) -> None:
         """Release the runtime."""

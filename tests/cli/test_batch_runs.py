@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import wait_for_lines, write_pairs
+from hostile_files import hdr_header, npy_header, png_bomb, tiff_header
 from PIL import Image
 
 from calibnet.cli.infer import main
@@ -123,9 +124,17 @@ def _hostile_folder(root):
     cv2.imwrite(str(depth / "depth16rgb.png"), np.repeat(s.depth[:, :, None].astype(np.uint16) * 257, 3, axis=2))
     cv2.imwrite(str(rgb / "depthzero.jpg"), s.rgb[:, :, ::-1])
     (depth / "depthzero.png").write_bytes(b"")
+    (rgb / "pngbomb.png").write_bytes(png_bomb())  # 13000x13000 in ~170 KB
+    dep("pngbomb")
+    for stem, data in (("hdrbomb", hdr_header()), ("tifbomb", tiff_header())):  # headers claiming 30000x30000
+        cv2.imwrite(str(rgb / f"{stem}.jpg"), s.rgb[:, :, ::-1])
+        (depth / f"{stem}{'.png' if stem == 'hdrbomb' else '.tif'}").write_bytes(data)
+    cv2.imwrite(str(rgb / "npybomb.jpg"), s.rgb[:, :, ::-1])
+    (depth / "npybomb.npy").write_bytes(npy_header())  # promises 3.35 GiB
     return rgb, depth
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow notices the PNG bomb too
 def test_every_hostile_file_gives_a_result_or_a_one_line_reason(small_onnx, tmp_path):
     rgb, depth = _hostile_folder(tmp_path / "data")
     out = tmp_path / "out"
@@ -135,9 +144,12 @@ def test_every_hostile_file_gives_a_result_or_a_one_line_reason(small_onnx, tmp_
     names = {p.name for p in rgb.iterdir()}
     assert set(images) | set(errors) == names and not set(images) & set(errors)
     assert all("\n" not in r and len(r) < 500 for r in errors.values())
-    assert set(errors) == {"zero.jpg", "truncated.jpg", "text.png", "huge.jpg", "depthzero.jpg"}
+    bombs = {"pngbomb.png", "hdrbomb.jpg", "tifbomb.jpg", "npybomb.jpg"}
+    assert set(errors) == {"zero.jpg", "truncated.jpg", "text.png", "huge.jpg", "depthzero.jpg"} | bombs
     assert "zero.jpg" in errors["zero.jpg"] and "text.png" in errors["text.png"]
     assert "depthzero.png" in errors["depthzero.jpg"] and "--max-pixels" in errors["huge.jpg"]
+    for name in bombs:  # refused from the header, before decoding (the memory bound: tests/serving)
+        assert "larger than the limit of 40.0 MP" in errors[name] and name.split(".")[0] in errors[name], errors[name]
     assert images["exif.jpg"]["height"] == HW[0] and images["exif.jpg"]["width"] == HW[1]  # upright, as detectron2
     assert images["paletted.png"]["width"] == HW[1] and images["rgb16.png"]["width"] == HW[1]
     assert any("sizes differ" in w for w in images["aspect.jpg"]["warnings"])

@@ -343,3 +343,38 @@ def test_missing_depth_map_is_named(tmp_path):
     with pytest.raises(DatasetError, match="annotation file not found"):
         RGBDInstanceDataset(DatasetSpec("x", tmp_path / "none.json", spec.image_root, spec.depth_root), CFG_INPUT,
                             train=False)
+
+
+def test_names_from_a_json_stay_inside_their_folders(tmp_path):
+    """A ``../`` or foreign absolute file name neither reads outside the data set nor writes outside an output
+    folder; an absolute name under an absolute root the user gave is fine; a spec's name is a plain name."""
+    from calibnet.analysis import write_saliency_maps
+    from calibnet.data import dataset_spec_from_json
+
+    spec = write_synthetic_dataset(tmp_path / "set", 2, height=32, width=48)
+    root = spec.image_root.resolve()
+    assert spec.image_path("a/b.jpg") == spec.image_root / "a/b.jpg"
+    absolute = DatasetSpec("s", spec.json_file, root, spec.depth_root.resolve())
+    assert absolute.depth_path(str(root / "x" / "1.jpg")) == spec.depth_root.resolve() / "x" / "1.png"
+    for bad in ("../../x.jpg", "a/../../x.jpg", "/etc/passwd", str(root.parent / "x.jpg")):
+        with pytest.raises(DatasetError, match="outside|leaves"):
+            absolute.image_path(bad)
+        with pytest.raises(DatasetError, match="outside|leaves"):
+            absolute.depth_path(bad)
+    with pytest.raises(DatasetError, match="outside"):
+        DatasetSpec("s", "a.json", "RGB", "depth").image_path(str(root / "1.jpg"))  # a relative root: none
+
+    data = json.loads(spec.json_file.read_text())
+    data["images"][1]["file_name"] = "../../../escaped.jpg"
+    spec.json_file.write_text(json.dumps(data))
+    out = tmp_path / "deep" / "er" / "maps"
+    before = {p for p in tmp_path.rglob("*")}
+    with pytest.raises(DatasetError, match="escaped.jpg"):
+        write_saliency_maps(spec, out)
+    assert {p for p in tmp_path.rglob("*")} == before  # nothing written, inside or outside
+
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps({"name": "../../evil", "json_file": str(spec.json_file),
+                                     "image_root": str(spec.image_root), "depth_root": str(spec.depth_root)}))
+    with pytest.raises(DatasetError, match="not a plain name"):
+        dataset_spec_from_json(spec_file)

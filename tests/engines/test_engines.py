@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from calibnet.engines import CacheKey, build_engine, cache_mismatches, choose_fp16_path, find_cached, get_or_build
+from calibnet.engines.fp16 import fp32_patterns, pattern_strings
 from calibnet.runtime.backends import tensorrt_deps as _deps
 from calibnet.runtime.backends.base import BackendUnavailable
 from calibnet.runtime.backends.cuda_buffers import HostBuffer, get_cuda_api
@@ -23,7 +28,7 @@ from calibnet.runtime.backends.tensorrt import (
     resolve_input_shapes,
 )
 from calibnet.runtime.backends.tensorrt_deps import TensorRTUnavailable
-from calibnet.runtime.core.cachedir import file_sha256
+from calibnet.runtime.core.cachedir import HashLedger, file_sha256, private_dir
 from calibnet.runtime.core.contract import ModelMetadata
 from calibnet.runtime.core.feeds import random_feeds
 from calibnet.runtime.core.profiles import (
@@ -156,13 +161,19 @@ def _fake_builder(calls):
     return build
 
 
-def test_get_or_build_hit_and_miss(tmp_path):
+def _cache_case(tmp_path, graph: bytes):
+    """An ONNX file of ``graph``, its default profiles, the fake builder's calls and get_or_build's arguments."""
     onnx = tmp_path / "m.onnx"
-    onnx.write_bytes(b"graph v1")
+    onnx.write_bytes(graph)
     profs = profiles_from_metadata(ModelMetadata())
     calls: list = []
     kw = dict(cache_dir=tmp_path / "cache", profiles=profs, tensorrt_version="10.13.0.35",
               gpu=GpuInfo("NVIDIA H100", "9.0"), builder=_fake_builder(calls))
+    return onnx, profs, calls, kw
+
+
+def test_get_or_build_hit_and_miss(tmp_path):
+    onnx, profs, calls, kw = _cache_case(tmp_path, b"graph v1")
     e1 = get_or_build(onnx, **kw)
     assert len(calls) == 1 and e1.is_file() and e1.suffix == ".engine"
     assert get_or_build(onnx, **kw) == e1 and len(calls) == 1  # hit
@@ -176,6 +187,64 @@ def test_get_or_build_hit_and_miss(tmp_path):
     assert len(calls) == 4
     assert find_cached(tmp_path / "cache", CacheKey.make("0" * 64, "10.13.0.35", GpuInfo("x", "1.0"), "fp16",
                                                          profs)) is None
+
+
+def test_a_planted_engine_without_a_matching_hash_is_not_loaded(tmp_path):
+    """An engine is deserialized (code-like): one whose sidecar records no sha256, or another one, is rebuilt."""
+    onnx, profs, calls, kw = _cache_case(tmp_path, b"graph")
+    key = CacheKey.make(file_sha256(onnx), "10.13.0.35", GpuInfo("NVIDIA H100", "9.0"), "fp16", profs,
+                        pattern_strings(fp32_patterns(None)))
+    cache = private_dir(tmp_path / "cache")
+    planted = cache / "m.fp16.planted.engine"
+    planted.write_bytes(b"a plan that runs the attacker's plugin")
+    sc = _sidecar(onnx_sha256=key.onnx_sha256, profiles=list(profiles_to_json(profs)),
+                  builder={"fp32_patterns": list(key.fp32_patterns)})  # every field matches, no engine_sha256
+    assert cache_mismatches(sc, key) == []
+    write_sidecar(planted, sc)
+    assert find_cached(cache, key) is None
+    write_sidecar(planted, dataclasses.replace(sc, engine_sha256="0" * 64))  # a hash of other bytes
+    assert find_cached(cache, key) is None
+    built = get_or_build(onnx, **kw)
+    assert len(calls) == 1 and built != planted and find_cached(cache, key) == built
+
+
+def test_cache_folders_are_the_users_own(tmp_path):
+    d = private_dir(tmp_path / "a" / "b")
+    assert stat.S_IMODE(d.stat().st_mode) == 0o700 and stat.S_IMODE(d.parent.stat().st_mode) == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(PermissionError, match="writable by other users"):
+        private_dir(shared)
+    with pytest.raises(PermissionError, match="writable by other users"):
+        find_cached(shared, CacheKey.make("0" * 64, "10", GpuInfo("x", "1.0"), "fp16", profiles_from_metadata(
+            ModelMetadata())))
+    foreign = Path("/")  # owned by root: another user's folder unless the tests run as root
+    if os.getuid() != 0:
+        with pytest.raises(PermissionError, match="owned by another user"):
+            private_dir(foreign)
+
+
+def test_hash_ledger_prunes_what_it_did_not_record(tmp_path):
+    """OpenVINO blobs / ONNX Runtime TensorRT engines: kept only when their sha256 is the one recorded."""
+    ledger = HashLedger(tmp_path / "ov")
+    (ledger.folder / "1234.blob").write_bytes(b"compiled by OpenVINO")
+    ledger.record()
+    assert ledger.prune() == [] and (ledger.folder / "1234.blob").is_file()
+    (ledger.folder / "1234.blob").write_bytes(b"swapped afterwards")
+    (ledger.folder / "5678.blob").write_bytes(b"planted")
+    assert sorted(ledger.prune()) == ["1234.blob", "5678.blob"]
+    assert sorted(p.name for p in ledger.folder.iterdir()) == [HashLedger.NAME]
+
+
+def test_write_sidecar_uses_a_temp_file_of_its_own(tmp_path):
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"plan")
+    trap = tmp_path / "elsewhere"
+    (tmp_path / "m.engine.json.tmp").symlink_to(trap)  # the old fixed temp name, planted as a link
+    write_sidecar(engine, _sidecar())
+    assert not trap.exists() and read_sidecar(engine).precision == "fp16"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.engine", "m.engine.json", "m.engine.json.tmp"]
 
 
 # ---------------------------------------------------------------- missing TensorRT / GPU

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import wait_for_lines, write_pairs
+from hostile_files import hdr_header, npy_header, png_bomb, tiff_header
 
 from calibnet.runtime.core.depth import DepthFormat
 from calibnet.runtime.core.errors import InputError
@@ -120,6 +121,35 @@ def test_stub_environment_puts_this_libpython_first():
     assert env["PATH"].startswith("/env/bin:")
 
 
+def test_client_errors_hold_no_server_paths():
+    """What PyTriton sends when something fails inside it: a formatted traceback. The client keeps one line and
+    no path (calibnet's own servers send one line without paths in the ``error`` output)."""
+    from calibnet.serving.client import _reason
+
+    pytriton = ("Failed to process the request(s) for model 'calibnet_0_0', message: TritonModelException: Model "
+                'execute error: Traceback (most recent call last):\n'
+                '  File "/tmp/folderX/1/model.py", line 492, in execute\n'
+                '  File "/srv/venv/lib/python3.11/site-packages/pytriton/proxy/data.py", line 707, in _copy_frames\n'
+                "TypeError: memoryview: cannot cast view\n\nAt:\n  /tmp/folderX/1/model.py(501): execute\n")
+    for message in (pytriton, "unexpected shape for input 'rgb' for model 'calibnet'"):
+        reason = _reason(message)
+        assert "\n" not in reason and "/tmp" not in reason and "/srv" not in reason and reason, reason
+    assert _reason("unexpected shape for input 'rgb'") == "unexpected shape for input 'rgb'"
+
+
+def test_config_names_are_escaped():
+    """An ONNX output name cannot end its string in config.pbtxt and add fields (parsed back as one name)."""
+    pytest.importorskip("tritonclient.grpc")
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from calibnet.serving.triton_repo import pbtxt_string
+
+    hostile = 'masks" } output [ { name: "x\\n\u00e9\n'
+    cfg = text_format.Parse(f"name: {pbtxt_string(hostile)}", model_config_pb2.ModelConfig())
+    assert cfg.name == hostile
+
+
 # ---------------------------------------------------------------- shared set-up of the slow tests
 
 
@@ -190,6 +220,49 @@ def _stop(proc: subprocess.Popen, timeout: float = 60.0) -> tuple[int, str]:
     return proc.returncode, out
 
 
+# ---------------------------------------------------------------- hostile inputs (memory bound)
+
+#: what a refusal may cost: peak-RSS growth of the probe process while it refuses every bomb (the smallest bomb
+#: decodes to 169 MB), and tracemalloc's peak (numpy allocations, even pages never touched)
+RSS_BOUND = 16 * 2**20
+TRACED_BOUND = 8 * 2**20
+
+
+def _bomb_folder(folder: Path) -> Path:
+    write_pairs(folder, 1)
+    for name, data in {"bomb.png": png_bomb(), "bomb.hdr": hdr_header(), "bomb.npy": npy_header(),
+                       "bomb.tif": tiff_header()}.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def test_hostile_inputs_are_refused_before_any_large_allocation(tiny, tmp_path):
+    """A 13000x13000 PNG, a 30000x30000 HDR header, a 3.35 GiB .npy header, a 30000x30000 TIFF header and a 64 MP
+    raw tensor, through calibnet-infer's source, the server's request decoding and the Ray job's map function, in a
+    fresh process (tests/serving/hostile_probe.py): each refused from its header with the limit's reason, the
+    process's peak RSS growing by less than RSS_BOUND; and a dynamic batch of 4 requests with one bomb answers the
+    other 3."""
+    path, _ = tiny
+    res = subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning",
+                          str(Path(__file__).with_name("hostile_probe.py")), str(path), str(_bomb_folder(tmp_path))],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    counts = {"readers": 9, "infer": 4, "serve": 4, "ray": 4}
+    for where, messages in report["refusals"].items():
+        assert len(messages) == counts[where], (where, messages)
+        for m in messages:
+            assert "larger than the limit of 40.0 MP" in m and ("13000x13000" in m or "30000x30000" in m
+                                                                 or "8000x8000" in m), (where, m)
+    assert report["rss_peak_delta"] < RSS_BOUND, report["rss_peak_delta"]
+    assert report["traced_peak"] < TRACED_BOUND, report["traced_peak"]
+    batch = report["batch"]
+    assert [bool(b["error"]) for b in batch] == [False, True, False, False]
+    assert all(b["instances"] > 0 for i, b in enumerate(batch) if i != 1)
+    refused = batch[1]["error"]
+    assert "13000x13000" in refused and refused.endswith("(request bomb-2)") and "/" not in refused
+
+
 # ---------------------------------------------------------------- calibnet-serve (PyTriton)
 
 
@@ -248,6 +321,95 @@ def test_calibnet_serve_under_concurrent_http_and_grpc_clients(tiny):
     assert largest > 1, sizes[0]  # the dynamic batcher put concurrent same-size frames together
 
 
+SERVE_SMALL_LIMITS = """\
+import sys
+from calibnet.runtime.core.limits import InputLimits
+from calibnet.serving.server import serve
+http, grpc, metrics = (int(p) for p in sys.argv[2:5])
+sys.exit(serve(sys.argv[1], port=http, grpc_port=grpc, metrics_port=metrics, max_batch=4, threads=1,
+               batch_delay_us=1_000_000, limits=InputLimits(max_pixels=100_000, max_bytes=2 * 2**20)))
+"""
+
+
+def _status(pid: int, key: str) -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(text.split(f"{key}:", 1)[1].split()[0]) * 1024
+
+
+@pytest.mark.slow
+def test_calibnet_serve_refuses_hostile_requests_alone(tiny, tmp_path):
+    """calibnet-serve with limits of 0.1 MP and 2 MiB: bombs, an oversized raw tensor, an oversized encoded input
+    and a request past its queue timeout are each refused with one line (no server path, a request id), the
+    server's peak RSS growing by less than RSS_BOUND meanwhile; four concurrent requests that share one dynamic
+    batch, one of them a decompression bomb: the other three are answered."""
+    _need("pytriton", "nvidia-pytriton, the Triton server calibnet-serve runs")
+    _need("tritonclient.grpc", "tritonclient[http,grpc]")
+    from tritonclient.utils import InferenceServerException
+
+    from calibnet.serving.client import CalibnetClient, ServingError
+
+    _need_stub_env()
+    path, frames = tiny
+    data = _bomb_folder(tmp_path)
+    good_rgb, good_depth = (data / "RGB" / "00.jpg").read_bytes(), (data / "depth" / "00.png").read_bytes()
+    http, grpc, metrics = _free_ports(3)
+    proc = subprocess.Popen([sys.executable, "-c", SERVE_SMALL_LIMITS, str(path), str(http), str(grpc), str(metrics)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        ref = _references(path, frames[:1])[0]
+        with CalibnetClient(f"127.0.0.1:{http}") as c, CalibnetClient(f"grpc://127.0.0.1:{grpc}") as g:
+            c.wait_ready(180)
+            _same(c.predict(*frames[0]), ref)  # warm: the measurement below sees only the refusals
+            Path(f"/proc/{proc.pid}/clear_refs").write_text("5")
+            rss0 = _status(proc.pid, "VmRSS")
+            rgb, depth = frames[0]
+            hostile = [
+                (lambda: c.predict_encoded((data / "bomb.png").read_bytes(), good_depth), "13000x13000"),
+                (lambda: g.predict_encoded(good_rgb, (data / "bomb.hdr").read_bytes()), "30000x30000"),
+                (lambda: c.predict_encoded(good_rgb, (data / "bomb.npy").read_bytes()), "30000x30000"),
+                (lambda: g.predict_encoded(good_rgb, (data / "bomb.tif").read_bytes()), "30000x30000"),
+                (lambda: c.predict(np.zeros((400, 400, 3), np.uint8), np.zeros((400, 400), np.uint8)), "400x400"),
+                (lambda: g.predict_encoded(np.random.default_rng(0).bytes(3 * 2**20), good_depth), "3.0 MiB"),
+            ]
+            for call, expected in hostile:
+                with pytest.raises(ServingError) as info:
+                    call()
+                msg = str(info.value)
+                assert expected in msg and "larger than the limit" in msg, msg
+                assert "\n" not in msg and "/" not in msg and f"(request {info.value.request_id})" in msg, msg
+            growth = _status(proc.pid, "VmHWM") - rss0
+            assert growth < RSS_BOUND, growth
+
+            tensors = [c._input("rgb", rgb[None], "UINT8"), c._input("depth", depth[None], "UINT8")]
+            with pytest.raises(InferenceServerException, match="(?i)timeout"):  # 1 ms in a queue that waits 1 s
+                c._client.infer("calibnet", tensors, timeout=1000)
+
+            results: dict[int, object] = {}
+
+            def send(i: int) -> None:
+                with CalibnetClient(f"127.0.0.1:{http}") as one:
+                    try:
+                        rgb_bytes = (data / "bomb.png").read_bytes() if i == 1 else good_rgb
+                        results[i] = one.predict_encoded(rgb_bytes, good_depth, image_hw=ref.image_hw)
+                    except ServingError as exc:
+                        results[i] = exc
+
+            threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert isinstance(results[1], ServingError) and "13000x13000" in str(results[1])
+            answered = [results[i] for i in (0, 2, 3)]
+            assert all(not isinstance(r, Exception) and len(r) > 0 for r in answered), answered
+    finally:
+        rc, out = _stop(proc)
+    assert rc == 0, out[-3000:]
+    sizes = [line for line in out.splitlines() if "calibnet-serve: stopping after" in line]
+    assert sizes and sizes[0].rstrip(")").endswith("largest 4"), out[-2000:]  # the four shared one batch
+    assert "Traceback" not in out
+
+
 # ---------------------------------------------------------------- generated Triton repository
 
 
@@ -269,6 +431,7 @@ def test_triton_repo_python_variant_runs_in_the_bundled_tritonserver(tiny, tmp_p
     assert "model.plan is not built yet" in " ".join(validate_triton_repo(trt_repo, path))
     assert "MultiscaleDeformableAttnPlugin_TRT" in (trt_repo / "README.md").read_text()
     cfg = ort_repo / "calibnet_net" / "config.pbtxt"
+    assert "/tmp" not in cfg.read_text() and '"/models/calibnet_net/trt_cache"' in cfg.read_text()
     cfg.write_text(cfg.read_text().replace('name: "valid_hw"', 'name: "valid_size"'))
     with pytest.raises(RepoError, match="valid_size"):
         validate_triton_repo(ort_repo)
@@ -310,6 +473,7 @@ def _by_image(results):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow notices the bomb too
 def test_ray_batch_equals_calibnet_infer_and_resumes_after_a_kill(tiny, tmp_path):
     _need("ray", "ray[data], for calibnet-infer --ray")
     from calibnet.cli.infer import main as infer_main
@@ -317,9 +481,12 @@ def test_ray_batch_equals_calibnet_infer_and_resumes_after_a_kill(tiny, tmp_path
     path, _ = tiny
     data = tmp_path / "pairs"
     write_pairs(data, 40, seed=200)
+    (data / "RGB" / "zz_bomb.png").write_bytes(png_bomb())  # pair 41: named in errors.json, the job goes on
+    (data / "depth" / "zz_bomb.png").write_bytes((data / "depth" / "00.png").read_bytes())
     assert infer_main([str(path), "--rgb-dir", str(data / "RGB"), "--depth-dir", str(data / "depth"), "--out",
-                       str(tmp_path / "infer"), "--no-overlay", "--threads", "1"]) == 0
+                       str(tmp_path / "infer"), "--no-overlay", "--threads", "1"]) == 1
     expected = json.loads((tmp_path / "infer" / "results.json").read_text())
+    infer_errors = json.loads((tmp_path / "infer" / "errors.json").read_text())
 
     out = tmp_path / "ray"
     cmd = [sys.executable, "-m", "calibnet.cli.infer", str(path), "--ray", "--ray-cpus", "2", "--ray-actors", "2",
@@ -331,19 +498,21 @@ def test_ray_batch_equals_calibnet_infer_and_resumes_after_a_kill(tiny, tmp_path
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray cluster it started
     log, _ = proc.communicate()
     first = [json.loads(line) for line in progress.read_text().splitlines() if line.strip()]
-    assert 8 <= len(first) < 40, log[-3000:]
+    assert 8 <= len(first) < 41, log[-3000:]
     assert not (out / "results.json").exists()  # killed before the merge
 
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-3000:]
-    assert f"resuming: {len(first)} of 40 pairs already done" in rerun.stderr
+    assert rerun.returncode == 1, rerun.stdout[-2000:] + rerun.stderr[-3000:]  # 1: a pair failed
+    assert f"resuming: {len(first)} of 41 pairs already done" in rerun.stderr
     records = [json.loads(line) for line in progress.read_text().splitlines() if line.strip()]
     assert [r["key"] for r in records[:len(first)]] == [r["key"] for r in first]  # kept, not redone
-    assert len(records) == 40 and len({r["key"] for r in records}) == 40  # the rest once each
+    assert len(records) == 41 and len({r["key"] for r in records}) == 41  # the rest once each
     images = json.loads((out / "images.json").read_text())
     assert [im["id"] for im in images] == list(range(1, 41))
     got = json.loads((out / "results.json").read_text())
-    assert json.loads((out / "errors.json").read_text()) == []
+    errors = json.loads((out / "errors.json").read_text())
+    assert [e["file"] for e in errors] == [e["file"] for e in infer_errors] == ["zz_bomb.png"]
+    assert all("13000x13000" in e["reason"] and "larger than the limit" in e["reason"] for e in errors + infer_errors)
     e, g = _by_image(expected), _by_image(got)
     assert sorted(e) == sorted(g) == list(range(1, 41))
     for image_id in e:

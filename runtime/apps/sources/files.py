@@ -87,7 +87,7 @@ def read_file(read: Callable[..., np.ndarray], path: Path, limits: InputLimits) 
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise InputError(f"cannot read {path}: {one_line(exc)}") from None
+        raise InputError(f"cannot read {path}: {type(exc).__name__}: {one_line(exc)}") from None
 
 
 def image_frames(pairs: list[tuple[Path, Path]], errors: str = "raise",
