@@ -77,8 +77,8 @@ def test_sixteen_bit_depth_and_saliency(onnx_and_data, tmp_path):
     sal = cv2.imread(str(tmp_path / "o" / "a_saliency.png"), cv2.IMREAD_UNCHANGED)
     assert sal.shape == (240, 320) and sal.dtype == np.uint8
     results = json.loads((tmp_path / "o" / "results.json").read_text())
-    if results:  # the brightest saliency pixel is the best score
-        assert abs(sal.max() / 255 - max(r["score"] for r in results)) <= 1 / 255
+    assert results  # the deterministic R18 keeps instances on this scene
+    assert abs(sal.max() / 255 - max(r["score"] for r in results)) <= 1 / 255  # the brightest pixel: the best score
     assert main([str(path), "--rgb", str(tmp_path / "a.jpg"), "--depth", str(tmp_path / "a_mm.png"),
                  "--depth-format", "u8", "--out", str(tmp_path / "u8")]) == 1
 

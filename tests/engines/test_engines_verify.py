@@ -1,5 +1,5 @@
 """The one comparator and random feeds (pure numpy, as engine verification uses them), the engine timer, the
-engines CLI's user errors, and the FP16 pass on the real CalibNet graph (once calibnet.export is available)."""
+engines CLI's user errors, and the FP16 pass on the real CalibNet graph (exported by calibnet.export)."""
 
 from __future__ import annotations
 
@@ -111,25 +111,6 @@ def test_cli_fp16_onnx(tmp_path, capsys):
     assert any(n.op_type == "Cast" for n in onnx.load(str(dst)).graph.node)
 
 
-def _plain_export(model, path, h, w):
-    import torch
-
-    class Wrap(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, rgb, depth, valid_hw):
-            o = self.m(rgb, depth, image_sizes=valid_hw)
-            return o["pred_logits"], o["pred_scores"], o["pred_masks"], o["depth_trust"]
-
-    args = (torch.rand(1, 3, h, w) * 255, torch.rand(1, 1, h, w) * 255, torch.tensor([[h, w]]))
-    torch.onnx.export(Wrap(model), args, str(path), opset_version=17, dynamo=False,
-                      input_names=["rgb", "depth", "valid_hw"],
-                      output_names=["pred_logits", "pred_scores", "pred_masks", "depth_trust"])
-    return path
-
-
 @pytest.mark.slow
 def test_fp16_pass_on_real_calibnet_graph(tmp_path):
     """R18 CalibNet at 64x96, portable ONNX: the FP16 graph (FP32 islands) runs in ONNX Runtime and its
@@ -139,14 +120,10 @@ def test_fp16_pass_on_real_calibnet_graph(tmp_path):
     onnx = pytest.importorskip("onnx")
     import calibnet
     from calibnet.engines.fp16 import convert_to_fp16
+    from calibnet.export import export_onnx
 
     model = calibnet.build_model("r18", seed=0, quiet=True).eval()
-    try:
-        from calibnet.export import export_onnx
-    except ImportError:  # until calibnet.export lands: a plain TorchScript-exporter graph of the same model
-        path = _plain_export(model, tmp_path / "r18.onnx", 64, 96)
-    else:
-        path = export_onnx(model, tmp_path / "r18.onnx", flavor="portable", height=64, width=96, simplify=False)
+    path = export_onnx(model, tmp_path / "r18.onnx", flavor="portable", height=64, width=96, simplify=False)
     m16, rep = convert_to_fp16(onnx.load(str(path)))
     assert any("LayerNormalization" in n for n in rep.fp32_nodes) and rep.fp16_nodes > 2 * len(rep.fp32_nodes)
     assert any("sampling_offsets" in n for n in rep.fp32_nodes) and any(n.endswith("/Div") for n in rep.fp32_nodes)

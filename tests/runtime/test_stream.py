@@ -114,21 +114,25 @@ def test_all_policy_processes_every_frame_in_order(scene):
 
 
 def test_latest_policy_bounds_latency_with_a_fast_source(scene):
-    """Source 5x faster than the model: "latest" keeps p99 capture-to-result latency under 3 model-frame
-    times over 100 results by dropping stale frames; "all" with the same source processes every frame."""
+    """Source 5x faster than the model: "latest" drops stale frames, so that a frame waits in the queues for at
+    most about one inference (the one in flight when it arrived) over 100 results: p99 of the waiting time
+    (capture-to-result latency minus the frame's own pre-processing, inference and post-processing, which a busy
+    machine stretches for every policy alike) under 1.5 model-frame times. "all" with the same source waits for
+    the queue ahead of it: about 5 model-frame times (4 queued frames). "all" also processes every frame."""
     model_s = 0.05
     rt = Runtime(SleepBackend(model_s))
     with rt.stream(_paced(scene, 5 * 400, model_s / 5), policy="latest") as st:  # ends at 100 results
-        lat, infer = [], []
+        waits, infer = [], []
         for _, pred in st:
-            lat.append(pred.timings["latency"])
-            infer.append(pred.timings["infer"])
-            if len(lat) == 100:
+            t = pred.timings
+            waits.append(t["latency"] - t["pre"] - t["infer"] - t["post"])
+            infer.append(t["infer"])
+            if len(waits) == 100:
                 break
         stats = st.stats()
     model_time = float(np.median(infer))
-    assert len(lat) == 100 and stats.dropped > 200
-    assert np.percentile(lat, 99) < 3 * model_time, (np.percentile(lat, 99), model_time)
+    assert len(waits) == 100 and stats.dropped > 200
+    assert np.percentile(waits, 99) < 1.5 * model_time, (np.percentile(waits, 99), model_time)
     rt_all = Runtime(SleepBackend(0.01))
     with rt_all.stream(_paced(scene, 100, 0.002), policy="all") as st:
         idx = [f.index for f, _ in st]
