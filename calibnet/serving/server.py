@@ -57,6 +57,8 @@ __all__ = ["CalibnetInfer", "answer_requests", "predict_frames", "serve"]
 LOG = logging.getLogger("calibnet.serving")
 #: default per-request timeout of calibnet-serve (seconds a request may wait for the model)
 DEFAULT_TIMEOUT_S = 30.0
+#: Triton APIs closed to clients (PyTriton's defaults and the model config)
+RESTRICTED_APIS = ["shared-memory", "model-repository", "statistics", "trace", "logging", "model-config"]
 
 
 class CalibnetInfer:
@@ -152,7 +154,7 @@ def serve(model: str | Path, port: int = 8000, grpc_port: int = 8001, metrics_po
     allowed to wait (default 4 x max batch x instances)."""
     from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy, TimeoutAction
     from pytriton.server import triton_server
-    from pytriton.triton import Triton, TritonConfig
+    from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
     limits = limits or default_limits()
     callables = [CalibnetInfer(model, options, limits) for _ in range(max(1, instances))]
@@ -178,7 +180,9 @@ def serve(model: str | Path, port: int = 8000, grpc_port: int = 8001, metrics_po
     model_config = ModelConfig(batching=True, max_batch_size=max(1, max_batch),
                                batcher=DynamicBatcher(max_queue_delay_microseconds=batch_delay_us if batching else 0,
                                                       default_queue_policy=queue))
-    with Triton(config=config) as triton:
+    # Triton's APIs beyond health, metadata and inference need a random token only PyTriton holds (the model
+    # config too: PyTriton's holds its workspace path)
+    with Triton(config=config, security_config=TritonSecurityConfig(restricted_endpoints=RESTRICTED_APIS)) as triton:
         triton.bind(model_name=MODEL_NAME, infer_func=callables if len(callables) > 1 else callables[0],
                     inputs=_pytriton_tensors(INPUTS), outputs=_pytriton_tensors(OUTPUTS), config=model_config,
                     strict=True)

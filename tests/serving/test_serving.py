@@ -17,6 +17,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -379,6 +381,17 @@ def test_calibnet_serve_refuses_hostile_requests_alone(tiny, tmp_path):
                 assert "\n" not in msg and "/" not in msg and f"(request {info.value.request_id})" in msg, msg
             growth = _status(proc.pid, "VmHWM") - rss0
             assert growth < RSS_BOUND, growth
+
+            base = f"http://127.0.0.1:{http}/v2"
+            for method, url in (("GET", "/models/calibnet/config"), ("POST", "/repository/index"),
+                                ("POST", "/repository/models/calibnet/unload")):  # need PyTriton's token
+                with pytest.raises(urllib.error.HTTPError) as refused:
+                    urllib.request.urlopen(urllib.request.Request(base + url, b"{}" if method == "POST" else None,
+                                                                  method=method), timeout=30)
+                assert refused.value.code == 403
+            for url in ("", "/models/calibnet"):  # what any client may read: no server path in it
+                text = urllib.request.urlopen(base + url, timeout=30).read().decode()
+                assert str(Path.home()) not in text and "/tmp" not in text and str(path.parent) not in text, text
 
             tensors = [c._input("rgb", rgb[None], "UINT8"), c._input("depth", depth[None], "UINT8")]
             with pytest.raises(InferenceServerException, match="(?i)timeout"):  # 1 ms in a queue that waits 1 s
