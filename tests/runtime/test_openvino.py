@@ -118,6 +118,27 @@ def test_openvino_f32_gives_the_onnxruntime_prediction(tiny_onnx, tiny_ir, tmp_p
     assert set(raw) == {"pred_logits", "pred_scores", "pred_masks", "depth_trust"}
 
 
+def test_openvino_loads_only_the_blobs_it_wrote(tiny_ir, tmp_path):
+    """CACHE_DIR: a 0700 folder; a blob is kept only while its sha256 is the one recorded when OpenVINO wrote
+    it: a swapped blob and a planted file are deleted before OpenVINO looks, and the model is compiled again."""
+    import stat
+
+    from calibnet.runtime.core.cachedir import HashLedger, file_sha256
+
+    cache = tmp_path / "ov"
+    OpenVinoBackend(tiny_ir, precision="f32", cache_dir=cache, capabilities=NO_BF16).close()
+    recorded = HashLedger(cache).recorded()
+    blobs = sorted(p for p in cache.iterdir() if p.name != HashLedger.NAME)
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700 and blobs and sorted(recorded) == [p.name for p in blobs]
+    blobs[0].write_bytes(b"a swapped blob")
+    (cache / "planted.blob").write_bytes(b"not OpenVINO's")
+    rt = Runtime.open(tiny_ir, precision="f32", cache_dir=cache, capabilities=NO_BF16)
+    assert len(rt.predict(*_frame(1))) > 0  # compiled again, not loaded from the swapped blob
+    assert not (cache / "planted.blob").exists() and blobs[0].read_bytes() != b"a swapped blob"
+    again = HashLedger(cache).recorded()
+    assert sorted(again) == sorted(recorded) and again[blobs[0].name] == file_sha256(blobs[0])  # the new blob
+
+
 def test_openvino_backend_imports_no_torch(tiny_ir):
     res = predict_without_torch(tiny_ir, (100, 150), ", precision='auto', cache_dir=''",
                                 "print('ok', rt.backend.precision)\n")
