@@ -14,7 +14,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "calibnet.modeling": ("CalibNet",),
-    "calibnet.checkpoint": ("load_checkpoint", "save_checkpoint", "read_state_dict", "CheckpointMismatchError"),
+    "calibnet.checkpoint": ("load_checkpoint", "save_checkpoint", "read_state_dict", "CheckpointMismatchError",
+                            "UnsafeCheckpointError"),
     "calibnet.params": ("count_parameters",),
     "calibnet.builder": ("build_model",),
     "calibnet.evaluation.coco_eval": ("evaluate_coco",),

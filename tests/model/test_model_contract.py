@@ -70,7 +70,7 @@ def test_checkpoint_with_arbitrary_objects_is_refused(tmp_path):
     import argparse
 
     torch.save({"model": {"a": torch.zeros(1)}, "args": argparse.Namespace(x=1)}, tmp_path / "evil.pth")
-    with pytest.raises(RuntimeError, match="weights_only"):
+    with pytest.raises(calibnet.UnsafeCheckpointError, match="evil.pth: refused: the file asks for argparse.Namespace"):
         calibnet.read_state_dict(tmp_path / "evil.pth")
 
 

@@ -426,6 +426,24 @@ def test_calibnet_serve_refuses_hostile_requests_alone(tiny, tmp_path):
 # ---------------------------------------------------------------- generated Triton repository
 
 
+def _bls_model_initializes(repo: Path, onnx_path: Path) -> None:
+    """The BLS model of a generated repository, initialized as Triton does (its config as JSON): the network's
+    outputs and the input limits come from its config.pbtxt."""
+    import onnx
+    from google.protobuf import json_format, text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from calibnet.runtime.core.limits import default_limits
+    from calibnet.serving.triton_python import TritonPythonModel
+
+    cfg = text_format.Parse((repo / "calibnet" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    model = TritonPythonModel()
+    model.initialize({"model_config": json.dumps(json_format.MessageToDict(cfg, preserving_proto_field_name=True)),
+                      "model_repository": str(repo / "calibnet"), "model_version": "1"})
+    outputs = [o.name for o in onnx.load(str(onnx_path), load_external_data=False).graph.output]
+    assert model.runtime.backend.output_names == outputs and model.limits == default_limits() and model.batched
+
+
 @pytest.mark.slow
 def test_triton_repo_python_variant_runs_in_the_bundled_tritonserver(tiny, tmp_path):
     _need("pytriton", "nvidia-pytriton, which bundles tritonserver")
@@ -445,6 +463,7 @@ def test_triton_repo_python_variant_runs_in_the_bundled_tritonserver(tiny, tmp_p
     assert "MultiscaleDeformableAttnPlugin_TRT" in (trt_repo / "README.md").read_text()
     cfg = ort_repo / "calibnet_net" / "config.pbtxt"
     assert "/tmp" not in cfg.read_text() and '"/models/calibnet_net/trt_cache"' in cfg.read_text()
+    _bls_model_initializes(ort_repo, path)
     cfg.write_text(cfg.read_text().replace('name: "valid_hw"', 'name: "valid_size"'))
     with pytest.raises(RepoError, match="valid_size"):
         validate_triton_repo(ort_repo)
