@@ -25,14 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from ..data.coco import ImageRecord, decode_segmentation, load_records
 from ..data.registry import DatasetError, DatasetSpec, path_inside
 from ..runtime.core.depth import DepthFormat, depth_to_u8
 from ..runtime.core.errors import InputError
-from ..runtime.core.readers import read_depth, read_rgb
+from ..runtime.core.readers import read_depth, read_gray, read_rgb
 from .stats import SALIENCY_THRESHOLD, ImageStats, image_statistics, summarize
 
 __all__ = ["SALIENCY_SUFFIXES", "DatasetAnalysis", "analyze_dataset", "read_saliency_map", "saliency_path"]
@@ -56,11 +55,7 @@ def read_saliency_map(path: str | Path) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"salient-object map not found: {p}")
-    try:
-        with Image.open(p) as img:
-            return np.array(img.convert("L"))
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise InputError(f"cannot read salient-object map {p}: {exc}") from None
+    return read_gray(p)
 
 
 @dataclass

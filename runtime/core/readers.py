@@ -1,11 +1,12 @@
-"""The one RGB reader and the one depth reader of calibnet (infer, eval, train, bench, analysis, serving).
+"""The image readers of calibnet (infer, eval, train, bench, analysis, serving): RGB, gray and depth.
 
-Both read a file as the official data mapper does (detectron2's ``read_image``: Pillow, then the EXIF
+They read a file as the official data mapper does (detectron2's ``read_image``: Pillow, then the EXIF
 orientation, which ``ImageOps.exif_transpose`` applies identically). :func:`read_rgb` gives uint8 [H,W,3] RGB;
-:func:`read_depth` gives the map as stored for :func:`calibnet.runtime.core.depth.depth_to_u8`: uint8 for 8-bit
-images (the first channel of a gray map saved as RGB), uint16 / int32 / float32 for 16-bit, 32-bit and float
-images, a ``.npy`` file's array, and OpenCV's reading of what Pillow cannot decode (multi-channel float TIFF,
-Radiance HDR, OpenEXR, PFM). Both take a path or the bytes of an encoded file (the served model's requests).
+:func:`read_gray` uint8 [H,W] (salient-object maps); :func:`read_depth` gives the map as stored for
+:func:`calibnet.runtime.core.depth.depth_to_u8`: uint8 for 8-bit images (the first channel of a gray map saved as
+RGB), uint16 / int32 / float32 for 16-bit, 32-bit and float images, a ``.npy`` file's array, and OpenCV's reading
+of what Pillow cannot decode (multi-channel float TIFF, Radiance HDR, OpenEXR, PFM). All take a path or the bytes
+of an encoded file (the served model's requests).
 
 Inputs come from other people: each is sized from its header (Pillow's lazy open, the ``.npy`` header, or
 :func:`header_size` for what only OpenCV decodes) and refused by :class:`~calibnet.runtime.core.limits.InputLimits`
@@ -31,7 +32,7 @@ from .errors import InputError
 from .filecheck import one_line
 from .limits import InputLimits, default_limits
 
-__all__ = ["PIL_FORMATS", "header_size", "read_depth", "read_rgb"]
+__all__ = ["PIL_FORMATS", "header_size", "read_depth", "read_gray", "read_rgb"]
 
 #: the only formats Pillow is asked to open (no EPS, which runs Ghostscript, nor other rarely used decoders)
 PIL_FORMATS = ("PNG", "JPEG", "MPO", "TIFF", "BMP", "PPM", "WEBP")
@@ -75,16 +76,27 @@ def _open(f: Path | io.BytesIO, name: str, what: str, limits: InputLimits) -> Im
         raise _NotForPillow(f"cannot read {what} {name}: {one_line(exc)}") from None
 
 
-def read_rgb(src: Source, limits: InputLimits | None = None) -> np.ndarray:
-    """uint8 [H,W,3] RGB image of a file or of an encoded file's bytes, EXIF orientation applied;
-    :class:`InputError` naming the input (also when it exceeds ``limits``, default :func:`default_limits`)."""
+def _read_image(src: Source, limits: InputLimits | None, mode: str) -> np.ndarray:
+    """The image of a file or of an encoded file's bytes in Pillow's ``mode``, EXIF orientation applied."""
     limits = limits or default_limits()
     f, name = _source(src, "image", limits)
     img = _open(f, name, "image", limits)
     try:
-        return np.array(img.convert("RGB"))
+        return np.array(img.convert(mode))
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"cannot read image {name}: {one_line(exc)}") from None
+
+
+def read_rgb(src: Source, limits: InputLimits | None = None) -> np.ndarray:
+    """uint8 [H,W,3] RGB image of a file or of an encoded file's bytes, EXIF orientation applied;
+    :class:`InputError` naming the input (also when it exceeds ``limits``, default :func:`default_limits`)."""
+    return _read_image(src, limits, "RGB")
+
+
+def read_gray(src: Source, limits: InputLimits | None = None) -> np.ndarray:
+    """uint8 [H,W] gray image (Pillow's luminance of a colour one), EXIF orientation applied, of a file or of an
+    encoded file's bytes (e.g. a salient-object map); :class:`InputError` naming the input."""
+    return _read_image(src, limits, "L")
 
 
 def read_depth(src: Source, limits: InputLimits | None = None) -> np.ndarray:
