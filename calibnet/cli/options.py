@@ -10,6 +10,8 @@ option of one command goes into that command's module.
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from .app import CliError
 
 __all__ = ["add_model", "open_options", "open_runtime", "add_checkpoint", "checkpoint_files", "add_input_size", "hw",
            "add_threads", "add_dataset", "dataset_specs", "add_depth", "depth_format", "add_input_limits",
-           "input_limits", "add_output", "presets_help", "backends_help"]
+           "input_limits", "non_negative", "add_output", "presets_help", "backends_help"]
 
 Group = Any  # an ArgumentParser or an argument group
 
@@ -195,26 +197,41 @@ def depth_format(args: argparse.Namespace) -> DepthFormat:
         raise CliError(str(exc)) from None
 
 
+def non_negative(kind: type[int] | type[float]) -> Callable[[str], float]:
+    """An argparse type: a finite ``kind`` (int or float) >= 0."""
+    def convert(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+        return value
+
+    return convert
+
+
 def add_input_limits(parser: Group) -> Group:
     """``--max-pixels`` / ``--max-input-mb``: the input limits (:mod:`calibnet.runtime.core.limits`), checked from
     each input's header before it is decoded."""
-    parser.add_argument("--max-pixels", type=int,
+    parser.add_argument("--max-pixels", type=non_negative(int),
                         help=f"refuse images and depth maps with more pixels, before decoding them (default "
                              f"{MAX_PIXELS:,} or ${PIXELS_ENV}; 0: no limit)")
-    parser.add_argument("--max-input-mb", type=float,
-                        help=f"refuse larger input files without reading them (default {MAX_INPUT_BYTES // 2**20} "
-                             f"MiB or ${BYTES_ENV} bytes; 0: no limit)")
+    parser.add_argument("--max-input-mb", type=non_negative(float),
+                        help=f"refuse larger input files and request inputs without decoding them (default "
+                             f"{MAX_INPUT_BYTES / 2**20:g} MiB or ${BYTES_ENV} bytes; 0: no limit)")
     return parser
 
 
 def input_limits(args: argparse.Namespace) -> InputLimits:
-    """The :class:`InputLimits` of :func:`add_input_limits`'s options over the defaults (:func:`default_limits`)."""
+    """The :class:`InputLimits` of :func:`add_input_limits`'s options over the defaults (:func:`default_limits`:
+    a bad ``$CALIBNET_MAX_...`` value is a :class:`CliError`)."""
     try:
         base = default_limits()
-        return InputLimits(base.max_pixels if args.max_pixels is None else args.max_pixels,
-                           base.max_bytes if args.max_input_mb is None else int(args.max_input_mb * 2**20))
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    return InputLimits(base.max_pixels if args.max_pixels is None else int(args.max_pixels),
+                       base.max_bytes if args.max_input_mb is None else int(args.max_input_mb * 2**20))
 
 
 def add_output(parser: Group, default: str, what: str = "output folder") -> Group:

@@ -9,10 +9,15 @@ each batch runs as one call of the runtime; --instances N runs N model instances
 Endpoints: /v2/health/live, /v2/health/ready, /v2/models/calibnet/ready; Prometheus metrics on --metrics-port.
 SIGTERM or SIGINT stops the server cleanly (exit code 0).
 
-A bad request (an undecodable image, RGB and depth of different sizes, a missing input, bad depth parameters)
-is answered with an error that says what is wrong, and the server goes on serving. The valid requests that
-shared a dynamic batch with a bad one are answered with an error marked [calibnet:batch-rejected]; the client
-helper (calibnet.serving.client.CalibnetClient) sends them again.
+A bad request (an undecodable or oversized image, RGB and depth of different sizes, a missing input, bad depth
+parameters, anything that fails while it is decoded) is refused alone: its answer's error output holds one line
+saying what is wrong and the request id, the other requests of its dynamic batch are answered, and the server
+goes on serving (calibnet.serving.client.CalibnetClient raises ServingError with that line). No server path or
+traceback reaches a client.
+
+Limits (docs/security.md): every image and depth map is refused from its header, before it is decoded, above
+--max-pixels, and every input above --max-input-mb; a request that waits longer than --timeout-s for the model
+is refused, and at most --max-queue requests wait. The server binds 127.0.0.1 unless --address says otherwise.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ import argparse
 import logging
 
 from calibnet.runtime.core.filecheck import file_problem
+from calibnet.runtime.core.limits import REQUEST_TIMEOUT_S
 from calibnet.serving.server import serve
 
 from .app import CliError, parser, run_cli
-from .options import add_model, open_options
+from .options import add_input_limits, add_model, input_limits, non_negative, open_options
 
 PROG = "calibnet-serve"
 
@@ -44,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long the batcher waits for more requests, microseconds (default 2000)")
     s.add_argument("--instances", type=int, default=1, help="model instances, each with its own runtime")
     s.add_argument("--log-verbose", type=int, default=0, help="Triton's log verbosity")
+    lim = add_input_limits(p.add_argument_group("limits"))
+    lim.add_argument("--timeout-s", type=non_negative(float), default=REQUEST_TIMEOUT_S,
+                     help=f"refuse a request that waits longer for the model, seconds (default {REQUEST_TIMEOUT_S:g}; "
+                          "0: no timeout)")
+    lim.add_argument("--max-queue", type=non_negative(int), default=0,
+                     help="refuse requests beyond this many waiting (default 0: 4 x --max-batch x --instances)")
     return p
 
 
@@ -59,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"PyTriton is not installed: pip install 'calibnet[serving]' ({exc})") from None
     return serve(args.model, port=args.port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
                  max_batch=args.max_batch, instances=args.instances, options=open_options(args),
-                 batch_delay_us=args.batch_delay_us, address=args.address, log_verbose=args.log_verbose)
+                 batch_delay_us=args.batch_delay_us, address=args.address, log_verbose=args.log_verbose,
+                 limits=input_limits(args), timeout_s=args.timeout_s, max_queue=args.max_queue)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,7 +58,7 @@ from ..runtime.core.prediction import Prediction
 
 __all__ = ["MODEL_NAME", "TensorSpec", "INPUTS", "OUTPUTS", "DEPTH_PARAMETERS", "REQUEST_ID", "Frame",
            "decode_request", "encode_prediction", "encode_refusal", "public_reason", "prediction_from_outputs",
-           "refusal_of", "request_id", "rle_to_json"]
+           "queue_size", "refusal_of", "request_id", "rle_to_json"]
 
 #: the name of the served model, in every way of serving
 MODEL_NAME = "calibnet"
@@ -243,6 +243,12 @@ def request_id(parameters: Mapping[str, Any] | None) -> str:
     """The request's ``request_id`` parameter when it is a plain name, else a new random one."""
     given = str((parameters or {}).get(REQUEST_ID, ""))
     return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+
+
+def queue_size(max_batch: int, instances: int) -> int:
+    """How many requests may wait for the model in every server of this package unless told otherwise: four
+    dynamic batches per instance (Triton refuses the ones beyond at once)."""
+    return 4 * max(1, max_batch) * max(1, instances)
 
 
 def public_reason(exc: BaseException) -> str:

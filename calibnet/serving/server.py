@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..runtime.core.errors import InputError
-from ..runtime.core.limits import InputLimits, default_limits
+from ..runtime.core.limits import REQUEST_TIMEOUT_S, InputLimits, default_limits
 from ..runtime.core.prediction import Prediction
 from ..runtime.core.runtime import OpenOptions, Runtime
 from .protocol import (
@@ -48,6 +48,7 @@ from .protocol import (
     encode_prediction,
     encode_refusal,
     public_reason,
+    queue_size,
     request_id,
 )
 from .stub_env import stub_process_env, stub_python_env
@@ -55,8 +56,6 @@ from .stub_env import stub_process_env, stub_python_env
 __all__ = ["CalibnetInfer", "answer_requests", "predict_frames", "serve"]
 
 LOG = logging.getLogger("calibnet.serving")
-#: default per-request timeout of calibnet-serve (seconds a request may wait for the model)
-DEFAULT_TIMEOUT_S = 30.0
 #: Triton APIs closed to clients (PyTriton's defaults and the model config)
 RESTRICTED_APIS = ["shared-memory", "model-repository", "statistics", "trace", "logging", "model-config"]
 
@@ -146,12 +145,12 @@ def _pytriton_tensors(specs: Sequence[Any]) -> list[Any]:
 def serve(model: str | Path, port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002,
           max_batch: int = 8, instances: int = 1, options: OpenOptions | None = None, batch_delay_us: int = 2000,
           address: str = "127.0.0.1", stop: threading.Event | None = None, log_verbose: int = 0,
-          limits: InputLimits | None = None, timeout_s: float = DEFAULT_TIMEOUT_S, max_queue: int = 0) -> int:
+          limits: InputLimits | None = None, timeout_s: float = REQUEST_TIMEOUT_S, max_queue: int = 0) -> int:
     """Serve ``model`` until SIGTERM/SIGINT (or ``stop`` is set); returns the exit code (0 after a clean
     stop). ``max_batch`` 1 turns dynamic batching off; ``options``: how each instance opens the model. ``limits``:
     the input limits of every request (default :func:`~calibnet.runtime.core.limits.default_limits`);
     ``timeout_s``: a request waiting longer for the model is refused (0: no timeout); ``max_queue``: requests
-    allowed to wait (default 4 x max batch x instances)."""
+    allowed to wait (0: :func:`~calibnet.serving.protocol.queue_size`, 4 x max batch x instances)."""
     from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy, TimeoutAction
     from pytriton.server import triton_server
     from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
@@ -174,9 +173,9 @@ def serve(model: str | Path, port: int = 8000, grpc_port: int = 8001, metrics_po
     config = TritonConfig(http_address=address, http_port=port, grpc_address=address, grpc_port=grpc_port,
                           metrics_port=metrics_port, log_verbose=log_verbose, exit_timeout_secs=5)
     batching = max_batch > 1
+    max_queue = max_queue or queue_size(max_batch, len(callables))
     queue = QueuePolicy(timeout_action=TimeoutAction.REJECT, default_timeout_microseconds=int(timeout_s * 1e6),
-                        allow_timeout_override=True,
-                        max_queue_size=max_queue or 4 * max(1, max_batch) * len(callables))
+                        allow_timeout_override=True, max_queue_size=max_queue)
     model_config = ModelConfig(batching=True, max_batch_size=max(1, max_batch),
                                batcher=DynamicBatcher(max_queue_delay_microseconds=batch_delay_us if batching else 0,
                                                       default_queue_policy=queue))
@@ -190,6 +189,9 @@ def serve(model: str | Path, port: int = 8000, grpc_port: int = 8001, metrics_po
         print(f"calibnet-serve: model {MODEL_NAME!r} ({Path(model).name}, {callables[0].runtime.backend.name}) on "
               f"http://{address}:{port} and grpc {address}:{grpc_port}, max batch {max_batch}, "
               f"{len(callables)} instance(s)", flush=True)
+        print(f"calibnet-serve: limits: {limits.summary()}; a request waits "
+              + (f"at most {timeout_s:g} s" if timeout_s else "without a timeout")
+              + f" for the model, at most {max_queue} wait", flush=True)
         while not stop.wait(0.5):
             if not triton.is_alive():
                 print("calibnet-serve: error: Triton stopped unexpectedly", file=sys.stderr, flush=True)

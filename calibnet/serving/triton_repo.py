@@ -31,9 +31,9 @@ from typing import Any
 from google.protobuf import text_format
 
 from ..runtime.core.contract import PLUGIN_NAME, ModelMetadata
-from ..runtime.core.limits import InputLimits, default_limits
+from ..runtime.core.limits import REQUEST_TIMEOUT_S, InputLimits, default_limits
 from ..runtime.core.targets import read_metadata
-from .protocol import INPUTS, MODEL_NAME, OUTPUTS, TensorSpec
+from .protocol import INPUTS, MODEL_NAME, OUTPUTS, TensorSpec, queue_size
 from .triton_python import METADATA_FILE
 
 __all__ = ["VARIANTS", "NETWORK_MODEL", "write_triton_repo", "validate_triton_repo", "pbtxt_string", "RepoError"]
@@ -147,7 +147,7 @@ def _calibnet_config(max_batch: int, instances: int, params: dict[str, str], bat
     if max_batch > 1:
         lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {batch_delay_us} default_queue_policy {{ "
                      f"timeout_action: REJECT default_timeout_microseconds: {int(timeout_s * 1e6)} "
-                     f"allow_timeout_override: true max_queue_size: {4 * max_batch * instances} }} }}")
+                     f"allow_timeout_override: true max_queue_size: {queue_size(max_batch, instances)} }} }}")
     lines += [f"parameters {{ key: {pbtxt_string(k)} value {{ string_value: {pbtxt_string(v)} }} }}"
               for k, v in params.items()]
     return "\n".join(lines) + "\n"
@@ -213,7 +213,7 @@ tritonserver --model-repository /models --backend-config=tensorrt,plugins="/plug
 def write_triton_repo(onnx_path: str | Path, out_dir: str | Path, variant: str = "onnxruntime",
                       engine: str | Path | None = None, max_batch: int = 8, instances: int = 1,
                       fp16: bool = True, threads: int = 0, batch_delay_us: int = 2000,
-                      overwrite: bool = True, limits: InputLimits | None = None, timeout_s: float = 30.0,
+                      overwrite: bool = True, limits: InputLimits | None = None, timeout_s: float = REQUEST_TIMEOUT_S,
                       mount: str = DEFAULT_MOUNT) -> Path:
     """Write a Triton model repository for ``onnx_path`` into ``out_dir`` (see the module docs) and validate it;
     returns ``out_dir``. ``engine``: the TensorRT plan for the ``tensorrt`` variant; ``max_batch``: dynamic

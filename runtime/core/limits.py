@@ -5,7 +5,9 @@ Every image, depth map, ``.npy`` file, raw tensor of a request and video or came
 :attr:`InputLimits.max_pixels`; an encoded file or request input larger than :attr:`InputLimits.max_bytes` is
 refused before it is read. calibnet-infer, calibnet-serve, the Ray job and the training / evaluation data all
 use :func:`default_limits` unless told otherwise (``--max-pixels``, ``--max-input-mb``,
-``$CALIBNET_MAX_PIXELS``, ``$CALIBNET_MAX_INPUT_BYTES``; 0 turns a limit off). See docs/security.md.
+``$CALIBNET_MAX_PIXELS``, ``$CALIBNET_MAX_INPUT_BYTES``; 0 turns a limit off). A served request also waits at most
+:data:`REQUEST_TIMEOUT_S` for the model (calibnet-serve's ``--timeout-s``, the generated Triton repository). See
+docs/security.md.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from dataclasses import dataclass
 
 from .errors import InputError
 
-__all__ = ["MAX_PIXELS", "MAX_INPUT_BYTES", "PIXELS_ENV", "BYTES_ENV", "InputLimits", "LimitExceeded",
-           "default_limits"]
+__all__ = ["MAX_PIXELS", "MAX_INPUT_BYTES", "PIXELS_ENV", "BYTES_ENV", "REQUEST_TIMEOUT_S", "InputLimits",
+           "LimitExceeded", "default_limits"]
 
 #: default pixel limit (width x height) of one frame: 40 MP (each kept mask is a full-size array)
 MAX_PIXELS = 40_000_000
@@ -25,6 +27,8 @@ MAX_INPUT_BYTES = 256 * 2**20
 #: environment variables that change the defaults (an integer; 0: no limit)
 PIXELS_ENV = "CALIBNET_MAX_PIXELS"
 BYTES_ENV = "CALIBNET_MAX_INPUT_BYTES"
+#: default seconds a served request may wait for the model before it is refused (0: no timeout)
+REQUEST_TIMEOUT_S = 30.0
 
 
 class LimitExceeded(InputError):
@@ -42,6 +46,12 @@ class InputLimits:
         if self.max_pixels < 0 or self.max_bytes < 0:
             raise ValueError(f"input limits must be >= 0 (0: no limit), got max_pixels={self.max_pixels}, "
                              f"max_bytes={self.max_bytes}")
+
+    def summary(self) -> str:
+        """``"40 MP and 256 MiB per input"`` (``no ... limit`` for a limit of 0)."""
+        pixels = f"{self.max_pixels / 1e6:g} MP" if self.max_pixels else "no pixel limit"
+        size = f"{self.max_bytes / 2**20:g} MiB" if self.max_bytes else "no byte limit"
+        return f"{pixels} and {size} per input"
 
     def check_size(self, width: int, height: int, what: str) -> None:
         """:class:`LimitExceeded` naming ``what`` when a ``width`` x ``height`` frame exceeds :attr:`max_pixels`;

@@ -72,6 +72,8 @@ def test_limits_are_configurable_and_bytes_are_checked_before_reading(tmp_path, 
     monkeypatch.setenv("CALIBNET_MAX_PIXELS", "lots")
     with pytest.raises(ValueError, match="CALIBNET_MAX_PIXELS"):
         default_limits()
+    assert InputLimits(1999, 3 * 2**20).summary() == "0.001999 MP and 3 MiB per input"  # what calibnet-serve prints
+    assert InputLimits(0, 0).summary() == "no pixel limit and no byte limit per input"
 
 
 def test_npy_headers_are_checked_before_the_data_is_allocated(tmp_path):

@@ -325,16 +325,6 @@ def test_calibnet_serve_under_concurrent_http_and_grpc_clients(tiny):
     assert largest > 1, sizes[0]  # the dynamic batcher put concurrent same-size frames together
 
 
-SERVE_SMALL_LIMITS = """\
-import sys
-from calibnet.runtime.core.limits import InputLimits
-from calibnet.serving.server import serve
-http, grpc, metrics = (int(p) for p in sys.argv[2:5])
-sys.exit(serve(sys.argv[1], port=http, grpc_port=grpc, metrics_port=metrics, max_batch=4, threads=1,
-               batch_delay_us=1_000_000, limits=InputLimits(max_pixels=100_000, max_bytes=2 * 2**20)))
-"""
-
-
 def _status(pid: int, key: str) -> int:
     text = Path(f"/proc/{pid}/status").read_text()
     return int(text.split(f"{key}:", 1)[1].split()[0]) * 1024
@@ -342,11 +332,11 @@ def _status(pid: int, key: str) -> int:
 
 @pytest.mark.slow
 def test_calibnet_serve_refuses_hostile_requests_alone(tiny, tmp_path):
-    """calibnet-serve with limits of 0.1 MP and 2 MiB: bombs, an oversized raw tensor, an oversized encoded input
-    and a request past its queue timeout are each refused with one line (no server path, a request id), the
-    server's peak RSS growing by less than SERVER_RSS_BOUND meanwhile (the smallest bomb decodes to 169 MB); four
-    concurrent requests that share one dynamic batch, one of them a decompression bomb: the other three are
-    answered."""
+    """calibnet-serve --max-pixels 100000 --max-input-mb 2 (limits of 0.1 MP and 2 MiB, printed when it starts):
+    bombs, an oversized raw tensor, an oversized encoded input and a request past its queue timeout are each
+    refused with one line (no server path, a request id), the server's peak RSS growing by less than
+    SERVER_RSS_BOUND meanwhile (the smallest bomb decodes to 169 MB); four concurrent requests that share one
+    dynamic batch, one of them a decompression bomb: the other three are answered."""
     _need("pytriton", "nvidia-pytriton, the Triton server calibnet-serve runs")
     _need("tritonclient.grpc", "tritonclient[http,grpc]")
     from tritonclient.utils import InferenceServerException
@@ -358,7 +348,10 @@ def test_calibnet_serve_refuses_hostile_requests_alone(tiny, tmp_path):
     data = _bomb_folder(tmp_path)
     good_rgb, good_depth = (data / "RGB" / "00.jpg").read_bytes(), (data / "depth" / "00.png").read_bytes()
     http, grpc, metrics = _free_ports(3)
-    proc = subprocess.Popen([sys.executable, "-c", SERVE_SMALL_LIMITS, str(path), str(http), str(grpc), str(metrics)],
+    proc = subprocess.Popen([sys.executable, "-m", "calibnet.cli.serve", str(path), "--port", str(http),
+                             "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--max-batch", "4",
+                             "--threads", "1", "--batch-delay-us", "1000000", "--max-pixels", "100000",
+                             "--max-input-mb", "2", "--timeout-s", "20"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         ref = _references(path, frames[:1])[0]
@@ -423,6 +416,8 @@ def test_calibnet_serve_refuses_hostile_requests_alone(tiny, tmp_path):
     assert rc == 0, out[-3000:]
     sizes = [line for line in out.splitlines() if "calibnet-serve: stopping after" in line]
     assert sizes and sizes[0].rstrip(")").endswith("largest 4"), out[-2000:]  # the four shared one batch
+    assert ("calibnet-serve: limits: 0.1 MP and 2 MiB per input; a request waits at most 20 s for the model, "
+            "at most 16 wait") in out, out[-2000:]
     assert "Traceback" not in out
 
 
