@@ -159,7 +159,7 @@ def _inputs(src: BatchInputs, log: BatchLog, fmt: DepthFormat, limits: InputLimi
     format)."""
     if src.bag or src.realsense or src.realsense_bag:
         robot = robot_inputs(fmt, log.done, src.max_frames, src.bag, src.rgb_topic, src.depth_topic, src.max_skew_ms,
-                             src.realsense_bag, limits.max_pixels)
+                             src.realsense_bag, limits)
         items = ((Task(key, image), fr) for key, image, fr in robot.items)
         return _Inputs(items, robot.total, True, robot.fps, robot.skipped, robot)
     if src.video:

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from ..core.depth import DepthFormat
+from ..core.limits import InputLimits
 from ..core.prediction import Prediction
 from .bagwriter import BagWriter
 from .rerunlog import RerunLogger
 from .sources import BagSource, Frame, FrameError, RealSenseSource
-from .sources.bag import MAX_PIXELS
 from .sources.pairing import median_period_ns
 
 __all__ = ["RobotInputs", "RobotOutputs", "continued", "robot_inputs"]
@@ -57,21 +57,21 @@ def _image(frame: Frame | FrameError) -> dict[str, Any]:
 
 def robot_inputs(fmt: DepthFormat, done: Callable[[str], bool], max_frames: int = 0, bag: str | Path | None = None,
                  rgb_topic: str | None = None, depth_topic: str | None = None, max_skew_ms: float | None = None,
-                 realsense_bag: str | Path | None = None, max_pixels: int = MAX_PIXELS) -> RobotInputs:
+                 realsense_bag: str | Path | None = None, limits: InputLimits | None = None) -> RobotInputs:
     """The frames of ``bag`` (a :class:`BagSource`), else of a RealSense camera or ``realsense_bag``, that
-    ``done(key)`` has not finished, at most ``max_frames`` (0: all), none larger than ``max_pixels``. ``fmt``: the
-    run's depth format (its near / far in metres, its direction); the depth format of the frames is the
-    source's with that direction."""
+    ``done(key)`` has not finished, at most ``max_frames`` (0: all), none beyond ``limits`` (default
+    :func:`~calibnet.runtime.core.limits.default_limits`). ``fmt``: the run's depth format (its near / far in
+    metres, its direction); the depth format of the frames is the source's with that direction."""
     if bag is not None:
         src: BagSource | RealSenseSource = BagSource(bag, rgb_topic, depth_topic, max_skew_ms, fmt.near, fmt.far,
-                                                     max_pixels=max_pixels)
+                                                     limits=limits)
         plan = src.frames[:max_frames] if max_frames else src.frames
         todo = {f.index for f in plan if not done(str(f.index))}
         period = median_period_ns([f.stamp_ns for f in plan])
         items = ((str(f.meta["index"]), _image(f), f) for f in src.read(todo))
         return RobotInputs(items, len(todo), len(plan) - len(todo), 1e9 / period if period else 30.0, src,
                            replace(src.depth_format, direction=fmt.direction))
-    rs = RealSenseSource(realsense_bag, max_skew_ms=max_skew_ms, near=fmt.near, far=fmt.far, max_pixels=max_pixels)
+    rs = RealSenseSource(realsense_bag, max_skew_ms=max_skew_ms, near=fmt.near, far=fmt.far, limits=limits)
     depth_format = replace(rs.depth_format, direction=fmt.direction)  # (reads the first frames)
 
     def camera() -> Iterator[tuple[str, dict[str, Any], Frame | FrameError]]:

@@ -129,12 +129,12 @@ def test_a_message_that_cannot_be_decoded_is_that_frame_s_error_only(tmp_path, m
     b = write_synthetic_bag(tmp_path / "rec", n_color=4, hw=HW, depth_hz=30)
     real = bag_module.decode_color
 
-    def flaky(msg, max_pixels, what):
+    def flaky(msg, limits, what):
         if str(b.color_stamps[1]) in what:
             raise MemoryError("no room")  # not an InputError: still this frame's error, not the run's end
         if str(b.color_stamps[2]) in what:
             msg.data = msg.data[:10]  # a short message: the decoder's own InputError
-        return real(msg, max_pixels, what)
+        return real(msg, limits, what)
 
     monkeypatch.setattr(bag_module, "decode_color", flaky)
     items = list(BagSource(b.path))

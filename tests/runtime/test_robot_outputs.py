@@ -27,10 +27,12 @@ from calibnet.runtime.apps.rosmsgs import (  # noqa: E402
 )
 from calibnet.runtime.apps.sources import Frame  # noqa: E402
 from calibnet.runtime.apps.sources.rosimage import decode_color, decode_depth, stamp_ns  # noqa: E402
+from calibnet.runtime.core.limits import InputLimits  # noqa: E402
 from calibnet.runtime.core.postprocess import masks_to_boxes  # noqa: E402
 from calibnet.runtime.core.prediction import Prediction  # noqa: E402
 
 T0 = 1_700_000_000_123_456_789
+NO_LIMITS = InputLimits(0, 0)
 
 
 def prediction(seed: int, hw=(30, 40), k=4, tracked=False) -> Prediction:
@@ -112,9 +114,9 @@ def test_the_written_mcap_reads_back_with_rosbags(tmp_path):
             assert d.id == str(k + 1) and d.results[0].hypothesis.score == float(p.scores[k])
             x0, y0, x1, y1 = p.boxes[k]
             assert (d.bbox.center.position.x, d.bbox.size_x) == ((x0 + x1) / 2, x1 - x0)
-        assert ov.format == "jpeg" and decode_color(ov, 0).shape == f.rgb.shape
-        assert np.array_equal(decode_color(col, 0), f.rgb)
-    assert np.array_equal(decode_depth(got["/in/depth"][0], 0), frames[0].depth)
+        assert ov.format == "jpeg" and decode_color(ov, NO_LIMITS).shape == f.rgb.shape
+        assert np.array_equal(decode_color(col, NO_LIMITS), f.rgb)
+    assert np.array_equal(decode_depth(got["/in/depth"][0], NO_LIMITS), frames[0].depth)
     with pytest.raises(ValueError, match=r"\.mcap"):
         BagWriter(tmp_path / "out.bag")
 

@@ -14,10 +14,12 @@ from calibnet.runtime.apps.rosmsgs import image_message
 from calibnet.runtime.apps.sources.pairing import default_max_skew_ns, median_period_ns, nearest_stamps
 from calibnet.runtime.apps.sources.rosimage import decode_color, decode_depth, image_kind, stamp_ns
 from calibnet.runtime.core.errors import InputError
+from calibnet.runtime.core.limits import InputLimits
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8)
 MM = RNG.integers(0, 5000, (5, 7)).astype(np.uint16)
+NO_LIMITS = InputLimits(0, 0)
 
 
 def msg(**fields):
@@ -45,12 +47,12 @@ def raw(pixels, encoding, step=None, bigendian=False):
 def test_colour_encodings_and_padded_rows_decode_to_the_same_rgb(encoding, pixels, pad):
     m = raw(pixels, encoding, step=pixels.shape[1] * pixels.shape[2] + pad if pad else None)
     assert m.step == 7 * pixels.shape[2] + pad and image_kind(m) == "color"
-    out = decode_color(m, max_pixels=0)
+    out = decode_color(m, NO_LIMITS)
     assert out.dtype == np.uint8 and out.flags.c_contiguous and np.array_equal(out, RGB)
 
 
 def test_mono8_becomes_gray_rgb():
-    out = decode_color(raw(RGB[:, :, 0], "mono8", step=9), max_pixels=0)
+    out = decode_color(raw(RGB[:, :, 0], "mono8", step=9), NO_LIMITS)
     assert np.array_equal(out, np.repeat(RGB[:, :, :1], 3, axis=2))
 
 
@@ -59,29 +61,29 @@ def test_mono8_becomes_gray_rgb():
 def test_depth_16uc1_is_millimetres_and_32fc1_metres(bigendian, pad):
     m16 = raw(MM, "16UC1", step=14 + pad if pad else None, bigendian=bigendian)
     assert image_kind(m16) == "depth"
-    d16 = decode_depth(m16, max_pixels=0)
+    d16 = decode_depth(m16, NO_LIMITS)
     assert d16.dtype == np.float32 and np.array_equal(d16, MM.astype(np.float32) * np.float32(1e-3))
     metres = MM.astype(np.float32) / 1000
     metres[0, 0] = np.nan  # no reading
-    d32 = decode_depth(raw(metres, "32FC1", step=28 + pad if pad else None, bigendian=bigendian), max_pixels=0)
+    d32 = decode_depth(raw(metres, "32FC1", step=28 + pad if pad else None, bigendian=bigendian), NO_LIMITS)
     assert np.array_equal(d32, metres, equal_nan=True)
 
 
 def test_compressed_colour_and_compressed_depth():
     ok, jpg = cv2.imencode(".png", RGB[:, :, ::-1])
     color = msg(format="rgb8; png compressed bgr8", data=np.frombuffer(jpg.tobytes(), np.uint8))
-    assert image_kind(color) == "color" and np.array_equal(decode_color(color, max_pixels=0), RGB)
+    assert image_kind(color) == "color" and np.array_equal(decode_color(color, NO_LIMITS), RGB)
     ok, png = cv2.imencode(".png", MM)
     d16 = msg(format="16UC1; compressedDepth png", data=struct.pack("<iff", 0, 0, 0) + png.tobytes())
     assert image_kind(d16) == "depth"
-    assert np.array_equal(decode_depth(d16, max_pixels=0), MM.astype(np.float32) * np.float32(1e-3))
+    assert np.array_equal(decode_depth(d16, NO_LIMITS), MM.astype(np.float32) * np.float32(1e-3))
     # 32FC1: quantised inverse depth (compressed_depth_image_transport: inv = A / depth + B, 0 = no reading)
     qa, qb = 100.0 * 101.0, 1.0 - 100.0 * 101.0 / 10.0
     metres = np.array([[0.5, 1.0], [2.0, 0.0]], np.float32)
     inv = np.where(metres > 0, np.rint(qa / np.where(metres > 0, metres, 1) + qb), 0).astype(np.uint16)
     ok, png = cv2.imencode(".png", inv)
     d32 = msg(format="32FC1; compressedDepth png", data=struct.pack("<iff", 0, qa, qb) + png.tobytes())
-    out = decode_depth(d32, max_pixels=0)
+    out = decode_depth(d32, NO_LIMITS)
     assert np.isnan(out[1, 1]) and np.allclose(out[metres > 0], metres[metres > 0], rtol=2e-3)
 
 
@@ -89,21 +91,21 @@ def test_headers_are_checked_before_anything_is_allocated():
     huge = msg(height=200_000, width=200_000, encoding="rgb8", is_bigendian=0, step=600_000,
                data=np.zeros(16, np.uint8))
     with pytest.raises(InputError, match="larger than the limit"):
-        decode_color(huge, max_pixels=40_000_000)
+        decode_color(huge, InputLimits())
     with pytest.raises(InputError, match="bytes of data"):  # no limit: the data length still bounds it
-        decode_color(huge, max_pixels=0)
+        decode_color(huge, NO_LIMITS)
     short = raw(RGB, "rgb8")
     short.data = short.data[:-1]
     with pytest.raises(InputError, match="105 bytes of data, got step 21 and 104 bytes"):
-        decode_color(short, max_pixels=0)
+        decode_color(short, NO_LIMITS)
     narrow = raw(RGB, "rgb8")
     narrow.step = 20
     with pytest.raises(InputError, match="step >= 21"):
-        decode_color(narrow, max_pixels=0)
+        decode_color(narrow, NO_LIMITS)
     with pytest.raises(InputError, match="'yuv422'.*rgb8"):
-        decode_color(raw(RGB, "yuv422"), max_pixels=0)
+        decode_color(raw(RGB, "yuv422"), NO_LIMITS)
     with pytest.raises(InputError, match="rvl"):
-        decode_depth(msg(format="16UC1; compressedDepth rvl", data=np.zeros(40, np.uint8)), max_pixels=0)
+        decode_depth(msg(format="16UC1; compressedDepth rvl", data=np.zeros(40, np.uint8)), NO_LIMITS)
 
 
 def test_stamps_and_pairing_rule():

@@ -49,6 +49,7 @@ import numpy as np
 from ...core.depth import DepthFormat
 from ...core.errors import InputError, InputWarning
 from ...core.filecheck import one_line
+from ...core.limits import InputLimits, default_limits
 from ..optional import require
 from .files import Frame, FrameError
 from .pairing import default_max_skew_ns, nearest_stamps
@@ -57,9 +58,6 @@ from .rosimage import decode_color, decode_depth, encoding, image_kind, stamp_ns
 __all__ = ["BagSource", "PlannedFrame", "IMAGE_TYPES"]
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-#: largest frame decoded (width x height) by default, as batch runs refuse larger ones (runtime/apps/batch.py);
-#: to be the runtime's one input limit when there is one
-MAX_PIXELS = 40_000_000
 _MCAP_MAGIC = b"\x89MCAP0\r\n"
 # what follows the last whole record of a cut MCAP: a data-end record and a footer without summary (so the
 # reader scans the records), then the magic
@@ -168,17 +166,17 @@ class BagSource:
     ``rgb_topic``/``depth_topic``: the image topics (default: found by themselves); ``max_skew_ms``: the pairing
     window (default: half the depth topic's median period); ``near``/``far``: the depth range in metres
     (default: measured on the first ``range_frames`` depth messages); ``errors``: ``"yield"`` (an unpaired or
-    undecodable colour frame comes as a FrameError) or ``"raise"``; ``max_pixels``: larger images are refused
-    before they are decoded. Opening reads the stamps; InputError for a bag that cannot be read or whose topics
-    are ambiguous.
+    undecodable colour frame comes as a FrameError) or ``"raise"``; ``limits``: larger images are refused
+    before they are decoded (default :func:`~calibnet.runtime.core.limits.default_limits`). Opening reads the
+    stamps; InputError for a bag that cannot be read or whose topics are ambiguous.
     """
 
     def __init__(self, path: str | Path, rgb_topic: str | None = None, depth_topic: str | None = None,
                  max_skew_ms: float | None = None, near: float | None = None, far: float | None = None,
-                 errors: str = "yield", range_frames: int = 10, max_pixels: int = MAX_PIXELS) -> None:
+                 errors: str = "yield", range_frames: int = 10, limits: InputLimits | None = None) -> None:
         if errors not in ("yield", "raise"):
             raise ValueError(f"errors must be 'yield' or 'raise', got {errors!r}")
-        self.path, self.errors, self.max_pixels = Path(path), errors, max_pixels
+        self.path, self.errors, self.limits = Path(path), errors, limits or default_limits()
         self.range_frames = range_frames
         self._rosbags = require("rosbags.highlevel", "reading ROS bags")
         self._typestores = require("rosbags.typesys", "reading ROS bags")
@@ -333,7 +331,7 @@ class BagSource:
                 if n >= self.range_frames:
                     break
                 try:
-                    yield decode_depth(msg, self.max_pixels, self.depth_topic)
+                    yield decode_depth(msg, self.limits, self.depth_topic)
                 except InputError:
                     continue
                 n += 1
@@ -393,8 +391,8 @@ class BagSource:
                 raise InputError(f"no depth message within {self.max_skew_ns / 1e6:.1f} ms of this colour frame "
                                  f"({nearest}; max_skew_ms / --max-skew-ms widens the window)")
             try:
-                rgb = decode_color(color_msg, self.max_pixels, f"{self.rgb_topic} message {f.stamp_ns}")
-                depth = decode_depth(depth_msg, self.max_pixels, f"{self.depth_topic} message {f.depth_stamp_ns}")
+                rgb = decode_color(color_msg, self.limits, f"{self.rgb_topic} message {f.stamp_ns}")
+                depth = decode_depth(depth_msg, self.limits, f"{self.depth_topic} message {f.depth_stamp_ns}")
             except InputError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one bad message must not end a run over the bag

@@ -32,8 +32,8 @@ import numpy as np
 from ...core.depth import DepthFormat
 from ...core.errors import InputError
 from ...core.filecheck import one_line
+from ...core.limits import InputLimits, default_limits
 from ..optional import require
-from .bag import MAX_PIXELS
 from .files import Frame, FrameError
 from .pairing import nearest_stamps
 from .rosimage import to_rgb
@@ -43,18 +43,19 @@ __all__ = ["RealSenseSource"]
 
 class RealSenseSource:
     """RGB-D frames of a RealSense camera or recording (see the module doc). ``timeout_s``: how long to wait for
-    a frame before a live camera counts as lost (InputError)."""
+    a frame before a live camera counts as lost (InputError); ``limits``: streams with larger frames are refused
+    when they start (default :func:`~calibnet.runtime.core.limits.default_limits`)."""
 
     def __init__(self, recording: str | Path | None = None, serial: str | None = None,
                  size: tuple[int, int] = (640, 480), fps: int = 30, max_skew_ms: float | None = None,
                  near: float | None = None, far: float | None = None, range_frames: int = 10,
-                 timeout_s: float = 5.0, max_pixels: int = MAX_PIXELS) -> None:
+                 timeout_s: float = 5.0, limits: InputLimits | None = None) -> None:
         self.rs = require("pyrealsense2", "reading a RealSense camera or recording")
         self.recording = Path(recording) if recording is not None else None
         if self.recording is not None and not self.recording.is_file():
             raise InputError(f"RealSense recording not found: {self.recording}")
         self.serial, self.size, self.fps = serial, size, fps
-        self.max_pixels, self.range_frames, self.timeout_s = max_pixels, range_frames, timeout_s
+        self.limits, self.range_frames, self.timeout_s = limits or default_limits(), range_frames, timeout_s
         self._fmt = DepthFormat("metric", near, far)
         self._range: DepthFormat | None = None
         self._skew_ms = max_skew_ms
@@ -102,9 +103,7 @@ class RealSenseSource:
             raise InputError(f"{self.name}: needs a colour and a depth stream, found "
                              f"{', '.join(str(s) for s in streams) or 'none'}")
         for s in streams.values():
-            if self.max_pixels and s.width() * s.height() > self.max_pixels:
-                raise InputError(f"{self.name}: {s.stream_type()} {s.width()}x{s.height()} is larger than the "
-                                 f"limit of {self.max_pixels / 1e6:.1f} MP")
+            self.limits.check_size(s.width(), s.height(), f"{self.name}: {s.stream_type()}")
         skew = (float(self._skew_ms) * 1e6 if self._skew_ms is not None
                 else 0.5e9 / max(1, streams[rs.stream.depth].fps()))
         return pipe, playback, float(device.first_depth_sensor().get_depth_scale()), int(round(skew))

@@ -6,10 +6,11 @@ millimetres, ``32FC1`` in metres; 0 and NaN are "no reading" and stay invalid).
 
 - ``sensor_msgs/Image``: colour ``rgb8``, ``bgr8``, ``rgba8``, ``bgra8``, ``mono8``; depth ``16UC1``, ``mono16``,
   ``32FC1``. The row stride ``step`` may be larger than width x bytes per pixel (padded rows); ``is_bigendian``
-  is honoured. Sizes come from the message's header and are checked (pixel limit, step, data length) before
-  anything is allocated: the pixels are a view of the message's bytes until the one conversion copy.
+  is honoured. Sizes come from the message's header and are checked (the input limits of
+  :mod:`calibnet.runtime.core.limits`, step, data length) before anything is allocated: the pixels are a view of
+  the message's bytes until the one conversion copy.
 - ``sensor_msgs/CompressedImage``: colour ``jpeg``/``png`` (image_transport's "compressed", any format string),
-  decoded by the runtime's one reader (:func:`~calibnet.runtime.core.readers.read_rgb`); depth
+  decoded by the runtime's one reader (:func:`~calibnet.runtime.core.readers.read_rgb`, within the same limits); depth
   ``compressedDepth`` PNG (the 12-byte header of compressed_depth_image_transport, then a 16-bit PNG: millimetres
   for ``16UC1``, quantised inverse depth for ``32FC1``).
 
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ...core.errors import InputError
+from ...core.limits import InputLimits
 from ...core.readers import read_depth, read_rgb
 
 __all__ = ["COLOR_ENCODINGS", "DEPTH_ENCODINGS", "decode_color", "decode_depth", "encoding", "image_kind",
@@ -61,18 +63,10 @@ def image_kind(msg: Any) -> str | None:
     return "color" if enc in COLOR_ENCODINGS else "depth" if enc in DEPTH_ENCODINGS else None
 
 
-def _check_size(width: int, height: int, max_pixels: int, what: str) -> None:
-    if width <= 0 or height <= 0:
-        raise InputError(f"{what}: no pixels ({width}x{height})")
-    if max_pixels and width * height > max_pixels:
-        raise InputError(f"{what}: {width}x{height} ({width * height / 1e6:.1f} MP) is larger than the limit of "
-                         f"{max_pixels / 1e6:.1f} MP")
-
-
-def _pixels(msg: Any, channels: int, dtype: Any, max_pixels: int, what: str) -> np.ndarray:
-    """[H,W,C] view of a raw Image's pixels, after checking its header against the limit and its data."""
+def _pixels(msg: Any, channels: int, dtype: Any, limits: InputLimits, what: str) -> np.ndarray:
+    """[H,W,C] view of a raw Image's pixels, after checking its header against ``limits`` and its data."""
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    _check_size(w, h, max_pixels, what)
+    limits.check_size(w, h, what)
     dt = np.dtype(dtype).newbyteorder(">" if int(msg.is_bigendian) else "<")
     row = w * channels * dt.itemsize
     buf = np.frombuffer(msg.data, np.uint8) if not isinstance(msg.data, np.ndarray) else msg.data.view(np.uint8)
@@ -96,20 +90,26 @@ def to_rgb(pixels: np.ndarray, encoding: str) -> np.ndarray:
     raise InputError(f"colour encoding {encoding!r} is not supported (use {', '.join(COLOR_ENCODINGS)})")
 
 
-def decode_color(msg: Any, max_pixels: int, what: str = "colour image") -> np.ndarray:
-    """uint8 [H,W,3] RGB of a colour Image or CompressedImage message (see the module doc)."""
+def _decoded(read: Any, data: bytes, limits: InputLimits, what: str) -> np.ndarray:
+    """``read(data, limits)`` (the runtime's reader: sized from the header first), its refusal naming ``what``."""
+    try:
+        return read(data, limits)
+    except InputError as exc:
+        raise type(exc)(f"{what}: {exc}") from None
+
+
+def decode_color(msg: Any, limits: InputLimits, what: str = "colour image") -> np.ndarray:
+    """uint8 [H,W,3] RGB of a colour Image or CompressedImage message within ``limits`` (see the module doc)."""
     if _compressed(msg):
-        rgb = read_rgb(bytes(msg.data))
-        _check_size(rgb.shape[1], rgb.shape[0], max_pixels, what)
-        return rgb
+        return _decoded(read_rgb, bytes(msg.data), limits, what)
     enc = str(msg.encoding)
     if enc not in COLOR_ENCODINGS:
         raise InputError(f"{what}: encoding {enc!r} is not a colour encoding calibnet reads "
                          f"({', '.join(COLOR_ENCODINGS)})")
-    return to_rgb(_pixels(msg, COLOR_ENCODINGS[enc], np.uint8, max_pixels, what), enc)
+    return to_rgb(_pixels(msg, COLOR_ENCODINGS[enc], np.uint8, limits, what), enc)
 
 
-def _compressed_depth(msg: Any, max_pixels: int, what: str) -> np.ndarray:
+def _compressed_depth(msg: Any, limits: InputLimits, what: str) -> np.ndarray:
     fmt = str(msg.format)
     enc = fmt.split(";")[0].strip()
     if enc not in DEPTH_ENCODINGS:
@@ -123,8 +123,7 @@ def _compressed_depth(msg: Any, max_pixels: int, what: str) -> np.ndarray:
     else:
         raise InputError(f"{what}: compressedDepth data is not a PNG after its 12-byte header (format {fmt!r}; "
                          "calibnet reads the png codec, not rvl)")
-    stored = read_depth(png)
-    _check_size(stored.shape[1], stored.shape[0], max_pixels, what)
+    stored = _decoded(read_depth, png, limits, what)
     if enc != "32FC1":
         return stored.astype(np.float32) * np.float32(DEPTH_ENCODINGS[enc][1])
     if quant is None:
@@ -134,16 +133,17 @@ def _compressed_depth(msg: Any, max_pixels: int, what: str) -> np.ndarray:
         return np.where(inv > 0, np.float32(quant[0]) / (inv - np.float32(quant[1])), np.float32(np.nan))
 
 
-def decode_depth(msg: Any, max_pixels: int, what: str = "depth image") -> np.ndarray:
-    """float32 [H,W] depth in metres of a depth Image or CompressedImage message (see the module doc)."""
+def decode_depth(msg: Any, limits: InputLimits, what: str = "depth image") -> np.ndarray:
+    """float32 [H,W] depth in metres of a depth Image or CompressedImage message within ``limits`` (see the module
+    doc)."""
     if _compressed(msg):
-        return _compressed_depth(msg, max_pixels, what)
+        return _compressed_depth(msg, limits, what)
     enc = str(msg.encoding)
     if enc not in DEPTH_ENCODINGS:
         raise InputError(f"{what}: encoding {enc!r} is not a depth encoding calibnet reads "
                          f"({', '.join(DEPTH_ENCODINGS)})")
     dtype, scale = DEPTH_ENCODINGS[enc]
-    plane = _pixels(msg, 1, dtype, max_pixels, what)[:, :, 0]
+    plane = _pixels(msg, 1, dtype, limits, what)[:, :, 0]
     out = plane.astype(np.float32)
     if scale != 1.0:
         out *= np.float32(scale)
