@@ -113,7 +113,8 @@ class RealSenseSource:
         pipe, playback, scale, max_skew = self._start()
         align = rs.align(rs.stream.color)
         current: tuple[int, int] | None = None  # (frame number, stamp) of the colour frame being paired
-        last = -1  # the number of the last colour frame handed out (a frame offered again later is skipped)
+        last = -1  # the stamp of the last colour frame handed out: a frame offered again later (the playback's
+        # restart from the first frame may offer frames again, under new frame numbers) is skipped
         candidates: list[tuple[int, np.ndarray, np.ndarray]] = []  # (depth stamp, rgb, depth) offered with it
         index = 0
         try:
@@ -129,13 +130,13 @@ class RealSenseSource:
                 color = fs.get_color_frame()
                 if not color:
                     continue
-                number = int(color.get_frame_number())
-                if playback is not None and number <= last:
+                number, stamp = int(color.get_frame_number()), _ns(color)
+                if playback is not None and stamp <= last:
                     continue
-                if current is not None and current[0] != number:
+                if current is not None and current[1] != stamp:
                     yield self._frame(index, current, candidates, max_skew)
-                    index, candidates, last = index + 1, [], current[0]
-                current = (number, _ns(color))
+                    index, candidates, last = index + 1, [], current[1]
+                current = (number, stamp)
                 depth = fs.get_depth_frame()
                 if depth:
                     aligned = align.process(fs)
