@@ -30,6 +30,7 @@ import numpy as np
 from calibnet.data.synthetic import make_scene
 from calibnet.runtime import Runtime
 from calibnet.runtime.apps.sources import image_frames, match_pairs
+from calibnet.runtime.backends import signal_stack
 from calibnet.runtime.backends.base import BackendUnavailable
 from calibnet.runtime.backends.openvino import OpenVinoBackend, write_ir_metadata
 from calibnet.runtime.core.compare import compare_outputs
@@ -204,11 +205,12 @@ def quantize_int8(model_path: str | Path, out_xml: str | Path, calibration: Sequ
     presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
     if preset not in presets:
         raise ValueError(f"unknown NNCF preset {preset!r}: mixed or performance")
-    quantized = nncf.quantize(model, nncf.Dataset(list(calibration)), preset=presets[preset],
-                              subset_size=len(calibration), fast_bias_correction=True,
-                              model_type=nncf.ModelType.TRANSFORMER if transformer else None,
-                              ignored_scope=nncf.IgnoredScope(patterns=scope["patterns"], types=scope["types"],
-                                                              validate=False))
+    with signal_stack.guard():  # NNCF's statistics engines make (and drop) Cores of their own
+        quantized = nncf.quantize(model, nncf.Dataset(list(calibration)), preset=presets[preset],
+                                  subset_size=len(calibration), fast_bias_correction=True,
+                                  model_type=nncf.ModelType.TRANSFORMER if transformer else None,
+                                  ignored_scope=nncf.IgnoredScope(patterns=scope["patterns"], types=scope["types"],
+                                                                  validate=False))
     info: dict[str, Any] = {
         "keep_float": list(keep_float), "ignored_scope": scope,
         "kept_in_float": {g: KEEP_FLOAT_GROUPS[g]["what"] for g in keep_float},

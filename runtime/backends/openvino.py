@@ -35,6 +35,7 @@ import numpy as np
 from ..core.cachedir import HashLedger, default_cache_dir
 from ..core.contract import PREFIX, ModelMetadata, read_onnx_metadata
 from ..core.targets import is_kind
+from . import signal_stack
 from .base import BackendUnavailable
 
 __all__ = ["OpenVinoBackend", "PrecisionChoice", "PrecisionMismatch", "PRECISIONS", "RT_INFO_SECTION",
@@ -79,9 +80,10 @@ def default_openvino_cache_dir() -> Path:
 
 def cpu_capabilities(core: Any = None) -> list[str]:
     """``OPTIMIZATION_CAPABILITIES`` of OpenVINO's CPU device (e.g. ``['BF16', 'FP32', 'INT8', ...]``)."""
-    if core is None:
-        core = _import_openvino().Core()
-    return [str(c) for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+    with signal_stack.guard():  # the first question to a Core loads its CPU plugin
+        if core is None:
+            core = _import_openvino().Core()
+        return [str(c) for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
 
 
 def choose_precision(requested: str, capabilities: Iterable[str], int8_model: bool) -> PrecisionChoice:
@@ -193,7 +195,8 @@ class OpenVinoBackend:
             ledger.prune()  # a blob OpenVINO did not write here (or changed since) is compiled again
             config["CACHE_DIR"] = str(ledger.folder)
         self.config = config
-        self.compiled: Any = core.compile_model(model, device, config)
+        with signal_stack.guard():  # loads this Core's CPU plugin unless cpu_capabilities did
+            self.compiled: Any = core.compile_model(model, device, config)
         if ledger is not None:
             ledger.record()
         self.request: Any = self.compiled.create_infer_request()

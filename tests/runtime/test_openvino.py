@@ -179,3 +179,66 @@ def test_eval_compares_openvino_with_onnxruntime(tiny_onnx, tiny_ir, tmp_path, c
     rows = json.loads((tmp_path / "eval" / "summary.json").read_text())["results"]
     assert [r["backend"] for r in rows] == ["onnxruntime", "openvino-f32"]
     assert rows[0]["AP50"] == rows[1]["AP50"]
+
+
+#: two models compiled in one process and released in creation order (A, B made; A dropped, then B), then a
+#: signal with a Python handler (CPython installs it with SA_ONSTACK: it runs on the thread's alternate stack)
+_RELEASED_IN_CREATION_ORDER = """
+import gc, os, signal, sys
+import numpy as np
+import openvino as ov
+path, second = sys.argv[1], sys.argv[2]
+{make}
+signal.signal(signal.SIGUSR1, lambda *a: print("handled", flush=True))
+a, b = make("f32"), make(second)
+del a
+gc.collect()
+del b
+gc.collect()
+os.kill(os.getpid(), signal.SIGUSR1)
+print("alive", flush=True)
+"""
+
+
+def _released_in_creation_order(make: str, path, second: str):
+    import subprocess
+    import sys
+
+    code = _RELEASED_IN_CREATION_ORDER.format(make=make)
+    return subprocess.run([sys.executable, "-c", code, str(path), second], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_openvino_alone_leaves_the_thread_on_an_unmapped_signal_stack(tiny_onnx):
+    """The upstream bug the guard exists for (runtime/backends/signal_stack.py): plain OpenVINO, two Cores released
+    in creation order, then one handled signal: SIGSEGV. If this starts passing, OpenVINO fixed its CPU plugin's
+    signal-stack restore and the guard can go."""
+    res = _released_in_creation_order(
+        'make = lambda p: ov.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": p})', tiny_onnx, "f32")
+    assert res.returncode == -11 and "alive" not in res.stdout, (
+        f"OpenVINO {ov.__version__} no longer crashes here (rc {res.returncode}): the signal_stack guard may go")
+
+
+def test_two_precisions_in_one_process_then_a_signal(tiny_onnx):
+    """calibnet's backend, the same sequence: one model compiled and run at two precisions (bf16 where the CPU
+    has it, else f32 twice) in one process, released in creation order, then a handled signal: no crash, and
+    the thread is on the stack calibnet owns."""
+    second = "bf16" if "BF16" in OpenVinoBackend(tiny_onnx, precision="f32", cache_dir="").capabilities else "f32"
+    make = """
+from calibnet.runtime.backends import signal_stack
+from calibnet.runtime.backends.openvino import OpenVinoBackend
+feeds = {"rgb": np.full((1, 3, 128, 192), 100, np.float32), "depth": np.full((1, 1, 128, 192), 50, np.float32),
+         "valid_hw": np.array([[128, 192]], np.int64)}
+def make(p):
+    be = OpenVinoBackend(path, precision=p, cache_dir="")
+    out = be.run(feeds)
+    assert be.precision == p and all(np.isfinite(v).all() for v in out.values()), p
+    print("ran", p, sorted(out), flush=True)
+    return be
+"""
+    res = _released_in_creation_order(make + "import atexit\natexit.register(lambda: print('pinned',"
+                                      " signal_stack.pinned(), flush=True))\n", tiny_onnx, second)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.splitlines() == ["ran f32 ['depth_trust', 'pred_logits', 'pred_masks', 'pred_scores']",
+                                       f"ran {second} ['depth_trust', 'pred_logits', 'pred_masks', 'pred_scores']",
+                                       "handled", "alive", "pinned True"]
