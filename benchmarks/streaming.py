@@ -10,9 +10,11 @@ over a long run. Torch-free once the model is exported (``--model file.onnx`` sk
      camera): ``policy="latest"`` for ``--stream-frames`` results (p99 latency in model-frame times, frames
      dropped) and ``policy="all"`` over the same number of source frames (every frame processed).
 
-``--soak N``: N frames through ``Runtime.predict`` and N through ``Runtime.stream`` (frames cycled from a
-set of synthetic scenes), the process RSS sampled every 100 frames; reports RSS at the warm-up frame
-(``--soak-warmup``, 200) and at the end, and the growth between them in percent.
+``--soak N``: N results of ``Runtime.predict`` in a loop, then N of ``Runtime.stream`` with tracking under each
+policy (``"all"``, ``"latest"``; frames cycled from a set of synthetic scenes), the process RSS read at every
+result; reports the lowest RSS over the ``--soak-warmup`` (200) results after result 200 and over the last as
+many (the frames in flight lift the RSS of a moment, a leak lifts the floor), the growth between them in
+percent, and for the streams the threads still alive after ``close()`` that were not there before.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import itertools
 import os
 import resource
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,8 +41,11 @@ from calibnet.runtime.core.readers import read_depth, read_rgb
 from calibnet.runtime.core.stats import percentiles
 from calibnet.runtime.core.targets import ONNX_SUFFIX
 
-__all__ = ["StreamBenchOptions", "latest_vs_all", "rss_bytes", "run_streaming", "sequential_vs_stream", "soak",
-           "write_pairs"]
+__all__ = ["SOAK_MODES", "StreamBenchOptions", "latest_vs_all", "rss_bytes", "run_streaming", "sequential_vs_stream",
+           "soak", "write_pairs"]
+
+#: what ``soak`` runs: Runtime.predict in a loop, then Runtime.stream (tracked) under each policy
+SOAK_MODES = ("predict", "stream-all", "stream-latest")
 
 
 @dataclass(frozen=True)
@@ -156,32 +162,42 @@ def latest_vs_all(rt: Any, rgb: np.ndarray, depth: np.ndarray, results: int = 10
 
 
 def soak(rt: Any, frames: list[tuple[np.ndarray, np.ndarray]], n: int, warmup: int = 200, every: int = 100,
-         progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """RSS over ``n`` frames of ``Runtime.predict`` then ``n`` of ``Runtime.stream`` (frames cycled)."""
+         progress: Callable[[str], None] | None = None, track: bool = True,
+         modes: tuple[str, ...] = SOAK_MODES) -> dict[str, Any]:
+    """RSS over ``n`` results of each of ``modes`` (:data:`SOAK_MODES`; frames cycled, so a "latest" stream, which
+    drops what the model cannot keep up with, reads more than ``n``), read at every result. The growth compares
+    the floor (lowest RSS) over the ``warmup`` results after result ``warmup`` with the floor over the last
+    ``warmup``: the frames in flight in the bounded queues lift the RSS of a moment by a few MiB, a leak lifts
+    the floor. ``samples_mib`` holds the floor of every ``every`` results. The streams track instances with
+    ``track`` and report ``threads_left``, the threads alive after ``close()`` that were not before the stream."""
     out: dict[str, Any] = {}
-
-    def record(mode: str, i: int, samples: list[tuple[int, int]]) -> None:
-        if i in (warmup, n) or i % every == 0:
-            samples.append((i, rss_bytes()))
-            if progress is not None and i % (every * 5) == 0:
-                progress(f"soak {mode}: frame {i}/{n}, RSS {samples[-1][1] / 2**20:.1f} MiB")
-
-    for mode in ("predict", "stream"):
-        samples: list[tuple[int, int]] = []
+    span = max(1, min(warmup, (n - warmup) // 2))
+    start = max(0, min(warmup, n - span))
+    for mode in modes:
+        rss = np.full(n, -1, np.int64)  # every page touched before the first reading
         t0 = time.perf_counter()
-        if mode == "predict":
-            for i, (rgb, depth) in enumerate(itertools.islice(itertools.cycle(frames), n), start=1):
-                rt.predict(rgb, depth)
-                record(mode, i, samples)
-        else:
-            with rt.stream(itertools.islice(itertools.cycle(frames), n), policy="all") as st:
-                for i, _ in enumerate(st, start=1):
-                    record(mode, i, samples)
-        at_warm = next((r for i, r in samples if i == warmup), samples[0][1])
-        at_end = samples[-1][1]
+        threads_before = {t.ident for t in threading.enumerate()}
+        source = itertools.cycle(frames)
+        stream = None if mode == "predict" else rt.stream(source, policy=mode.split("-")[1], track=track)
+        results = (rt.predict(rgb, depth) for rgb, depth in source) if stream is None else (p for _, p in stream)
+        try:
+            for i, _ in enumerate(itertools.islice(results, n)):
+                rss[i] = rss_bytes()
+                if progress is not None and (i + 1) % (every * 5) == 0:
+                    progress(f"soak {mode}: result {i + 1}/{n}, RSS {rss[i] / 2**20:.1f} MiB")
+        finally:
+            if stream is not None:
+                stream.close()
+        at_warm, at_end = float(rss[start:start + span].min()), float(rss[n - span:].min())
         out[mode] = {"frames": n, "seconds": time.perf_counter() - t0, "rss_warmup_mib": at_warm / 2**20,
                      "rss_end_mib": at_end / 2**20, "growth_pct": 100.0 * (at_end - at_warm) / at_warm,
-                     "warmup_frame": warmup, "samples_mib": [(i, r / 2**20) for i, r in samples]}
+                     "warmup_frame": start, "window": span,
+                     "samples_mib": [(min(k + every, n), float(rss[k:k + every].min()) / 2**20)
+                                     for k in range(0, n, every)]}
+        if stream is not None:
+            stats = stream.stats()
+            out[mode].update(read=stats.read, dropped=stats.dropped, threads_left=sorted(
+                t.name for t in threading.enumerate() if t.ident not in threads_before))
     return out
 
 
@@ -238,8 +254,10 @@ def format_streaming(doc: dict[str, Any]) -> str:
                   f"p99 {al['p99_ms']:.1f} ms"]
     if "soak" in doc:
         for mode, s in doc["soak"].items():
-            lines.append(f"soak {mode}: {s['frames']} frames in {s['seconds']:.0f} s, "
-                         f"RSS {s['rss_warmup_mib']:.1f} MiB "
-                         f"at frame {s['warmup_frame']} -> {s['rss_end_mib']:.1f} MiB at the end "
-                         f"({s['growth_pct']:+.2f}%)")
+            lines.append(f"soak {mode}: {s['frames']} results in {s['seconds']:.0f} s, "
+                         f"RSS floor (over {s['window']} results) {s['rss_warmup_mib']:.1f} MiB "
+                         f"after result {s['warmup_frame']} -> {s['rss_end_mib']:.1f} MiB at the end "
+                         f"({s['growth_pct']:+.2f}%)" + (f"; {s['read']} frames read, {s['dropped']} dropped, "
+                                                         f"{len(s['threads_left'])} threads left after close()"
+                                                         if "threads_left" in s else ""))
     return "\n".join(lines)

@@ -92,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Runtime.stream vs sequential predict on a file source (throughput ratio, per-stage and "
                          "capture-to-result p50/p99), and latest vs all with a source --speedup x faster")
     st.add_argument("--soak", type=int, default=0, metavar="N",
-                    help="N frames through Runtime.predict and N through Runtime.stream; RSS at warm-up and end")
-    st.add_argument("--soak-warmup", type=int, default=200, help="the soak's warm-up frame (200)")
+                    help="N results of Runtime.predict, then of Runtime.stream with tracking under each policy; RSS "
+                         "at warm-up and end, threads left after close()")
+    st.add_argument("--soak-warmup", type=int, default=200, help="the soak's warm-up result (200)")
     st.add_argument("--stream-frames", type=int, default=100, help="frames of the --stream runs (100)")
     st.add_argument("--speedup", type=float, default=5.0, help="live source speed / model speed (5)")
     st.add_argument("--model", default=None,

@@ -30,8 +30,9 @@ and ``latency``, capture to result: from the moment the frame came out of the so
 iterator hands it to you. :meth:`Stream.stats` gives p50/p99 of each and the throughput.
 
 Shutdown: ``close()`` (or leaving a ``with`` block, or dropping the iterator) stops the threads; the
-source is closed in the reader thread. An exception in a stage stops the stream and is raised by
-``next()`` in the caller's thread. With ``on_error=callback``, a frame that cannot be read or is refused
+source is closed in the reader thread. An exception in a stage (the source raising, inference failing) stops
+the stream: ``next()`` in the caller's thread returns the frames that stage had already passed on, then
+raises it. With ``on_error=callback``, a frame that cannot be read or is refused
 (:class:`~calibnet.runtime.core.errors.InputError`) is reported to ``callback(index, name, error)`` and
 skipped instead.
 """
@@ -51,7 +52,7 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..core.prediction import Prediction
-from ..core.stats import percentiles
+from ..core.stats import Window, percentiles
 from .sources import capture_frames, image_frames, match_pairs, video_frames
 from .tracking import InstanceTracker
 
@@ -91,9 +92,8 @@ class StreamStats:
     errors: int = 0  # frames reported to on_error
     t_start: float = 0.0
     t_last: float = 0.0
-    #: per-stage seconds of the last :data:`STATS_WINDOW` results (bounded: a camera stream may run for days)
-    stages: dict[str, collections.deque[float]] = field(
-        default_factory=lambda: collections.defaultdict(lambda: collections.deque(maxlen=STATS_WINDOW)))
+    #: per-stage seconds of the last :data:`STATS_WINDOW` results (fixed memory: a camera stream may run for days)
+    stages: dict[str, Window] = field(default_factory=lambda: collections.defaultdict(lambda: Window(STATS_WINDOW)))
 
     @property
     def throughput(self) -> float:
@@ -105,7 +105,7 @@ class StreamStats:
         """Counts, throughput (frames/s) and per-stage p50/p99/mean in milliseconds."""
         return {"policy": self.policy, "read": self.read, "done": self.done, "dropped": self.dropped,
                 "errors": self.errors, "throughput_fps": self.throughput,
-                "ms": {k: percentiles(v, (50, 99)) for k, v in self.stages.items()}}
+                "ms": {k: percentiles(v.values(), (50, 99)) for k, v in self.stages.items()}}
 
     def summary(self) -> str:
         """A few lines for a terminal."""
@@ -218,12 +218,14 @@ class _Pipeline:
         self.stats = StreamStats(policy=policy, t_start=time.perf_counter())
         stages = (("read", self._read), ("infer", lambda: self._stage(0, self._infer)),
                   ("post", lambda: self._stage(1, self._post)))
-        self.threads = [threading.Thread(target=self._guard, args=(fn,), name=f"calibnet-stream-{n}", daemon=True)
-                        for n, fn in stages]
+        self.threads = [threading.Thread(target=self._guard, args=(k, fn), name=f"calibnet-stream-{n}", daemon=True)
+                        for k, (n, fn) in enumerate(stages)]
         for t in self.threads:
             t.start()
 
-    def _guard(self, fn: Callable[[], None]) -> None:
+    def _guard(self, k: int, fn: Callable[[], None]) -> None:
+        """Run stage ``fn``; its exception goes into its output queue ``k`` behind the frames it already passed on,
+        so the caller gets those frames first, then the exception (the reader stops reading)."""
         try:
             fn()
         except _Closed:
@@ -231,7 +233,7 @@ class _Pipeline:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             self.stop.set()
             with contextlib.suppress(_Closed):
-                self.q[2].put(exc, force=True)
+                self.q[k].put(exc, force=True)
 
     def _put(self, k: int, item: Any) -> None:
         if self.q[k].put(item) is not None:
@@ -278,8 +280,12 @@ class _Pipeline:
         self.q[0].put(_END, force=True)
 
     def _stage(self, k: int, work: Callable[..., Any]) -> None:
-        """``work(*item)`` of every item of queue ``k`` into queue ``k + 1``, then the end marker."""
+        """``work(*item)`` of every item of queue ``k`` into queue ``k + 1``, then the end marker (or the exception
+        an earlier stage ended with)."""
         while (item := self.q[k].get()) is not _END:
+            if isinstance(item, BaseException):
+                self.q[k + 1].put(item, force=True)
+                return
             self._put(k + 1, work(*item))
         self.q[k + 1].put(_END, force=True)
 
@@ -367,7 +373,7 @@ class Stream:
             s = self._pipe.stats
             snap = StreamStats(s.policy, s.read, s.done, s.dropped, s.errors, s.t_start, s.t_last)
             for k, v in s.stages.items():
-                snap.stages[k].extend(v)
+                snap.stages[k] = v.copy()
             return snap
 
     def close(self, timeout: float = 10.0) -> None:

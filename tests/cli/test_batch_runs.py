@@ -244,8 +244,9 @@ def test_bench_stream_and_soak_report(small_onnx, tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert doc["file_source"]["ratio"] > 0 and doc["live_source"]["all"]["processed"] == 8
     assert doc["live_source"]["latest"]["results"] == 8
-    assert set(doc["soak"]) == {"predict", "stream"} and doc["soak"]["stream"]["rss_end_mib"] > 0
-    assert "soak stream" in capsys.readouterr().out
+    assert set(doc["soak"]) == {"predict", "stream-all", "stream-latest"}
+    assert doc["soak"]["stream-latest"]["rss_end_mib"] > 0 and doc["soak"]["stream-all"]["threads_left"] == []
+    assert "soak stream-latest" in capsys.readouterr().out
 
 
 def test_bench_bad_model_is_one_line(tmp_path, capsys):
