@@ -4,11 +4,16 @@ Files in the output folder:
 
 - ``progress.jsonl``: one line per input as soon as it is done: ``{"key", "image", "results"}`` for a
   finished image (its ``images.json`` entry and COCO results) or ``{"key", "image", "error"}`` for one that
-  could not be read or was refused. Appended and flushed line by line, so a killed run keeps everything
-  up to the last finished image (a torn last line is ignored when read back).
+  could not be read or was refused. Appended and flushed line by line, so a run killed even with SIGKILL (the
+  OOM killer) keeps everything up to the last finished image. Read back, a torn last line is dropped; a resumed
+  run first writes the surviving records to a new file that replaces the old one atomically, then appends.
 - ``results.json`` (COCO results), ``images.json`` and ``errors.json`` (``[{"image_id", "file", "reason"}]``),
   written at the end of the run, and again whenever it is interrupted, atomically (a temp file in the same
-  folder, fsync, rename): a reader never sees a half-written file.
+  folder, fsync, rename, fsync of the folder): a reader never sees a half-written file, and the temp files of a
+  run killed while writing them are removed by the next run.
+
+A power loss (rather than a killed process) may lose the last lines the disk had not yet received (they are not
+synced one by one); a resumed run redoes those inputs.
 
 ``BatchLog(out, resume=True)`` reads ``progress.jsonl`` back: :meth:`BatchLog.done` says which keys are
 finished, so a resumed run skips them; inputs that failed before are tried again. Keys are the input's
@@ -23,20 +28,36 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BatchLog", "PROGRESS_JSONL", "write_json_atomic"]
+__all__ = ["BatchLog", "OUTPUTS", "PROGRESS_JSONL", "write_json_atomic"]
 
 PROGRESS_JSONL = "progress.jsonl"
+#: the files written at the end of a run (and when it is interrupted)
+OUTPUTS = ("results.json", "images.json", "errors.json")
+
+
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _replace_synced(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` (written and synced) to ``path``, then sync the folder so that the rename is on disk."""
+    os.replace(tmp, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def write_json_atomic(path: str | Path, obj: Any, indent: int | None = None) -> Path:
     """Write ``obj`` as JSON to ``path`` through a temp file in the same folder and a rename."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _temp_name(path)
     with tmp.open("w") as f:
         json.dump(obj, f, indent=indent)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+    _replace_synced(tmp, path)
     return path
 
 
@@ -48,7 +69,7 @@ class BatchLog:
         self.path = self.out / PROGRESS_JSONL
         self.records: dict[str, dict[str, Any]] = {}
         if resume and self.path.is_file():
-            for line in self.path.read_text().splitlines():
+            for line in self.path.read_text(errors="replace").splitlines():
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError:  # torn last line of a killed run
@@ -60,9 +81,17 @@ class BatchLog:
     def _open(self) -> Any:
         if self._file is None:
             self.out.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("w")
-            for rec in self.records.values():  # the surviving records (a torn line dropped), then appends
-                self._file.write(json.dumps(rec) + "\n")
+            for name in (PROGRESS_JSONL, *OUTPUTS):  # temp files of a run killed while it wrote them
+                for stale in self.out.glob(f".{name}.*.tmp"):
+                    stale.unlink(missing_ok=True)
+            if self.records:  # the surviving records (a torn line dropped) replace the old file at once
+                tmp = _temp_name(self.path)
+                with tmp.open("w") as f:
+                    f.writelines(json.dumps(rec) + "\n" for rec in self.records.values())
+                    f.flush()
+                    os.fsync(f.fileno())
+                _replace_synced(tmp, self.path)
+            self._file = self.path.open("a" if self.records else "w")
         return self._file
 
     def done(self, key: str) -> bool:
