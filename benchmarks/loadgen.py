@@ -2,28 +2,39 @@
 
   python -m calibnet.benchmarks.loadgen --url 127.0.0.1:8000 --url grpc://127.0.0.1:8001 --clients 4 \\
       --requests 25 --height 240 --width 320
+  python -m calibnet.benchmarks.loadgen --url 127.0.0.1:8000 --overload 2,10 --duration-s 60 --server-pid PID
 
 Each client (a thread with its own connection; the URLs are used in turn) sends ``--requests`` frames from a
 pool of synthetic scenes, one request at a time. Prints requests/s and latency percentiles. Compare a
 server started with ``--max-batch 8`` against one with ``--max-batch 1`` (no dynamic batching), one after
 the other on the same machine.
+
+``--overload 2,10``: the closed-loop run above measures the sustainable rate R, then requests are sent at 2R and
+then 10R per second for ``--duration-s`` each (open loop: on schedule, whether or not earlier ones were answered),
+and the server is asked for one more frame afterwards. Each phase prints how many requests were answered, shed by
+the server (overloaded, retry later) or failed otherwise, and, with ``--server-pid`` (calibnet-serve's pid), the
+peak RSS of the server's process tree (calibnet-serve, tritonserver, its stub). Exit 1 unless every request got
+a result or an explicit "overloaded" answer and the server answered afterwards.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from calibnet.data.synthetic import make_scene
 from calibnet.runtime.core.prediction import Prediction
 from calibnet.runtime.core.stats import percentiles
-from calibnet.serving.client import CalibnetClient, ServingError
+from calibnet.serving.client import CalibnetClient, ServerOverloaded, ServerUnreachable, ServingError
 
-__all__ = ["Answer", "LoadReport", "run_load", "synthetic_frames"]
+__all__ = ["Answer", "LoadReport", "OverloadPhase", "RssMonitor", "run_load", "run_overload", "run_rate",
+           "synthetic_frames", "tree_rss"]
 
 
 @dataclass
@@ -36,6 +47,7 @@ class Answer:
     prediction: Prediction | None
     error: str | None
     latency_s: float
+    kind: str = "answered"  # or "overloaded" (shed by the server), "unreachable", "refused"
 
 
 @dataclass
@@ -59,6 +71,25 @@ class LoadReport:
         return (f"{len(self.answers)} requests, {errors} errors in {self.wall_s:.1f} s: "
                 f"{self.throughput:.2f} requests/s{pct}")
 
+    def kinds(self) -> dict[str, int]:
+        """How many answers of each kind: answered, overloaded, unreachable, refused (zeros included)."""
+        out = dict.fromkeys(("answered", "overloaded", "unreachable", "refused"), 0)
+        for a in self.answers:
+            out[a.kind] = out.get(a.kind, 0) + 1
+        return out
+
+
+def _send(client: CalibnetClient, frame: tuple[np.ndarray, np.ndarray]) -> tuple[Prediction | None, str | None, str]:
+    """One request: (prediction, error, kind)."""
+    try:
+        return client.predict(*frame), None, "answered"
+    except ServerOverloaded as exc:
+        return None, str(exc), "overloaded"
+    except ServerUnreachable as exc:
+        return None, str(exc), "unreachable"
+    except ServingError as exc:
+        return None, str(exc), "refused"
+
 
 def run_load(urls: Sequence[str], frames: Sequence[tuple[np.ndarray, np.ndarray]], clients: int = 4,
              requests: int = 25, seed: int = 0, timeout_s: float = 120.0) -> LoadReport:
@@ -74,11 +105,8 @@ def run_load(urls: Sequence[str], frames: Sequence[tuple[np.ndarray, np.ndarray]
             start.wait()
             for i, f in enumerate(orders[c]):
                 t0 = time.perf_counter()
-                try:
-                    pred, err = cl.predict(*frames[int(f)]), None
-                except ServingError as exc:
-                    pred, err = None, str(exc)
-                answers[c].append(Answer(c, i, int(f), pred, err, time.perf_counter() - t0))
+                pred, err, kind = _send(cl, frames[int(f)])
+                answers[c].append(Answer(c, i, int(f), pred, err, time.perf_counter() - t0, kind))
 
     threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in range(clients)]
     t0 = time.perf_counter()
@@ -87,6 +115,130 @@ def run_load(urls: Sequence[str], frames: Sequence[tuple[np.ndarray, np.ndarray]
     for t in threads:
         t.join()
     return LoadReport([a for per in answers for a in per], time.perf_counter() - t0)
+
+
+def run_rate(urls: Sequence[str], frames: Sequence[tuple[np.ndarray, np.ndarray]], rate: float, duration_s: float,
+             senders: int = 32, seed: int = 0, timeout_s: float = 30.0, retries: int = 0) -> LoadReport:
+    """Open loop: ``rate`` requests per second for ``duration_s``, each sent on schedule by one of ``senders``
+    threads (each its own connection per URL; a request is late only when every sender is busy), whatever became
+    of the earlier ones; every answer kept (``Answer.client``: the sender). ``retries``: the client's own retries
+    of a shed request (0: count every shed request)."""
+    rng = np.random.default_rng(seed)
+    n = max(1, round(rate * duration_s))
+    order = rng.integers(0, len(frames), n)
+    local = threading.local()
+    clients: list[CalibnetClient] = []
+    lock = threading.Lock()
+
+    def one(i: int) -> Answer:
+        if not hasattr(local, "client"):
+            with lock:
+                local.client = CalibnetClient(urls[len(clients) % len(urls)], timeout_s=timeout_s, retries=retries)
+                local.index = len(clients)
+                clients.append(local.client)
+        t0 = time.perf_counter()
+        pred, err, kind = _send(local.client, frames[int(order[i])])
+        return Answer(local.index, i, int(order[i]), pred, err, time.perf_counter() - t0, kind)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=max(1, senders)) as pool:
+        futures = []
+        for i in range(n):
+            time.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
+            futures.append(pool.submit(one, i))
+        answers = [f.result() for f in futures]
+    wall = time.perf_counter() - t0
+    for c in clients:
+        c.close()
+    return LoadReport(answers, wall)
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of process ``pid`` and all its descendants (Linux /proc; 0 for a process that is gone)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo += children.get(p, [])
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        if "VmRSS:" in status:
+            total += int(status.split("VmRSS:", 1)[1].split()[0]) * 1024
+    return total
+
+
+class RssMonitor:
+    """Samples :func:`tree_rss` of ``pid`` every ``every_s`` in a thread while in a ``with`` block; ``peak``."""
+
+    def __init__(self, pid: int, every_s: float = 0.25, rss: Callable[[int], int] = tree_rss) -> None:
+        self.pid, self.every_s, self._rss = pid, every_s, rss
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            self.peak = max(self.peak, self._rss(self.pid))
+            if self._stop.wait(self.every_s):
+                return
+
+    def __enter__(self) -> RssMonitor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class OverloadPhase:
+    """One phase of :func:`run_overload`: ``multiple`` x the sustainable rate, its answers, the server tree's peak
+    RSS (0 without a pid)."""
+
+    multiple: float
+    rate: float
+    report: LoadReport
+    peak_rss: int
+
+    def summary(self) -> str:
+        """One line: rate, requests, answers by kind, peak RSS."""
+        k = self.report.kinds()
+        rss = f", server peak RSS {self.peak_rss / 2**20:.0f} MiB" if self.peak_rss else ""
+        return (f"{self.multiple:g}x ({self.rate:.2f} requests/s for {self.report.wall_s:.0f} s): "
+                f"{len(self.report.answers)} requests: {k['answered']} answered, {k['overloaded']} overloaded (shed), "
+                f"{k['unreachable']} unreachable, {k['refused']} refused{rss}")
+
+
+def run_overload(urls: Sequence[str], frames: Sequence[tuple[np.ndarray, np.ndarray]], sustainable: float,
+                 multiples: Sequence[float] = (2.0, 10.0), duration_s: float = 60.0, server_pid: int = 0,
+                 senders: int = 32, timeout_s: float = 30.0) -> list[OverloadPhase]:
+    """:func:`run_rate` at each multiple of the ``sustainable`` rate (requests/s) for ``duration_s``, the server's
+    process tree (``server_pid``, 0: not sampled) sampled for its peak RSS."""
+    phases = []
+    for i, m in enumerate(multiples):
+        with RssMonitor(server_pid) if server_pid else _NoMonitor() as mon:
+            report = run_rate(urls, frames, sustainable * m, duration_s, senders=senders, seed=i, timeout_s=timeout_s)
+        phases.append(OverloadPhase(m, sustainable * m, report, mon.peak))
+    return phases
+
+
+class _NoMonitor:
+    peak = 0
+
+    def __enter__(self) -> _NoMonitor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def synthetic_frames(n: int, height: int, width: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -7,7 +7,7 @@ import argparse
 from calibnet.benchmarks import loadgen as bench
 from calibnet.serving.client import CalibnetClient
 
-from .app import parser, run_cli
+from .app import CliError, parser, run_cli
 
 PROG = "python -m calibnet.benchmarks.loadgen"
 
@@ -23,12 +23,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=240, help="frame height (240)")
     p.add_argument("--width", type=int, default=320, help="frame width (320)")
     p.add_argument("--warmup", type=int, default=2, help="requests sent before timing (2)")
+    p.add_argument("--overload", default="", metavar="M1,M2",
+                   help="after the closed-loop run, send at these multiples of its rate (e.g. 2,10), open loop")
+    p.add_argument("--duration-s", type=float, default=60.0, help="seconds per --overload phase (60)")
+    p.add_argument("--server-pid", type=int, default=0, help="calibnet-serve's pid: report its process tree's peak RSS")
+    p.add_argument("--senders", type=int, default=32, help="sender threads of an --overload phase (32)")
     return p
 
 
+def _multiples(text: str) -> list[float]:
+    try:
+        out = [float(m) for m in text.split(",") if m.strip()]
+    except ValueError:
+        out = []
+    if not out or any(m <= 0 for m in out):
+        raise CliError(f"--overload: expected positive numbers like 2,10, got {text!r}")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
-    """Send the load, print throughput and latency; exit 1 if any request failed."""
+    """Send the load, print throughput and latency; exit 1 if any request failed (under --overload: if any got
+    neither a result nor an explicit "overloaded", or the server did not answer afterwards)."""
     urls = args.url or ["127.0.0.1:8000"]
+    multiples = _multiples(args.overload) if args.overload else []
     frames = bench.synthetic_frames(args.frames, args.height, args.width)
     with CalibnetClient(urls[0]) as c:
         c.wait_ready()
@@ -39,7 +56,23 @@ def run(args: argparse.Namespace) -> int:
     errors = [a.error for a in report.answers if a.error]
     if errors:
         print(f"first error: {errors[0]}")
-    return 1 if errors else 0
+    if not multiples:
+        return 1 if errors else 0
+    phases = bench.run_overload(urls, frames, report.throughput, multiples, args.duration_s, args.server_pid,
+                                args.senders)
+    bad = 0
+    for phase in phases:
+        print(phase.summary())
+        kinds = phase.report.kinds()
+        bad += kinds["unreachable"] + kinds["refused"]
+    with CalibnetClient(urls[0]) as c:
+        try:
+            c.predict(*frames[0])
+            print("after the overload: the server answers")
+        except Exception as exc:  # noqa: BLE001 - reported as the run's failure
+            print(f"after the overload: the server does not answer: {exc}")
+            bad += 1
+    return 1 if bad else 0
 
 
 def main(argv: list[str] | None = None) -> int:

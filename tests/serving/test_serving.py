@@ -8,6 +8,7 @@ why, when nvidia-pytriton / tritonclient / ray are not installed (``./run`` inst
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -137,6 +138,72 @@ def test_client_errors_hold_no_server_paths():
         reason = _reason(message)
         assert "\n" not in reason and "/tmp" not in reason and "/srv" not in reason and reason, reason
     assert _reason("unexpected shape for input 'rgb'") == "unexpected shape for input 'rgb'"
+
+
+class _FakeTriton:
+    """Stands in for tritonclient's client: raises each of ``failures`` in turn, then answers ``answer``."""
+
+    def __init__(self, failures, answer):
+        self.failures, self.answer, self.calls = list(failures), answer, 0
+
+    def infer(self, *args, **kwargs):
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return self
+
+    def as_numpy(self, name):
+        return self.answer.get(name)
+
+    def close(self):
+        pass
+
+
+def test_client_retries_a_shed_request_with_backoff_then_says_overloaded(monkeypatch):
+    """Triton's queue-full and queue-timeout answers become ServerOverloaded ("server ... is overloaded ..., retry
+    later"): the client sends the request again after waits doubling from backoff_s (each drawn between half and
+    all of it), up to ``retries`` times; a refused, reset or closed connection is ServerUnreachable naming the
+    server, at once, never retried."""
+    _need("tritonclient.http", "tritonclient[http,grpc]")
+    from tritonclient.utils import InferenceServerException
+
+    from calibnet.serving import client as client_module
+    from calibnet.serving.client import CalibnetClient, ServerOverloaded, ServerUnreachable
+
+    rgb, depth = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8)
+    pred = Prediction(masks=np.ones((1, 8, 8), bool), scores=np.array([0.9], np.float32),
+                      boxes=np.array([[0, 0, 8, 8]], np.float32), depth_trust=np.ones(3, np.float32),
+                      kernel_index=np.zeros(1, np.int64))
+    waits: list[float] = []
+    monkeypatch.setattr(client_module.time, "sleep", waits.append)
+    full = InferenceServerException("[request id: x] Exceeds maximum queue size")
+    late = InferenceServerException("[request id: x] Request timeout expired")
+    c = CalibnetClient("127.0.0.1:9", retries=3, backoff_s=0.2)
+    c._client = fake = _FakeTriton([full, late], encode_prediction(pred))
+    got = c.predict(rgb, depth)
+    assert fake.calls == 3 and np.array_equal(got.scores, pred.scores)
+    assert 0.1 <= waits[0] <= 0.2 and 0.2 <= waits[1] <= 0.4, waits
+
+    waits.clear()
+    c._client = fake = _FakeTriton([full] * 5, {})
+    with pytest.raises(ServerOverloaded) as info:
+        c.predict(rgb, depth)
+    assert fake.calls == 4 and len(waits) == 3 and 0.4 <= waits[2] <= 0.8, waits
+    msg = str(info.value)
+    assert msg.startswith("server http://127.0.0.1:9 is overloaded") and "retry later" in msg, msg
+    assert msg.endswith(f"(request {info.value.request_id})")
+    c._client = _FakeTriton([late], {})
+    c.retries = 0
+    with pytest.raises(ServerOverloaded, match=r"waited past the server's timeout\), retry later"):
+        c.predict(rgb, depth)
+
+    for gone in (ConnectionRefusedError(111, "Connection refused"), TimeoutError("timed out"),
+                 InferenceServerException("failed to connect to all addresses", status="StatusCode.UNAVAILABLE")):
+        c.retries = 3
+        c._client = fake = _FakeTriton([gone], {})
+        with pytest.raises(ServerUnreachable, match=r"^server http://127\.0\.0\.1:9 unreachable"):
+            c.predict(rgb, depth)
+        assert fake.calls == 1
 
 
 def test_config_names_are_escaped():
@@ -419,6 +486,88 @@ def test_calibnet_serve_refuses_hostile_requests_alone(tiny, tmp_path):
     assert ("calibnet-serve: limits: 0.1 MP and 2 MiB per input; a request waits at most 20 s for the model, "
             "at most 16 wait") in out, out[-2000:]
     assert "Traceback" not in out
+
+
+#: what an overload run may add to the server's process tree (calibnet-serve, tritonserver, its stub): requests
+#: beyond the queue are refused before they are decoded, so only the bounded queue's frames are held
+OVERLOAD_RSS_BOUND = 128 * 2**20
+
+
+@pytest.mark.slow
+def test_calibnet_serve_sheds_load_and_a_killed_server_fails_its_clients_fast(tiny):
+    """calibnet-serve --max-batch 2 --max-queue 4 --timeout-s 5: open-loop load at 2x and 10x the rate a closed
+    loop sustained (4 s each, HTTP and gRPC): every request answered with a result equal to the reference or an
+    explicit "overloaded, retry later" (some at 10x), none unreachable or hanging, the server tree's RSS within
+    OVERLOAD_RSS_BOUND of its idle size, and the server healthy afterwards. Then calibnet-serve is killed with
+    SIGKILL under an HTTP and a gRPC client: each gets a ServingError naming the server within twice its timeout."""
+    _need("pytriton", "nvidia-pytriton, the Triton server calibnet-serve runs")
+    _need("tritonclient.grpc", "tritonclient[http,grpc]")
+    from calibnet.benchmarks.loadgen import run_load, run_overload, tree_rss
+    from calibnet.serving.client import CalibnetClient, ServerOverloaded, ServerUnreachable, ServingError
+
+    _need_stub_env()
+    path, frames = tiny
+    http, grpc, metrics = _free_ports(3)
+    urls = [f"127.0.0.1:{http}", f"grpc://127.0.0.1:{grpc}"]
+    proc = subprocess.Popen([sys.executable, "-m", "calibnet.cli.serve", str(path), "--port", str(http),
+                             "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--max-batch", "2",
+                             "--threads", "1", "--max-queue", "4", "--timeout-s", "5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        refs = _references(path, frames)
+        with CalibnetClient(urls[0]) as c:
+            c.wait_ready(180)
+            _same(c.predict(*frames[0]), refs[0])
+            idle = tree_rss(proc.pid)
+            closed = run_load(urls, frames, clients=2, requests=4)
+            assert [a.error for a in closed.answers if a.error] == []
+            phases = run_overload(urls, frames, closed.throughput, (2, 10), duration_s=4, server_pid=proc.pid)
+            for phase in phases:
+                kinds = phase.report.kinds()
+                print(phase.summary(), f"(idle {idle / 2**20:.0f} MiB)")
+                assert len(phase.report.answers) == max(1, round(phase.rate * 4))  # every request answered
+                assert kinds["unreachable"] == kinds["refused"] == 0, phase.summary()
+                assert all("retry later" in a.error for a in phase.report.answers if a.kind == "overloaded")
+                for a in phase.report.answers:
+                    if a.kind == "answered":
+                        _same(a.prediction, refs[a.frame])
+                assert phase.peak_rss - idle < OVERLOAD_RSS_BOUND, phase.summary()
+            assert phases[1].report.kinds()["overloaded"] > 0, phases[1].summary()  # 10x: shed, not queued
+            _same(c.predict(*frames[1]), refs[1])  # healthy afterwards
+
+        timeout_s = 8.0
+        failures: dict[str, tuple[ServingError, float]] = {}
+        killed_at: list[float] = []
+
+        def client_under_kill(url: str) -> None:
+            with CalibnetClient(url, timeout_s=timeout_s) as k:
+                try:
+                    for i in range(10_000):
+                        k.predict(*frames[i % len(frames)])
+                except ServingError as exc:
+                    failures[url] = (exc, time.monotonic() - killed_at[0])
+
+        threads = [threading.Thread(target=client_under_kill, args=(u,), daemon=True) for u in urls]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        killed_at.append(time.monotonic())
+        proc.kill()  # SIGKILL to calibnet-serve alone (the OOM killer's way): its tritonserver is left orphaned
+        for t in threads:
+            t.join(timeout=4 * timeout_s)
+        assert not any(t.is_alive() for t in threads), "a client hangs on the killed server"
+        for url in urls:
+            exc, after = failures[url]
+            print(f"{url}: {type(exc).__name__} after {after:.1f} s: {exc}")
+            assert isinstance(exc, (ServerUnreachable, ServerOverloaded)), exc
+            assert str(exc).startswith(f"server {url if '://' in url else 'http://' + url} "), exc
+            assert after < 2 * timeout_s, (url, after)
+    finally:
+        if proc.poll() is None:
+            _stop(proc)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # what the killed server left (its tritonserver)
+        proc.communicate()
 
 
 # ---------------------------------------------------------------- generated Triton repository
