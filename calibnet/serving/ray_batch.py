@@ -12,7 +12,9 @@ that could not be read) in ``progress.jsonl`` of the output folder as it arrives
 (:class:`calibnet.runtime.apps.batchlog.BatchLog`, the log ``calibnet-infer --resume`` uses). At the end the
 shards are merged into ``results.json``, ``images.json`` and ``errors.json``, the files of ``calibnet-infer``.
 A re-run on the same output folder (``resume=True``; ``calibnet-infer --ray --resume``) skips every pair
-already recorded, so a job killed half-way finishes the rest without redoing or losing a pair. Progress is
+already recorded, so a job killed half-way finishes the rest without redoing or losing a pair. An actor that dies
+mid-job (``ray.kill``, its worker process or node lost) fails Ray Data's execution; the job then goes on by itself
+with the pairs not yet recorded (``actor_retries`` times): every pair's record is written exactly once. Progress is
 shown with tqdm.
 
 Every pair is read within the one :class:`~calibnet.runtime.core.limits.InputLimits` (``limits``) and a pair
@@ -114,16 +116,29 @@ class PairPredictor:
         return {"key": np.array(keys, dtype=object), "record": np.array([json.dumps(r) for r in records], dtype=object)}
 
 
+def _records(ray: Any, todo: list[dict[str, str]], predictor: dict[str, Any], num_actors: int, batch_size: int,
+             threads: int) -> Any:
+    """(key, record) of each pair of ``todo``, as the actors finish them (one Ray Data execution)."""
+    ds = ray.data.from_items(todo, override_num_blocks=max(1, -(-len(todo) // batch_size)))
+    ds = ds.map_batches(PairPredictor, batch_size=batch_size, batch_format="numpy", fn_constructor_kwargs=predictor,
+                        compute=ray.data.ActorPoolStrategy(size=max(1, num_actors)), num_cpus=max(1, threads))
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for key, raw in zip(batch["key"], batch["record"]):
+            yield str(key), json.loads(str(raw))
+
+
 def ray_batch(model: str | Path, rgb_dir: str | Path, depth_dir: str | Path, out: str | Path, *,
               address: str | None = None, num_actors: int = 1, batch_size: int = 4, threads: int = 1,
               num_cpus: int | None = None, depth_format: DepthFormat | None = None, min_score: float = 0.0,
               strict: bool = False, resume: bool = True, progress: bool = True,
-              limits: InputLimits | None = None) -> RayBatchReport:
+              limits: InputLimits | None = None, actor_retries: int = 3) -> RayBatchReport:
     """Run ``model`` over the pairs of ``rgb_dir``/``depth_dir`` on Ray, writing (and resuming) ``out``
     (see the module docs). ``num_actors`` runtimes (each ``threads`` intra-op threads, reserving that many
     CPUs), ``batch_size`` pairs per ``map_batches`` call; ``num_cpus`` bounds a local cluster (default: all);
     ``address`` joins an existing cluster instead; ``resume=False`` starts ``out`` over; ``limits``: the input
-    limits of every pair (default :func:`~calibnet.runtime.core.limits.default_limits`)."""
+    limits of every pair (default :func:`~calibnet.runtime.core.limits.default_limits`); ``actor_retries``: how many
+    times a job whose actor died (``ray.kill``, its process or node lost) goes on with the pairs not yet recorded,
+    on a new pool of actors, before it fails."""
 
     import ray
 
@@ -151,27 +166,34 @@ def ray_batch(model: str | Path, rgb_dir: str | Path, depth_dir: str | Path, out
             ctx = ray.data.DataContext.get_current()
             ctx.enable_progress_bars = False
             ctx.print_on_execution_start = False
-            ds = ray.data.from_items(todo, override_num_blocks=max(1, -(-len(todo) // batch_size)))
-            ds = ds.map_batches(PairPredictor, batch_size=batch_size, batch_format="numpy",
-                                fn_constructor_kwargs={"model": str(model), "threads": threads,
-                                                       "depth_format": depth_format, "min_score": min_score,
-                                                       "strict": strict, "limits": limits or default_limits()},
-                                compute=ray.data.ActorPoolStrategy(size=max(1, num_actors)),
-                                num_cpus=max(1, threads))
+            predictor = {"model": str(model), "threads": threads, "depth_format": depth_format,
+                         "min_score": min_score, "strict": strict, "limits": limits or default_limits()}
+            recorded: set[str] = set()  # keys recorded by this run (an error is not tried twice in one run)
             with tqdm(total=len(tasks), initial=skipped, desc="infer (ray)", unit="img",
                       disable=not progress) as bar:
-                for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                    for key, raw in zip(batch["key"], batch["record"]):
-                        rec = json.loads(str(raw))
-                        if "error" in rec:
-                            log.add_error(str(key), rec["image"], rec["error"])
-                            failed += 1
-                            print(f"calibnet-infer --ray: {rec['image']['file_name']}: {rec['error']}",
-                                  file=sys.stderr)
-                        else:
-                            log.add_result(str(key), rec["image"], rec["results"])
-                            done += 1
-                        bar.update(1)
+                for attempt in range(actor_retries + 1):
+                    todo = [t for t in todo if t["key"] not in recorded]
+                    if not todo:
+                        break
+                    try:
+                        for key, rec in _records(ray, todo, predictor, num_actors, batch_size, threads):
+                            recorded.add(key)
+                            if "error" in rec:
+                                log.add_error(key, rec["image"], rec["error"])
+                                failed += 1
+                                print(f"calibnet-infer --ray: {rec['image']['file_name']}: {rec['error']}",
+                                      file=sys.stderr)
+                            else:
+                                log.add_result(key, rec["image"], rec["results"])
+                                done += 1
+                            bar.update(1)
+                        break
+                    except ray.exceptions.RayActorError as exc:  # ray.kill, its process or node lost
+                        if attempt == actor_retries:
+                            raise
+                        left = sum(t["key"] not in recorded for t in todo)
+                        print(f"calibnet-infer --ray: an actor died ({type(exc).__name__}); going on with the {left} "
+                              "pairs not yet recorded", file=sys.stderr)
     finally:
         n_det, _ = log.write_outputs()
         log.close()

@@ -697,3 +697,66 @@ def test_ray_batch_equals_calibnet_infer_and_resumes_after_a_kill(tiny, tmp_path
     for image_id in e:
         assert [r["segmentation"] for r in g[image_id]] == [r["segmentation"] for r in e[image_id]]
         np.testing.assert_allclose([r["score"] for r in g[image_id]], [r["score"] for r in e[image_id]], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_ray_job_whose_actor_is_killed_mid_job_records_every_pair_exactly_once(tiny, tmp_path, capfd):
+    """ray_batch with two actors; one of them killed with ray.kill once four pairs are recorded: Ray Data's
+    execution fails with ActorDiedError, the job goes on by itself with the pairs not yet recorded, and ends with
+    every pair's record exactly once in progress.jsonl and results equal to calibnet-infer's."""
+    import gc
+
+    ray = _need("ray", "ray[data], for calibnet-infer --ray")
+    from calibnet.cli.infer import main as infer_main
+    from calibnet.serving.ray_batch import ray_batch
+
+    path, _ = tiny
+    data = tmp_path / "pairs"
+    n = 24
+    write_pairs(data, n, seed=240)
+    assert infer_main([str(path), "--rgb-dir", str(data / "RGB"), "--depth-dir", str(data / "depth"), "--out",
+                       str(tmp_path / "infer"), "--no-overlay", "--threads", "1"]) == 0
+    expected = _by_image(json.loads((tmp_path / "infer" / "results.json").read_text()))
+    out = tmp_path / "ray"
+    progress = out / "progress.jsonl"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             _node_ip_address="127.0.0.1")
+    try:
+        job: dict[str, object] = {}
+
+        def run() -> None:
+            try:
+                job["report"] = ray_batch(path, data / "RGB", data / "depth", out, num_actors=2, batch_size=2,
+                                          progress=False)
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                job["error"] = exc
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 240
+        while thread.is_alive() and time.monotonic() < deadline and (
+                not progress.is_file() or len(progress.read_text().splitlines()) < 4):
+            time.sleep(0.05)
+        # the job's actors: the handles Ray Data's executor holds in this (the driver's) process
+        actors = [o for o in gc.get_objects() if type(o) is ray.actor.ActorHandle
+                  and "PairPredictor" in o._ray_actor_creation_function_descriptor.class_name]
+        recorded_at_kill = len(progress.read_text().splitlines())
+        assert actors and recorded_at_kill < n, (len(actors), recorded_at_kill)
+        ray.kill(actors[0])  # no restart: Ray Data's execution fails
+        thread.join(timeout=300)
+        assert not thread.is_alive() and "error" not in job, job.get("error")
+    finally:
+        ray.shutdown()
+    assert "an actor died (ActorDiedError); going on with the" in capfd.readouterr().err
+    report = job["report"]
+    assert (report.done, report.failed, report.total) == (n, 0, n), report
+    keys = [json.loads(line)["key"] for line in progress.read_text().splitlines()]
+    assert sorted(keys) == sorted(f"{i:02d}.jpg" for i in range(n)), keys  # every pair exactly once
+    images = json.loads((out / "images.json").read_text())
+    assert [im["id"] for im in images] == list(range(1, n + 1))
+    got = _by_image(json.loads((out / "results.json").read_text()))
+    assert sorted(got) == sorted(expected) == list(range(1, n + 1))
+    for image_id in expected:
+        assert [r["segmentation"] for r in got[image_id]] == [r["segmentation"] for r in expected[image_id]]
+        np.testing.assert_allclose([r["score"] for r in got[image_id]], [r["score"] for r in expected[image_id]],
+                                   atol=1e-5)
