@@ -85,14 +85,39 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(small_onnx, tmp_path):
         assert (part / name).read_bytes() == (full / name).read_bytes(), name
 
 
+def _sigkill_runs(cmd, progress, n, targets, seed):
+    """Run ``cmd`` once per target: wait until ``progress`` holds ``target`` lines, a random delay more (at most 50 ms
+    when the target is the last input: in the final writes), then SIGKILL; returns how many runs the kill ended."""
+    import random
+    import time
+
+    rng = random.Random(seed)
+    killed = 0
+    for target in targets:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_lines(proc, progress, target, timeout=120)
+        time.sleep(rng.uniform(0.0, 0.05 if target >= n else 0.4))
+        proc.kill()
+        killed += proc.wait(timeout=60) == -signal.SIGKILL
+    return killed
+
+
+def _same_outputs_and_log(part, full, keys, failed=()):
+    for name in ("results.json", "images.json", "errors.json"):
+        assert (part / name).read_bytes() == (full / name).read_bytes(), name
+    records = [json.loads(line) for line in (part / "progress.jsonl").read_text().splitlines()]  # whole lines
+    finished = sorted(r["key"] for r in records if "results" in r)  # each finished input once (failed: retried)
+    assert finished == sorted(k for k in keys if k not in failed), finished
+    assert {r["key"] for r in records} == set(keys) and not list(part.glob(".*.tmp"))
+
+
 @pytest.mark.slow
 def test_sigkill_at_ten_random_moments_then_resume_equals_an_uninterrupted_run(small_onnx, tmp_path):
     """calibnet-infer killed with SIGKILL ten times (a seeded draw: after a random number of finished images and a
-    random delay, the last draws just as the last image is recorded, i.e. in the final writes), each time resumed;
+    random delay, the last two just as the last image is recorded, i.e. in the final writes), each time resumed;
     the last --resume run ends with results, images and errors byte-identical to an uninterrupted run, and a
     progress log of whole lines with every finished input once."""
     import random
-    import time
 
     n = 16
     rgb, depth = write_pairs(tmp_path / "data", n, seed=300, hw=HW)
@@ -104,21 +129,34 @@ def test_sigkill_at_ten_random_moments_then_resume_equals_an_uninterrupted_run(s
            str(depth), "--out", str(part), "--no-overlay", "--threads", "1", "--resume"]
     rng = random.Random(24)
     targets = sorted(rng.randint(0, n - 1) for _ in range(8)) + [n, n]
-    killed = 0
-    for target in targets:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_lines(proc, part / "progress.jsonl", target, timeout=120)
-        time.sleep(rng.uniform(0.0, 0.05 if target == n else 0.4))
-        proc.kill()
-        killed += proc.wait(timeout=60) == -signal.SIGKILL
-    assert killed >= 8, killed  # most kills landed before the run ended on its own
+    assert _sigkill_runs(cmd, part / "progress.jsonl", n, targets, seed=24) >= 8  # most kills landed mid-run
     assert infer(small_onnx, rgb, depth, part, "--resume") == 1
-    for name in ("results.json", "images.json", "errors.json"):
-        assert (part / name).read_bytes() == (full / name).read_bytes(), name
-    records = [json.loads(line) for line in (part / "progress.jsonl").read_text().splitlines()]  # whole lines
-    finished = sorted(r["key"] for r in records if "results" in r)  # each finished input once (failed: retried)
-    assert finished == [f"{i:02d}.jpg" for i in range(n) if i != 5], finished
-    assert {r["key"] for r in records} == {f"{i:02d}.jpg" for i in range(n)} and not list(part.glob(".*.tmp"))
+    _same_outputs_and_log(part, full, [f"{i:02d}.jpg" for i in range(n)], failed=["05.jpg"])
+
+
+@pytest.mark.slow
+def test_video_run_killed_with_sigkill_then_resumed_equals_an_uninterrupted_run(small_onnx, tmp_path):
+    """The same for a video (+ depth folder) run: four SIGKILLs at seeded moments (the last in the final writes),
+    then --resume: byte-identical results, images and errors."""
+    n = 10
+    frames = [make_scene(400 + i, *HW) for i in range(n)]
+    vw = cv2.VideoWriter(str(tmp_path / "rgb.avi"), cv2.VideoWriter.fourcc(*"MJPG"), 5.0, (HW[1], HW[0]))
+    for f in frames:
+        vw.write(f.rgb[:, :, ::-1].copy())
+    vw.release()
+    (tmp_path / "d").mkdir()
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(tmp_path / "d" / f"{i}.png"), f.depth)
+    args = [str(small_onnx), "--video", str(tmp_path / "rgb.avi"), "--depth-dir", str(tmp_path / "d"),
+            "--no-overlay", "--threads", "1"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main([*args, "--out", str(full)]) == 0
+    cmd = [sys.executable, "-m", "calibnet.cli.infer", *args, "--out", str(part), "--resume"]
+    assert _sigkill_runs(cmd, part / "progress.jsonl", n, [2, 5, 7, n], seed=10) >= 3
+    assert main([*args, "--out", str(part), "--resume"]) == 0
+    keys = [json.loads(line)["key"] for line in (full / "progress.jsonl").read_text().splitlines()]
+    assert len(set(keys)) == n
+    _same_outputs_and_log(part, full, keys)
 
 
 def _hostile_folder(root):
