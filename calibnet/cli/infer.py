@@ -59,6 +59,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from calibnet.runtime.apps.batch import BatchInputs, BatchOptions, BatchResult, run_batch
+from calibnet.runtime.apps.overlay import DRAW_MIN_SCORE
 from calibnet.serving.ray_batch import ray_batch  # imports ray
 
 from .app import CliError, parser, run_cli
@@ -107,10 +108,11 @@ def run(args: argparse.Namespace) -> int:
     """calibnet-infer on parsed arguments; returns the exit code."""
     fmt = depth_format(args)
     src = _inputs(args)
-    opts = BatchOptions(Path(args.out), args.resume, args.fail_fast, args.stream, args.track, args.min_score,
+    shown = DRAW_MIN_SCORE if args.min_score is None else args.min_score
+    opts = BatchOptions(Path(args.out), args.resume, args.fail_fast, args.stream, args.track, args.min_score or 0.0,
                         not args.no_overlay, args.saliency, input_limits(args),
                         Path(args.bag_out) if args.bag_out else None, args.bag_copy_inputs,
-                        Path(args.rerun) if args.rerun else None, args.rerun_spawn)
+                        Path(args.rerun) if args.rerun else None, args.rerun_spawn, overlay_min_score=shown)
     if args.ray:
         return _ray(args, src, opts)
     with open_runtime(args.model, open_options(args), depth_format=fmt, strict=args.strict) as rt:
@@ -195,7 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     ray.add_argument("--ray-batch", type=int, default=4, help="pairs per map_batches call (default 4)")
     ray.add_argument("--ray-cpus", type=int, help="CPUs of the local cluster (default: all)")
     o = add_output(p.add_argument_group("outputs"), "out/infer")
-    o.add_argument("--min-score", type=float, default=0.0, help="drop detections below this score in the json")
+    o.add_argument("--min-score", type=float,
+                   help="drop detections below this score in results.json (default: keep all) and draw only those at "
+                   f"or above it in the overlays (default there: {DRAW_MIN_SCORE})")
     o.add_argument("--no-overlay", action="store_true", help="no overlay PNGs / overlay video")
     o.add_argument("--saliency", action="store_true", help="also write the per-pixel saliency map PNG")
     o.add_argument("--bag-out", metavar="OUT.mcap", help="also write the results as a ROS 2 MCAP (Foxglove): "

@@ -31,7 +31,7 @@ from ..core.limits import InputLimits, default_limits
 from ..core.prediction import Prediction
 from ..core.runtime import Runtime
 from .batchlog import BatchLog
-from .overlay import draw_overlay
+from .overlay import DRAW_MIN_SCORE, draw_overlay
 from .robot_batch import RobotInputs, RobotOutputs, robot_inputs
 from .sources import Frame, FrameError, image_frames, match_pairs, video_frames
 from .stream import StreamStats
@@ -79,6 +79,7 @@ class BatchOptions:
     bag_copy_inputs: bool = False  # ... with the input frames
     rerun: Path | None = None  # a Rerun recording
     rerun_spawn: bool = False  # a Rerun viewer
+    overlay_min_score: float = DRAW_MIN_SCORE  # the overlays draw only instances at or above it
 
 
 @dataclass
@@ -268,7 +269,7 @@ class _Run:
         image = {**task.image, "height": int(frame.rgb.shape[0]), "width": int(frame.rgb.shape[1])}
         if caught:
             image["warnings"] = caught
-        overlay = draw_overlay(frame.rgb, pred) if opts.overlay else None
+        overlay = draw_overlay(frame.rgb, pred, min_score=opts.overlay_min_score) if opts.overlay else None
         if overlay is not None:
             if self.sink is not None:
                 self.sink.write(overlay)
