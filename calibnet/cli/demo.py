@@ -5,7 +5,7 @@ note) to a portable ONNX file, runs PyTorch and the torch-free runtime on the sa
 compares them, then writes:
   compare.png   the scene, its depth, and the best instance as PyTorch and as the runtime decode it (the
                 pixels that differ in red), with the mask agreement and the stage timings
-  overlay.png   the runtime's instances at or above the overlays' minimum score (0.3)
+  overlay.png   the runtime's instances at or above the overlays' minimum score
   demo.json     the same figures
 and ends with the next step to take.
 

@@ -33,7 +33,8 @@ EXAMPLES = """examples:
 """
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m calibnet.engines`` (sub-commands build, info, verify, fp16-onnx)."""
     ap = parser(PROG, "TensorRT engines for CalibNet: build FP16 engines from exported ONNX files (with FP32 islands "
                 "for LayerNorm, attention softmax and sampling-location arithmetic), inspect their sidecars, verify "
                 "them against ONNX Runtime. Building and verifying need TensorRT and an NVIDIA GPU.", epilog=EXAMPLES)
@@ -111,5 +112,5 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m calibnet.engines``: every error ends in one line naming the file at fault."""
-    return run_cli(PROG, _parser(), run, argv,
+    return run_cli(PROG, build_parser(), run, argv,
                    files=lambda a: [getattr(a, "onnx", None), getattr(a, "engine", None)])
