@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from calibnet.runtime.core.filecheck import file_problem
 from calibnet.runtime.core.limits import REQUEST_TIMEOUT_S
@@ -61,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM / SIGINT; returns the exit code."""
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if os.environ.get("CALIBNET_TRACEBACK"):  # a refused request's traceback (see calibnet.serving.server)
+        logging.getLogger("calibnet").setLevel(logging.DEBUG)
     problem = file_problem(args.model)
     if problem is not None:  # a corrupt or foreign file is named before anything starts
         raise CliError(f"{args.model}: {problem}")

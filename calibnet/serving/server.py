@@ -13,7 +13,9 @@ A bad request (undecodable or oversized image, RGB and depth of different sizes,
 parameters, or anything else that fails while it is decoded or pre-processed) is refused alone: its answer's
 ``error`` output holds the one-line reason and the request id (:mod:`calibnet.serving.protocol`), the other
 requests of its dynamic batch are answered, and the server goes on serving. No server path or traceback reaches
-a client: the traceback goes to the log at debug level. Wrong data types and ranks are refused by Triton itself.
+a client; the log has one line per refused request (and its traceback with CALIBNET_TRACEBACK=1). Wrong data
+types and ranks are refused by Triton itself. Without a GPU, Triton's own log (CUDA, NVML and DCGM notices) goes
+to a file that the server names in one line.
 
 Limits (docs/security.md): every input is held to :class:`~calibnet.runtime.core.limits.InputLimits` before it is
 decoded (``limits``; the defaults of calibnet-infer and the Ray job), a request that waits longer than
@@ -28,6 +30,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -105,7 +108,7 @@ def _refusal(exc: BaseException, rid: str, batched: bool) -> dict[str, np.ndarra
     """The refusal of one request; the reason (and, at debug level, the traceback) goes to the log."""
     reason = public_reason(exc)
     if isinstance(exc, InputError):
-        LOG.info("request %s refused: %s", rid, reason)
+        LOG.warning("request %s refused: %s", rid, reason)
     else:
         LOG.warning("request %s failed: %s: %s", rid, type(exc).__name__, " ".join(str(exc).split())[:300])
     LOG.debug("request %s", rid, exc_info=(type(exc), exc, exc.__traceback__))
@@ -142,6 +145,11 @@ def _pytriton_tensors(specs: Sequence[Any]) -> list[Any]:
                    **({"optional": True} if s.optional else {})) for s in specs]
 
 
+def _gpu_present() -> bool:
+    """Whether this machine has an NVIDIA driver loaded (its control device exists)."""
+    return Path("/dev/nvidiactl").exists()
+
+
 def serve(model: str | Path, port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002,
           max_batch: int = 8, instances: int = 1, options: OpenOptions | None = None, batch_delay_us: int = 2000,
           address: str = "127.0.0.1", stop: threading.Event | None = None, log_verbose: int = 0,
@@ -170,8 +178,12 @@ def serve(model: str | Path, port: int = 8000, grpc_port: int = 8001, metrics_po
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_signal)
         signal.signal(signal.SIGINT, _on_signal)
+    # without a GPU, Triton's own start-up lines are CUDA/NVML/DCGM notices that say nothing: its log goes to a file
+    gpu = _gpu_present()
+    triton_log = None if gpu or log_verbose else Path(tempfile.mkdtemp(prefix="calibnet-serve-")) / "triton.log"
     config = TritonConfig(http_address=address, http_port=port, grpc_address=address, grpc_port=grpc_port,
-                          metrics_port=metrics_port, log_verbose=log_verbose, exit_timeout_secs=5)
+                          metrics_port=metrics_port, log_verbose=log_verbose, exit_timeout_secs=5,
+                          allow_gpu_metrics=gpu, log_file=triton_log)
     batching = max_batch > 1
     max_queue = max_queue or queue_size(max_batch, len(callables))
     queue = QueuePolicy(timeout_action=TimeoutAction.REJECT, default_timeout_microseconds=int(timeout_s * 1e6),
@@ -189,6 +201,8 @@ def serve(model: str | Path, port: int = 8000, grpc_port: int = 8001, metrics_po
         print(f"calibnet-serve: model {MODEL_NAME!r} ({Path(model).name}, {callables[0].runtime.backend.name}) on "
               f"http://{address}:{port} and grpc {address}:{grpc_port}, max batch {max_batch}, "
               f"{len(callables)} instance(s)", flush=True)
+        if triton_log is not None:
+            print(f"calibnet-serve: no GPU here: Triton's own log is {triton_log}", flush=True)
         print(f"calibnet-serve: limits: {limits.summary()}; a request waits "
               + (f"at most {timeout_s:g} s" if timeout_s else "without a timeout")
               + f" for the model, at most {max_queue} wait", flush=True)

@@ -12,6 +12,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -395,6 +396,40 @@ def test_calibnet_serve_under_concurrent_http_and_grpc_clients(tiny):
 def _status(pid: int, key: str) -> int:
     text = Path(f"/proc/{pid}/status").read_text()
     return int(text.split(f"{key}:", 1)[1].split()[0]) * 1024
+
+
+@pytest.mark.slow
+def test_the_server_log_has_one_line_per_malformed_request(tiny):
+    """Three malformed requests leave exactly three one-line entries and no traceback in the server's log, and a
+    good request is answered after them; on a machine without a GPU, no CUDA/NVML line either."""
+    _need("pytriton", "nvidia-pytriton, the Triton server calibnet-serve runs")
+    _need("tritonclient.grpc", "tritonclient[http,grpc]")
+    from calibnet.serving.client import CalibnetClient, ServingError
+
+    _need_stub_env()
+    path, frames = tiny
+    http, grpc, metrics = _free_ports(3)
+    proc = subprocess.Popen([sys.executable, "-m", "calibnet.cli.serve", str(path), "--port", str(http),
+                             "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--max-batch", "1",
+                             "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "CALIBNET_TRACEBACK"})
+    try:
+        with CalibnetClient(f"127.0.0.1:{http}") as c:
+            c.wait_ready(180)
+            rgb, depth = frames[0]
+            for call in (lambda: c.predict(rgb, depth[:32]), lambda: c.predict_encoded(b"garbage", b"\x89PNG broken"),
+                         lambda: c.infer_raw({"depth": depth[None]})):
+                with pytest.raises(ServingError):
+                    call()
+            assert c.predict(rgb, depth).image_hw == rgb.shape[:2]  # answered after the three
+    finally:
+        rc, out = _stop(proc)
+    assert rc == 0, out[-3000:]
+    entries = [line for line in out.splitlines() if "calibnet.serving" in line]
+    assert len(entries) == 3 and all("request " in e for e in entries), out[-3000:]
+    assert "Traceback" not in out
+    if not Path("/dev/nvidiactl").exists():
+        assert not re.search(r"NVML|CUDA|DCGM", out), out[-3000:]
 
 
 @pytest.mark.slow
