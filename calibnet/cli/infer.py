@@ -198,8 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     ray.add_argument("--ray-cpus", type=int, help="CPUs of the local cluster (default: all)")
     o = add_output(p.add_argument_group("outputs"), "out/infer")
     o.add_argument("--min-score", type=float,
-                   help="drop detections below this score in results.json (default: keep all) and draw only those at "
-                   f"or above it in the overlays (default there: {DRAW_MIN_SCORE})")
+                   help="drop detections below this score in results.json (default: keep all); draw and --track only "
+                   f"those at or above it (default there: {DRAW_MIN_SCORE})")
     o.add_argument("--no-overlay", action="store_true", help="no overlay PNGs / overlay video")
     o.add_argument("--saliency", action="store_true", help="also write the per-pixel saliency map PNG")
     o.add_argument("--bag-out", metavar="OUT.mcap", help="also write the results as a ROS 2 MCAP (Foxglove): "

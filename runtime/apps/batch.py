@@ -35,6 +35,7 @@ from .overlay import DRAW_MIN_SCORE, draw_overlay
 from .robot_batch import RobotInputs, RobotOutputs, robot_inputs
 from .sources import Frame, FrameError, image_frames, match_pairs, video_frames
 from .stream import StreamStats
+from .tracking import InstanceTracker
 
 __all__ = ["BatchInputs", "BatchOptions", "BatchResult", "Task", "folder_tasks", "run_batch"]
 
@@ -79,7 +80,7 @@ class BatchOptions:
     bag_copy_inputs: bool = False  # ... with the input frames
     rerun: Path | None = None  # a Rerun recording
     rerun_spawn: bool = False  # a Rerun viewer
-    overlay_min_score: float = DRAW_MIN_SCORE  # the overlays draw only instances at or above it
+    overlay_min_score: float = DRAW_MIN_SCORE  # the overlays draw, and the tracker tracks, only those at or above it
 
 
 @dataclass
@@ -329,7 +330,8 @@ class _Run:
             self.failed(meta[index][0], str(exc), meta[index][1])
             self.bar.update(1)
 
-        st = self.rt.stream(source(), policy="all", track=self.opts.track, on_error=on_error, depth_format=self.fmt)
+        track = InstanceTracker(min_score=self.opts.overlay_min_score) if self.opts.track else False  # what is drawn
+        st = self.rt.stream(source(), policy="all", track=track, on_error=on_error, depth_format=self.fmt)
         try:
             for sf, pred in st:
                 self.done(meta[sf.index][0], sf.source, pred, [])

@@ -116,6 +116,13 @@ class StreamStats:
             if k in d["ms"]:
                 p = d["ms"][k]
                 lines.append(f"  {k:8s} p50 {p['p50']:8.1f} ms  p99 {p['p99']:8.1f} ms  mean {p['mean']:8.1f} ms")
+        if "latency" in d["ms"]:
+            work = sum(d["ms"][k]["p50"] for k in ("pre", "infer", "post", "track") if k in d["ms"])
+            wait = max(0.0, d["ms"]["latency"]["p50"] - work)
+            behind = ("each frame waits behind the ones read before it" if self.policy == "all"
+                      else "a waiting frame is replaced by a newer one")
+            lines.append(f"  latency is capture to result: the stages above plus about {wait:.1f} ms (p50) of "
+                         f"waiting in the queues between them ({self.policy!r}: {behind})")
         return "\n".join(lines)
 
 

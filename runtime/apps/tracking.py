@@ -6,7 +6,9 @@ score at least ``min_score`` are matched to the tracks by mask IoU with the Hung
 optimum as ``scipy.optimize.linear_sum_assignment``); a pair below ``iou_threshold`` never matches. A track
 not seen in a frame is kept for ``max_missed`` frames, its mask moved by the track's velocity (centroid
 motion, smoothed) so a briefly missed moving object is picked up again; an unmatched instance opens a new
-track with a new ID (IDs are never reused). Instances below ``min_score`` get ID -1.
+track with a new ID (IDs are never reused). Instances below ``min_score`` get ID -1; when no instance reaches
+``min_score`` for ``idle_frames`` frames in a row, the tracker says so once in the log (every ID is -1: the model's
+scores are lower than the tracker's threshold).
 
 IoU is computed on masks subsampled to at most ``match_side`` pixels per side (exact for smaller frames):
 matching needs overlap, not pixel accuracy, and an 8000x8000 frame stays cheap.
@@ -14,6 +16,7 @@ matching needs overlap, not pixel accuracy, and an 8000x8000 frame stays cheap.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +24,8 @@ import numpy as np
 from ..core.prediction import Prediction
 
 __all__ = ["InstanceTracker", "Track", "linear_sum_assignment", "mask_iou"]
+
+LOG = logging.getLogger(__name__)
 
 
 def linear_sum_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +141,8 @@ class InstanceTracker:
     """Assigns stable track IDs to the instances of consecutive :class:`Prediction` s (see the module doc)."""
 
     def __init__(self, iou_threshold: float = 0.3, max_missed: int = 5, min_score: float = 0.3,
-                 match_side: int = 320, motion: bool = True, contain_threshold: float = 0.6) -> None:
+                 match_side: int = 320, motion: bool = True, contain_threshold: float = 0.6,
+                 idle_frames: int = 30) -> None:
         if not 0.0 < iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
         self.iou_threshold, self.max_missed, self.min_score = float(iou_threshold), int(max_missed), float(min_score)
@@ -144,11 +150,25 @@ class InstanceTracker:
         self.tracks: list[Track] = []
         self.next_id = 1
         self._hw: tuple[int, int] | None = None
+        self.idle_frames, self._idle, self._best, self._warned = int(idle_frames), 0, 0.0, False
 
     def reset(self) -> None:
         """Forget all tracks (IDs keep counting up)."""
         self.tracks = []
         self._hw = None
+
+    def _note_idle(self, pred: Prediction, kept: int) -> None:
+        """Count the frames in a row without an instance at ``min_score``; say so once after ``idle_frames``."""
+        if kept:
+            self._idle, self._best = 0, 0.0
+            return
+        self._idle += 1
+        self._best = max(self._best, float(pred.scores.max()) if len(pred) else 0.0)
+        if self._idle >= self.idle_frames > 0 and not self._warned:
+            self._warned = True
+            LOG.warning("tracker: no instance reached the minimum score %g in %d frames in a row (best %.2f): every "
+                        "track_id is -1 (a lower min_score: calibnet-infer --min-score)", self.min_score,
+                        self._idle, self._best)
 
     def _small(self, masks: np.ndarray) -> np.ndarray:
         stride = max(1, -(-max(masks.shape[1:]) // self.match_side))
@@ -162,6 +182,7 @@ class InstanceTracker:
             self._hw = pred.image_hw
         ids = np.full(len(pred), -1, np.int64)
         keep = np.nonzero(pred.scores >= self.min_score)[0]
+        self._note_idle(pred, len(keep))
         small = self._small(pred.masks[keep]) if len(keep) else np.zeros((0, 1, 1), bool)
         matched_tracks: set[int] = set()
         matched_dets: set[int] = set()

@@ -279,3 +279,31 @@ def test_tracked_soak_keeps_memory_flat_and_leaves_no_thread(policy):
     assert res.returncode == 0, res.stderr[-2000:]
     s = json.loads(res.stdout.splitlines()[-1])
     assert s["growth_pct"] < 1.0 and s["threads_left"] == [] and s["read"] >= 2000, s
+
+
+def test_tracker_says_once_why_every_id_is_minus_one(caplog):
+    masks = np.zeros((2, 32, 32), bool)
+    masks[0, 2:10, 2:10] = masks[1, 20:30, 20:30] = True
+    tracker = InstanceTracker(idle_frames=4)
+    with caplog.at_level("WARNING", logger="calibnet.runtime.apps.tracking"):
+        for _ in range(3):
+            assert tracker.update(_pred(masks, np.array([0.12, 0.05]))).tolist() == [-1, -1]
+        assert not caplog.records  # not yet: three frames
+        for _ in range(10):
+            tracker.update(_pred(masks, np.array([0.12, 0.05])))
+    assert len(caplog.records) == 1
+    assert "minimum score 0.3 in 4 frames in a row (best 0.12)" in caplog.records[0].getMessage()
+    assert tracker.update(_pred(masks, np.array([0.9, 0.05]))).tolist() == [1, -1]
+
+
+def test_stream_summary_explains_the_latency():
+    rt = Runtime(SleepBackend(0.02))
+    seq = make_moving_sequence(2, 6, 64, 96, n_objects=1)
+    st = rt.stream([(f.rgb, f.depth) for f in seq])
+    list(st)
+    text = st.stats().summary()
+    assert "latency is capture to result: the stages above plus about" in text and "'all'" in text
+    wait = float(text.split("plus about ")[1].split(" ms")[0])
+    d = st.stats().to_dict()["ms"]
+    assert wait == pytest.approx(max(0.0, d["latency"]["p50"] - sum(d[k]["p50"] for k in ("pre", "infer", "post"))),
+                                 abs=0.06)
