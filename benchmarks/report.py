@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from calibnet.runtime.core.compare import ALIASES
+
 from .model_stats import BACKBONE_TABLE, OFFICIAL_GMACS, PAPER
 
 __all__ = ["backend_entry", "format_report", "compare_paper_rows", "backbone_table_rows", "plot_stages", "BASELINE",
@@ -19,7 +21,8 @@ def backend_entry(status: str, summary_ms: dict[str, dict[str, float]] | None, b
                   batch: int, network_gmacs: float | None, sgemm_gflops: float, artifact_mb: float | None = None,
                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """One ``backends.<name>`` entry: status, artifact size, ms per stage (p50/p90/p99/mean), end to end,
-    FPS, speed-up over the official-style path, achieved model GFLOP/s and its share of the SGEMM peak."""
+    FPS, speed-up over the official-style path, achieved model GFLOP/s and its share of the SGEMM peak (an FP32
+    peak: only for an FP32 row; ``extra["precision"]`` names the row's, FP32 when absent; other rows: None)."""
     entry: dict[str, Any] = {"status": status, "artifact_mb": artifact_mb, "e2e_ms": None, "stages_ms": None,
                              "fps": None, "speedup_vs_official": None, "host_share": None,
                              "achieved_gflops": None, "fraction_of_sgemm_peak": None}
@@ -34,8 +37,10 @@ def backend_entry(status: str, summary_ms: dict[str, dict[str, float]] | None, b
         )
         if network_gmacs:
             achieved = 2 * network_gmacs * batch / (stages["infer"]["p50"] / 1e3)
-            entry.update(achieved_gflops=achieved, fraction_of_sgemm_peak=achieved / sgemm_gflops if sgemm_gflops
-                         else None, network_gmacs=network_gmacs)
+            precision = str((extra or {}).get("precision") or "fp32")
+            same = ALIASES.get(precision, precision) == "fp32"  # the peak is an FP32 one
+            entry.update(achieved_gflops=achieved, fraction_of_sgemm_peak=achieved / sgemm_gflops
+                         if sgemm_gflops and same else None, network_gmacs=network_gmacs)
     entry.update(extra or {})
     return entry
 
@@ -163,7 +168,8 @@ def format_report(doc: dict[str, Any], compare_paper: bool = False) -> str:
     out.extend(notes)
     out.append("stage columns: p50 ms per batch; vs ORT = ONNX Runtime's end-to-end p50 / this row's; mask agree = "
                "mask pixels on the same side of the threshold as the eager FP32 model; host % = (pre + post) / end to "
-               "end; GFLOP/s = 2 x MACs / inference p50; % SGEMM = that over the measured SGEMM peak.")
+               "end; GFLOP/s = 2 x MACs / inference p50; % SGEMM = that over the measured (FP32) SGEMM peak, for "
+               "FP32 rows only (- for BF16 / INT8 / FP16 rows: no peak of their precision is measured).")
     if doc.get("accuracy"):
         out += ["", "accuracy (" + doc["accuracy"].get("dataset", "") + "): " + ", ".join(
             f"{k}: AP {v.get('AP', float('nan')):.1f}" if isinstance(v, dict) and "AP" in v else f"{k}: {v}"

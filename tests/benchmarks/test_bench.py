@@ -102,6 +102,10 @@ def test_backend_entry_arithmetic():
     assert e["fraction_of_sgemm_peak"] == pytest.approx(0.5)
     missing = backend_entry("unavailable: no GPU", None, 250.0, 1, None, 1000.0)
     assert missing["fps"] is None and missing["e2e_ms"] is None
+    for precision, share in (("f32", 0.5), ("fp32", 0.5), ("bf16", None), ("int8", None), ("fp16", None)):
+        row = backend_entry("passed", summary, 250.0, 2, 10.0, 1000.0, extra={"precision": precision})
+        assert row["fraction_of_sgemm_peak"] == (None if share is None else pytest.approx(share)), precision
+        assert row["achieved_gflops"] == pytest.approx(500.0)  # GFLOP/s is shown for every row
 
 
 def test_validation_flags_disagreement():
