@@ -6,7 +6,7 @@ compares them, then writes:
   compare.png   the scene, its depth, and the best instance as PyTorch and as the runtime decode it (the
                 pixels that differ in red), with the mask agreement and the stage timings
   overlay.png   the runtime's instances at or above the overlays' minimum score
-  demo.json     the same figures
+  demo.json     the same figures; scene_rgb.png, scene_depth.png: the scene (calibnet-infer reads them)
 and ends with the next step to take.
 
 Examples:
@@ -123,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
     cv2.imwrite(str(out / "compare.png"), compare_picture(scene.rgb, scene.depth, reference, pred, caption)[:, :, ::-1])
     shown = overlay_layout(pred, DRAW_MIN_SCORE).drawn
     cv2.imwrite(str(out / "overlay.png"), draw_overlay(scene.rgb, pred, min_score=DRAW_MIN_SCORE)[:, :, ::-1])
+    cv2.imwrite(str(out / "scene_rgb.png"), scene.rgb[:, :, ::-1])
+    cv2.imwrite(str(out / "scene_depth.png"), scene.depth)
     report = {"onnx": str(onnx_path), "verify_max_abs_diff": diffs, "verify_mask_agreement": agree,
               "instances": len(pred), "overlay_instances": len(shown), "overlay_min_score": DRAW_MIN_SCORE,
               "scores": [round(float(s), 4) for s in pred.scores[:10]],
