@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
 from .filecheck import one_line
@@ -62,18 +62,31 @@ def _source(src: Source, what: str, limits: InputLimits) -> tuple[Path | io.Byte
     return path, str(path)
 
 
+def _pil_formats() -> tuple[str, ...]:
+    """:data:`PIL_FORMATS` that this Pillow registers (Pillow 13 has no MPO opener: asking for it fails)."""
+    Image.init()
+    return tuple(f for f in PIL_FORMATS if f in Image.OPEN)
+
+
+def _reason(exc: BaseException, name: str) -> str:
+    """The decoder's error on one line, without the file's name (the message names it once)."""
+    if isinstance(exc, UnidentifiedImageError):
+        return f"not a {', '.join(_pil_formats())} file"
+    return one_line(exc).replace(f"'{name}'", "the file").replace(name, "the file")
+
+
 def _open(f: Path | io.BytesIO, name: str, what: str, limits: InputLimits) -> Image.Image:
     """The decoded image with its EXIF orientation applied; its size is checked before it is decoded."""
     try:
-        img = Image.open(f, formats=PIL_FORMATS)  # lazy: reads the header only
+        img = Image.open(f, formats=_pil_formats())  # lazy: reads the header only
     except Exception as exc:  # noqa: BLE001 - unidentified, truncated header, Pillow's own bomb check ...
-        raise _NotForPillow(f"cannot read {what} {name}: {one_line(exc)}") from None
+        raise _NotForPillow(f"cannot read {what} {name}: {_reason(exc, name)}") from None
     limits.check_size(img.width, img.height, f"{what} {name}")
     try:
         img.load()
         return ImageOps.exif_transpose(img) or img
     except Exception as exc:  # noqa: BLE001 - any decoder failure is this input's error, never the caller's
-        raise _NotForPillow(f"cannot read {what} {name}: {one_line(exc)}") from None
+        raise _NotForPillow(f"cannot read {what} {name}: {_reason(exc, name)}") from None
 
 
 def _read_image(src: Source, limits: InputLimits | None, mode: str) -> np.ndarray:

@@ -100,3 +100,17 @@ def test_eval_reads_the_depth_maps_infer_reads(tmp_path):
 
     results, ids, _ = predict_dataset(_Runtime(), spec, progress=False)
     assert ids == [1] and results == [] and seen[0].dtype == np.uint16 and np.array_equal(seen[0], mm)
+
+
+@pytest.mark.parametrize("content", [b"junk", b"%PDF-1.4 not an image" * 4])
+def test_an_unreadable_file_is_named_once_with_a_plain_reason(tmp_path, content):
+    from calibnet.runtime.core.readers import read_depth, read_rgb
+
+    path = tmp_path / "b.png"
+    path.write_bytes(content)
+    for read, what in ((read_depth, "depth map"), (read_rgb, "image")):
+        with pytest.raises(InputError) as info:
+            read(path)
+        msg = str(info.value)
+        assert msg.startswith(f"cannot read {what} {path}: not a PNG, JPEG") and msg.count("b.png") == 1, msg
+        assert "Error" not in msg, msg  # no exception class names from inside Pillow
