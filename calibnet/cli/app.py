@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from tqdm import tqdm
+
 from calibnet.runtime import BackendUnavailable
 from calibnet.runtime.apps.optional import MissingDependency
 from calibnet.runtime.core.filecheck import MAX_LEN, file_problem, one_line
@@ -51,6 +53,7 @@ def run_cli(prog: str, parser: argparse.ArgumentParser, run: Callable[[argparse.
     try:
         return run(args)
     except KeyboardInterrupt:
+        _end_progress_bars()
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place where every command error becomes one line
@@ -66,8 +69,15 @@ def run_cli(prog: str, parser: argparse.ArgumentParser, run: Callable[[argparse.
             code = 2
         elif len(candidates) == 1 and code == 1 and str(candidates[0]) not in msg:
             msg = f"{candidates[0]}: {msg}"
+        _end_progress_bars()
         print(f"{prog}: error: {msg}"[:MAX_LEN + 100], file=sys.stderr)
         return code
+
+
+def _end_progress_bars() -> None:
+    """Close the progress bars an error interrupted, so that its message starts on a line of its own."""
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 _ROLE = re.compile(r":[a-z]+:`(~?)([^`]+)`")

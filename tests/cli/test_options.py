@@ -64,3 +64,18 @@ def test_help_shows_no_markup_and_the_tables(command, capsys):
     if "--backend " in out or "--backend {" in out:
         assert "{" + ",".join(TARGETS) + "}" in flat.replace(" ", "") and all(
             "/".join(t.suffixes) in flat for t in TARGETS.values())
+
+
+def test_an_error_never_shares_a_line_with_a_progress_bar(capsys):
+    import sys
+
+    from tqdm import tqdm
+
+    def fails(_args):
+        bar = tqdm(total=3, desc="work", file=sys.stderr)
+        bar.update(1)
+        raise ValueError("bad value")
+
+    assert run_cli("prog", parser("prog", "doc"), fails, []) == 2
+    err = capsys.readouterr().err
+    assert "work" in err and "\nprog: error: bad value" in err, err
