@@ -18,7 +18,7 @@ from ..core.prediction import Prediction
 
 __all__ = ["DRAW_MIN_SCORE", "OverlayLayout", "draw_overlay", "instance_color", "overlay_layout"]
 
-DRAW_MIN_SCORE = 0.3  # the overlays' default minimum score (the tracker's default too)
+DRAW_MIN_SCORE = 0.3  # the overlays' default minimum score, and the tracker's (what is drawn is what is tracked)
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (pixels, end exclusive)
 _FONT, _SCALE, _PAD = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 2

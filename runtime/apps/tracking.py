@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.prediction import Prediction
+from .overlay import DRAW_MIN_SCORE
 
 __all__ = ["InstanceTracker", "Track", "linear_sum_assignment", "mask_iou"]
 
@@ -140,7 +141,7 @@ class Track:
 class InstanceTracker:
     """Assigns stable track IDs to the instances of consecutive :class:`Prediction` s (see the module doc)."""
 
-    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 5, min_score: float = 0.3,
+    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 5, min_score: float = DRAW_MIN_SCORE,
                  match_side: int = 320, motion: bool = True, contain_threshold: float = 0.6,
                  idle_frames: int = 30) -> None:
         if not 0.0 < iou_threshold <= 1.0:
