@@ -127,6 +127,29 @@ def padded_network_input(rgb_u8, depth_u8, divisor: int = 32):
     return rgb, depth, (h, w)
 
 
+def msda_plugin_graph(n_levels: int, m: int, d: int, p: int, value_type: int | None = None,
+                      index_type: int | None = None, value_rank: int = 4):
+    """An ONNX model of one TensorRT MSDA plugin node with dynamic N/S/Lq, as TensorRT sees it: ``value`` [N,S,m,d]
+    (``value_rank`` cuts or extends it), ``spatial_shapes`` / ``level_start_index`` (INT32 by default), sampling
+    locations and attention weights (FLOAT by default) over ``n_levels`` levels and ``p`` points."""
+    from onnx import TensorProto, helper
+
+    from calibnet.runtime.core.contract import PLUGIN_DOMAIN, PLUGIN_NAME
+
+    vt = TensorProto.FLOAT if value_type is None else value_type
+    it = TensorProto.INT32 if index_type is None else index_type
+    value_dims = ["N", "S", m, d][:value_rank] if value_rank <= 4 else ["N", "S", m, d, 1]
+    inputs = [helper.make_tensor_value_info("value", vt, value_dims),
+              helper.make_tensor_value_info("spatial_shapes", it, [n_levels, 2]),
+              helper.make_tensor_value_info("level_start_index", it, [n_levels]),
+              helper.make_tensor_value_info("loc", vt, ["N", "Lq", m, n_levels, p, 2]),
+              helper.make_tensor_value_info("attn", vt, ["N", "Lq", m, n_levels, p])]
+    node = helper.make_node(PLUGIN_NAME, ["value", "spatial_shapes", "level_start_index", "loc", "attn"], ["out"],
+                            domain=PLUGIN_DOMAIN, name="/enc/self_attn/" + PLUGIN_NAME, plugin_version="1")
+    graph = helper.make_graph([node], "msda", inputs, [helper.make_tensor_value_info("out", vt, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(PLUGIN_DOMAIN, 1)])
+
+
 def write_pairs(folder: Path, n: int, seed: int = 0, hw: tuple[int, int] = (64, 96)) -> tuple[Path, Path]:
     """``n`` synthetic RGB-D scenes as ``folder/RGB/NN.jpg`` + ``folder/depth/NN.png`` (pairs by file stem,
     sorted in scene order); returns the two folders."""

@@ -9,12 +9,12 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from conftest import msda_plugin_graph  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
 from calibnet.export import export_onnx  # noqa: E402
 from calibnet.export.msda_onnx import (  # noqa: E402
     PLUGIN_DOMAIN,
-    PLUGIN_NAME,
     attach_reference_function,
     inline_msda,
     plugin_nodes,
@@ -26,16 +26,7 @@ M, D, P = 2, 4, 3
 
 def _plugin_graph(n_levels: int) -> onnx.ModelProto:
     """One plugin node with dynamic-shaped inputs, exactly as TensorRT sees it (INT32 shapes/starts)."""
-    f32, i32 = TensorProto.FLOAT, TensorProto.INT32
-    inputs = [helper.make_tensor_value_info("value", f32, ["N", "S", M, D]),
-              helper.make_tensor_value_info("spatial_shapes", i32, [n_levels, 2]),
-              helper.make_tensor_value_info("level_start_index", i32, [n_levels]),
-              helper.make_tensor_value_info("loc", f32, ["N", "Lq", M, n_levels, P, 2]),
-              helper.make_tensor_value_info("attn", f32, ["N", "Lq", M, n_levels, P])]
-    node = helper.make_node(PLUGIN_NAME, ["value", "spatial_shapes", "level_start_index", "loc", "attn"], ["out"],
-                            domain=PLUGIN_DOMAIN, name="/enc/self_attn/" + PLUGIN_NAME, plugin_version="1")
-    graph = helper.make_graph([node], "msda", inputs, [helper.make_tensor_value_info("out", f32, None)])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(PLUGIN_DOMAIN, 1)])
+    return msda_plugin_graph(n_levels, M, D, P)
 
 
 def _random_case(shapes: list[tuple[int, int]], n: int, lq: int, seed: int):

@@ -18,6 +18,7 @@ from calibnet.runtime.backends.openvino import (  # noqa: E402
     OpenVinoBackend,
     PrecisionMismatch,
     choose_precision,
+    compile_config,
     read_ir_metadata,
     write_ir_metadata,
 )
@@ -69,9 +70,23 @@ def test_auto_picks_f32_without_native_bf16_and_says_so(tiny_onnx, tmp_path):
 
 def test_auto_picks_bf16_where_the_cpu_reports_it():
     choice = choose_precision("auto", WITH_BF16, int8_model=False)
-    assert choice.precision == "bf16" and "BF16" in choice.reason
-    assert choose_precision("auto", NO_BF16, int8_model=True).precision == "int8"
-    assert choose_precision("F32", WITH_BF16, int8_model=False).precision == "f32"
+    assert choice.precision == "bf16" and "BF16" in choice.reason and choice.float_precision == "bf16"
+    assert choose_precision("F32", WITH_BF16, int8_model=False).float_precision == "f32"
+
+
+def test_int8_float_parts_run_in_bf16_where_the_cpu_has_it():
+    """INT8 with BF16 islands: the parts kept in float follow the CPU, and the reason says so (as auto's)."""
+    for requested in ("int8", "auto"):
+        islands = choose_precision(requested, WITH_BF16, int8_model=True)
+        assert (islands.precision, islands.float_precision) == ("int8", "bf16")
+        assert "float parts run in BF16" in islands.reason and "OPTIMIZATION_CAPABILITIES list BF16" in islands.reason
+        plain = choose_precision(requested, NO_BF16, int8_model=True)
+        assert (plain.precision, plain.float_precision) == ("int8", "f32")
+        assert "float parts run in FP32" in plain.reason and "does not report native BF16" in plain.reason
+    config = compile_config(islands, threads=2, cache_dir=None, profile=True)
+    assert config == {"INFERENCE_PRECISION_HINT": "bf16", "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+                      "INFERENCE_NUM_THREADS": 2, "PERF_COUNT": True}
+    assert compile_config(plain)["INFERENCE_PRECISION_HINT"] == "f32"
 
 
 def test_bad_precisions_are_refused_with_a_reason(tiny_onnx):
