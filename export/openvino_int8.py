@@ -2,14 +2,17 @@
 
 ``quantize_int8(onnx, "m_int8.xml", frames)``: NNCF's PTQ (min-max statistics on calibration frames, fast bias
 correction) over the FP32 graph with the groups of :data:`KEEP_FLOAT_GROUPS` named in ``keep_float`` left out
-of quantization (NNCF ``IgnoredScope``), then the INT8 model is compared with the FP32 model on held-out frames
-by :func:`calibnet.runtime.core.compare.compare_outputs` (``precision="int8"``). Below the threshold it is
-refused (:class:`QuantizationRefused`, whose message names the groups still quantized that can be kept in
-float) unless ``force=True``, which writes it marked ``forced`` in its metadata.
+of quantization (NNCF ``IgnoredScope``), then the INT8 model, compiled exactly as the OpenVINO backend compiles it
+(its float parts in BF16 where the CPU reports native BF16, else FP32: what runs), is compared with the FP32 model
+on held-out frames by :func:`calibnet.runtime.core.compare.compare_outputs` (``precision="int8"``). Below the
+threshold it is refused (:class:`QuantizationRefused`, whose message names the groups still quantized that can be
+kept in float) unless ``force=True``, which writes it marked ``forced`` in its metadata.
 
 The written IR carries calibnet's metadata in ``rt_info`` (``precision="int8"`` and ``extra["int8"]``: the
-groups kept in float and their NNCF scope, the calibration frames, the comparison report, versions,
-``forced``); see :mod:`calibnet.runtime.backends.openvino`.
+groups kept in float and their NNCF scope, the calibration frames, the comparison report and the precision its
+float parts ran at (``float_precision``), ``msda`` (fused or decomposed), versions, ``forced``); see
+:mod:`calibnet.runtime.backends.openvino`. A TensorRT-flavoured ONNX is read as the backend reads it: with the
+fused MSDA kernel built, the IR keeps its fused nodes (and then needs the kernel to run).
 
 Calibration frames are read and pre-processed by the runtime's own code: RGB/depth pairs of a folder
 (:func:`calibnet.runtime.apps.sources.match_pairs`, the runtime's readers and ``Runtime.prepare``), or synthetic
@@ -33,6 +36,7 @@ from calibnet.runtime.apps.sources import image_frames, match_pairs
 from calibnet.runtime.backends import signal_stack
 from calibnet.runtime.backends.base import BackendUnavailable
 from calibnet.runtime.backends.openvino import OpenVinoBackend, write_ir_metadata
+from calibnet.runtime.backends.openvino_msda import read_model
 from calibnet.runtime.core.compare import compare_outputs
 from calibnet.runtime.core.contract import ModelMetadata
 from calibnet.runtime.core.errors import InputError
@@ -200,7 +204,8 @@ def quantize_int8(model_path: str | Path, out_xml: str | Path, calibration: Sequ
     out_xml = Path(out_xml)
     reference = OpenVinoBackend(model_path, precision="f32", threads=threads, cache_dir="")
     metadata = reference.metadata
-    model = ov.Core().read_model(str(model_path))
+    # read as the backend reads it: a TensorRT-flavoured graph keeps its fused MSDA nodes when the kernel is built
+    model, route = read_model(ov.Core(), Path(model_path), metadata)
     scope = ignored_scope_spec(keep_float)
     presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
     if preset not in presets:
@@ -216,7 +221,7 @@ def quantize_int8(model_path: str | Path, out_xml: str | Path, calibration: Sequ
         "kept_in_float": {g: KEEP_FLOAT_GROUPS[g]["what"] for g in keep_float},
         "calibration": {"frames": len(calibration), "source": calibration_source, "preset": preset,
                         "model_type": "transformer" if transformer else "default", "fast_bias_correction": True},
-        **_versions()}
+        "msda": route.mode, **_versions()}
     meta = ModelMetadata.from_dict(metadata.to_dict())
     meta.precision = "int8"
     out_xml.parent.mkdir(parents=True, exist_ok=True)
@@ -227,7 +232,7 @@ def quantize_int8(model_path: str | Path, out_xml: str | Path, calibration: Sequ
         ov.save_model(quantized, str(out_xml), compress_to_fp16=False)
 
     save({"comparison": None, "forced": False})  # provisional: the comparison runs the written IR
-    try:
+    try:  # as the backend compiles it (its float parts in BF16 where the CPU has native BF16): what runs
         candidate = OpenVinoBackend(out_xml, precision="int8", threads=threads, cache_dir="")
         report = compare_precision(reference, candidate, check_feeds or calibration, metadata, "int8",
                                    min_mask_agreement)
@@ -241,7 +246,7 @@ def quantize_int8(model_path: str | Path, out_xml: str | Path, calibration: Sequ
         _remove_ir(out_xml)
         raise QuantizationRefused(_refusal(report, keep_float), report)
     forced = bool(force and not report.passed)
-    save({"comparison": report.to_json(), "forced": forced})
+    save({"comparison": report.to_json(), "forced": forced, "float_precision": candidate.float_precision})
     return Int8Result(out_xml, keep_float, report, forced, info["calibration"], time.perf_counter() - t0)
 
 

@@ -102,12 +102,14 @@ def _evaluate_model(path: Path, tag: str, specs: list[DatasetSpec], args: argpar
     rows = []
     with open_runtime(path, open_options(args, precision=precision)) as runtime:
         backend = getattr(runtime.backend, "name", type(runtime.backend).__name__)
+        how: dict[str, Any] = {}
         if hasattr(runtime.backend, "precision_reason"):  # OpenVINO: which precision runs, and why
             backend = f"{backend}-{runtime.backend.precision}"
-            print(f"{tag}: OpenVINO {runtime.backend.precision} ({runtime.backend.precision_reason})", file=sys.stderr)
+            how = {"openvino": runtime.backend.describe()}
+            print(f"{tag}: {how['openvino']}", file=sys.stderr)
         for spec in specs:
             m = run_eval(runtime, spec, out_dir=out, progress=not args.no_progress, limit=args.limit)
-            rows.append({"model": tag, "model_path": str(path), "backend": backend, "dataset": spec.name, **m})
+            rows.append({"model": tag, "model_path": str(path), "backend": backend, "dataset": spec.name, **how, **m})
             print(f"{tag} on {spec.name}: AP {_fmt(m['AP'])}  AP50 {_fmt(m['AP50'])}  AP70 {_fmt(m['AP70'])}  "
                   f"({m['images']} images, {m['ms_per_image']:.1f} ms/img) -> {m['results_json']}", file=sys.stderr)
     return rows
