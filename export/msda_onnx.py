@@ -39,6 +39,7 @@ import torch
 from onnx import TensorProto, helper
 
 from calibnet.modeling.msda import ms_deform_attn_core
+from calibnet.runtime.backends.msda_inline import inline_plugin_nodes
 from calibnet.runtime.core.contract import PLUGIN_DOMAIN, PLUGIN_NAME
 
 __all__ = ["PLUGIN_NAME", "PLUGIN_DOMAIN", "PluginMSDA", "msda_function_proto", "attach_reference_function",
@@ -197,34 +198,10 @@ def load_runnable(path: str | os.PathLike[str]) -> onnx.ModelProto:
 
 def inline_msda(model: onnx.ModelProto, n_levels: int | None = None) -> onnx.ModelProto:
     """A copy of ``model`` with every plugin node replaced by its GridSample body (plain ONNX: the portable
-    flavour). Inlined nodes are named ``<plugin node scope>/msda_<op>_<tensor>``, so they stay in the attention
-    module's scope (``.../layers.k/self_attn/``), which the FP16 tooling of calibnet.engines relies on."""
+    flavour), by the runtime's one inlining rule (:func:`calibnet.runtime.backends.msda_inline.inline_plugin_nodes`:
+    nodes named ``<plugin node scope>/msda_<op>_<tensor>``, in the attention module's scope)."""
     out, body = _copy_with_body(model, n_levels)
-    if body is None:
-        return out
-    new_nodes: list[onnx.NodeProto] = []
-    for k, node in enumerate(out.graph.node):
-        if node.op_type != PLUGIN_NAME:
-            new_nodes.append(node)
-            continue
-        scope = node.name.rsplit("/", 1)[0] if "/" in node.name else f"/msda_{k}"
-        names = dict(zip(body.input, node.input))
-        names.update(zip(body.output, node.output))
-        for inner in body.node:
-            copy = onnx.NodeProto()
-            copy.CopyFrom(inner)
-            for seq in (copy.input, copy.output):
-                for i, t in enumerate(seq):
-                    if t:
-                        seq[i] = names.setdefault(t, f"{scope}/msda/{t}")
-            copy.name = f"{scope}/msda_{inner.op_type}_{inner.output[0]}"
-            new_nodes.append(copy)
-    del out.graph.node[:]
-    out.graph.node.extend(new_nodes)
-    keep = [o for o in out.opset_import if o.domain != PLUGIN_DOMAIN]
-    del out.opset_import[:]
-    out.opset_import.extend(keep)
-    return out
+    return out if body is None else inline_plugin_nodes(out, body)
 
 
 def name_plugin_nodes(model: onnx.ModelProto) -> None:

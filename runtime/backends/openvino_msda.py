@@ -39,6 +39,7 @@ from typing import Any
 from ..core.contract import PLUGIN_NAME, ModelMetadata
 from ..core.targets import is_kind
 from .base import BackendUnavailable
+from .msda_inline import embedded_body, inline_plugin_nodes
 
 __all__ = ["ExtensionStatus", "MsdaRoute", "MSDA_MODES", "SOURCE_DIR", "build_dir", "build_extension",
            "extension_status", "library_path", "read_model", "fused_node_names"]
@@ -207,16 +208,16 @@ def _decomposed_onnx(core: Any, path: Path) -> Any:
     """The TensorRT-flavoured graph with its embedded reference body inlined (the portable computation)."""
     try:
         import onnx
-        from onnx import inliner
     except ImportError:
         raise BackendUnavailable(f"{path}: running its MSDA plugin nodes without calibnet's fused kernel needs the "
                                  "onnx package (pip install onnx) to inline their reference body") from None
     proto = onnx.load(str(path))
-    if not any(f.name == PLUGIN_NAME for f in proto.functions):
+    body = embedded_body(proto)
+    if body is None:
         raise BackendUnavailable(f"{path}: its {PLUGIN_NAME} nodes have no reference body (exported with "
                                  "--no-reference-body) and calibnet's fused kernel is not available: re-export "
                                  "with the body, or build the kernel")
-    data = inliner.inline_local_functions(proto).SerializeToString()
+    data = inline_plugin_nodes(proto, body).SerializeToString()
     del proto
     return core.read_model(io.BytesIO(data))
 
