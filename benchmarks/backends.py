@@ -3,10 +3,12 @@
 The rows come from the table of targets (:func:`calibnet.runtime.core.targets.bench_rows`): one per backend, or
 one per precision where a backend has several (``openvino-f32``, ``openvino-bf16``, ``openvino-int8``). A row
 runs its backend on the artifact the table names for it, made by :func:`calibnet.export.api.make_artifact` from
-the run's ONNX export (portable, or TensorRT-flavoured for an engine): the eager model itself for ``torch``
-(the reference), the portable ONNX file for ``onnxruntime`` and the OpenVINO float rows, an INT8 IR, a TensorRT
-FP16 engine. Every row but the reference is validated against the eager FP32 model by the one comparator at the
-row's precision.
+the run's ONNX export in the flavour the table names for the row's backend (``Target.flavor``; an engine needs the
+TensorRT flavour): the eager model itself for ``torch`` (the reference), the portable ONNX file for
+``onnxruntime``, the TensorRT-flavoured one for the OpenVINO float rows (the deformable attention runs fused where
+calibnet's kernel is built; the row's detail says so), an INT8 IR, a TensorRT FP16 engine. Every row but the
+reference is validated against the eager FP32 model by the one comparator at the row's precision.
+:func:`profile_row` adds where the time goes for a backend that counts it (one that takes ``profile=True``).
 
 Status values: ``passed``, ``exported but validation failed``, ``export failed: <error>``,
 ``unavailable: <reason>``.
@@ -30,8 +32,10 @@ from calibnet.runtime.core.compare import ALIASES, compare_outputs
 from calibnet.runtime.core.feeds import stack_frames
 from calibnet.runtime.core.targets import IR_SUFFIX, ONNX_SUFFIX, Target, bench_rows
 
-__all__ = ["PreparedBackend", "RowOptions", "ort_session_options", "portable_onnx", "prepare_backend", "PASSED",
-           "VALIDATION_FAILED"]
+from .openvino_profile import profile_backend
+
+__all__ = ["PreparedBackend", "RowOptions", "ort_session_options", "portable_onnx", "prepare_backend", "profile_row",
+           "PASSED", "VALIDATION_FAILED"]
 
 PASSED = "passed"
 VALIDATION_FAILED = "exported but validation failed"
@@ -135,9 +139,10 @@ def _artifact(target: Target, precision: str, model: Any, opts: RowOptions) -> t
     kind = target.artifact(precision)
     if kind == "openvino-int8" and opts.int8_model:
         return Path(opts.int8_model), "the given INT8 IR"
-    onnx = portable_onnx(model, opts.workdir, opts.height, opts.width, opts.batch, GRAPH_FLAVOR.get(kind, "portable"))
+    flavor = GRAPH_FLAVOR.get(kind, target.flavor)
+    onnx = portable_onnx(model, opts.workdir, opts.height, opts.width, opts.batch, flavor)
     if kind == "onnx":
-        return onnx, "the run's portable ONNX export"
+        return onnx, f"the run's {flavor} ONNX export"
     options = ExportOptions(GraphOptions(height=opts.height, width=opts.width, batch=opts.batch), fp16=True,
                             int8=Int8Options(calib_synthetic=opts.int8_calib, force=True))
     step = make_artifact(onnx, kind, None, options, say=lambda _: None)
@@ -180,3 +185,18 @@ def prepare_backend(name: str, model: Any, rgb: np.ndarray, depth: np.ndarray, o
     detail = f"{describe() if describe else target.summary}; {how}; {opts.threads or 'default'} threads"
     prep = PreparedBackend(name, PASSED, rt, path, _size_mb(path), named, detail=detail)
     return _validated(prep, reference, rgb, depth, opts.batch)
+
+
+def profile_row(prepared: PreparedBackend, rgb: np.ndarray, depth: np.ndarray,
+                opts: RowOptions) -> dict[str, Any] | None:
+    """Where a row's time goes, for a backend that counts it (its row in the table of targets takes
+    ``profile=True``: OpenVINO's performance counters, summarized by :func:`.openvino_profile.profile_backend`);
+    None for the others. The row's file is opened once more with the counters on, as the row opened it (its
+    precision, threads and fused-or-decomposed attention), on the row's prepared frame: the counters cost time
+    of their own, so the timed rounds run without them."""
+    target, precision = bench_rows()[prepared.name]
+    if "profile" not in target.options or not prepared.runnable or prepared.artifact is None:
+        return None
+    with Runtime.open(prepared.artifact, backend=target.name, profile=True,
+                      **_open_options(target, precision, opts)) as rt:
+        return profile_backend(rt.backend, stack_frames([rt.prepare(rgb, depth)] * opts.batch))

@@ -9,6 +9,7 @@ from typing import Any
 from calibnet.runtime.core.compare import ALIASES
 
 from .model_stats import BACKBONE_TABLE, OFFICIAL_GMACS, PAPER
+from .openvino_profile import format_profiles
 
 __all__ = ["backend_entry", "format_report", "compare_paper_rows", "backbone_table_rows", "plot_stages", "BASELINE",
            "add_speedups_vs"]
@@ -170,6 +171,7 @@ def format_report(doc: dict[str, Any], compare_paper: bool = False) -> str:
                "mask pixels on the same side of the threshold as the eager FP32 model; host % = (pre + post) / end to "
                "end; GFLOP/s = 2 x MACs / inference p50; % SGEMM = that over the measured (FP32) SGEMM peak, for "
                "FP32 rows only (- for BF16 / INT8 / FP16 rows: no peak of their precision is measured).")
+    out += format_profiles(doc["backends"])
     if doc.get("accuracy"):
         out += ["", "accuracy (" + doc["accuracy"].get("dataset", "") + "): " + ", ".join(
             f"{k}: AP {v.get('AP', float('nan')):.1f}" if isinstance(v, dict) and "AP" in v else f"{k}: {v}"

@@ -28,7 +28,7 @@ from .cpu_facts import openvino_facts
 from .latency import RuntimePath, interleave
 from .sgemm import measure_sgemm
 
-__all__ = ["BenchError", "BenchOptions", "run_benchmark"]
+__all__ = ["BenchError", "BenchOptions", "bench_config", "run_benchmark"]
 
 
 class BenchError(ValueError):
@@ -39,7 +39,7 @@ class BenchError(ValueError):
 class BenchOptions:
     """One ``calibnet-bench`` run: the model, the rows (:func:`calibnet.runtime.core.targets.bench_rows` names),
     the network size and batch, the timing rounds and threads, the frame (default: the size that resizes to the
-    network size), a data set for mask AP, where files go, and the extras of the INT8 row."""
+    network size), a data set for mask AP, where files go, the extras of the INT8 row, and whether to profile."""
 
     config: str
     weights: str | None = None
@@ -59,6 +59,7 @@ class BenchOptions:
     quiet: bool = False
     int8_model: str | None = None
     int8_calib: int = 8
+    profile: bool = False  # where the time goes, for rows whose backend counts it (backends.profile_row)
 
 
 def _cpu_name() -> str:
@@ -78,8 +79,10 @@ def _loadavg() -> list[float] | None:
         return None
 
 
-def _config(name: str, height: int, width: int) -> tuple[Any, str]:
-
+def bench_config(name: str, height: int, width: int) -> tuple[Any, str]:
+    """The config ``name`` (a preset or an official YAML) for a ``height`` x ``width`` network input, its resize
+    scaled down when that size is smaller than the official one, and a note saying which resize it uses;
+    :class:`BenchError` for a bad config."""
     try:
         cfg = get_config(name)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
@@ -114,7 +117,7 @@ def run_benchmark(args: BenchOptions) -> dict[str, Any]:
     import onnxruntime as ort
     import torch
 
-    from .backends import RowOptions, prepare_backend
+    from .backends import RowOptions, prepare_backend, profile_row
     from .flops import count_model_macs
     from .model_stats import model_stats, padded_network_size
     from .official_path import OfficialStylePath
@@ -124,7 +127,7 @@ def run_benchmark(args: BenchOptions) -> dict[str, Any]:
     spec = args.accuracy
     load_start = _loadavg()
     torch.set_num_threads(args.threads)
-    cfg, resize_note = _config(args.config, args.height, args.width)
+    cfg, resize_note = bench_config(args.config, args.height, args.width)
     frame_hw = args.frame or (round(args.height * 1.5), round(args.width * 1.5))  # resizes to the network size
     resized, padded = padded_network_size(*frame_hw, cfg.input.min_size_test, cfg.input.max_size_test,
                                           cfg.input.size_divisibility)
@@ -187,6 +190,11 @@ def run_benchmark(args: BenchOptions) -> dict[str, Any]:
             doc_backends[p.name] = backend_entry(p.status, times[p.name].summary_ms(), base_p50, args.batch,
                                                  gmacs_at(net_hw), sgemm.peak_gflops, p.artifact_mb, extra)  # type: ignore[arg-type]
         add_speedups_vs(doc_backends, "onnxruntime")
+        if args.profile:  # after the timed rounds: the counters cost time of their own
+            for p in prepared:
+                if (prof := profile_row(p, rgbs[0], depths[0], rows)) is not None:
+                    _say(f"profiled {p.name}", quiet)
+                    doc_backends[p.name]["profile"] = prof
         baseline_entry = backend_entry(
             "passed (reference path)", base_summary, base_p50, args.batch, gmacs_at(baseline.network_hw),
             sgemm.peak_gflops, None,

@@ -7,6 +7,7 @@ Examples:
   calibnet-bench --config r50 --weights model_final.pth --backends torch,onnxruntime,tensorrt
   calibnet-bench --config r18 --height 64 --width 96 --iters 1 --warmup 0 --json r18.json --plot r18.png
   calibnet-bench --config swint --backends torch,onnxruntime --compare-paper   # also pvt, p2t
+  calibnet-bench --config r50 --backends onnxruntime,openvino-bf16,openvino-int8 --profile   # + where the time goes
   calibnet-bench --config r50 --weights model_final.pth --accuracy /data/COME15K/annotations/test_e.json \\
       --image-root /data/COME15K/COME-E/RGB --depth-root /data/COME15K/COME-E/depth --accuracy-limit 200
   calibnet-bench --weights model_final.pth --accuracy dsis_test --data-root /data
@@ -87,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int8-model", default=None, metavar="XML", help="the openvino-int8 row's INT8 IR (default: "
                    "built by the bench from --int8-calib synthetic scenes)")
     p.add_argument("--int8-calib", type=int, default=8, help="synthetic calibration scenes of the bench's INT8 IR (8)")
+    p.add_argument("--profile", action="store_true", help="where the time goes, for rows whose backend counts it "
+                   "(OpenVINO's performance counters, after the timed rounds): top operation types, ms and share, "
+                   "and the deformable attention's share, in the report and the JSON (backends.<row>.profile)")
     st = p.add_argument_group("streaming and soak (calibnet.benchmarks.streaming; replace the backend table)")
     st.add_argument("--stream", action="store_true",
                     help="Runtime.stream vs sequential predict on a file source (throughput ratio, per-stage and "
@@ -122,7 +126,8 @@ def _options(args: argparse.Namespace) -> BenchOptions:
         raise BenchError(f"--accuracy: {exc}") from exc
     return BenchOptions(args.config, args.weights, tuple(backends), args.height, args.width, args.frame, args.batch,
                         args.warmup, args.iters, args.threads, spec, args.accuracy_limit, args.workdir,
-                        args.sgemm_size, not args.no_dataset_sizes, args.quiet, args.int8_model, args.int8_calib)
+                        args.sgemm_size, not args.no_dataset_sizes, args.quiet, args.int8_model, args.int8_calib,
+                        args.profile)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -58,6 +58,9 @@ class Target:
     file_check: str = ""
     #: the :func:`calibnet.export.export` target that makes its file, per precision (``""``: the in-memory model)
     artifacts: Mapping[str, str] = field(default_factory=dict)
+    #: the ONNX graph flavour its files are made from (``portable`` or ``tensorrt``; an artifact that needs a
+    #: flavour of its own, ``calibnet.export.api.GRAPH_FLAVOR``, is made from that one)
+    flavor: str = "portable"
 
     @property
     def suffix(self) -> str:
@@ -90,11 +93,13 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            file_check=f"{_RUNTIME}.core.filecheck:onnx_problem", artifacts={"*": "onnx"}),
     Target("openvino", f"{_RUNTIME}.backends.openvino:OpenVinoBackend", (IR_SUFFIX,), also_opens=(ONNX_SUFFIX,),
            precisions=("auto", "f32", "bf16", "int8"), bench=("f32", "bf16", "int8"), extra="openvino",
-           options=("precision", "threads", "cache_dir"),
+           options=("precision", "threads", "cache_dir", "msda", "profile"),
            summary="OpenVINO CPU: FP32, BF16, INT8 IR",
            metadata_reader=f"{_RUNTIME}.backends.openvino:read_ir_metadata",
            metadata_writer=f"{_RUNTIME}.backends.openvino:write_ir_metadata",
-           artifacts={"*": "onnx", "int8": "openvino-int8"}),
+           # the TensorRT flavour: its plugin nodes run calibnet's fused MSDA kernel where it is built, their
+           # reference body elsewhere (backends/openvino_msda.py decides)
+           artifacts={"*": "onnx", "int8": "openvino-int8"}, flavor="tensorrt"),
     Target("tensorrt", f"{_RUNTIME}.backends.tensorrt:TensorRTBackend", (ENGINE_SUFFIX, ".plan"),
            precisions=("fp16", "fp32"), bench=("fp16",), extra="tensorrt",
            summary="TensorRT engine (NVIDIA GPU)",

@@ -15,7 +15,7 @@ from calibnet.data import DatasetError, write_synthetic_dataset
 from calibnet.runtime.core.targets import TARGETS
 
 COMMANDS = ["infer", "export", "demo", "train", "eval", "bench", "analyze", "serve", "engines", "loadgen",
-            "postprocess_bench", "int8_splits", "analysis_bench", "bag_bench"]
+            "postprocess_bench", "int8_splits", "analysis_bench", "bag_bench", "openvino_ab"]
 
 
 def test_the_data_set_group(tmp_path):
