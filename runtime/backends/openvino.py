@@ -81,6 +81,13 @@ def _first_line(exc: BaseException) -> str:
     return (useful or lines or [type(exc).__name__])[0]
 
 
+def _port_name(port: Any, contract: Iterable[str]) -> str:
+    """A compiled model's input/output by its graph-contract name (a port can carry several tensor names, e.g.
+    ``valid_hw`` and the name of a cast OpenVINO folded into it; ``get_any_name`` may return either)."""
+    names = port.get_names()
+    return next((n for n in contract if n in names), port.get_any_name())
+
+
 def _import_openvino() -> Any:
     try:
         import openvino as ov
@@ -239,8 +246,8 @@ class OpenVinoBackend:
         if ledger is not None:
             ledger.record()
         self.request: Any = self.compiled.create_infer_request()
-        self._outputs = [o.get_any_name() for o in self.compiled.outputs]
-        self._inputs = [i.get_any_name() for i in self.compiled.inputs]
+        self._outputs = [_port_name(o, self.metadata.output_names) for o in self.compiled.outputs]
+        self._inputs = [_port_name(i, self.metadata.input_names) for i in self.compiled.inputs]
         self._fused = set(fused_node_names(model))
         log.info("OpenVINO %s on %s: %s (%s); MSDA %s (%s)", ov.__version__, device, self.precision,
                  self.precision_reason, self.msda.mode, self.msda.reason)

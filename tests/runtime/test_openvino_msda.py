@@ -329,3 +329,42 @@ def test_build_is_incremental_and_stamped(library):
     before = library.stat().st_mtime_ns
     assert openvino_msda.build_extension().available
     assert library.stat().st_mtime_ns == before  # up to date: not rebuilt
+
+
+# ---- the official reference frames, end to end through the fused kernel ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def r50_fused(library, r50_model, tmp_path_factory):
+    """The official R50 (deterministic weights) exported ONCE, TensorRT flavour, dynamic H/W, opened fused."""
+    from calibnet.export import export_onnx
+    from calibnet.runtime.backends.openvino import OpenVinoBackend, cpu_capabilities
+
+    path = export_onnx(r50_model, tmp_path_factory.mktemp("r50_ov") / "r50_trt.onnx", flavor="tensorrt", height=320,
+                       width=480, dynamic=True, max_hw=(512, 512), simplify=False)
+    rows = {"f32": OpenVinoBackend(path, "f32", threads=2, cache_dir="")}
+    if "BF16" in cpu_capabilities():
+        rows["bf16"] = OpenVinoBackend(path, "bf16", threads=2, cache_dir="")
+    yield rows
+    for be in rows.values():
+        be.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ref_name", ["ref_A_320x480.npz", "ref_B_375x500.npz"])
+def test_r50_fused_reproduces_the_official_reference(r50_fused, official_dir, ref_name):
+    from conftest import padded_network_input
+
+    ref = np.load(official_dir / ref_name)
+    rgb, depth, (h, w) = padded_network_input(ref["net_rgb_u8"], ref["net_depth_u8"])
+    feeds = {"rgb": rgb.numpy(), "depth": depth.numpy(), "valid_hw": np.array([[h, w]], np.int64)}
+    want = {k: ref[k] for k in ("pred_logits", "pred_scores", "pred_masks")}
+    f32 = r50_fused["f32"]
+    assert f32.msda.fused and f32.msda.nodes == 6  # 3 layers x 2 encoders
+    got = f32.run(feeds)
+    for k, atol in (("pred_logits", 1e-3), ("pred_scores", 1e-3), ("pred_masks", 1e-2)):
+        assert np.abs(got[k] - want[k]).max() <= atol, k
+    assert ((got["pred_masks"] > 0) == (want["pred_masks"] > 0)).mean() >= 0.999
+    if "bf16" in r50_fused:  # the issue's bar: BF16 masks agree with FP32 on >= 99.5% of the pixels
+        report = compare_outputs(want, r50_fused["bf16"].run(feeds), f32.metadata, "bf16")
+        assert report.passed and report.outputs["pred_masks"].mask_agreement >= 0.995, report.table()
