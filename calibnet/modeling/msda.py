@@ -135,10 +135,17 @@ class MSDeformAttn(nn.Module):
                  offset_normalizer: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Sampling locations [N,Lq,M,L,P,2] and softmaxed attention weights [N,Lq,M,L,P]."""
         N, Lq, _ = query.shape
-        offsets = self.sampling_offsets(query).view(N, Lq, self.n_heads, self.n_levels, self.n_points, 2)
-        weights = self.attention_weights(query).view(N, Lq, self.n_heads, self.n_levels * self.n_points)
-        weights = F.softmax(weights, -1).view(N, Lq, self.n_heads, self.n_levels, self.n_points)
-        locations = reference_points[:, :, None, :, None, :] + offsets / offset_normalizer[None, None, None, :, None, :]
+        M, L, P = self.n_heads, self.n_levels, self.n_points
+        # pixel offsets -> normalized ones: one scale per output channel of sampling_offsets (its (head, level,
+        # point, xy) order), applied before the 6-D view, so that the exported graph multiplies along its last
+        # axis (which OpenVINO fuses into the linear layer) instead of broadcasting a [L,2] divisor into 6-D
+        # (a standalone elementwise op of the size of all sampling locations in dynamic-shape graphs)
+        scale = (1.0 / offset_normalizer)[None, :, None, :].expand(M, L, P, 2).reshape(M * L * P * 2)
+        offsets = (self.sampling_offsets(query) * scale).view(N, Lq, M, L * P * 2)
+        weights = self.attention_weights(query).view(N, Lq, M, L * P)
+        weights = F.softmax(weights, -1).view(N, Lq, M, L, P)
+        ref = reference_points[:, :, None, :, None, :].expand(N, Lq, 1, L, P, 2).reshape(N, Lq, 1, L * P * 2)
+        locations = (offsets + ref).view(N, Lq, M, L, P, 2)
         return locations, weights
 
     def forward(
