@@ -368,3 +368,23 @@ def test_r50_fused_reproduces_the_official_reference(r50_fused, official_dir, re
     if "bf16" in r50_fused:  # the issue's bar: BF16 masks agree with FP32 on >= 99.5% of the pixels
         report = compare_outputs(want, r50_fused["bf16"].run(feeds), f32.metadata, "bf16")
         assert report.passed and report.outputs["pred_masks"].mask_agreement >= 0.995, report.table()
+
+
+def test_nan_and_far_away_locations_add_nothing(library, monkeypatch):
+    """A NaN or huge sampling location (a broken upstream layer) contributes nothing, as a point outside every
+    level does, in both code paths: never an out-of-range read, never a crash."""
+    shapes, n, lq, m, d, p = CASES[3]
+    model = _plugin_model(len(shapes), m, d, p)
+    feeds = _case(np.random.default_rng(5), shapes, n, lq, m, d, p)
+    bad = feeds["loc"].copy()
+    bad[0, 0, 0, 0, 0] = np.nan
+    bad[0, 1, 1, 1, 2] = (1e30, -1e30)
+    bad[1, 2, 2, 3, 4] = (np.inf, 0.5)
+    zeroed = feeds["attn"].copy()
+    zeroed[0, 0, 0, 0, 0] = zeroed[0, 1, 1, 1, 2] = zeroed[1, 2, 2, 3, 4] = 0.0
+    want = _reference(model, {**feeds, "attn": zeroed})
+    op = _fused_op(library, model)
+    for isa in ("auto", "scalar"):
+        monkeypatch.setenv("CALIBNET_MSDA_KERNEL", isa)
+        got = _evaluate(op, {**feeds, "loc": bad}, bf16=False)
+        assert np.isfinite(got).all() and np.abs(got - want).max() < 1e-5, isa
