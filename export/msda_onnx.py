@@ -153,11 +153,13 @@ def plugin_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
 
 
 def _n_levels(model: onnx.ModelProto, node: onnx.NodeProto) -> int:
-    for vi in [*model.graph.value_info, *model.graph.input]:
-        if vi.name == node.input[3]:
-            dims = vi.type.tensor_type.shape.dim
-            if len(dims) == 6 and dims[3].HasField("dim_value"):
-                return int(dims[3].dim_value)
+    """The level count of a plugin node: dim 3 of its sampling_locations, else dim 0 of its spatial_shapes or
+    level_start_index (shapes as inferred, constant shape tensors propagated)."""
+    shapes = {vi.name: vi.type.tensor_type.shape.dim for vi in [*model.graph.value_info, *model.graph.input]}
+    for index, axis in ((3, 3), (1, 0), (2, 0)):
+        dims = shapes.get(node.input[index], [])
+        if len(dims) > axis and dims[axis].HasField("dim_value"):
+            return int(dims[axis].dim_value)
     raise ValueError(f"cannot tell the number of levels of {node.name}: run shape inference first")
 
 
@@ -169,7 +171,7 @@ def _copy_with_body(model: onnx.ModelProto, n_levels: int | None) -> tuple[onnx.
     if not nodes:
         return out, None
     if n_levels is None:
-        n_levels = _n_levels(onnx.shape_inference.infer_shapes(out), nodes[0])
+        n_levels = _n_levels(onnx.shape_inference.infer_shapes(out, data_prop=True), nodes[0])
     opset = next((o.version for o in out.opset_import if o.domain in ("", "ai.onnx")), 17)
     return out, msda_function_proto(n_levels, opset)
 

@@ -40,6 +40,11 @@ def test_wheel_maps_top_level_folders_into_namespace(tmp_path):
                 "calibnet/engines/__init__.py", "calibnet/benchmarks/__init__.py"):
         assert pkg in names, pkg
     assert not any(n.startswith(("runtime/", "export/", "engines/", "tests/")) for n in names)
+    # the fused MSDA kernel's sources ship (python -m calibnet.runtime.backends.openvino_msda builds them), its
+    # build output does not
+    kernel = "calibnet/runtime/backends/msda_cpu/"
+    assert {kernel + f for f in ("CMakeLists.txt", "extension.cpp", "msda_kernel.cpp", "msda_op.hpp")} <= set(names)
+    assert not any(n.startswith(kernel + "build/") for n in names)
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, timeout=600)

@@ -138,13 +138,15 @@ class MSDeformAttn(nn.Module):
         M, L, P = self.n_heads, self.n_levels, self.n_points
         # pixel offsets -> normalized ones: one scale per output channel of sampling_offsets (its (head, level,
         # point, xy) order), applied before the 6-D view, so that the exported graph multiplies along its last
-        # axis (which OpenVINO fuses into the linear layer) instead of broadcasting a [L,2] divisor into 6-D
-        # (a standalone elementwise op of the size of all sampling locations in dynamic-shape graphs)
+        # axis instead of broadcasting a [L,2] divisor into 6-D (OpenVINO ran that as a standalone elementwise op
+        # of the size of all sampling locations in dynamic-shape graphs)
         scale = (1.0 / offset_normalizer)[None, :, None, :].expand(M, L, P, 2).reshape(M * L * P * 2)
         offsets = (self.sampling_offsets(query) * scale).view(N, Lq, M, L * P * 2)
         weights = self.attention_weights(query).view(N, Lq, M, L * P)
         weights = F.softmax(weights, -1).view(N, Lq, M, L, P)
-        ref = reference_points[:, :, None, :, None, :].expand(N, Lq, 1, L, P, 2).reshape(N, Lq, 1, L * P * 2)
+        # the reference points expanded over the points first, then added in 4-D: a broadcast over the heads
+        # only (OpenVINO's elementwise kernels are slow on the 6-D broadcast over heads and points)
+        ref = reference_points[:, :, None, :, None, :].expand(-1, -1, -1, -1, P, -1).reshape(N, Lq, 1, L * P * 2)
         locations = (offsets + ref).view(N, Lq, M, L, P, 2)
         return locations, weights
 
