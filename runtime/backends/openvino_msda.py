@@ -8,10 +8,13 @@ the same name (domain ``TRT``), so ``core.add_extension(library)`` lets OpenVINO
 export (and INT8 IRs quantized from it) with one fused node per attention call.
 
 - :func:`build_extension` builds it with cmake and the C++ compiler against the installed openvino wheel's
-  CMake package into :func:`build_dir` (``msda_cpu/build`` in the package, or ``$CALIBNET_MSDA_BUILD_DIR``);
-  nothing is rebuilt when the library there was built from the same sources for the same OpenVINO (a stamp
-  file). ``./run`` calls it (``python -m calibnet.runtime.backends.openvino_msda``).
-- :func:`extension_status`: whether the library is there and matches this OpenVINO, and why not.
+  CMake package into :func:`build_dir` (``msda_cpu/build`` in the package, or ``$CALIBNET_MSDA_BUILD_DIR``), a
+  private folder (:func:`calibnet.runtime.core.cachedir.private_dir`: this user's, mode 0700, since a library
+  loaded from it is code); nothing is rebuilt when the library there was built from the same sources for the same
+  OpenVINO (a stamp file, which also records the library's sha256). ``./run`` calls it
+  (``python -m calibnet.runtime.backends.openvino_msda``).
+- :func:`extension_status`: whether the library is there, in a private folder, unchanged since it was built, and
+  matches these sources and this OpenVINO; and why not.
 - :func:`read_model`: the ``openvino.Model`` of a file and its :class:`MsdaRoute` (fused or decomposed, and
   why). A TensorRT-flavoured ONNX runs fused when the extension is available; otherwise the backend says why
   in one warning line and runs the graph's embedded reference body (GridSample, the same as the portable
@@ -36,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.cachedir import file_sha256, private_dir
 from ..core.contract import PLUGIN_NAME, ModelMetadata
 from ..core.targets import is_kind
 from .base import BackendUnavailable
@@ -54,6 +58,7 @@ MSDA_MODES = ("auto", "fused", "decomposed")
 _LIBRARY = "libcalibnet_msda.so"
 _STAMP = "calibnet_msda.json"
 _BUILD_HINT = "build it with: python -m calibnet.runtime.backends.openvino_msda (./run does)"
+_BUILD_ENV = "CALIBNET_MSDA_BUILD_DIR"
 _WARNED: set[str] = set()
 
 
@@ -83,7 +88,7 @@ class MsdaRoute:
 
 def build_dir() -> Path:
     """Where the library is built and looked for: ``$CALIBNET_MSDA_BUILD_DIR`` or ``msda_cpu/build``."""
-    return Path(os.environ.get("CALIBNET_MSDA_BUILD_DIR") or SOURCE_DIR / "build")
+    return Path(os.environ.get(_BUILD_ENV) or SOURCE_DIR / "build")
 
 
 def library_path() -> Path:
@@ -111,13 +116,18 @@ def _stamp(ov: Any) -> dict[str, str]:
 
 
 def extension_status() -> ExtensionStatus:
-    """Whether the built library exists and was built from these sources for this OpenVINO."""
+    """Whether the built library exists in a private folder (this user's, not writable by others), unchanged since it
+    was built (its recorded sha256), from these sources for this OpenVINO."""
     ov = _openvino()
     if ov is None:
         return ExtensionStatus(False, "OpenVINO is not installed")
     lib, stamp = library_path(), build_dir() / _STAMP
     if not lib.is_file() or not stamp.is_file():
         return ExtensionStatus(False, f"it is not built ({lib} is missing): {_BUILD_HINT}")
+    try:
+        private_dir(build_dir(), env=_BUILD_ENV)
+    except PermissionError as exc:
+        return ExtensionStatus(False, f"it is not loaded from there: {exc}")
     try:
         built = json.loads(stamp.read_text())
     except (OSError, ValueError):
@@ -128,6 +138,9 @@ def extension_status() -> ExtensionStatus:
                                       f"rebuild it ({_BUILD_HINT})")
     if built.get("sources") != want["sources"]:
         return ExtensionStatus(False, f"it was built from other sources than {SOURCE_DIR}: rebuild it ({_BUILD_HINT})")
+    if built.get("library_sha256") != file_sha256(lib):
+        return ExtensionStatus(False, f"{lib} changed since it was built (its sha256 is not the recorded one): rebuild "
+                                      f"it ({_BUILD_HINT})")
     return ExtensionStatus(True, f"{lib} (OpenVINO {want['openvino']})", lib)
 
 
@@ -155,7 +168,10 @@ def build_extension(force: bool = False, env: dict[str, str] | None = None) -> E
         missing = [what for what, found in (("no C++ compiler (c++, g++ or clang++)", cxx), ("no cmake", cmake))
                    if found is None]
         return ExtensionStatus(False, f"{' and '.join(missing)} on PATH to build it")
-    out = build_dir()
+    try:
+        out = private_dir(build_dir(), env=_BUILD_ENV)
+    except PermissionError as exc:
+        return ExtensionStatus(False, f"not built there: {exc}")
     tree = out / "cmake"
     tree.mkdir(parents=True, exist_ok=True)
     (out / _STAMP).unlink(missing_ok=True)
@@ -172,7 +188,7 @@ def build_extension(force: bool = False, env: dict[str, str] | None = None) -> E
                                               f"log: {log_file})")
     if not library_path().is_file():
         return ExtensionStatus(False, f"the build made no {_LIBRARY} (log: {log_file})")
-    (out / _STAMP).write_text(json.dumps(_stamp(ov)))
+    (out / _STAMP).write_text(json.dumps({**_stamp(ov), "library_sha256": file_sha256(library_path())}))
     return extension_status()
 
 

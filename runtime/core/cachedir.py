@@ -1,4 +1,5 @@
-"""Cache folders whose files calibnet later loads (TensorRT engines, OpenVINO compiled blobs): the user's own.
+"""Folders whose files calibnet later loads (TensorRT engines, OpenVINO compiled blobs, the fused MSDA kernel's
+build): the user's own.
 
 A cached engine or blob is code-like (a deserializer trusts it), so:
 
@@ -41,10 +42,11 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "calibnet" / "engines"
 
 
-def private_dir(path: str | os.PathLike[str]) -> Path:
+def private_dir(path: str | os.PathLike[str], env: str = CACHE_ENV) -> Path:
     """``path`` as a cache folder of this user: created with mode 0700 (its missing parents too); an existing
     folder owned by another user or writable by group or others is refused with a one-line
-    :class:`PermissionError` (choose another folder, or ``chmod go-w`` your own)."""
+    :class:`PermissionError` (choose another folder, or ``chmod go-w`` your own). ``env``: the environment
+    variable the message names for choosing another folder."""
     path = Path(path)
     if not path.is_dir():
         for parent in reversed(path.parents):
@@ -56,10 +58,10 @@ def private_dir(path: str | os.PathLike[str]) -> Path:
     st = path.stat()
     if st.st_uid != os.getuid():
         raise PermissionError(f"{path}: cache folder owned by another user (uid {st.st_uid}); files in it could be "
-                              f"planted: use a folder of your own (${CACHE_ENV})")
+                              f"planted: use a folder of your own (${env})")
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise PermissionError(f"{path}: cache folder writable by other users (mode {stat.S_IMODE(st.st_mode):o}); "
-                              f"files in it could be planted: chmod go-w it or use another folder (${CACHE_ENV})")
+                              f"files in it could be planted: chmod go-w it or use another folder (${env})")
     return path
 
 

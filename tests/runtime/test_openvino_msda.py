@@ -331,6 +331,28 @@ def test_build_is_incremental_and_stamped(library):
     assert library.stat().st_mtime_ns == before  # up to date: not rebuilt
 
 
+def test_the_library_loads_only_from_a_private_folder_unchanged_since_built(library, tmp_path, monkeypatch):
+    """A library loaded into the process is code: its build folder must be this user's and not writable by
+    others (the cache-folder rule), and the library the one whose sha256 the build recorded."""
+    import shutil
+
+    folder = tmp_path / "msda-build"
+    folder.mkdir(mode=0o700)
+    for f in (library, library.parent / "calibnet_msda.json"):
+        shutil.copy2(f, folder / f.name)
+    monkeypatch.setenv("CALIBNET_MSDA_BUILD_DIR", str(folder))
+    assert openvino_msda.extension_status().available
+    folder.chmod(0o777)
+    status = openvino_msda.extension_status()
+    assert not status.available and "writable by other users" in status.reason
+    assert "CALIBNET_MSDA_BUILD_DIR" in status.reason
+    folder.chmod(0o700)
+    with (folder / library.name).open("ab") as f:
+        f.write(b"\0")
+    status = openvino_msda.extension_status()
+    assert not status.available and "sha256 is not the recorded one" in status.reason
+
+
 # ---- the official reference frames, end to end through the fused kernel ----------------------------------------
 
 
