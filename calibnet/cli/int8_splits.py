@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from calibnet.benchmarks import int8_splits as bench
+from calibnet.export.openvino_int8 import DEFAULT_KEEP_FLOAT
 
 from .app import parser, run_cli
 from .options import add_threads
@@ -20,8 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The tool's argument parser."""
     p = parser(PROG, bench.__doc__)
     p.add_argument("onnx", help="a static portable ONNX export")
-    p.add_argument("--splits", default="none,msda+softmax_layernorm+kernel_branch",
-                   help="comma-separated splits (groups joined by +, none, optional :transformer)")
+    p.add_argument("--splits", default=f"none,{'+'.join(DEFAULT_KEEP_FLOAT)}",
+                   help="comma-separated splits (groups joined by +, none, optional :transformer; default: none and "
+                        "the default split)")
     p.add_argument("--calib", type=int, default=8, help="synthetic calibration scenes (8)")
     p.add_argument("--iters", type=int, default=5, help="timed rounds (5)")
     add_threads(p, 2)
