@@ -139,14 +139,7 @@ def test_video_run_killed_with_sigkill_then_resumed_equals_an_uninterrupted_run(
     """The same for a video (+ depth folder) run: four SIGKILLs at seeded moments (the last in the final writes),
     then --resume: byte-identical results, images and errors."""
     n = 10
-    frames = [make_scene(400 + i, *HW) for i in range(n)]
-    vw = cv2.VideoWriter(str(tmp_path / "rgb.avi"), cv2.VideoWriter.fourcc(*"MJPG"), 5.0, (HW[1], HW[0]))
-    for f in frames:
-        vw.write(f.rgb[:, :, ::-1].copy())
-    vw.release()
-    (tmp_path / "d").mkdir()
-    for i, f in enumerate(frames):
-        cv2.imwrite(str(tmp_path / "d" / f"{i}.png"), f.depth)
+    write_video_pairs(tmp_path, [make_scene(400 + i, *HW) for i in range(n)])
     args = [str(small_onnx), "--video", str(tmp_path / "rgb.avi"), "--depth-dir", str(tmp_path / "d"),
             "--no-overlay", "--threads", "1"]
     full, part = tmp_path / "full", tmp_path / "part"
@@ -231,14 +224,7 @@ def test_every_hostile_file_gives_a_result_or_a_one_line_reason(small_onnx, tmp_
 
 
 def test_video_with_a_bad_depth_frame_goes_on(small_onnx, tmp_path):
-    frames = [make_scene(30 + i, *HW) for i in range(3)]
-    vw = cv2.VideoWriter(str(tmp_path / "rgb.avi"), cv2.VideoWriter.fourcc(*"MJPG"), 5.0, (HW[1], HW[0]))
-    for f in frames:
-        vw.write(f.rgb[:, :, ::-1].copy())
-    vw.release()
-    (tmp_path / "d").mkdir()
-    for i, f in enumerate(frames):
-        cv2.imwrite(str(tmp_path / "d" / f"{i}.png"), f.depth)
+    write_video_pairs(tmp_path, [make_scene(30 + i, *HW) for i in range(3)])
     (tmp_path / "d" / "1.png").write_bytes(b"broken")
     out = tmp_path / "v"
     assert main([str(small_onnx), "--video", str(tmp_path / "rgb.avi"), "--depth-dir", str(tmp_path / "d"),
@@ -400,3 +386,14 @@ print("ok", len(a))
 """
     r = run_without_torch(code)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+
+
+def write_video_pairs(folder, frames):
+    """``folder/rgb.avi`` (MJPG) of the frames' colour and ``folder/d/<i>.png`` of their depth."""
+    vw = cv2.VideoWriter(str(folder / "rgb.avi"), cv2.VideoWriter.fourcc(*"MJPG"), 5.0, (HW[1], HW[0]))
+    for f in frames:
+        vw.write(f.rgb[:, :, ::-1].copy())
+    vw.release()
+    (folder / "d").mkdir()
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(folder / "d" / f"{i}.png"), f.depth)

@@ -338,6 +338,15 @@ def test_hostile_inputs_are_refused_before_any_large_allocation(tiny, tmp_path):
 # ---------------------------------------------------------------- calibnet-serve (PyTriton)
 
 
+def _serve(model, *options, **popen):
+    """calibnet-serve on free ports (one thread, its output in ``proc.stdout``): (process, HTTP port, gRPC port)."""
+    http, grpc, metrics = _free_ports(3)
+    proc = subprocess.Popen([sys.executable, "-m", "calibnet.cli.serve", str(model), "--port", str(http),
+                             "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--threads", "1", *options],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+    return proc, http, grpc
+
+
 @pytest.mark.slow
 def test_calibnet_serve_under_concurrent_http_and_grpc_clients(tiny):
     _need("pytriton", "nvidia-pytriton, the Triton server calibnet-serve runs")
@@ -347,10 +356,7 @@ def test_calibnet_serve_under_concurrent_http_and_grpc_clients(tiny):
 
     _need_stub_env()
     path, frames = tiny
-    http, grpc, metrics = _free_ports(3)
-    proc = subprocess.Popen([sys.executable, "-m", "calibnet.cli.serve", str(path), "--port", str(http),
-                             "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--max-batch", "8",
-                             "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc, http, grpc = _serve(path, "--max-batch", "8")
     try:
         refs = _references(path, frames)
         with CalibnetClient(f"127.0.0.1:{http}") as c:
@@ -408,11 +414,8 @@ def test_the_server_log_has_one_line_per_malformed_request(tiny):
 
     _need_stub_env()
     path, frames = tiny
-    http, grpc, metrics = _free_ports(3)
-    proc = subprocess.Popen([sys.executable, "-m", "calibnet.cli.serve", str(path), "--port", str(http),
-                             "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--max-batch", "1",
-                             "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={k: v for k, v in os.environ.items() if k != "CALIBNET_TRACEBACK"})
+    proc, http, grpc = _serve(path, "--max-batch", "1",
+                              env={k: v for k, v in os.environ.items() if k != "CALIBNET_TRACEBACK"})
     try:
         with CalibnetClient(f"127.0.0.1:{http}") as c:
             c.wait_ready(180)
@@ -449,12 +452,8 @@ def test_calibnet_serve_refuses_hostile_requests_alone(tiny, tmp_path):
     path, frames = tiny
     data = _bomb_folder(tmp_path)
     good_rgb, good_depth = (data / "RGB" / "00.jpg").read_bytes(), (data / "depth" / "00.png").read_bytes()
-    http, grpc, metrics = _free_ports(3)
-    proc = subprocess.Popen([sys.executable, "-m", "calibnet.cli.serve", str(path), "--port", str(http),
-                             "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--max-batch", "4",
-                             "--threads", "1", "--batch-delay-us", "1000000", "--max-pixels", "100000",
-                             "--max-input-mb", "2", "--timeout-s", "20"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc, http, grpc = _serve(path, "--max-batch", "4", "--batch-delay-us", "1000000", "--max-pixels", "100000",
+                              "--max-input-mb", "2", "--timeout-s", "20")
     try:
         ref = _references(path, frames[:1])[0]
         with CalibnetClient(f"127.0.0.1:{http}") as c, CalibnetClient(f"grpc://127.0.0.1:{grpc}") as g:
@@ -542,12 +541,9 @@ def test_calibnet_serve_sheds_load_and_a_killed_server_fails_its_clients_fast(ti
 
     _need_stub_env()
     path, frames = tiny
-    http, grpc, metrics = _free_ports(3)
+    proc, http, grpc = _serve(path, "--max-batch", "2", "--max-queue", "4", "--timeout-s", "5",
+                              start_new_session=True)
     urls = [f"127.0.0.1:{http}", f"grpc://127.0.0.1:{grpc}"]
-    proc = subprocess.Popen([sys.executable, "-m", "calibnet.cli.serve", str(path), "--port", str(http),
-                             "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--max-batch", "2",
-                             "--threads", "1", "--max-queue", "4", "--timeout-s", "5"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         refs = _references(path, frames)
         with CalibnetClient(urls[0]) as c:
