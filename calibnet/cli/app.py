@@ -74,10 +74,32 @@ def run_cli(prog: str, parser: argparse.ArgumentParser, run: Callable[[argparse.
         return code
 
 
+_open_line = False  # a status line on stdout waits for its end
+
+
+def status_start(text: str) -> None:
+    """Start a status line on stdout (``step ...``); :func:`status_end`, or an error's message, ends it."""
+    global _open_line
+    print(text, end="", flush=True)
+    _open_line = True
+
+
+def status_end(text: str) -> None:
+    """End the status line :func:`status_start` began (``text``: its outcome, e.g. the time it took)."""
+    global _open_line
+    print(text, flush=True)
+    _open_line = False
+
+
 def _end_progress_bars() -> None:
-    """Close the progress bars an error interrupted, so that its message starts on a line of its own."""
+    """Close the progress bars and the status line an error interrupted, so that its message starts on a line of
+    its own."""
+    global _open_line
     for bar in list(getattr(tqdm, "_instances", ())):
         bar.close()
+    if _open_line:
+        print(flush=True)
+        _open_line = False
 
 
 _ROLE = re.compile(r":[a-z]+:`(~?)([^`]+)`")

@@ -32,7 +32,7 @@ from calibnet.runtime.core.compare import compare_outputs
 from calibnet.runtime.core.contract import OUTPUT_NAMES
 from calibnet.runtime.core.feeds import stack_frames
 
-from .app import parser, run_cli
+from .app import parser, run_cli, status_end, status_start
 from .demo_picture import compare_picture
 from .options import add_checkpoint, add_input_size, add_output, checkpoint_files
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class _Steps:
-    """One line per step on stderr: its number, what it does, and its time when done."""
+    """One line per step on stdout: its number, what it does, and its time when done."""
 
     def __init__(self, total: int) -> None:
         self.total, self.k, self.t = total, 0, time.perf_counter()
@@ -63,10 +63,10 @@ class _Steps:
     def start(self, what: str) -> None:
         self.k += 1
         self.t = time.perf_counter()
-        print(f"demo [{self.k}/{self.total}] {what} ...", end="", file=sys.stderr, flush=True)
+        status_start(f"demo [{self.k}/{self.total}] {what} ...")
 
     def done(self, note: str = "") -> None:
-        print(f" {time.perf_counter() - self.t:.1f} s{note}", file=sys.stderr, flush=True)
+        status_end(f" {time.perf_counter() - self.t:.1f} s{note}")
 
 
 def next_step(weights: str | None, config: str, onnx: Path) -> str:

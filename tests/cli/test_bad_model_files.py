@@ -67,9 +67,10 @@ def test_a_bad_model_file_is_one_line(files, command, kind, capsys):
     bad, d, data = files
     main, argv, culprit = _commands(bad, d, data, kind)[command]
     assert main(argv) == 2
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
     assert "Traceback" not in err
+    assert not out or out.endswith("\n"), out  # a status line the error cut short is ended: never glued to it
     assert len(lines) == 1, lines
     assert lines[0].startswith("calibnet-" if command != "engines" else "python -m calibnet.engines"), lines
     assert str(culprit) in lines[0], lines

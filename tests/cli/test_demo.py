@@ -56,7 +56,7 @@ def test_demo_exports_verifies_and_writes_overlay(tmp_path, capsys):
     assert main(["--config", "r18", "--out", str(tmp_path), "--height", "320", "--width", "448"]) == 0
     captured = capsys.readouterr()
     assert "-> PASS" in captured.out and "timing (r18" in captured.out and "next: " in captured.out
-    assert "MEANINGLESS" in captured.err and "demo [4/4]" in captured.err
+    assert "MEANINGLESS" in captured.err and "demo [4/4]" in captured.out
     report = json.loads((tmp_path / "demo.json").read_text())
     assert report["verify_mask_agreement"] >= 0.999
     assert set(report["timings_ms"]) == {"pre", "infer", "post"}
