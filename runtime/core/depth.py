@@ -50,7 +50,7 @@ import numpy as np
 from .errors import InputError, InputWarning
 
 __all__ = ["DepthFormat", "DEPTH_KINDS", "DEPTH_DIRECTIONS", "DEFAULT_DIRECTION", "depth_to_u8", "depth_plane",
-           "valid_depth"]
+           "invalid_share", "valid_depth"]
 
 DEPTH_KINDS = ("auto", "u8", "u8-inverted", "metric", "disparity")
 DEPTH_DIRECTIONS = ("near-dark", "near-bright")
@@ -126,6 +126,14 @@ def valid_depth(depth: np.ndarray) -> np.ndarray:
         return depth != 0
     with np.errstate(invalid="ignore"):
         return np.isfinite(depth) & np.greater(depth, 0)
+
+
+def invalid_share(depth: np.ndarray) -> float:
+    """The share of invalid pixels (:func:`valid_depth`) of a depth map as given, before any conversion. For
+    8-bit maps this counts the zeros, which the model reads as is (the data sets' PNGs write 0 where the
+    sensor had no reading; a min-max normalized map may also hold a few true zeros at its near end)."""
+    plane = depth_plane(depth)
+    return 1.0 - np.count_nonzero(valid_depth(plane)) / plane.size
 
 
 def _resolve_kind(kind: str, dtype: np.dtype) -> str:
