@@ -26,10 +26,11 @@ import cv2
 import numpy as np
 
 from .contract import ModelMetadata
+from .depth_health import DepthHealthRule, assess_depth
 from .prediction import Prediction
 
 __all__ = ["sigmoid", "select_instances", "select_topk", "rescore", "decode_masks_and_boxes", "mask_box",
-           "masks_to_boxes", "decode_prediction", "Selection"]
+           "masks_to_boxes", "decode_prediction", "instance_depths", "Selection"]
 
 Selection = tuple[np.ndarray, np.ndarray, np.ndarray]  # kernel indices [K], scores [K], mask probabilities [K,h,w]
 
@@ -171,9 +172,24 @@ def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
     return np.array([mask_box(m) for m in masks], np.float32).reshape(len(masks), 4)
 
 
+def instance_depths(masks: np.ndarray, boxes: np.ndarray, depth_u8: np.ndarray) -> np.ndarray:
+    """float32 [K]: the median of ``depth_u8`` [H,W] inside each bool mask [K,H,W] (only the mask's box is read;
+    NaN for an empty mask)."""
+    out = np.full(len(masks), np.nan, np.float32)
+    for k, (mask, box) in enumerate(zip(masks, boxes)):
+        x0, y0, x1, y1 = (int(v) for v in box)
+        values = depth_u8[y0:y1, x0:x1][mask[y0:y1, x0:x1]]
+        if values.size:
+            out[k] = np.median(values)
+    return out
+
+
 def decode_prediction(out: dict[str, np.ndarray], b: int, padded_hw: tuple[int, int], resized_hw: tuple[int, int],
-                      original_hw: tuple[int, int], meta: ModelMetadata) -> Prediction:
-    """The Prediction of batch item ``b`` from a graph's outputs (full-output or top-k graph), sorted by score."""
+                      original_hw: tuple[int, int], meta: ModelMetadata, depth_u8: np.ndarray | None = None,
+                      invalid_share: float = float("nan"), health_rule: DepthHealthRule | None = None) -> Prediction:
+    """The Prediction of batch item ``b`` from a graph's outputs (full-output or top-k graph), sorted by score.
+    With the frame's 8-bit depth at ``original_hw`` it also gives each instance's depth (:func:`instance_depths`)
+    and the frame's depth health (from ``invalid_share``, the depth-trust output and ``health_rule``)."""
     if "keep_index" in out:  # in-graph top-k selection
         below = float(meta.extra.get("topk_below_threshold_score", -1.0))
         keep, scores, probs = select_topk(out["scores"][b], out["masks"][b], out["keep_index"][b],
@@ -184,5 +200,9 @@ def decode_prediction(out: dict[str, np.ndarray], b: int, padded_hw: tuple[int, 
     order = np.argsort(-scores, kind="stable")
     masks, boxes = decode_masks_and_boxes(probs, padded_hw, resized_hw, original_hw, meta.mask_threshold, order)
     trust = out["depth_trust"][b].astype(np.float32) if "depth_trust" in out else np.full(3, np.nan, np.float32)
-    return Prediction(masks=masks, scores=scores[order], boxes=boxes, depth_trust=trust,
+    pred = Prediction(masks=masks, scores=scores[order], boxes=boxes, depth_trust=trust,
                       kernel_index=keep[order].astype(np.int64))
+    if depth_u8 is not None and depth_u8.shape == tuple(original_hw):
+        pred.instance_depth = instance_depths(masks, boxes, depth_u8)
+        pred.depth_health = assess_depth(invalid_share, trust, health_rule)
+    return pred

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils  # type: ignore[import-untyped]
 
+from .depth_health import DepthHealth
+
 __all__ = ["Prediction", "mask_to_rle"]
 
 
@@ -22,6 +24,10 @@ class Prediction:
     kernel_index: np.ndarray  # int64 [K] the kernel each instance came from
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage: pre, infer, post
     track_ids: np.ndarray | None = None  # int64 [K] stable IDs across frames (-1: not tracked), see tracking.py
+    #: float32 [K]: median of the model's 8-bit depth (its convention, near-dark: larger = farther) inside each
+    #: mask (NaN for an empty mask); None when the depth is not known (e.g. an answer without it)
+    instance_depth: np.ndarray | None = None
+    depth_health: DepthHealth | None = None  # the frame's depth health (invalid share, trust, verdict)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -44,14 +50,20 @@ class Prediction:
         return [mask_to_rle(m) for m in self.masks]
 
     def coco_results(self, image_id: int, category_id: int = 1) -> list[dict[str, Any]]:
-        """COCO results entries (segmentation RLE, score, category, image id; ``track_id`` when tracked)."""
+        """COCO results entries (segmentation RLE, score, category, image id; ``track_id`` when tracked,
+        ``instance_depth`` and the frame's ``depth_health`` when known)."""
         out = [
             {"image_id": image_id, "category_id": category_id, "segmentation": r, "score": float(s)}
             for r, s in zip(self.rle(), self.scores)
         ]
-        if self.track_ids is not None:
-            for entry, tid in zip(out, self.track_ids):
-                entry["track_id"] = int(tid)
+        for k, entry in enumerate(out):
+            if self.track_ids is not None:
+                entry["track_id"] = int(self.track_ids[k])
+            if self.instance_depth is not None:
+                d = float(self.instance_depth[k])
+                entry["instance_depth"] = d if np.isfinite(d) else None
+            if self.depth_health is not None:
+                entry["depth_health"] = self.depth_health.to_dict()
         return out
 
 

@@ -22,12 +22,12 @@ ResizeShortestEdge size of ``original_hw``, within (H, W); ``original_hw`` = the
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from .depth import DepthFormat, depth_to_u8
+from .depth import DepthFormat, depth_to_u8, invalid_share
 from .errors import InputError, InputWarning
 from .resize import pil_bilinear_resize_u8, shortest_edge_size
 
@@ -44,6 +44,10 @@ class PreparedFrame:
     depth: np.ndarray  # float32 [1,H,W]
     resized_hw: tuple[int, int]  # valid region inside the padded input
     original_hw: tuple[int, int]
+    #: the model's 8-bit depth at the original size (for the instances' depth) and the share of invalid
+    #: pixels of the depth as given (for the frame's depth health)
+    depth_u8: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint8))
+    invalid_share: float = float("nan")
 
 
 def to_rgb_u8(img: np.ndarray, bgr: bool = False) -> np.ndarray:
@@ -84,6 +88,7 @@ def prepare_frame(rgb: np.ndarray, depth: np.ndarray, short: int = 320, max_size
     h0, w0 = rgb.shape[:2]
     if min(h0, w0) < MIN_SIDE:
         raise InputError(f"image too small: {h0}x{w0} (at least {MIN_SIDE} px per side)")
+    invalid = invalid_share(depth)
     depth = match_depth_size(depth_to_u8(depth, depth_format), (h0, w0), strict)
     h, w = shortest_edge_size(h0, w0, short, max_size)
     if min(h, w) < 1:
@@ -97,4 +102,4 @@ def prepare_frame(rgb: np.ndarray, depth: np.ndarray, short: int = 320, max_size
     rgb_p[:, :h, :w] = rgb_r.transpose(2, 0, 1)
     depth_p = np.zeros((1, H, W), np.float32)
     depth_p[0, :h, :w] = depth_r
-    return PreparedFrame(rgb_p, depth_p, (h, w), (h0, w0))
+    return PreparedFrame(rgb_p, depth_p, (h, w), (h0, w0), depth, invalid)

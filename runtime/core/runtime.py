@@ -16,6 +16,7 @@ from ..backends.base import Backend
 from ..backends.torch_backend import TorchBackend
 from .contract import ModelMetadata
 from .depth import DEFAULT_DIRECTION, DepthFormat
+from .depth_health import DepthHealthRule
 from .feeds import stack_frames
 from .postprocess import decode_prediction
 from .prediction import Prediction
@@ -50,15 +51,19 @@ class Runtime:
     ``depth_format`` says how depth maps are read (8-bit as is by default; see
     :class:`~calibnet.runtime.core.depth.DepthFormat`; its direction defaults to the model's metadata);
     ``strict`` turns an RGB/depth size mismatch into an :class:`InputError` instead of a resize with a warning.
-    Both can be overridden per call. :meth:`close` releases the backend (sessions, GPU buffers); a
+    Both can be overridden per call. ``health_rule`` sets the thresholds of each Prediction's
+    ``depth_health`` verdict (:class:`~calibnet.runtime.core.depth_health.DepthHealthRule`; an attribute, it
+    may also be replaced later). :meth:`close` releases the backend (sessions, GPU buffers); a
     ``Runtime`` is a context manager: ``with Runtime.open(path) as rt: ...``.
     """
 
-    def __init__(self, backend: Backend, depth_format: DepthFormat | None = None, strict: bool = False) -> None:
+    def __init__(self, backend: Backend, depth_format: DepthFormat | None = None, strict: bool = False,
+                 health_rule: DepthHealthRule | None = None) -> None:
         self.backend = backend
         self.metadata: ModelMetadata = backend.metadata
         self.depth_format = self._with_model_direction(depth_format)
         self.strict = strict
+        self.health_rule = health_rule or DepthHealthRule()
 
     def _with_model_direction(self, fmt: DepthFormat | None) -> DepthFormat:
         return (fmt or DepthFormat()).with_direction(self.metadata.depth_direction or DEFAULT_DIRECTION)
@@ -164,4 +169,5 @@ class Runtime:
         """The Prediction of batch item ``b`` of :meth:`infer`'s outputs (full-output or top-k graph), at the size
         of the frame ``frame`` was prepared from."""
         padded = (int(frame.rgb.shape[-2]), int(frame.rgb.shape[-1]))
-        return decode_prediction(out, b, padded, frame.resized_hw, frame.original_hw, self.metadata)
+        return decode_prediction(out, b, padded, frame.resized_hw, frame.original_hw, self.metadata, frame.depth_u8,
+                                 frame.invalid_share, self.health_rule)
