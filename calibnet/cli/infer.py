@@ -24,8 +24,10 @@ Modes:
                (--depth-near/--depth-far in metres, or measured on the first frames). docs/robotics.md.
   RealSense    --realsense: a camera, or --realsense-bag: its recording, depth aligned to colour, in metres.
 
-Writes results.json (COCO results: RLE segmentation, score, category 1, image id), images.json (id, file
-name, size; in video mode one image id per frame), an overlay PNG per image (or the overlay video) and, with
+Writes results.json (COCO results: RLE segmentation, score, category 1, image id, instance_depth, the
+frame's depth_health), images.json (id, file name, size, depth_health: the share of invalid depth pixels,
+the three depth-trust scores and a verdict ok / degraded / unusable; in video mode one image id per frame),
+an overlay PNG per image (or the overlay video; its badge shows the depth verdict) and, with
 --saliency, the per-pixel saliency map (255 x the score of the best instance covering the pixel) as PNG.
 
 Batch runs keep their work: each image's results are appended to progress.jsonl as soon as it is done;

@@ -22,12 +22,15 @@ The request parameter ``request_id`` (letters, digits, ``._:-``, at most 64) nam
 in the server log; without it the server makes one up.
 
 Outputs: ``scores`` FP32 [K], ``boxes`` FP32 [K,4] (xyxy pixels), ``masks_rle`` BYTES [K] (each a COCO RLE
-as JSON ``{"size": [H, W], "counts": "..."}``: never raw masks over the wire), ``depth_trust`` FP32 [3] and
-``error`` BYTES [1]: empty for an answered request; for a refused one (undecodable, oversized, inconsistent...)
-the one-line reason and the request id, with no instances. An output with no elements is left out of the answer
-(PyTriton cannot send empty tensors): no ``scores``, ``boxes`` and ``masks_rle`` means no instances. A request is
-refused alone: the others of its dynamic batch are answered. Reasons never hold server paths or tracebacks (those
-stay in the server log, at debug level).
+as JSON ``{"size": [H, W], "counts": "..."}``: never raw masks over the wire), ``depth_trust`` FP32 [3],
+``instance_depth`` FP32 [K] (each instance's median 8-bit depth, :attr:`Prediction.instance_depth`),
+``depth_health`` BYTES [1] (the frame's depth health as JSON ``{"invalid_share", "depth_trust", "verdict"}``:
+:class:`~calibnet.runtime.core.depth_health.DepthHealth`) and ``error`` BYTES [1]: empty for an answered
+request; for a refused one (undecodable, oversized, inconsistent...) the one-line reason and the request id,
+with no instances and no depth health. An output with no elements is left out of the answer (PyTriton cannot
+send empty tensors): no ``scores``, ``boxes``, ``masks_rle`` and ``instance_depth`` means no instances. A request
+is refused alone: the others of its dynamic batch are answered. Reasons never hold server paths or tracebacks
+(those stay in the server log, at debug level).
 
 Inputs are held to :class:`~calibnet.runtime.core.limits.InputLimits` before anything is decoded: the pixels of a
 raw ``rgb``/``depth`` tensor or of an encoded file's header, and the bytes of every input.
@@ -51,6 +54,7 @@ from pycocotools import mask as mask_utils  # type: ignore[import-untyped]
 
 from ..runtime.core import readers
 from ..runtime.core.depth import DepthFormat
+from ..runtime.core.depth_health import DepthHealth
 from ..runtime.core.errors import InputError
 from ..runtime.core.filecheck import one_line
 from ..runtime.core.limits import InputLimits, LimitExceeded, default_limits
@@ -97,6 +101,8 @@ OUTPUTS: tuple[TensorSpec, ...] = (
     TensorSpec("boxes", np.float32, (-1, 4)),
     TensorSpec("masks_rle", object, (-1,)),
     TensorSpec("depth_trust", np.float32, (3,)),
+    TensorSpec("instance_depth", np.float32, (-1,)),
+    TensorSpec("depth_health", object, (1,)),
     TensorSpec("error", object, (1,)),
 )
 #: request parameters read by :func:`decode_request`
@@ -234,6 +240,10 @@ def encode_prediction(pred: Prediction, batched: bool = True) -> dict[str, np.nd
         "boxes": np.asarray(pred.boxes, np.float32).reshape(-1, 4),
         "masks_rle": _bytes_array([rle_to_json(r) for r in pred.rle()]),
         "depth_trust": np.asarray(pred.depth_trust, np.float32).reshape(3),
+        "instance_depth": (np.full(len(pred), np.nan, np.float32) if pred.instance_depth is None
+                           else np.asarray(pred.instance_depth, np.float32).reshape(-1)),
+        "depth_health": _bytes_array([json.dumps(None if pred.depth_health is None else pred.depth_health.to_dict(),
+                                                 separators=(",", ":")).encode("ascii")]),
         "error": np.array([b""], dtype="S1"),
     }
     return _answer(out, batched)
@@ -285,7 +295,8 @@ def refusal_of(outputs: Mapping[str, np.ndarray]) -> str:
 def prediction_from_outputs(outputs: Mapping[str, np.ndarray], image_hw: tuple[int, int] = (0, 0)) -> Prediction:
     """The runtime's :class:`Prediction` from the outputs of one answer (batched [1,...] or not); masks are
     decoded from the RLEs (``image_hw``: the frame's size, for the mask array of an answer without
-    instances). The kernel index is not sent: ``kernel_index`` is -1."""
+    instances). The kernel index is not sent: ``kernel_index`` is -1. An answer without ``instance_depth`` /
+    ``depth_health`` (or a ``null`` health) leaves them None."""
 
     def item(name: str, ndim: int) -> np.ndarray:
         if outputs.get(name) is None:  # left out: no elements
@@ -302,5 +313,10 @@ def prediction_from_outputs(outputs: Mapping[str, np.ndarray], image_hw: tuple[i
                           for r in rles]).astype(bool)
     else:
         masks = np.zeros((0, *image_hw), bool)
+    answered = outputs.get("depth_health") is not None  # an answer of a server that sends depth health
+    health = json.loads(bytes(item("depth_health", 1)[0])) if answered else None
+    depth = item("instance_depth", 1).astype(np.float32) if answered else None
     return Prediction(masks=masks, scores=scores, boxes=boxes, depth_trust=trust,
-                      kernel_index=np.full(len(scores), -1, np.int64))
+                      kernel_index=np.full(len(scores), -1, np.int64),
+                      instance_depth=depth,
+                      depth_health=None if health is None else DepthHealth.from_dict(health))

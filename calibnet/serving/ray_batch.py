@@ -40,7 +40,7 @@ import numpy as np
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from ..runtime.apps.batch import folder_tasks
-from ..runtime.apps.batchlog import BatchLog
+from ..runtime.apps.batchlog import BatchLog, finished_entry
 from ..runtime.apps.sources import match_pairs, read_file
 from ..runtime.core.depth import DepthFormat
 from ..runtime.core.errors import InputError
@@ -110,8 +110,7 @@ class PairPredictor:
                 if isinstance(pred, Exception):
                     records[slot] = {"image": image, "error": str(pred)}
                     continue
-                image = {**image, "height": int(rgb.shape[0]), "width": int(rgb.shape[1])}
-                results = [r for r in pred.coco_results(image["id"]) if r["score"] >= self.min_score]
+                image, results = finished_entry(image, rgb.shape[:2], pred, self.min_score)
                 records[slot] = {"image": image, "results": results}
         return {"key": np.array(keys, dtype=object), "record": np.array([json.dumps(r) for r in records], dtype=object)}
 

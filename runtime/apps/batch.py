@@ -30,7 +30,7 @@ from ..core.errors import InputError
 from ..core.limits import InputLimits, default_limits
 from ..core.prediction import Prediction
 from ..core.runtime import Runtime
-from .batchlog import BatchLog
+from .batchlog import BatchLog, finished_entry
 from .overlay import DRAW_MIN_SCORE, draw_overlay
 from .robot_batch import RobotInputs, RobotOutputs, robot_inputs
 from .sources import Frame, FrameError, image_frames, match_pairs, video_frames
@@ -266,8 +266,7 @@ class _Run:
     def done(self, task: Task, frame: Frame, pred: Prediction, caught: list[str]) -> None:
         """Write a finished input's overlay / saliency map and record its results (progress.jsonl)."""
         opts, out = self.opts, self.out
-        results = [r for r in pred.coco_results(task.image["id"]) if r["score"] >= opts.min_score]
-        image = {**task.image, "height": int(frame.rgb.shape[0]), "width": int(frame.rgb.shape[1])}
+        image, results = finished_entry(task.image, frame.rgb.shape[:2], pred, opts.min_score)
         if caught:
             image["warnings"] = caught
         overlay = draw_overlay(frame.rgb, pred, min_score=opts.overlay_min_score) if opts.overlay else None

@@ -7,7 +7,9 @@ Files in the output folder:
   could not be read or was refused. Appended and flushed line by line, so a run killed even with SIGKILL (the
   OOM killer) keeps everything up to the last finished image. Read back, a torn last line is dropped; a resumed
   run first writes the surviving records to a new file that replaces the old one atomically, then appends.
-- ``results.json`` (COCO results), ``images.json`` and ``errors.json`` (``[{"image_id", "file", "reason"}]``),
+- ``results.json`` (COCO results; each detection also names its ``instance_depth`` and its frame's
+  ``depth_health``), ``images.json`` (id, file name, size and the frame's ``depth_health``: invalid share,
+  depth trust, verdict) and ``errors.json`` (``[{"image_id", "file", "reason"}]``),
   written at the end of the run, and again whenever it is interrupted, atomically (a temp file in the same
   folder, fsync, rename, fsync of the folder): a reader never sees a half-written file, and the temp files of a
   run killed while writing them are removed by the next run.
@@ -28,7 +30,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BatchLog", "OUTPUTS", "PROGRESS_JSONL", "write_json_atomic"]
+__all__ = ["BatchLog", "OUTPUTS", "PROGRESS_JSONL", "finished_entry", "write_json_atomic"]
 
 PROGRESS_JSONL = "progress.jsonl"
 #: the files written at the end of a run (and when it is interrupted)
@@ -59,6 +61,16 @@ def write_json_atomic(path: str | Path, obj: Any, indent: int | None = None) -> 
         os.fsync(f.fileno())
     _replace_synced(tmp, path)
     return path
+
+
+def finished_entry(image: dict[str, Any], hw: tuple[int, int], pred: Any,
+                   min_score: float = 0.0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The ``images.json`` entry (``image`` plus height, width and the frame's ``depth_health``) and the COCO
+    results (scores at least ``min_score``) of a finished frame of size ``hw`` and its Prediction."""
+    entry = {**image, "height": int(hw[0]), "width": int(hw[1])}
+    if pred.depth_health is not None:
+        entry["depth_health"] = pred.depth_health.to_dict()
+    return entry, [r for r in pred.coco_results(image["id"]) if r["score"] >= min_score]
 
 
 class BatchLog:

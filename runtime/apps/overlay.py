@@ -1,4 +1,4 @@
-"""Overlay rendering: colored masks, contours, score labels and a depth-trust badge (OpenCV).
+"""Overlay rendering: colored masks, contours, score labels and a depth-health badge (OpenCV).
 
 Only instances at or above ``min_score`` are drawn (:data:`DRAW_MIN_SCORE` unless the caller passes its own,
 e.g. calibnet-infer's ``--min-score``). Labels are placed best score first: each goes just above its instance's
@@ -22,6 +22,8 @@ DRAW_MIN_SCORE = 0.3  # the overlays' default minimum score, and the tracker's (
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (pixels, end exclusive)
 _FONT, _SCALE, _PAD = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 2
+#: badge colors (RGB) of the depth-health verdicts
+_VERDICT_COLORS = {"ok": (40, 160, 60), "degraded": (230, 140, 0), "unusable": (200, 30, 30)}
 
 
 def instance_color(pred: Prediction, i: int) -> np.ndarray:
@@ -43,14 +45,26 @@ def _overlaps(a: Box, b: Box) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def _badge_box(text: str) -> Box:
-    (w, h), base = cv2.getTextSize(text, _FONT, 0.5, 1)
+def _badge_scale(text: str, width: int) -> float:
+    """The badge's font scale: 0.5, smaller (down to 0.25) when the text would not fit the frame's width."""
+    (w, _), _ = cv2.getTextSize(text, _FONT, 0.5, 1)
+    return max(0.25, min(0.5, 0.5 * (width - 18) / max(w, 1)))
+
+
+def _badge_box(text: str, scale: float) -> Box:
+    (w, h), base = cv2.getTextSize(text, _FONT, scale, 1)
     return 4, 4, 4 + w + 10, 4 + h + base + 8
 
 
 def _badge_text(pred: Prediction) -> str:
-    trust = float(np.nanmean(pred.depth_trust)) if len(pred.depth_trust) else float("nan")
-    return f"depth trust {trust:.2f}"
+    """The depth-health verdict with the share of invalid depth pixels and the mean depth trust (the trust alone
+    for a prediction without a depth health)."""
+    with np.errstate(all="ignore"):
+        trust = float(np.nanmean(pred.depth_trust)) if np.isfinite(pred.depth_trust).any() else float("nan")
+    health = pred.depth_health
+    if health is None:
+        return f"depth trust {trust:.2f}"
+    return f"depth {health.verdict}, {100 * health.invalid_share:.0f}% invalid, trust {trust:.2f}"
 
 
 @dataclass(frozen=True)
@@ -85,11 +99,12 @@ def _place(size: tuple[int, int], anchor: Box, hw: tuple[int, int], taken: list[
 
 def overlay_layout(pred: Prediction, min_score: float = DRAW_MIN_SCORE, max_instances: int = 10) -> OverlayLayout:
     """The instances :func:`draw_overlay` draws (score >= ``min_score``, at most ``max_instances``, best first)
-    and where their labels go: inside the image, clear of each other and of the depth-trust badge (when the
+    and where their labels go: inside the image, clear of each other and of the depth-health badge (when the
     image has room for them all; a label that finds no free spot is left out)."""
     order = [int(i) for i in np.argsort(-pred.scores, kind="stable") if pred.scores[i] >= min_score]
     drawn = order[:max_instances]
-    badge = _badge_box(_badge_text(pred))
+    text = _badge_text(pred)
+    badge = _badge_box(text, _badge_scale(text, pred.image_hw[1]))
     taken: list[Box] = [badge]
     boxes: list[Box] = []
     labels: list[str] = []
@@ -134,7 +149,11 @@ def draw_overlay(rgb: np.ndarray, pred: Prediction, alpha: float = 0.5, max_inst
 
 
 def _draw_badge(img: np.ndarray, pred: Prediction, box: Box) -> None:
-    """The depth-trust badge in the top-left corner."""
-    cv2.rectangle(img, box[:2], (box[2] - 1, box[3] - 1), (0, 0, 0), -1)
-    (_, h), _ = cv2.getTextSize(_badge_text(pred), _FONT, 0.5, 1)
-    cv2.putText(img, _badge_text(pred), (box[0] + 5, box[1] + 4 + h), _FONT, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    """The depth-health badge in the top-left corner, on the verdict's color (ok green, degraded orange,
+    unusable red; black without a depth health)."""
+    text = _badge_text(pred)
+    scale = _badge_scale(text, img.shape[1])
+    color = (0, 0, 0) if pred.depth_health is None else _VERDICT_COLORS[pred.depth_health.verdict]
+    cv2.rectangle(img, box[:2], (box[2] - 1, box[3] - 1), color, -1)
+    (_, h), _ = cv2.getTextSize(text, _FONT, scale, 1)
+    cv2.putText(img, text, (box[0] + 5, box[1] + 4 + h), _FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)

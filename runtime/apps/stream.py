@@ -27,7 +27,8 @@ given one.
 
 Timing: each Prediction's ``timings`` holds ``read``, ``pre``, ``infer``, ``post`` (and ``track``) seconds
 and ``latency``, capture to result: from the moment the frame came out of the source to the moment the
-iterator hands it to you. :meth:`Stream.stats` gives p50/p99 of each and the throughput.
+iterator hands it to you. :meth:`Stream.stats` gives p50/p99 of each, the throughput and the results per
+depth-health verdict (``ok`` / ``degraded`` / ``unusable``, :mod:`calibnet.runtime.core.depth_health`).
 
 Shutdown: ``close()`` (or leaving a ``with`` block, or dropping the iterator) stops the threads; the
 source is closed in the reader thread. An exception in a stage (the source raising, inference failing) stops
@@ -50,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core.depth_health import VERDICTS
 from ..core.errors import InputError
 from ..core.prediction import Prediction
 from ..core.stats import Window, percentiles
@@ -94,6 +96,8 @@ class StreamStats:
     t_last: float = 0.0
     #: per-stage seconds of the last :data:`STATS_WINDOW` results (fixed memory: a camera stream may run for days)
     stages: dict[str, Window] = field(default_factory=lambda: collections.defaultdict(lambda: Window(STATS_WINDOW)))
+    #: results per depth-health verdict (ok / degraded / unusable), over the whole stream
+    verdicts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VERDICTS, 0))
 
     @property
     def throughput(self) -> float:
@@ -104,14 +108,15 @@ class StreamStats:
     def to_dict(self) -> dict[str, Any]:
         """Counts, throughput (frames/s) and per-stage p50/p99/mean in milliseconds."""
         return {"policy": self.policy, "read": self.read, "done": self.done, "dropped": self.dropped,
-                "errors": self.errors, "throughput_fps": self.throughput,
+                "errors": self.errors, "throughput_fps": self.throughput, "depth_verdicts": dict(self.verdicts),
                 "ms": {k: percentiles(v.values(), (50, 99)) for k, v in self.stages.items()}}
 
     def summary(self) -> str:
         """A few lines for a terminal."""
         d = self.to_dict()
         lines = [f"stream ({self.policy}): {self.done} results from {self.read} frames read, {self.dropped} dropped, "
-                 f"{self.errors} errors, {d['throughput_fps']:.2f} frames/s"]
+                 f"{self.errors} errors, {d['throughput_fps']:.2f} frames/s",
+                 "  depth    " + ", ".join(f"{n} {v}" for n, v in self.verdicts.items())]
         for k in ("read", "pre", "infer", "post", "track", "latency"):
             if k in d["ms"]:
                 p = d["ms"][k]
@@ -372,13 +377,16 @@ class Stream:
             s.t_last = now
             for k, v in pred.timings.items():
                 s.stages[k].append(v)
+            if pred.depth_health is not None:
+                s.verdicts[pred.depth_health.verdict] += 1
         return frame, pred
 
     def stats(self) -> StreamStats:
         """A snapshot of the counts and timings so far."""
         with self._pipe.lock:
             s = self._pipe.stats
-            snap = StreamStats(s.policy, s.read, s.done, s.dropped, s.errors, s.t_start, s.t_last)
+            snap = StreamStats(s.policy, s.read, s.done, s.dropped, s.errors, s.t_start, s.t_last,
+                               verdicts=dict(s.verdicts))
             for k, v in s.stages.items():
                 snap.stages[k] = v.copy()
             return snap

@@ -397,3 +397,21 @@ def write_video_pairs(folder, frames):
     (folder / "d").mkdir()
     for i, f in enumerate(frames):
         cv2.imwrite(str(folder / "d" / f"{i}.png"), f.depth)
+
+
+def test_depth_health_is_in_results_and_images_json(small_onnx, tmp_path):
+    rgb, depth = write_pairs(tmp_path / "data", 3, hw=HW)
+    for name, rows in (("01.png", slice(0, HW[0] // 2)), ("02.png", slice(None))):  # half, then all invalid
+        d = cv2.imread(str(depth / name), cv2.IMREAD_UNCHANGED)
+        d[rows] = 0
+        cv2.imwrite(str(depth / name), d)
+    out = tmp_path / "out"
+    assert infer(small_onnx, rgb, depth, out) == 0
+    images = _read(out, "images.json")
+    health = [im["depth_health"] for im in images]
+    assert [h["invalid_share"] for h in health] == [0.0, 0.5, 1.0]
+    assert [h["verdict"] for h in health] == ["ok", "unusable", "unusable"]  # the default rule: unusable from 30 %
+    assert all(len(h["depth_trust"]) == 3 and all(0.0 <= t <= 1.0 for t in h["depth_trust"]) for h in health)
+    results = _read(out, "results.json")
+    assert results and all(r["depth_health"] == health[r["image_id"] - 1] for r in results)
+    assert all(r["instance_depth"] is None or 0.0 <= r["instance_depth"] <= 255.0 for r in results)

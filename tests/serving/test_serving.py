@@ -29,6 +29,7 @@ from conftest import wait_for_lines, write_pairs
 from hostile_files import hdr_header, npy_header, png_bomb, tiff_header
 
 from calibnet.runtime.core.depth import DepthFormat
+from calibnet.runtime.core.depth_health import DepthHealth
 from calibnet.runtime.core.errors import InputError
 from calibnet.runtime.core.postprocess import masks_to_boxes
 from calibnet.runtime.core.prediction import Prediction
@@ -74,10 +75,15 @@ def test_prediction_survives_the_wire():
     masks = rng.random((3, 20, 30)) > 0.6
     masks[2] = False
     pred = Prediction(masks=masks, scores=np.array([0.9, 0.5, 0.1], np.float32), boxes=masks_to_boxes(masks),
-                      depth_trust=np.array([0.7, 0.8, 0.9], np.float32), kernel_index=np.arange(3))
+                      depth_trust=np.array([0.7, 0.8, 0.9], np.float32), kernel_index=np.arange(3),
+                      instance_depth=np.array([30.0, 120.5, np.nan], np.float32),
+                      depth_health=DepthHealth(0.125, (0.7, 0.8, 0.9), "degraded"))
     out = encode_prediction(pred)
     assert out["masks_rle"].shape == (1, 3) and out["scores"].dtype == np.float32 and out["boxes"].shape == (1, 3, 4)
+    assert json.loads(out["depth_health"][0, 0])["verdict"] == "degraded"
     back = prediction_from_outputs(out)
+    assert back.depth_health == pred.depth_health
+    np.testing.assert_array_equal(back.instance_depth, pred.instance_depth)
     np.testing.assert_array_equal(back.masks, masks)
     np.testing.assert_array_equal(back.scores, pred.scores)
     np.testing.assert_array_equal(back.boxes, pred.boxes)
@@ -104,6 +110,30 @@ def test_requests_are_decoded_or_refused_with_a_reason():
             decode_request(inputs)
     with pytest.raises(InputError, match="bad depth parameters"):
         decode_request({"rgb": rgb, "depth_u16": d16}, {"depth_format": "sonar"})
+
+
+def test_served_answers_carry_the_depth_health():
+    """What calibnet-serve and the Triton Python backend answer (server.predict_frames) for a clean, a half-invalid
+    and an all-invalid 16-bit depth map, read back as the client does."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
+    from stream_fakes import SleepBackend
+
+    from calibnet.runtime import Runtime
+    from calibnet.serving.server import predict_frames
+
+    d16 = np.full((1, 64, 96), 1500, np.uint16)
+    d16[0, 20:40, 30:60] = 600
+    half, none = d16.copy(), np.zeros_like(d16)
+    half[0, :32] = 0
+    rgb = np.zeros((1, 64, 96, 3), np.uint8)
+    frames = [decode_request({"rgb": rgb, "depth_u16": d}) for d in (d16, half, none)]
+    with pytest.warns(UserWarning, match="no valid pixel"):
+        answers = predict_frames(Runtime(SleepBackend(0.0)), frames)
+    back = [prediction_from_outputs(a, image_hw=(64, 96)) for a in answers]
+    assert [b.depth_health.invalid_share for b in back] == [0.0, 0.5, 1.0]
+    assert [b.depth_health.verdict for b in back] == ["ok", "unusable", "unusable"]
+    assert back[0].depth_health.depth_trust == (1.0, 1.0, 1.0) and len(back[0]) == 1
+    assert back[0].instance_depth[0] == 0.0  # the near box: the nearest end of the per-frame range (near-dark)
 
 
 def test_serving_modules_import_without_torch():
@@ -259,6 +289,9 @@ def _same(pred: Prediction, ref: Prediction) -> None:
     assert [r["counts"] for r in pred.rle()] == [r["counts"] for r in ref.rle()]
     np.testing.assert_array_equal(pred.boxes, ref.boxes)
     np.testing.assert_allclose(pred.depth_trust, ref.depth_trust, atol=1e-5)
+    assert pred.depth_health.verdict == ref.depth_health.verdict
+    assert pred.depth_health.invalid_share == pytest.approx(ref.depth_health.invalid_share, abs=1e-6)
+    np.testing.assert_allclose(pred.instance_depth, ref.instance_depth)
 
 
 def _references(path: Path, frames):
