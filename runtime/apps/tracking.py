@@ -12,6 +12,17 @@ scores are lower than the tracker's threshold).
 
 IoU is computed on masks subsampled to at most ``match_side`` pixels per side (exact for smaller frames):
 matching needs overlap, not pixel accuracy, and an 8000x8000 frame stays cheap.
+
+Depth: when a Prediction carries ``instance_depth`` (the median of the model's 8-bit depth in each mask, as
+:class:`~calibnet.runtime.Runtime` gives it), a track remembers its object's depth and an instance whose depth
+differs from it by more than ``depth_tolerance`` 8-bit levels never matches it, however much the masks
+overlap. That gate makes a third, looser matching stage safe: an instance left unmatched whose depth agrees
+with a track's and whose centroid lies within ``reacquire`` track sizes (the square root of the object's full
+mask area) of where the track is predicted re-acquires it, although their masks do not overlap: a far object
+that comes out from behind a near one where its track did not expect it (its visible part, shrinking
+behind the occluder, made the track's velocity wrong) keeps its ID. Two objects crossing in the image at
+different depths, the far one hidden behind the near one for a few frames, so keep their IDs. A NaN depth
+(an empty mask) or ``depth_tolerance=None`` leaves matching to the masks alone (no third stage).
 """
 
 from __future__ import annotations
@@ -130,6 +141,9 @@ class Track:
     velocity: np.ndarray  # (dy, dx) per frame, smoothed
     missed: int = 0  # frames since it was last matched
     hits: int = 1
+    depth: float = float("nan")  # the object's 8-bit depth when it was last seen (NaN: unknown)
+    hidden: int = 0  # missed frames in which an instance at another depth covered where it was predicted
+    full_area: float = 0.0  # the object's full mask area (see InstanceTracker._matched)
 
     def predicted_mask(self) -> np.ndarray:
         """The last mask moved by the velocity over the frames it was missed (+1: the current frame)."""
@@ -143,9 +157,13 @@ class InstanceTracker:
 
     def __init__(self, iou_threshold: float = 0.3, max_missed: int = 5, min_score: float = DRAW_MIN_SCORE,
                  match_side: int = 320, motion: bool = True, contain_threshold: float = 0.6,
-                 idle_frames: int = 30) -> None:
+                 idle_frames: int = 30, depth_tolerance: float | None = 20.0, reacquire: float = 1.5,
+                 max_hidden: int = 15) -> None:
         if not 0.0 < iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+        if depth_tolerance is not None and not depth_tolerance >= 0:
+            raise ValueError(f"depth_tolerance must be >= 0 (8-bit levels) or None, got {depth_tolerance}")
+        self.depth_tolerance, self.reacquire, self.max_hidden = depth_tolerance, float(reacquire), int(max_hidden)
         self.iou_threshold, self.max_missed, self.min_score = float(iou_threshold), int(max_missed), float(min_score)
         self.match_side, self.motion, self.contain_threshold = int(match_side), bool(motion), float(contain_threshold)
         self.tracks: list[Track] = []
@@ -185,14 +203,22 @@ class InstanceTracker:
         keep = np.nonzero(pred.scores >= self.min_score)[0]
         self._note_idle(pred, len(keep))
         small = self._small(pred.masks[keep]) if len(keep) else np.zeros((0, 1, 1), bool)
+        depth = (np.full(len(keep), np.nan) if pred.instance_depth is None or self.depth_tolerance is None
+                 else np.asarray(pred.instance_depth, np.float64)[keep])
         matched_tracks: set[int] = set()
         matched_dets: set[int] = set()
-        if len(keep) and self.tracks:
-            prior = np.stack([t.predicted_mask() if self.motion else t.mask for t in self.tracks])
+        prior = np.stack([t.predicted_mask() if self.motion else t.mask for t in self.tracks]) if self.tracks else None
+        if len(keep) and prior is not None:
             # containment: the visible part of a partly occluded object lies inside the track's mask (or the
             # other way round when it comes out again); matched only among the pairs IoU left unmatched
             iou, contain = _similarities(small, prior)
-            for sim, thr in ((iou, self.iou_threshold), (contain, self.contain_threshold)):
+            gap = np.abs(depth[:, None] - np.array([t.depth for t in self.tracks])[None, :])
+            apart = gap > (self.depth_tolerance if self.depth_tolerance is not None else np.inf)  # NaN: not apart
+            iou[apart], contain[apart] = 0.0, 0.0
+            stages = [(iou, self.iou_threshold), (contain, self.contain_threshold)]
+            if self.reacquire > 0 and np.isfinite(gap).any():
+                stages.append((self._nearness(small, depth, ~apart & np.isfinite(gap)), 0.0))
+            for sim, thr in stages:
                 dets = [d for d in range(len(keep)) if d not in matched_dets]
                 trks = [t for t in range(len(self.tracks)) if t not in matched_tracks]
                 if not dets or not trks:
@@ -203,28 +229,60 @@ class InstanceTracker:
                 for a, b in zip(*linear_sum_assignment(cost)):
                     if sub[a, b] >= thr:
                         d, t = dets[a], trks[b]
-                        self._matched(self.tracks[t], small[d])
+                        self._matched(self.tracks[t], small[d], depth[d])
                         ids[keep[d]] = self.tracks[t].track_id
                         matched_tracks.add(t)
                         matched_dets.add(d)
         for k, t in enumerate(self.tracks):
             if k not in matched_tracks:
+                t.hidden += self._covered(t, prior[k], small, depth) if len(keep) else 0
                 t.missed += 1
-        self.tracks = [t for k, t in enumerate(self.tracks) if k in matched_tracks or t.missed <= self.max_missed]
+        self.tracks = [t for k, t in enumerate(self.tracks)
+                       if k in matched_tracks or t.missed <= self.max_missed + min(t.hidden, self.max_hidden)]
         for d in range(len(keep)):
             if d not in matched_dets and small[d].any():
-                self.tracks.append(Track(self.next_id, small[d].copy(), _centroid(small[d]), np.zeros(2)))
+                self.tracks.append(Track(self.next_id, small[d].copy(), _centroid(small[d]), np.zeros(2),
+                                         depth=float(depth[d]), full_area=float(small[d].sum())))
                 ids[keep[d]] = self.next_id
                 self.next_id += 1
         pred.track_ids = ids
         return ids
 
+    def _covered(self, track: Track, where: np.ndarray, small: np.ndarray, depth: np.ndarray) -> bool:
+        """Whether at least half of ``where`` (the track's predicted mask) lies under instances at another depth
+        (beyond the tolerance): the object is hidden behind one, not gone (depth known only)."""
+        if self.depth_tolerance is None or not np.isfinite(track.depth) or not where.any():
+            return False
+        other = np.abs(depth - track.depth) > self.depth_tolerance
+        if not other.any():
+            return False
+        return bool(np.count_nonzero(where & small[other].any(0)) >= 0.5 * np.count_nonzero(where))
+
+    def _nearness(self, small: np.ndarray, depth: np.ndarray, agree: np.ndarray) -> np.ndarray:
+        """[K,T] 1 - (centroid distance / (``reacquire`` x track size)) of each instance and each track's predicted
+        position, for the pairs whose depths are known and agree; -1 for the others (never matched)."""
+        det_c = np.array([_centroid(m) for m in small]).reshape(-1, 2)
+        trk_c = np.array([t.centroid + (t.velocity * (t.missed + 1) if self.motion else 0.0) for t in self.tracks])
+        size = np.sqrt(np.maximum([t.full_area for t in self.tracks], 1.0))
+        dist = np.linalg.norm(det_c[:, None, :] - trk_c[None, :, :], axis=2) / (self.reacquire * size[None, :])
+        return np.where(agree & np.array([m.any() for m in small])[:, None], 1.0 - dist, -1.0)
+
     @staticmethod
-    def _matched(track: Track, mask: np.ndarray) -> None:
+    def _matched(track: Track, mask: np.ndarray, depth: float) -> None:
         c = _centroid(mask)
-        ratio = float(mask.sum()) / max(float(track.mask.sum()), 1.0)
-        if 0.7 <= ratio <= 1.4:  # the centroid of a mask that grows or shrinks (occlusion) says little of motion
+        area = float(mask.sum())
+        ratio = area / max(float(track.mask.sum()), 1.0)
+        # the centroid of a mask that grows or shrinks (occlusion, or two objects seen as one) says little of
+        # motion: only masks about the size of the last one and of the object's full size update the velocity.
+        # The full size follows the mask while it is about that size or grows, and decays slowly while the
+        # mask is smaller (a partly hidden object keeps its size; one that recedes for good is followed)
+        full = track.full_area
+        steady = 0.9 * full <= area <= 1.1 * full
+        track.full_area = area if steady or area > full else 0.98 * full
+        if 0.7 <= ratio <= 1.4 and steady:
             step = (c - track.centroid) / (track.missed + 1)
             track.velocity = step if track.hits == 1 else 0.5 * track.velocity + 0.5 * step
-        track.mask, track.centroid, track.missed = mask.copy(), c, 0
+        track.mask, track.centroid, track.missed, track.hidden = mask.copy(), c, 0, 0
         track.hits += 1
+        if np.isfinite(depth):
+            track.depth = float(depth)
