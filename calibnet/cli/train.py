@@ -13,6 +13,10 @@ Examples:
   # your own COCO-json data set with depth maps
   calibnet-train --config r18 --train-json ann/train.json --image-root rgb/ --depth-root depth/ --out out/mine
 
+  # depth-robust training: half of the training depth maps get a depth-sensor failure (holes, edge dropout,
+  # noise, quantization, shift, blur, missing, wrong direction; the corruptions calibnet-eval evaluates)
+  calibnet-train --recipe synthetic-r18 --depth-augment --out out/train-r18-aug
+
   # continue an interrupted run (model, optimizer, scheduler, iteration and RNG state)
   calibnet-train --recipe synthetic-r18 --out out/train-r18 --resume
 
@@ -36,6 +40,7 @@ from typing import Any
 import calibnet.data as data
 from calibnet.config import DEFAULT_PRESET, PRESETS
 from calibnet.data.synthetic import scene_seed
+from calibnet.data.transforms import DEFAULT_DEPTH_AUGMENT, DepthAugment
 from calibnet.training.plan import TrainError, TrainPlan, TrainRequest, resolve_plan
 from calibnet.training.recipes import RECIPES
 
@@ -65,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "is downloaded")
     g.add_argument("--weights", metavar="FILE", help="start from these model weights (a calibnet/official checkpoint)")
     g = p.add_argument_group("data (one of)")
+    g.add_argument("--depth-augment", nargs="?", type=float, const=DEFAULT_DEPTH_AUGMENT, metavar="P",
+                   help="corrupt each training depth map with probability P (default when given without a value: "
+                        f"{DEFAULT_DEPTH_AUGMENT}) by one of calibnet.evaluation.depth_corruptions at a random "
+                        "severity, the corruptions calibnet-eval --depth-corruption evaluates")
     g.add_argument("--synthetic", metavar="N|stream", help="synthetic scenes: 'stream' = endless fresh scenes, "
                    "N = a fixed set of N scenes written to OUT/synthetic_train")
     add_dataset(g, json_flags=("--train-json",), several=False, data_root_default="datasets")
@@ -101,7 +110,7 @@ def train_request(args: argparse.Namespace) -> TrainRequest:
     return TrainRequest(args.recipe, args.config, tuple(args.set), args.synthetic, bool(args.dataset or args.json),
                         args.iters, args.batch, args.lr, args.weight_decay, args.steps, args.gamma,
                         args.warmup_iters, args.clip_grad, args.out, args.checkpoint_period, args.eval_scenes,
-                        args.workers)
+                        args.workers, args.depth_augment)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,16 +121,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _make_source(args: argparse.Namespace, plan: TrainPlan, info: Any) -> Any:
     """The batch source for this process."""
-
     from ..training.distributed import barrier
 
     cfg = plan.cfg
+    augment = DepthAugment(plan.depth_augment) if plan.depth_augment else None
     if plan.synthetic == "stream":
         h, w = plan.scene_hw
         return SyntheticBatches(batch_size=cfg.solver.ims_per_batch, height=h, width=w,
                                 short=cfg.input.min_size_train[0], max_size=cfg.input.max_size_train,
                                 seed=scene_seed(TRAIN_SET_SEED + args.seed, 0), rank=info.rank,
-                                world_size=info.world_size)
+                                world_size=info.world_size, depth_augment=augment)
 
     folder = plan.out / "synthetic_train"
     if plan.synthetic is not None and info.rank == 0:
@@ -132,7 +141,7 @@ def _make_source(args: argparse.Namespace, plan: TrainPlan, info: Any) -> Any:
     try:
         spec = (data.synthetic_dataset_spec(folder, "synthetic_train") if plan.synthetic
                 else dataset_specs(args)[0])
-        dataset = data.RGBDInstanceDataset(spec, cfg.input, train=True)
+        dataset = data.RGBDInstanceDataset(spec, cfg.input, train=True, depth_augment=augment)
     except (FileNotFoundError, ValueError, KeyError) as exc:  # DatasetError is a ValueError
         raise TrainError(str(exc)) from None
 
@@ -224,7 +233,7 @@ def _run(args: argparse.Namespace) -> int:
             "iterations": trainer.iteration, "train_seconds": round(train_s, 1),
             "final_loss": round(history[-1]["total_loss"], 4) if history else None,
             "checkpoint": str(out / "model_final.pth"), "config": str(out / "config.yaml"),
-            "world_size": info.world_size, "device": str(info.device),
+            "world_size": info.world_size, "device": str(info.device), "depth_augment": plan.depth_augment,
         }
         if eval_spec is not None:
             from ..training.evaluate import evaluate_model

@@ -9,6 +9,7 @@ reproducible whatever ``num_workers`` is, and a resumed run can replay the data 
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -17,11 +18,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..runtime.core.depth import depth_to_u8
-from ..runtime.core.errors import InputError
+from ..runtime.core.errors import InputError, InputWarning
 from ..runtime.core.readers import read_depth, read_rgb
 from .coco import ImageRecord, decode_segmentation, load_records, rasterize_polygons
 from .registry import DatasetError, DatasetSpec
-from .transforms import GeometricTransform, sample_train_transform, test_transform
+from .transforms import DepthAugment, GeometricTransform, sample_train_transform, test_transform
 
 __all__ = ["InfiniteSampler", "RGBDInstanceDataset", "build_test_loader", "build_train_loader", "collate_rgbd"]
 
@@ -34,14 +35,18 @@ class RGBDInstanceDataset(Dataset):
         cfg_input: ``CalibNetConfig.input`` (sizes, crop settings, ``size_divisibility``).
         train: the official train augmentation (flip, random resize+crop, shortest-edge resize) when
             True; the test resize only when False.
+        depth_augment: depth-sensor failures applied to the depth as read, before the transforms
+            (:class:`~calibnet.data.transforms.DepthAugment`; training items only).
 
     Each item is a dict: ``rgb`` uint8 [3,h,w] (RGB order), ``depth`` uint8 [1,h,w], ``masks`` bool
     [K,h,w] (K may be 0; instances emptied by a crop are dropped), ``image_id`` int, ``file_name`` str
     (the RGB path), ``orig_hw`` (H0, W0) of the file, ``resized_hw`` (h, w) after the transforms.
     """
 
-    def __init__(self, spec: DatasetSpec, cfg_input: Any, train: bool) -> None:
+    def __init__(self, spec: DatasetSpec, cfg_input: Any, train: bool,
+                 depth_augment: DepthAugment | None = None) -> None:
         spec.check()
+        self.depth_augment = depth_augment
         self.spec = spec
         self.cfg_input = cfg_input
         self.train = bool(train)
@@ -60,15 +65,22 @@ class RGBDInstanceDataset(Dataset):
         index = int(key)  # type: ignore[arg-type]
         return index, np.random.default_rng(index)
 
-    def load_raw(self, index: int) -> tuple[np.ndarray, np.ndarray, ImageRecord]:
+    def load_raw(self, index: int, depth_rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray,
+                                                                                          ImageRecord]:
         """RGB [H0,W0,3] and depth [H0,W0] uint8 of one image, sizes checked against the json (depth maps of
-        more than 8 bits converted as :func:`calibnet.runtime.core.depth.depth_to_u8` does)."""
+        more than 8 bits converted as :func:`calibnet.runtime.core.depth.depth_to_u8` does). With ``depth_rng``
+        and the data set's ``depth_augment``, the depth as read is corrupted first (draws from ``depth_rng``)."""
         rec = self.records[index]
         rgb_path = self.spec.image_path(rec.file_name)
         depth_path = self.spec.depth_path(rec.file_name)
         try:
             rgb = read_rgb(rgb_path)
-            depth = depth_to_u8(read_depth(depth_path))  # 16-bit / float maps: the runtime's conversion
+            raw = read_depth(depth_path)
+            if self.depth_augment is not None and depth_rng is not None:
+                raw = self.depth_augment(raw, depth_rng)
+            with warnings.catch_warnings():  # a map corrupted to "missing" is meant to have no valid pixel
+                warnings.simplefilter("ignore", InputWarning)
+                depth = depth_to_u8(raw)  # 16-bit / float maps: the runtime's conversion
         except InputError as exc:
             raise DatasetError(str(exc)) from None
         h0, w0 = rgb.shape[:2]
@@ -93,7 +105,9 @@ class RGBDInstanceDataset(Dataset):
 
     def __getitem__(self, key: int | Sequence[int]) -> dict[str, Any]:
         index, rng = self._rng(key)
-        rgb, depth, rec = self.load_raw(index)
+        entropy = [int(k) for k in key] if isinstance(key, (tuple, list)) else [index]
+        depth_rng = np.random.default_rng([*entropy, 0xDE7]) if self.train else None  # its own draws: the same
+        rgb, depth, rec = self.load_raw(index, depth_rng)  # geometric transform with or without depth_augment
         h0, w0 = rgb.shape[:2]
         t = sample_train_transform(rng, h0, w0, self.cfg_input) if self.train else test_transform(h0, w0,
                                                                                                    self.cfg_input)

@@ -8,7 +8,12 @@ The official training mapper (``RGBDSISTrainDatasetMapper``, detectron2 transfor
    crop height drawn from ``[min(h, 384), min(h, 600)]``, width likewise, position uniform;
 3. ``ResizeShortestEdge(MIN_SIZE_TRAIN, MAX_SIZE_TRAIN, MIN_SIZE_TRAIN_SAMPLING)`` (320, 480, "choice").
 
-Testing is ``ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST)`` only. Images (uint8 RGB and depth alike)
+Testing is ``ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST)`` only.
+
+Depth-robust training (``calibnet-train --depth-augment [P]``) adds :class:`DepthAugment`: with probability P
+the depth map, as read, gets one of the sensor failures of
+:mod:`calibnet.evaluation.depth_corruptions` (the very code the robustness study evaluates with) at a random
+severity, before the geometric transform. Images (uint8 RGB and depth alike)
 are resized with Pillow's bilinear filter as detectron2's ``ResizeTransform`` does; bitmask (RLE)
 instances with Pillow's nearest rule; polygon instances are transformed as coordinates and rasterized
 at the output size, as detectron2 does for ``MASK_FORMAT: polygon``.
@@ -22,9 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from ..evaluation.depth_corruptions import CORRUPTIONS, SEVERITIES, corrupt_depth
 from ..runtime.core.resize import pil_bilinear_resize_u8, shortest_edge_size
 
-__all__ = ["Crop", "Flip", "GeometricTransform", "Resize", "TRAIN_PRE_CROP_SIZES", "TRAIN_CROP_PROBABILITY",
+__all__ = ["Crop", "DEFAULT_DEPTH_AUGMENT", "DepthAugment", "Flip", "GeometricTransform", "Resize",
+           "TRAIN_PRE_CROP_SIZES", "TRAIN_CROP_PROBABILITY",
            "nearest_indices", "sample_crop_box", "sample_train_transform", "test_transform"]
 
 #: Short sides of the resize that precedes the random crop (hard-coded in the official train mapper).
@@ -33,6 +40,37 @@ TRAIN_PRE_CROP_SIZES = (400, 500, 600)
 TRAIN_CROP_PROBABILITY = 0.5
 #: Probability of the horizontal flip (detectron2 ``RandomFlip`` default).
 FLIP_PROBABILITY = 0.5
+
+
+#: the probability of ``calibnet-train --depth-augment`` given without a value
+DEFAULT_DEPTH_AUGMENT = 0.5
+
+
+@dataclass(frozen=True)
+class DepthAugment:
+    """With probability ``p``, one of ``corruptions`` (uniformly) at one of ``severities`` (uniformly) applied to a
+    training depth map by :func:`~calibnet.evaluation.depth_corruptions.corrupt_depth`; the draws come from the
+    sample's generator, so a seeded sample is corrupted the same way in any worker."""
+
+    p: float = DEFAULT_DEPTH_AUGMENT
+    corruptions: tuple[str, ...] = CORRUPTIONS
+    severities: tuple[int, ...] = SEVERITIES
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p <= 1.0:
+            raise ValueError(f"depth augmentation probability must be in [0, 1], got {self.p}")
+        if not self.corruptions or any(c not in CORRUPTIONS for c in self.corruptions):
+            raise ValueError(f"depth augmentation corruptions must be among {', '.join(CORRUPTIONS)}")
+        if not self.severities or any(s not in SEVERITIES for s in self.severities):
+            raise ValueError(f"depth augmentation severities must be among {SEVERITIES}")
+
+    def __call__(self, depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``depth`` corrupted (probability ``p``) or as it is."""
+        if self.p <= 0.0 or rng.random() >= self.p:
+            return depth
+        name = self.corruptions[int(rng.integers(len(self.corruptions)))]
+        severity = self.severities[int(rng.integers(len(self.severities)))]
+        return corrupt_depth(depth, name, severity, int(rng.integers(2**31)))
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,9 @@ class SyntheticBatches:
     Each scene is generated at ``height`` x ``width`` and resized like the runtime's test path
     (shortest edge ``short``, at most ``max_size``; Pillow-exact bilinear), so a model trained here
     sees what ``Runtime.predict`` feeds it; ``flip`` mirrors half of the scenes (the official
-    augmentation). ``n_salient``/``n_clutter`` are ranges (inclusive) drawn per scene.
+    augmentation). ``n_salient``/``n_clutter`` are ranges (inclusive) drawn per scene. ``depth_augment``
+    corrupts the scene's depth at its generated size, before the resize, as the robustness study corrupts a
+    data set's depth maps before ``Runtime.predict`` (its own draws: the scenes are those of a run without it).
     """
 
     batch_size: int = 2
@@ -77,6 +79,7 @@ class SyntheticBatches:
     flip: bool = True
     n_salient: tuple[int, int] = (1, 3)
     n_clutter: tuple[int, int] = (2, 5)
+    depth_augment: Any = None  # calibnet.data.transforms.DepthAugment or None
 
     def scene(self, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rgb u8 [h,w,3], depth u8 [h,w], masks bool [K,h,w]) of one training scene."""
@@ -87,6 +90,8 @@ class SyntheticBatches:
         s = make_scene(seed, height=self.height, width=self.width, n_salient=n_sal, n_clutter=n_clu)
         h, w = shortest_edge_size(self.height, self.width, self.short, self.max_size)
         rgb, depth, masks = s.rgb, s.depth, s.masks
+        if self.depth_augment is not None:
+            depth = self.depth_augment(depth, np.random.default_rng([seed, 0xDE7]))
         if (h, w) != (self.height, self.width):
             rgb = pil_bilinear_resize_u8(rgb, (h, w))
             depth = pil_bilinear_resize_u8(depth, (h, w))

@@ -43,6 +43,7 @@ class TrainRequest:
     checkpoint_period: int | None = None
     eval_scenes: int | None = None
     workers: int | None = None
+    depth_augment: float | None = None  # probability of a depth corruption per training image (None, 0: off)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class TrainPlan:
     scene_hw: tuple[int, int]  # size of the generated synthetic scenes
     recipe: Recipe | None = None
     notes: tuple[str, ...] = ()  # what the plan changed in what was asked, for the user
+    depth_augment: float = 0.0  # probability of a depth-sensor failure per training image (0: off)
 
 
 def _parse_value(text: str) -> Any:
@@ -126,6 +128,9 @@ def resolve_plan(args: TrainRequest) -> TrainPlan:
                              "solver.steps": steps, "solver.gamma": _pick(args.gamma, s.gamma),
                              "solver.weight_decay": _pick(args.weight_decay, s.weight_decay),
                              "solver.clip_gradients": _pick(args.clip_grad, s.clip_gradients)})
+    depth_augment = float(args.depth_augment or 0.0)
+    if not 0.0 <= depth_augment <= 1.0:
+        raise TrainError(f"--depth-augment wants a probability in [0, 1], got {depth_augment}")
     eval_scenes, notes = _pick(args.eval_scenes, recipe.eval_scenes if recipe else 0), ()
     if eval_scenes and synthetic is None:
         eval_scenes, notes = 0, ("--eval-scenes applies to synthetic training; evaluate on your data set with "
@@ -136,4 +141,4 @@ def resolve_plan(args: TrainRequest) -> TrainPlan:
         workers=_pick(args.workers, cfg.num_workers), checkpoint_period=_pick(args.checkpoint_period,
                                                                              s.checkpoint_period),
         eval_scenes=eval_scenes, eval_seed=recipe.eval_seed if recipe else 0,
-        scene_hw=recipe.scene_hw if recipe else (320, 480), recipe=recipe, notes=notes)
+        scene_hw=recipe.scene_hw if recipe else (320, 480), recipe=recipe, notes=notes, depth_augment=depth_augment)

@@ -378,3 +378,27 @@ def test_names_from_a_json_stay_inside_their_folders(tmp_path):
                                      "image_root": str(spec.image_root), "depth_root": str(spec.depth_root)}))
     with pytest.raises(DatasetError, match="not a plain name"):
         dataset_spec_from_json(spec_file)
+
+
+def test_depth_augment_of_a_data_set_acts_on_the_depth_as_read(tmp_path):
+    import warnings
+
+    from calibnet.data.transforms import DepthAugment
+    from calibnet.runtime.core.errors import InputWarning
+
+    root = tmp_path / "d16"
+    spec = calibnet.data.write_synthetic_dataset(root, 2, height=64, width=96, image_format="png")
+    for p in spec.depth_root.glob("*.png"):  # 16-bit millimetres, as a RealSense writes them
+        d8 = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(p), (300 + 15 * d8.astype(np.uint16)))
+    cfg = calibnet.get_config("r18").input
+    plain = RGBDInstanceDataset(spec, cfg, train=True)
+    missing = RGBDInstanceDataset(spec, cfg, train=True, depth_augment=DepthAugment(1.0, ("missing",)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputWarning)  # no "no valid pixel" warning for its own corruption
+        item = missing[(0, 5)]
+    assert (item["depth"] == 255).all()  # no reading at all: the runtime's uniform far map (near-dark)
+    ref = plain[(0, 5)]
+    assert torch.equal(item["rgb"], ref["rgb"]) and not torch.equal(item["depth"], ref["depth"])
+    test_set = RGBDInstanceDataset(spec, cfg, train=False, depth_augment=DepthAugment(1.0, ("missing",)))
+    assert torch.equal(test_set[0]["depth"], RGBDInstanceDataset(spec, cfg, train=False)[0]["depth"])

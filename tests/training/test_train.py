@@ -250,3 +250,46 @@ def test_plan_merges_recipe_and_command_line():
     assert plan.cfg.decoder.num_kernels == 10
     data_run = resolve_plan(train_request(parse(["--train-json", "a.json", "--eval-scenes", "5"])))
     assert data_run.eval_scenes == 0 and "--eval-scenes applies to synthetic training" in data_run.notes[0]
+
+
+def test_depth_augment_flag_and_plan():
+    from calibnet.cli.train import build_parser, train_request
+    from calibnet.data.transforms import DEFAULT_DEPTH_AUGMENT
+    from calibnet.training.plan import TrainError, resolve_plan
+
+    def plan(*argv):
+        return resolve_plan(train_request(build_parser().parse_args(["--recipe", "synthetic-r18", *argv])))
+
+    assert plan().depth_augment == 0.0
+    assert plan("--depth-augment").depth_augment == DEFAULT_DEPTH_AUGMENT
+    assert plan("--depth-augment", "0.2").depth_augment == 0.2
+    with pytest.raises(TrainError, match="--depth-augment wants a probability"):
+        plan("--depth-augment", "1.5")
+
+
+def test_depth_augment_corrupts_training_depth_with_the_evaluation_code():
+    import numpy as np
+
+    from calibnet.data.transforms import DepthAugment
+    from calibnet.evaluation.depth_corruptions import corrupt_depth
+
+    plain = tiny_source()
+    always = SyntheticBatches(**{**plain.__dict__, "depth_augment": DepthAugment(1.0, ("missing",))})
+    never = SyntheticBatches(**{**plain.__dict__, "depth_augment": DepthAugment(0.0)})
+    a, b, c = plain.batch(2), always.batch(2), never.batch(2)
+    assert torch.equal(a["depth"], c["depth"]) and torch.equal(a["rgb"], b["rgb"])  # only the depth changes
+    h, w = (int(v) for v in a["image_sizes"][0])
+    assert (b["depth"][0, 0, :h, :w] == 0).all() and not (a["depth"][0, 0, :h, :w] == 0).all()
+    mixed = SyntheticBatches(**{**plain.__dict__, "batch_size": 8, "depth_augment": DepthAugment(0.5)})
+    x, y = mixed.batch(0), mixed.batch(0)
+    assert torch.equal(x["depth"], y["depth"])  # deterministic per iteration
+    ref = SyntheticBatches(**{**plain.__dict__, "batch_size": 8}).batch(0)
+    changed = [not torch.equal(x["depth"][i], ref["depth"][i]) for i in range(8)]
+    assert 0 < sum(changed) < 8  # some corrupted, some not (seeded draws with p = 0.5)
+    rng = np.random.default_rng(0)
+    d = np.full((40, 60), 100, np.uint8)
+    d[10:30, 20:40] = 30
+    expect = np.random.default_rng(0)
+    expect.random(), expect.integers(1), expect.integers(1)
+    out = DepthAugment(1.0, ("holes",), (3,))(d, rng)
+    np.testing.assert_array_equal(out, corrupt_depth(d, "holes", 3, int(expect.integers(2**31))))
