@@ -14,6 +14,10 @@ Examples:
   calibnet-eval calibnet.onnx calibnet_int8.xml --backend openvino --precisions f32,bf16 --dataset dsis_test \
       --data-root /data --max-drop 1.5 --drop-metric AP50
 
+  # how much each depth-sensor failure costs (every corruption at severities 1, 3, 5, clean and RGB-only
+  # rows): depth_robustness.json / .md / .png per model and data set
+  calibnet-eval calibnet.onnx --dataset dsis_test --data-root /data --depth-corruption all --severity 1,3,5
+
 Official data set names (relative to the data root, as registered by the official code):
   come15k_train, come15k_test_e, come15k_test_h, dsis_test, sip_test
 The data root defaults to $CALIBNET_DATASETS, else $DETECTRON2_DATASETS. Without --depth-root the depth
@@ -21,6 +25,8 @@ folder follows the official rule (RGB -> depth, imgs_right -> depths), depth fil
 
 Writes <out>/<model>/<dataset>_results.json (COCO results) per model and data set, and
 <out>/summary.json; prints a table of AP, AP50, AP70 (percent, the paper's columns) per data set.
+With --depth-corruption: the depth-robustness study instead (calibnet.evaluation.depth_robustness), into
+<out>/<model>/<dataset>/depth_robustness.{json,md,png} and depth_health_frames.json; prints its tables.
 """
 
 from __future__ import annotations
@@ -122,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
     models = [m for m, _ in runs]
     tags = _model_tags([m.with_name(m.name + ("" if p is None else f".{p}")) for m, p in runs])
     out = Path(args.out)
+    if args.depth_corruption:
+        return _robustness(args, specs, runs, tags, out)
     rows: list[dict[str, Any]] = []
     for (path, precision), tag in zip(runs, tags):
         rows.extend(_evaluate_model(path, tag, specs, args, out / tag, precision))
@@ -148,6 +156,48 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def robustness_options(args: argparse.Namespace) -> Any:
+    """The :class:`RobustnessOptions` of ``--depth-corruption`` / ``--severity``; CliError naming a bad value."""
+    from ..evaluation.depth_corruptions import CORRUPTIONS
+    from ..evaluation.depth_robustness import RobustnessOptions
+
+    text = args.depth_corruption.strip()
+    names = CORRUPTIONS if text == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
+    try:
+        severities = tuple(int(v) for v in args.severity.split(",") if v.strip())
+    except ValueError:
+        raise CliError(f"--severity wants comma-separated integers 1..5, got {args.severity!r}") from None
+    try:
+        return RobustnessOptions(corruptions=names, severities=severities, limit=args.limit,
+                                 progress=not args.no_progress)
+    except ValueError as exc:
+        flag = "--severity" if "severit" in str(exc) else "--depth-corruption"
+        raise CliError(f"{flag}: {exc}") from None
+
+
+def _robustness(args: argparse.Namespace, specs: list[DatasetSpec], runs: list[tuple[Path, str | None]],
+                tags: list[str], out: Path) -> int:
+    """The depth-robustness study of every model on every data set."""
+    from ..evaluation.depth_robustness import depth_robustness, format_tables
+
+    opts = robustness_options(args)
+    reports = []
+    for (path, precision), tag in zip(runs, tags):
+        with _open_runtime(path, args, precision) as runtime:
+            for spec in specs:
+                folder = out / tag / spec.name
+                rep = depth_robustness(runtime, spec, folder, opts)
+                print(f"## {tag} on {spec.name}\n\n{format_tables(rep)}\n")
+                if rep.get("figure_note"):
+                    print(f"calibnet-eval: {rep['figure_note']}", file=sys.stderr)
+                print(f"wrote {folder / 'depth_robustness.json'}", file=sys.stderr)
+                reports.append({"model": tag, "model_path": str(path), "dataset": spec.name,
+                                "folder": str(folder), "summary": rep["summary"], "roc_auc": rep["roc_auc"]})
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps({"depth_robustness": reports}, indent=1, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``calibnet-eval``."""
     p = parser("calibnet-eval", __doc__)
@@ -167,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "the first model's on any data set")
     p.add_argument("--drop-metric", choices=COLUMNS, default="AP", help="the column --max-drop checks (AP)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r = p.add_argument_group("depth robustness (calibnet.evaluation.depth_robustness)")
+    r.add_argument("--depth-corruption", metavar="all|NAME,...",
+                   help="run the depth-robustness study instead: clean, RGB-only and each of these corruptions "
+                        "(all: holes, edge_dropout, noise, quantization, shift, blur, missing, wrong_direction)")
+    r.add_argument("--severity", default="1,3,5", metavar="S,...",
+                   help="severities (1..5) of each corruption (default 1,3,5)")
     return p
 
 

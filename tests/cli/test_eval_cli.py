@@ -144,3 +144,36 @@ def test_help_has_examples(capsys):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "calibnet-eval calibnet.onnx --dataset" in out and "--max-drop" in out
+
+
+def test_depth_corruption_runs_the_robustness_study(tmp_path, monkeypatch, capsys):
+    """--depth-corruption / --severity: the study's files per model and data set (a stand-in model whose only
+    cue is depth); bad names and severities are one-line errors."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
+    from stream_fakes import SleepBackend
+
+    from calibnet.runtime import Runtime
+
+    spec = write_synthetic_dataset(tmp_path / "S", 3, seed=2, height=64, width=96, image_format="png")
+    (tmp_path / "m.xml").write_text("<net/>")  # never opened: the stand-in runs instead
+    monkeypatch.setattr(cli, "_open_runtime", lambda path, args, precision=None: Runtime(SleepBackend(0.0)))
+    argv = [str(tmp_path / "m.xml"), "--json", str(spec.json_file), "--image-root", str(spec.image_root),
+            "--out", str(tmp_path / "o"), "--no-progress"]
+    assert cli.main(argv + ["--depth-corruption", "holes,missing", "--severity", "1,5"]) == 0
+    out = capsys.readouterr().out
+    assert "| holes |" in out and "% of clean" in out
+    folder = tmp_path / "o" / "m_xml" / "S"
+    rep = json.loads((folder / "depth_robustness.json").read_text())
+    assert [(r["corruption"], r["severity"]) for r in rep["rows"]] == [("holes", 1), ("holes", 5), ("missing", 1),
+                                                                      ("missing", 5)]
+    assert (folder / "depth_robustness.md").is_file() and (folder / "depth_health_frames.json").is_file()
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["depth_robustness"][0]["summary"] == rep["summary"]
+    for extra, message in ((["--depth-corruption", "fog"], "--depth-corruption: unknown depth corruption fog"),
+                           (["--depth-corruption", "all", "--severity", "2,7"], "--severity: severities must"),
+                           (["--depth-corruption", "all", "--severity", "x"], "--severity wants")):
+        assert cli.main(argv + extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
