@@ -80,3 +80,21 @@ def test_selection_keeps_the_official_set_in_kernel_order():
     assert probs.shape == (len(keep), 8, 10) and np.allclose(probs, sigmoid(masks[keep]))
     top = select_instances(logits, obj, masks, 0.005, 0.45, 5)[0]
     assert np.array_equal(top, np.sort(np.argsort(-score)[:5]))
+
+
+def test_instance_depths_are_mask_medians():
+    from calibnet.runtime.core.postprocess import instance_depths
+    from calibnet.runtime.core.prediction import masks_to_boxes
+
+    rng = np.random.default_rng(0)
+    depth = rng.integers(0, 256, (300, 400)).astype(np.uint8)
+    masks = np.zeros((3, 300, 400), bool)
+    masks[0, 10:40, 20:90] = True  # small: every pixel
+    masks[1, 50:290, 10:390] = True  # large: a grid of ~16k pixels
+    depth[50:290, 10:390] = 77 + (rng.random((240, 380)) < 0.3)  # median 77 whatever the grid
+    got = instance_depths(masks, masks_to_boxes(masks), depth)
+    assert got[0] == np.median(depth[10:40, 20:90]) and got[1] == 77.0 and np.isnan(got[2])
+    thin = np.zeros((1, 300, 400), bool)
+    thin[0, 100, 5:395] = True
+    thin[0, 299, 399] = True  # a box over the whole frame, a mask the grid misses
+    assert instance_depths(thin, masks_to_boxes(thin), depth)[0] == np.median(depth[thin[0]])
