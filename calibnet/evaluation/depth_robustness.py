@@ -117,9 +117,11 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def _aucs(frames: list[dict[str, Any]], detect: int) -> dict[str, Any]:
-    """ROC AUC of the verdict, the invalid share and each depth-trust score for frames at severity >= detect."""
+def _aucs(frames: list[dict[str, Any]], detect: int, per_corruption: bool = True) -> dict[str, Any]:
+    """ROC AUC of the verdict, the invalid share and each depth-trust score for frames at severity >= detect
+    (and the same per corruption: its frames against the clean ones)."""
     frames = [f for f in frames if f["corruption"] != "rgb_only" and f["verdict"] is not None]
+    names = sorted({f["corruption"] for f in frames} - {"clean"}) if per_corruption else []
     labels = np.array([f["severity"] >= detect for f in frames], bool)
     verdict = np.array([VERDICTS.index(f["verdict"]) for f in frames], np.float64)
     share = np.array([f["invalid_share"] for f in frames], np.float64)
@@ -136,7 +138,10 @@ def _aucs(frames: list[dict[str, Any]], detect: int) -> dict[str, Any]:
                           f"or 1 - depth_trust (low trust flags the frame)",
             "verdict": auc(verdict), "invalid_share": auc(share),
             "depth_trust": {name: auc(1.0 - trust[:, k]) for k, name in enumerate(("kernel", "wsf_t3", "wsf_res2"))},
-            "depth_trust_mean": auc(1.0 - np.nanmean(trust, 1) if np.isfinite(trust).any() else trust[:, 0])}
+            "depth_trust_mean": auc(1.0 - np.nanmean(trust, 1) if np.isfinite(trust).any() else trust[:, 0]),
+            **({"per_corruption": {n: {k: v for k, v in _aucs([f for f in frames if f["corruption"] in ("clean", n)],
+                                                               detect, False).items() if k != "definition"}
+                                   for n in names}} if names else {})}
 
 
 def suggest_rule(rows: list[dict[str, Any]], clean_ap: float, drop: float = 0.9,
@@ -254,6 +259,13 @@ def format_tables(report: dict[str, Any]) -> str:
                   f"share {_auc(auc['invalid_share'])}, depth_trust alone (1 - trust) kernel {_auc(t['kernel'])}, "
                   f"WSF-T3 {_auc(t['wsf_t3'])}, WSF-res2 {_auc(t['wsf_res2'])}, mean "
                   f"{_auc(auc['depth_trust_mean'])}."]
+    if auc.get("per_corruption"):
+        lines += ["", "| corruption (vs clean) | verdict AUC | invalid share AUC | depth_trust AUC "
+                      "(kernel / T3 / res2) |", "|---|---|---|---|"]
+        for name, a in auc["per_corruption"].items():
+            t = a["depth_trust"]
+            lines.append(f"| {name} | {_auc(a['verdict'])} | {_auc(a['invalid_share'])} | {_auc(t['kernel'])} / "
+                         f"{_auc(t['wsf_t3'])} / {_auc(t['wsf_res2'])} |")
     return "\n".join(lines)
 
 
