@@ -56,7 +56,7 @@ _REFERENCE_SIDE = 480.0  # pixel sizes above are for a 480 px long side (the dat
 
 
 def _rng(seed: int | Sequence[int], name: str) -> np.random.Generator:
-    key = [int(seed)] if np.isscalar(seed) else [int(s) for s in seed]  # type: ignore[arg-type]
+    key = [int(seed)] if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
     return np.random.default_rng([*key, CORRUPTIONS.index(name)])
 
 
@@ -84,8 +84,8 @@ def _distance(plane: np.ndarray, direction: str) -> np.ndarray:
 def _holes(plane: np.ndarray, valid: np.ndarray, s: int, rng: np.random.Generator, direction: str) -> np.ndarray:
     h, w = plane.shape
     cell = max(2, int(round(_scaled(24, plane.shape))))  # blob size
-    field = rng.standard_normal((h // cell + 2, w // cell + 2)).astype(np.float32)
-    field = cv2.resize(field, (w, h), interpolation=cv2.INTER_CUBIC)
+    coarse = rng.standard_normal((h // cell + 2, w // cell + 2)).astype(np.float32)
+    field = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
     hole = field >= np.quantile(field, 1.0 - _HOLE_SHARE[s - 1])
     return _store(plane.astype(np.float64), valid & ~hole, plane)
 

@@ -56,13 +56,14 @@ def mot_metrics(gt: Sequence[MotFrame], pred: Sequence[MotFrame], iou_threshold:
             pairs[key] = pairs.get(key, 0) + 1
         kept: dict[int, int] = {}  # gt row -> tracker column
         for a, gid in enumerate(gids.tolist()):  # CLEAR MOT: keep last frame's correspondences that still hold
-            cols = np.nonzero((pids == last.get(gid, -1)) & ok[a])[0]
-            if len(cols) and int(cols[0]) not in kept.values():
-                kept[a] = int(cols[0])
+            same = np.nonzero((pids == last.get(gid, -1)) & ok[a])[0]
+            if len(same) and int(same[0]) not in kept.values():
+                kept[a] = int(same[0])
         rows = [a for a in range(len(gids)) if a not in kept]
         cols = [b for b in range(len(pids)) if b not in kept.values()]
         if rows and cols:
-            sub = np.where(ok[np.ix_(rows, cols)], 1.0 - iou[np.ix_(rows, cols)], 2.0 + len(rows) + len(cols))
+            grid = np.ix_(np.array(rows, np.intp), np.array(cols, np.intp))
+            sub = np.where(ok[grid], 1.0 - iou[grid], 2.0 + len(rows) + len(cols))
             for r, c in zip(*linear_sum_assignment(sub)):
                 if ok[rows[r], cols[c]]:
                     kept[rows[r]] = cols[c]

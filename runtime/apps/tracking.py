@@ -235,7 +235,7 @@ class InstanceTracker:
                         matched_dets.add(d)
         for k, t in enumerate(self.tracks):
             if k not in matched_tracks:
-                t.hidden += self._covered(t, prior[k], small, depth) if len(keep) else 0
+                t.hidden += self._covered(t, prior[k], small, depth) if len(keep) and prior is not None else 0
                 t.missed += 1
         self.tracks = [t for k, t in enumerate(self.tracks)
                        if k in matched_tracks or t.missed <= self.max_missed + min(t.hidden, self.max_hidden)]

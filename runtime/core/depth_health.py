@@ -75,7 +75,7 @@ class DepthHealth:
             raise ValueError(f"not a depth health entry: {exc}") from None
         if len(trust) != 3 or verdict not in VERDICTS:
             raise ValueError(f"not a depth health entry: {d!r:.200}")
-        return cls(share, trust, verdict)  # type: ignore[arg-type]
+        return cls(share, trust, verdict)
 
 
 def assess_depth(invalid_share: float, depth_trust: np.ndarray, rule: DepthHealthRule | None = None) -> DepthHealth:
