@@ -7,15 +7,17 @@ Every :class:`~calibnet.runtime.core.prediction.Prediction` carries a :class:`De
 - ``depth_trust``: the model's three depth-trust scores (DSA of the kernel branch, WSF-T3, WSF-res2);
 - ``verdict``: ``ok``, ``degraded`` or ``unusable`` by :class:`DepthHealthRule`.
 
-The rule's default thresholds come from the depth-robustness study of docs/depth.md (the synthetic-r18
-model, 100 held-out scenes, every corruption at severities 1, 3, 5): the invalid share separates holes,
-edge dropout and missing frames from clean depth, while the depth-trust scores moved too little and too
-inconsistently between clean and corrupted depth to be used in the rule (the study's ROC AUC figures say
-how little). ``degraded`` starts at the invalid share of holes at severity 1 (5 %): there the study's AP
-fell by more than 10 % of the clean AP; ``unusable`` at 30 % (holes between severities 3 and 4), where
-the AP was below half of the clean AP. A frame whose depth has no valid pixel is always ``unusable``.
-Models and sensors differ: run the study on your model and data (``calibnet-eval --depth-corruption``)
-and give your own :class:`DepthHealthRule` to the :class:`~calibnet.runtime.Runtime`.
+The rule's default thresholds come from the depth-robustness study in docs/depth.md (the synthetic-r18 model,
+100 held-out scenes, every corruption at severities 1, 3 and 5;
+:func:`calibnet.evaluation.depth_robustness.suggest_rule`): among the corruptions that remove readings (holes,
+edge dropout, missing frames), the smallest mean invalid share of a row whose AP fell below 90 % of the clean
+AP was 4.0 % (edge dropout, severity 1) -> ``degraded`` from 4 %; the smallest of a row below 50 % of the clean
+AP was 16.5 % (edge dropout, severity 5) -> ``unusable`` from 16 %. A frame without any valid pixel is always
+``unusable``. The depth-trust scores are reported, not used: in the same study they overlapped between clean
+and corrupted frames (WSF-T3 rises with holes, but the frames of a wrong-direction map fall inside the clean
+range), so no threshold on them separates good from bad depth (the ROC AUC figures of docs/depth.md).
+Models and sensors differ: run the study on your model and data (``calibnet-eval --depth-corruption``), and
+give its suggested rule to the :class:`~calibnet.runtime.Runtime` (``health_rule=``).
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ class DepthHealthRule:
     """Invalid-share thresholds of the verdicts: ``degraded`` from ``degraded_invalid``, ``unusable`` from
     ``unusable_invalid`` (shares of the frame, 0..1)."""
 
-    degraded_invalid: float = 0.05
-    unusable_invalid: float = 0.30
+    degraded_invalid: float = 0.04
+    unusable_invalid: float = 0.16
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.degraded_invalid <= self.unusable_invalid <= 1.0:

@@ -410,7 +410,7 @@ def test_depth_health_is_in_results_and_images_json(small_onnx, tmp_path):
     images = _read(out, "images.json")
     health = [im["depth_health"] for im in images]
     assert [h["invalid_share"] for h in health] == [0.0, 0.5, 1.0]
-    assert [h["verdict"] for h in health] == ["ok", "unusable", "unusable"]  # the default rule: unusable from 30 %
+    assert [h["verdict"] for h in health] == ["ok", "unusable", "unusable"]  # the default rule: unusable from 16 %
     assert all(len(h["depth_trust"]) == 3 and all(0.0 <= t <= 1.0 for t in h["depth_trust"]) for h in health)
     results = _read(out, "results.json")
     assert results and all(r["depth_health"] == health[r["image_id"] - 1] for r in results)

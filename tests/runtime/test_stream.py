@@ -311,12 +311,13 @@ def test_stream_summary_explains_the_latency():
 
 def test_stream_statistics_count_frames_per_depth_verdict(scene):
     rt = Runtime(SleepBackend(0.0))
-    holed = scene.depth.copy()
+    holed, few = scene.depth.copy(), scene.depth.copy()
     holed[: holed.shape[0] // 2] = 0  # half the frame without reading
-    frames = [(scene.rgb, scene.depth)] * 3 + [(scene.rgb, holed)] * 2
+    few[: few.shape[0] // 10] = 0  # a tenth
+    frames = [(scene.rgb, scene.depth)] * 3 + [(scene.rgb, few)] + [(scene.rgb, holed)] * 2
     with rt.stream(frames) as st:
         verdicts = [p.depth_health.verdict for _, p in st]
         stats = st.stats()
-    assert verdicts == ["ok"] * 3 + ["unusable"] * 2
-    assert stats.verdicts == {"ok": 3, "degraded": 0, "unusable": 2}
+    assert verdicts == ["ok"] * 3 + ["degraded"] + ["unusable"] * 2
+    assert stats.verdicts == {"ok": 3, "degraded": 1, "unusable": 2}
     assert stats.to_dict()["depth_verdicts"] == stats.verdicts and "unusable 2" in stats.summary()
