@@ -20,8 +20,10 @@ overlap. That gate makes a third, looser matching stage safe: an instance left u
 with a track's and whose centroid lies within ``reacquire`` track sizes (the square root of the object's full
 mask area) of where the track is predicted re-acquires it, although their masks do not overlap: a far object
 that comes out from behind a near one where its track did not expect it (its visible part, shrinking
-behind the occluder, made the track's velocity wrong) keeps its ID. Two objects crossing in the image at
-different depths, the far one hidden behind the near one for a few frames, so keep their IDs. A NaN depth
+behind the occluder, made the track's velocity wrong) keeps its ID. And a track whose predicted mask lies
+mostly under an instance at another depth is hidden, not gone: it is kept up to ``max_hidden`` frames beyond
+``max_missed``. Two objects crossing in the image at different depths, the far one hidden behind the near one
+for a few frames, so keep their IDs. A NaN depth
 (an empty mask) or ``depth_tolerance=None`` leaves matching to the masks alone (no third stage).
 """
 
