@@ -15,32 +15,49 @@ the ground-truth identities come from the generator. The detections of each fram
 - or a model's (``--model``, any backend :class:`calibnet.runtime.Runtime` opens): its predictions and their
   ``instance_depth``.
 
-The same detections go through a fresh tracker twice, in one run: without their depth (masks only: what the
-tracker did before depth) and with it. Metrics (:mod:`calibnet.evaluation.mot`, mask IoU >= 0.5): IDF1,
+The same detections go through a fresh tracker twice, in one run: without their depth (masks only: the same tracker
+matching masks alone) and with it. Metrics (:mod:`calibnet.evaluation.mot`, mask IoU >= 0.5): IDF1,
 ID switches, MOTA, summed over the sequences. Prints a table and one JSON line (``--json-out``: also a
 file). No timing: the figures depend on the seed only.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 
-__all__ = ["main", "simulated_detections", "track_sequences"]
+from calibnet.data.sequences import MovingFrame, make_crossing_sequence
+from calibnet.evaluation.mot import combine, mot_metrics
+from calibnet.runtime.apps.tracking import InstanceTracker
+from calibnet.runtime.core.postprocess import instance_depths, masks_to_boxes
+from calibnet.runtime.core.prediction import Prediction
+
+__all__ = ["TrackingBenchOptions", "run_tracking_bench", "simulated_detections", "track_sequences"]
 
 
-def simulated_detections(frame: Any, rng: np.random.Generator, miss: float, merge: float,
-                         min_area: int = 20) -> Any:
+@dataclass(frozen=True)
+class TrackingBenchOptions:
+    """The sequences (seeds ``seed`` .. ``seed + sequences - 1``) and the simulated detector of a run."""
+
+    sequences: int = 20
+    seed: int = 0
+    frames: int = 40
+    height: int = 240
+    width: int = 320
+    pairs: int = 2
+    speed: float = 3.0
+    depth_noise: float = 3.0
+    holes: float = 0.02
+    miss: float = 0.1
+    merge: float = 0.5
+
+
+def simulated_detections(frame: MovingFrame, rng: np.random.Generator, miss: float, merge: float,
+                         min_area: int = 20) -> Prediction:
     """A :class:`Prediction` of one sequence frame from its ground truth (see the module doc)."""
-    from calibnet.runtime.core.postprocess import instance_depths
-    from calibnet.runtime.core.prediction import Prediction, masks_to_boxes
-
     masks = [m for m in frame.masks if m.sum() >= min_area]
     kernel = np.ones((5, 5), np.uint8)
     merged: list[np.ndarray] = []
@@ -63,12 +80,9 @@ def simulated_detections(frame: Any, rng: np.random.Generator, miss: float, merg
                       instance_depth=instance_depths(arr, boxes, frame.depth))
 
 
-def track_sequences(sequences: list[list[Any]], detections: list[list[Any]]) -> dict[str, dict[str, Any]]:
+def track_sequences(sequences: list[list[MovingFrame]], detections: list[list[Prediction]]) -> dict[str, Any]:
     """MOT metrics of the tracker on every sequence's detections, without (``masks_only``) and with
     (``with_depth``) their instance depth, summed over the sequences."""
-    from calibnet.evaluation.mot import combine, mot_metrics
-    from calibnet.runtime.apps.tracking import InstanceTracker
-
     out: dict[str, dict[str, Any]] = {}
     for mode in ("masks_only", "with_depth"):
         per_seq = []
@@ -86,54 +100,25 @@ def track_sequences(sequences: list[list[Any]], detections: list[list[Any]]) -> 
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark (see the module doc)."""
-    p = argparse.ArgumentParser(prog="python -m calibnet.benchmarks.tracking_depth", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sequences", type=int, default=20, help="sequences (seeds 0..N-1 after --seed; default 20)")
-    p.add_argument("--seed", type=int, default=0, help="first sequence seed (default 0)")
-    p.add_argument("--frames", type=int, default=40, help="frames per sequence (default 40)")
-    p.add_argument("--height", type=int, default=240, help="frame height (default 240)")
-    p.add_argument("--width", type=int, default=320, help="frame width (default 320)")
-    p.add_argument("--pairs", type=int, default=2, help="crossing pairs per sequence (default 2)")
-    p.add_argument("--speed", type=float, default=3.0, help="px per frame of each object (default 3)")
-    p.add_argument("--depth-noise", type=float, default=3.0, help="depth noise sigma, 8-bit levels (default 3)")
-    p.add_argument("--holes", type=float, default=0.02, help="share of depth pixels without reading (default 0.02)")
-    p.add_argument("--miss", type=float, default=0.1, help="simulated detector: drop probability (default 0.1)")
-    p.add_argument("--merge", type=float, default=0.5,
-                   help="simulated detector: probability that two touching objects are one detection (default 0.5)")
-    p.add_argument("--model", help="use this model's predictions instead (any file calibnet.runtime opens)")
-    p.add_argument("--json-out", help="also write the JSON line to this file")
-    a = p.parse_args(argv)
-    from calibnet.data.sequences import make_crossing_sequence
-
-    sequences = [make_crossing_sequence(a.seed + s, a.frames, a.height, a.width, n_pairs=a.pairs, speed=a.speed,
-                                        depth_noise=a.depth_noise, holes=a.holes) for s in range(a.sequences)]
-    if a.model:
-        from calibnet.runtime import Runtime
-
-        with Runtime.open(a.model) as rt:
-            detections = [[rt.predict(f.rgb, f.depth) for f in frames] for frames in sequences]
-        detector = f"model {a.model}"
+def run_tracking_bench(opts: TrackingBenchOptions, runtime: Any = None) -> dict[str, Any]:
+    """Generate the sequences, detect (simulated, or ``runtime.predict``), track with and without depth:
+    ``{"detector", "masks_only", "with_depth"}`` (see :func:`track_sequences`)."""
+    sequences = [make_crossing_sequence(opts.seed + s, opts.frames, opts.height, opts.width, n_pairs=opts.pairs,
+                                        speed=opts.speed, depth_noise=opts.depth_noise, holes=opts.holes)
+                 for s in range(opts.sequences)]
+    if runtime is not None:
+        detections = [[runtime.predict(f.rgb, f.depth) for f in frames] for frames in sequences]
+        detector = "model"
     else:
         detections = []
         for s, frames in enumerate(sequences):
-            rng = np.random.default_rng([a.seed + s, 1])
-            detections.append([simulated_detections(f, rng, a.miss, a.merge) for f in frames])
-        detector = f"simulated (miss {a.miss}, merge {a.merge})"
-    res = track_sequences(sequences, detections)
-    print(f"{a.sequences} crossing sequences x {a.frames} frames ({a.height}x{a.width}, {a.pairs} pairs, depth noise "
-          f"{a.depth_noise}, holes {a.holes}); detector: {detector}")
-    print(f"{'tracker':<12} {'IDF1':>6} {'IDsw':>5} {'MOTA':>6} {'IDP':>6} {'IDR':>6}")
-    for mode, m in res.items():
-        print(f"{mode:<12} {100 * m['IDF1']:6.1f} {m['ID_switches']:5d} {100 * m['MOTA']:6.1f} "
-              f"{100 * m['IDP']:6.1f} {100 * m['IDR']:6.1f}")
-    line = json.dumps({"args": vars(a), "detector": detector, **res})
-    print(line)
-    if a.json_out:
-        Path(a.json_out).write_text(line + "\n")
-    return 0
+            rng = np.random.default_rng([opts.seed + s, 1])
+            detections.append([simulated_detections(f, rng, opts.miss, opts.merge) for f in frames])
+        detector = f"simulated (miss {opts.miss}, merge {opts.merge})"
+    return {"detector": detector, **track_sequences(sequences, detections)}
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from calibnet.cli.tracking_depth import main
+
+    raise SystemExit(main())

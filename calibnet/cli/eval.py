@@ -40,10 +40,12 @@ from typing import Any
 
 from calibnet.config import DEFAULT_PRESET, PRESETS
 from calibnet.data.registry import DatasetSpec
+from calibnet.evaluation.depth_corruptions import CORRUPTIONS
+from calibnet.evaluation.depth_robustness import RobustnessOptions, depth_robustness, format_tables
 from calibnet.evaluation.runner import run_eval
 from calibnet.runtime.core.targets import read_metadata, resolve_target
 
-from .app import parser, run_cli
+from .app import CliError, parser, run_cli
 from .options import add_dataset, add_model, add_output, dataset_specs, open_options, open_runtime
 
 __all__ = ["build_parser", "format_table", "main", "run"]
@@ -156,11 +158,8 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def robustness_options(args: argparse.Namespace) -> Any:
+def robustness_options(args: argparse.Namespace) -> RobustnessOptions:
     """The :class:`RobustnessOptions` of ``--depth-corruption`` / ``--severity``; CliError naming a bad value."""
-    from ..evaluation.depth_corruptions import CORRUPTIONS
-    from ..evaluation.depth_robustness import RobustnessOptions
-
     text = args.depth_corruption.strip()
     names = CORRUPTIONS if text == "all" else tuple(n.strip() for n in text.split(",") if n.strip())
     try:
@@ -178,12 +177,10 @@ def robustness_options(args: argparse.Namespace) -> Any:
 def _robustness(args: argparse.Namespace, specs: list[DatasetSpec], runs: list[tuple[Path, str | None]],
                 tags: list[str], out: Path) -> int:
     """The depth-robustness study of every model on every data set."""
-    from ..evaluation.depth_robustness import depth_robustness, format_tables
-
     opts = robustness_options(args)
     reports = []
     for (path, precision), tag in zip(runs, tags):
-        with _open_runtime(path, args, precision) as runtime:
+        with open_runtime(path, open_options(args, precision=precision)) as runtime:
             for spec in specs:
                 folder = out / tag / spec.name
                 rep = depth_robustness(runtime, spec, folder, opts)

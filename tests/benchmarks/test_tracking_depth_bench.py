@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from calibnet.benchmarks.tracking_depth import main
+from calibnet.cli.tracking_depth import main
 
 
 def test_tracking_benchmark_with_and_without_depth(tmp_path, capsys):

@@ -158,7 +158,7 @@ def test_depth_corruption_runs_the_robustness_study(tmp_path, monkeypatch, capsy
 
     spec = write_synthetic_dataset(tmp_path / "S", 3, seed=2, height=64, width=96, image_format="png")
     (tmp_path / "m.xml").write_text("<net/>")  # never opened: the stand-in runs instead
-    monkeypatch.setattr(cli, "_open_runtime", lambda path, args, precision=None: Runtime(SleepBackend(0.0)))
+    monkeypatch.setattr(cli, "open_runtime", lambda path, options: Runtime(SleepBackend(0.0)))
     argv = [str(tmp_path / "m.xml"), "--json", str(spec.json_file), "--image-root", str(spec.image_root),
             "--out", str(tmp_path / "o"), "--no-progress"]
     assert cli.main(argv + ["--depth-corruption", "holes,missing", "--severity", "1,5"]) == 0

@@ -1,0 +1,67 @@
+"""``python -m calibnet.benchmarks.tracking_depth``: IDF1 and ID switches with and without instance depth."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from calibnet.benchmarks import tracking_depth as bench
+
+from .app import parser, run_cli
+from .options import open_options, open_runtime
+
+PROG = "python -m calibnet.benchmarks.tracking_depth"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The tool's argument parser."""
+    p = parser(PROG, bench.__doc__)
+    d = bench.TrackingBenchOptions()
+    p.add_argument("--sequences", type=int, default=d.sequences, help=f"sequences ({d.sequences})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"seed of the first sequence ({d.seed})")
+    p.add_argument("--frames", type=int, default=d.frames, help=f"frames per sequence ({d.frames})")
+    p.add_argument("--height", type=int, default=d.height, help=f"frame height ({d.height})")
+    p.add_argument("--width", type=int, default=d.width, help=f"frame width ({d.width})")
+    p.add_argument("--pairs", type=int, default=d.pairs, help=f"crossing pairs per sequence ({d.pairs})")
+    p.add_argument("--speed", type=float, default=d.speed, help=f"px per frame of each object ({d.speed})")
+    p.add_argument("--depth-noise", type=float, default=d.depth_noise,
+                   help=f"depth noise sigma, 8-bit levels ({d.depth_noise})")
+    p.add_argument("--holes", type=float, default=d.holes, help=f"share of depth pixels without reading ({d.holes})")
+    p.add_argument("--miss", type=float, default=d.miss, help=f"simulated detector: drop probability ({d.miss})")
+    p.add_argument("--merge", type=float, default=d.merge,
+                   help=f"simulated detector: probability that two touching objects are one detection ({d.merge})")
+    p.add_argument("--model", help="detect with this model instead (any file calibnet.runtime opens)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads of the model's backend (default: its own)")
+    p.add_argument("--json-out", type=Path, help="also write the JSON line to this file")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark, print the table and the JSON line."""
+    fields = {f.name for f in dataclasses.fields(bench.TrackingBenchOptions)}
+    opts = bench.TrackingBenchOptions(**{k: v for k, v in vars(args).items() if k in fields})
+    if args.model:
+        with open_runtime(args.model, open_options(args)) as rt:
+            res = bench.run_tracking_bench(opts, rt)
+        res["detector"] = f"model {args.model}"
+    else:
+        res = bench.run_tracking_bench(opts)
+    print(f"{opts.sequences} crossing sequences x {opts.frames} frames ({opts.height}x{opts.width}, {opts.pairs} "
+          f"pairs, depth noise {opts.depth_noise}, holes {opts.holes}); detector: {res['detector']}")
+    print(f"{'tracker':<12} {'IDF1':>6} {'IDsw':>5} {'MOTA':>6} {'IDP':>6} {'IDR':>6}")
+    for mode in ("masks_only", "with_depth"):
+        m = res[mode]
+        print(f"{mode:<12} {100 * m['IDF1']:6.1f} {m['ID_switches']:5d} {100 * m['MOTA']:6.1f} "
+              f"{100 * m['IDP']:6.1f} {100 * m['IDR']:6.1f}")
+    line = json.dumps({"options": dataclasses.asdict(opts), "model": args.model, **res})
+    print(line)
+    if args.json_out:
+        args.json_out.write_text(line + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the tracking benchmark."""
+    return run_cli(PROG, build_parser(), run, argv)
