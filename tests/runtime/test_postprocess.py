@@ -83,8 +83,7 @@ def test_selection_keeps_the_official_set_in_kernel_order():
 
 
 def test_instance_depths_are_mask_medians():
-    from calibnet.runtime.core.postprocess import instance_depths
-    from calibnet.runtime.core.prediction import masks_to_boxes
+    from calibnet.runtime.core.postprocess import instance_depths, masks_to_boxes
 
     rng = np.random.default_rng(0)
     depth = rng.integers(0, 256, (300, 400)).astype(np.uint8)

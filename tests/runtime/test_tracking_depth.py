@@ -7,8 +7,8 @@ import pytest
 
 from calibnet.data.sequences import make_crossing_sequence
 from calibnet.runtime.apps.tracking import InstanceTracker
-from calibnet.runtime.core.postprocess import instance_depths
-from calibnet.runtime.core.prediction import Prediction, masks_to_boxes
+from calibnet.runtime.core.postprocess import instance_depths, masks_to_boxes
+from calibnet.runtime.core.prediction import Prediction
 
 
 def _pred(masks: np.ndarray, depth: np.ndarray | None) -> Prediction:
