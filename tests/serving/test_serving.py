@@ -113,22 +113,25 @@ def test_requests_are_decoded_or_refused_with_a_reason():
 
 
 def test_served_answers_carry_the_depth_health():
-    """What calibnet-serve and the Triton Python backend answer (server.predict_frames) for a clean, a half-invalid
-    and an all-invalid 16-bit depth map, read back as the client does."""
+    """What calibnet-serve and the Triton Python backend answer (server.answer_requests, one dynamic batch) for a
+    clean, a half-invalid and an all-invalid 16-bit depth map, read back as the client does."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
     from stream_fakes import SleepBackend
 
     from calibnet.runtime import Runtime
-    from calibnet.serving.server import predict_frames
+    from calibnet.runtime.core.limits import default_limits
+    from calibnet.serving.protocol import refusal_of
+    from calibnet.serving.server import answer_requests
 
     d16 = np.full((1, 64, 96), 1500, np.uint16)
     d16[0, 20:40, 30:60] = 600
     half, none = d16.copy(), np.zeros_like(d16)
     half[0, :32] = 0
     rgb = np.zeros((1, 64, 96, 3), np.uint8)
-    frames = [decode_request({"rgb": rgb, "depth_u16": d}) for d in (d16, half, none)]
+    requests = [({"rgb": rgb, "depth_u16": d}, None) for d in (d16, half, none)]
     with pytest.warns(UserWarning, match="no valid pixel"):
-        answers = predict_frames(Runtime(SleepBackend(0.0)), frames)
+        answers = answer_requests(Runtime(SleepBackend(0.0)), requests, default_limits())
+    assert [refusal_of(a) for a in answers] == ["", "", ""]
     back = [prediction_from_outputs(a, image_hw=(64, 96)) for a in answers]
     assert [b.depth_health.invalid_share for b in back] == [0.0, 0.5, 1.0]
     assert [b.depth_health.verdict for b in back] == ["ok", "unusable", "unusable"]
