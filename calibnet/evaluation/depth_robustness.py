@@ -6,8 +6,8 @@ corruption and severity (:func:`~calibnet.evaluation.depth_corruptions.corrupt_d
 once RGB-only (every depth map replaced by a constant: :func:`constant_depth`). It writes, into ``out_dir``:
 
 - ``depth_robustness.json``: AP / AP50 / AP70 of every row, the mean depth-trust scores, the mean invalid
-  share and the verdict counts of each row, the summary figure, the ROC AUC figures and a suggested
-  :class:`~calibnet.runtime.core.depth_health.DepthHealthRule`;
+  share and the verdict counts of each row, the summary figure, the ROC AUC figures (two targets, below) and a
+  suggested :class:`~calibnet.runtime.core.depth_health.DepthHealthRule`;
 - ``depth_robustness.md``: the tables;
 - ``depth_robustness.png``: AP vs severity, one line per corruption (needs matplotlib, an optional
   dependency: without it the figure is skipped with a note);
@@ -17,7 +17,10 @@ once RGB-only (every depth map replaced by a constant: :func:`constant_depth`). 
 The summary figure, as ImageNet-C does for classifiers: the mean AP over all corruptions and severities
 relative to the clean AP (``relative_AP``, percent; 100 = no loss). The ROC AUC figures say how well the
 verdict, the invalid share and each depth-trust score (low trust = flagged) alone tell frames at severity
-``detect_severity`` or more from clean frames and lower severities (0.5 = chance).
+``detect_severity`` or more from clean frames and lower severities (``roc_auc``; 0.5 = chance), and harmful
+frames from harmless ones (``roc_auc_harm``: a frame is harmful when its row's AP fell below
+:data:`HARM_FRACTION` of the clean AP; there the frames the verdict flags are counted too).
+:func:`recount` recounts a written study under another rule, without running the model again.
 """
 
 from __future__ import annotations
@@ -35,10 +38,13 @@ from ..runtime.core.depth_health import VERDICTS, DepthHealthRule
 from .depth_corruptions import CORRUPTIONS, SEVERITIES, constant_depth, corrupt_depth
 from .runner import run_eval
 
-__all__ = ["INVALIDATING", "RobustnessOptions", "depth_robustness", "format_tables", "roc_auc", "suggest_rule"]
+__all__ = ["HARM_FRACTION", "INVALIDATING", "RobustnessOptions", "depth_robustness", "format_tables", "recount",
+           "roc_auc", "suggest_rule"]
 
 #: the corruptions that act by removing readings: the rows a depth-health rule can be fitted on
 INVALIDATING = ("holes", "edge_dropout", "missing")
+#: a frame is harmful (``roc_auc_harm``) when its row's AP fell below this fraction of the clean AP
+HARM_FRACTION = 0.9
 METRICS = ("AP", "AP50", "AP70")
 
 
@@ -144,6 +150,43 @@ def _aucs(frames: list[dict[str, Any]], detect: int, per_corruption: bool = True
                                    for n in names}} if names else {})}
 
 
+def _harm_aucs(frames: list[dict[str, Any]], rows: list[dict[str, Any]], clean_ap: float) -> dict[str, Any] | None:
+    """ROC AUC of the verdict, the invalid share and each depth-trust score for the harmful frames (their row's AP
+    below :data:`HARM_FRACTION` x the clean AP) against the clean and harmless ones, and how many of each the
+    verdict flags (degraded or unusable). None without a clean AP."""
+    if not clean_ap or not math.isfinite(clean_ap):
+        return None
+    row_ap = {(r["corruption"], r["severity"]): r["AP"] for r in rows}
+    frames = [f for f in frames if f["corruption"] != "rgb_only" and f["verdict"] is not None]
+    harmful = np.array([f["corruption"] != "clean" and (row_ap.get((f["corruption"], f["severity"])) or 0.0)
+                        < HARM_FRACTION * clean_ap for f in frames], bool)
+    flagged = np.array([f["verdict"] != "ok" for f in frames], bool)
+    aucs = _aucs([{**f, "severity": int(h)} for f, h in zip(frames, harmful)], 1, per_corruption=False)
+    aucs["definition"] = (f"positive: a frame of a row whose AP fell below {HARM_FRACTION:.0%} of the clean AP; "
+                          f"negative: a clean frame or one of a row above; scores as in roc_auc")
+    return aucs | {"flagged_harmful": int((flagged & harmful).sum()),
+                   "flagged_harmless": int((flagged & ~harmful).sum())}
+
+
+def recount(folder: str | Path, rule: DepthHealthRule | None = None) -> dict[str, Any]:
+    """The report of the study written in ``folder`` (``depth_robustness.json`` and ``depth_health_frames.json``)
+    with the verdicts, their counts and the ROC AUC figures recounted under ``rule`` (default: the runtime's
+    default rule); nothing is written and the model is not run again (a verdict depends on the invalid share
+    only)."""
+    folder = Path(folder)
+    report = json.loads((folder / "depth_robustness.json").read_text())
+    rule = rule or DepthHealthRule()
+    frames = [f if f["invalid_share"] is None else {**f, "verdict": rule.verdict(f["invalid_share"])}
+              for f in json.loads((folder / "depth_health_frames.json").read_text())]
+    for row in [report["clean"], report["rgb_only"], *report["rows"]]:
+        mine = [f for f in frames if (f["corruption"], f["severity"]) == (row["corruption"], row["severity"])]
+        row["verdicts"] = {v: sum(f["verdict"] == v for f in mine) for v in VERDICTS}
+    report["health_rule"] = asdict(rule)
+    report["roc_auc"] = _aucs(frames, report["detect_severity"])
+    report["roc_auc_harm"] = _harm_aucs(frames, report["rows"], report["clean"]["AP"] or 0.0)
+    return report
+
+
 def suggest_rule(rows: list[dict[str, Any]], clean_ap: float, drop: float = 0.9,
                  collapse: float = 0.5) -> dict[str, Any] | None:
     """Invalid-share thresholds read off the rows of the corruptions that remove readings (:data:`INVALIDATING`):
@@ -212,6 +255,7 @@ def depth_robustness(runtime: Any, spec: DatasetSpec, out_dir: str | Path,
         "summary": summary, "per_corruption": per_corruption,
         "health_rule": asdict(runtime.health_rule) if hasattr(runtime, "health_rule") else None,
         "roc_auc": _aucs(frames, opts.detect_severity),
+        "roc_auc_harm": _harm_aucs(frames, rows, clean_ap),
         "suggested_rule": suggest_rule(rows, clean_ap),
     }
     report["figure"], note = _figure(report, out / "depth_robustness.png")
@@ -259,6 +303,15 @@ def format_tables(report: dict[str, Any]) -> str:
                   f"share {_auc(auc['invalid_share'])}, depth_trust alone (1 - trust) kernel {_auc(t['kernel'])}, "
                   f"WSF-T3 {_auc(t['wsf_t3'])}, WSF-res2 {_auc(t['wsf_res2'])}, mean "
                   f"{_auc(auc['depth_trust_mean'])}."]
+    harm = report.get("roc_auc_harm")
+    if harm:
+        t = harm["depth_trust"]
+        lines += ["", f"Detecting harmful depth (a row below {HARM_FRACTION:.0%} of the clean AP: "
+                      f"{harm['positives']} frames vs {harm['negatives']} clean or harmless ones), ROC AUC: verdict "
+                      f"{_auc(harm['verdict'])}, invalid share {_auc(harm['invalid_share'])}, depth_trust alone "
+                      f"kernel {_auc(t['kernel'])}, WSF-T3 {_auc(t['wsf_t3'])}, WSF-res2 {_auc(t['wsf_res2'])}; the "
+                      f"verdict flags {harm['flagged_harmful']} of the harmful and {harm['flagged_harmless']} of "
+                      f"the harmless frames."]
     if auc.get("per_corruption"):
         lines += ["", "| corruption (vs clean) | verdict AUC | invalid share AUC | depth_trust AUC "
                       "(kernel / T3 / res2) |", "|---|---|---|---|"]

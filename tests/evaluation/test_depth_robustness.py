@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 
 from calibnet.data import write_synthetic_dataset
-from calibnet.evaluation.depth_robustness import RobustnessOptions, depth_robustness, roc_auc, suggest_rule
+from calibnet.evaluation.depth_robustness import (
+    RobustnessOptions,
+    depth_robustness,
+    format_tables,
+    recount,
+    roc_auc,
+    suggest_rule,
+)
 from calibnet.runtime import Runtime
+from calibnet.runtime.core.depth_health import DepthHealthRule
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 from stream_fakes import SleepBackend  # noqa: E402  (the stand-in model: its instance is the near half of the depth)
@@ -51,6 +59,30 @@ def test_study_rows_summary_tables_and_figure(spec, tmp_path):
     assert auc["positives"] == 18 and auc["negatives"] == 6 + 18  # severity 5 vs clean and severity 1
     assert auc["invalid_share"] is not None and auc["verdict"] is not None
     assert (tmp_path / "depth_robustness.png").stat().st_size > 1000 and rep["figure"]
+
+
+def test_harm_figures_and_a_recount_under_another_rule(spec, tmp_path):
+    rt = Runtime(SleepBackend(0.0))
+    opts = RobustnessOptions(corruptions=("holes", "noise"), severities=(1, 5), progress=False, limit=4)
+    rep = depth_robustness(rt, spec, tmp_path, opts)
+    by = {(r["corruption"], r["severity"]): r for r in rep["rows"]}
+    harmful = [k for k, r in by.items() if r["AP"] < 0.9 * rep["clean"]["AP"]]
+    assert ("holes", 5) in harmful and ("noise", 1) not in harmful
+    harm = rep["roc_auc_harm"]
+    assert harm["positives"] == 4 * len(harmful) and harm["negatives"] == 4 + 4 * (4 - len(harmful))
+    flagged = sum(by[k]["verdicts"]["degraded"] + by[k]["verdicts"]["unusable"] for k in harmful)
+    assert harm["flagged_harmful"] == flagged and harm["flagged_harmless"] == 0  # noise leaves no invalid pixel
+    assert "Detecting harmful depth" in (tmp_path / "depth_robustness.md").read_text()
+    # recounted, not re-run: holes at 5 % are ok under a 10 % / 60 % rule, at 50 % degraded; the file is unchanged
+    again = recount(tmp_path, DepthHealthRule(0.10, 0.60))
+    rows = {(r["corruption"], r["severity"]): r for r in again["rows"]}
+    assert rows[("holes", 1)]["verdicts"] == {"ok": 4, "degraded": 0, "unusable": 0}
+    assert rows[("holes", 5)]["verdicts"] == {"ok": 0, "degraded": 4, "unusable": 0}
+    assert again["health_rule"] == {"degraded_invalid": 0.10, "unusable_invalid": 0.60}
+    assert [r["AP"] for r in again["rows"]] == [r["AP"] for r in rep["rows"]]
+    assert recount(tmp_path)["rows"][0]["verdicts"] == by[("holes", 1)]["verdicts"]  # the default rule: as run
+    assert "| holes | 5 |" in format_tables(again)
+    assert json.loads((tmp_path / "depth_robustness.json").read_text())["health_rule"] == rep["health_rule"]
 
 
 def test_without_matplotlib_the_figure_is_skipped_with_a_note(spec, tmp_path, monkeypatch):
