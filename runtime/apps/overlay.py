@@ -45,14 +45,8 @@ def _overlaps(a: Box, b: Box) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def _badge_scale(text: str, width: int) -> float:
-    """The badge's font scale: 0.5, smaller (down to 0.25) when the text would not fit the frame's width."""
-    (w, _), _ = cv2.getTextSize(text, _FONT, 0.5, 1)
-    return max(0.25, min(0.5, 0.5 * (width - 18) / max(w, 1)))
-
-
-def _badge_box(text: str, scale: float) -> Box:
-    (w, h), base = cv2.getTextSize(text, _FONT, scale, 1)
+def _badge_box(text: str) -> Box:
+    (w, h), base = cv2.getTextSize(text, _FONT, 0.5, 1)
     return 4, 4, 4 + w + 10, 4 + h + base + 8
 
 
@@ -103,8 +97,7 @@ def overlay_layout(pred: Prediction, min_score: float = DRAW_MIN_SCORE, max_inst
     image has room for them all; a label that finds no free spot is left out)."""
     order = [int(i) for i in np.argsort(-pred.scores, kind="stable") if pred.scores[i] >= min_score]
     drawn = order[:max_instances]
-    text = _badge_text(pred)
-    badge = _badge_box(text, _badge_scale(text, pred.image_hw[1]))
+    badge = _badge_box(_badge_text(pred))
     taken: list[Box] = [badge]
     boxes: list[Box] = []
     labels: list[str] = []
@@ -152,8 +145,7 @@ def _draw_badge(img: np.ndarray, pred: Prediction, box: Box) -> None:
     """The depth-health badge in the top-left corner, on the verdict's color (ok green, degraded orange,
     unusable red; black without a depth health)."""
     text = _badge_text(pred)
-    scale = _badge_scale(text, img.shape[1])
     color = (0, 0, 0) if pred.depth_health is None else _VERDICT_COLORS[pred.depth_health.verdict]
     cv2.rectangle(img, box[:2], (box[2] - 1, box[3] - 1), color, -1)
-    (_, h), _ = cv2.getTextSize(text, _FONT, scale, 1)
-    cv2.putText(img, text, (box[0] + 5, box[1] + 4 + h), _FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    (_, h), _ = cv2.getTextSize(text, _FONT, 0.5, 1)
+    cv2.putText(img, text, (box[0] + 5, box[1] + 4 + h), _FONT, 0.5, (255, 255, 255), 1, cv2.LINE_AA)

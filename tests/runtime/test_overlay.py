@@ -57,3 +57,21 @@ def test_each_instance_its_own_color():
     pred = _overlapping_pred()
     colors = {tuple(instance_color(pred, i).astype(int)) for i in range(len(pred))}
     assert len(colors) == len(pred)
+
+
+def test_the_badge_shows_the_depth_health_on_its_verdicts_color():
+    from calibnet.runtime.apps import overlay
+    from calibnet.runtime.core.depth_health import DepthHealth
+
+    pred = _overlapping_pred()
+    img = np.full((100, 300, 3), 128, np.uint8)
+    corner = draw_overlay(img, pred, min_score=0.95)[5, 5]
+    assert corner.tolist() == [0, 0, 0]  # no depth health: the trust alone, on black
+    for verdict, share in (("ok", 0.0), ("degraded", 0.07), ("unusable", 0.5)):
+        pred.depth_health = DepthHealth(share, tuple(float(t) for t in pred.depth_trust), verdict)
+        out = draw_overlay(img, pred, min_score=0.95)
+        assert out[5, 5].tolist() == list(overlay._VERDICT_COLORS[verdict])
+        trust = float(np.mean(pred.depth_trust))
+        assert overlay._badge_text(pred) == f"depth {verdict}, {100 * share:.0f}% invalid, trust {trust:.2f}"
+    x0, y0, x1, y1 = overlay_layout(pred).badge_box
+    assert x1 - x0 > 200  # the longer text widens the badge, and the labels keep clear of it
