@@ -189,20 +189,20 @@ def test_realsense_recording_equals_predict(small_onnx, tmp_path):
     from calibnet.runtime import RealSenseSource
 
     rec = tmp_path / "rec.db3"
-    write_realsense_recording(rec, n=4, hw=HW, seed=9)
+    write_realsense_recording(rec, n=6, hw=HW, seed=9)
     src = RealSenseSource(rec)
     fmt = src.depth_format
     frames = list(src)
-    out = tmp_path / "out"  # one depth range for both runs: the SDK may lose a recording's first frame on a busy
-    # machine (docs/robotics.md), which would change a range measured on the first frames
+    out = tmp_path / "out"  # one depth range for both runs: the SDK may lose a recording's first frames (one or two,
+    # docs/robotics.md), which would change a range measured on the first frames
     assert infer(small_onnx, out, "--realsense", "--realsense-bag", str(rec), "--no-overlay",
                  "--depth-near", repr(fmt.near), "--depth-far", repr(fmt.far)) == 0
     images, results = read(out, "images.json"), read(out, "results.json")
     stamps = [im["stamp_ns"] for im in images]
-    assert stamps == sorted(set(stamps)) and len(images) >= 3 and len(frames) >= 3
+    assert stamps == sorted(set(stamps)) and len(images) >= 4 and len(frames) >= 4
     by_stamp = dict(zip((f.stamp_ns for f in frames), expected(small_onnx, frames, fmt)))
     same = [(im, by_stamp[im["stamp_ns"]]) for im in images if im["stamp_ns"] in by_stamp]
-    assert len(same) >= 3
+    assert len(same) >= 2
     for im, p in same:
         masks, scores = decoded(results, im["id"], HW)
         assert np.array_equal(masks, p.masks) and np.array_equal(scores, p.scores.astype(np.float64))

@@ -17,6 +17,7 @@ from calibnet.runtime import DepthFormat, InputError, RealSenseSource, Runtime  
 from calibnet.runtime.apps.sources import Frame  # noqa: E402
 
 HW = (48, 64)
+MAX_LOST = 2  # leading frames the SDK may lose (see _every_frame_once_in_order)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_a_recording_plays_back_every_frame_once_in_order(recording):
         assert (f.depth == z16.astype(np.float32) * np.float32(0.001)).mean() > 0.9
     fmt = RealSenseSource(path, range_frames=3).depth_format
     ranges = [np.concatenate([z[z > 0] for _, z, _ in written[k:k + 3]]).astype(np.float32) * np.float32(0.001)
-              for k in (0, 1)]  # the first three frames (or, the first lost, the next three)
+              for k in range(MAX_LOST + 1)]  # the first three frames the playback gave
     assert fmt.kind == "metric"
     assert any(abs(fmt.near - v.min()) < 0.02 and abs(fmt.far - v.max()) < 0.02 for v in ranges)
     assert RealSenseSource(path, near=0.3, far=5.0).depth_format == DepthFormat("metric", 0.3, 5.0)
@@ -55,23 +56,26 @@ def test_a_recording_plays_back_every_frame_once_in_order(recording):
 
 
 def test_stream_over_a_recording_equals_predict(recording, small_onnx):
-    path, _ = recording
+    path, written = recording
     frames = list(RealSenseSource(path))
     src = RealSenseSource(path)
     with Runtime.open(small_onnx, threads=1) as rt:
         fmt = src.depth_format  # measured on the first frames, which the source keeps and hands out
         streamed = list(rt.stream(src))
         direct = [rt.predict(f.rgb, f.depth, depth_format=fmt) for f in frames]
-    _every_frame_once_in_order([f.source for f, _ in streamed], [f.stamp_ns for f in frames])
+    stamps = [stamp for _, _, stamp in written]  # each playback may lose the first frame: both held to the recording
+    _every_frame_once_in_order(frames, stamps)
+    _every_frame_once_in_order([f.source for f, _ in streamed], stamps)
     by_stamp = {f.stamp_ns: p for f, p in zip(frames, direct)}
     same = [(a, by_stamp[f.source.stamp_ns]) for f, a in streamed if f.source.stamp_ns in by_stamp]
-    assert len(same) >= len(frames) - 1
+    assert len(same) >= len(written) - 2 * MAX_LOST
     for a, b in same:
         assert np.array_equal(a.masks, b.masks) and np.array_equal(a.scores, b.scores)
 
 
 def _every_frame_once_in_order(items, stamps):
-    """Every frame of ``stamps`` once, in order; the first may be missing (the SDK starts a recording in real
-    time: on a busy machine its first frame can be gone before the playback is switched, docs/robotics.md)."""
+    """The recording's frames once each, in order, from the first one the playback gave: the SDK starts a
+    recording in real time, and the frames it plays before calibnet switches it to frame by frame can be lost
+    (docs/robotics.md): at most MAX_LOST of them here."""
     got = [f.stamp_ns for f in items]
-    assert got in (stamps, stamps[1:]), (got, stamps)
+    assert len(got) >= len(stamps) - MAX_LOST and got == stamps[len(stamps) - len(got):], (got, stamps)

@@ -4,8 +4,8 @@ SDK (``pyrealsense2``; ``pip install 'calibnet[robotics]'``, and the system libr
 - A live camera: ``serial`` (default: the first one), ``size`` and ``fps`` of the colour (rgb8) and depth (z16)
   streams. A recording (``recording=``: the SDK's rosbag2 ``.db3``, or an older SDK's ROS 1 ``.bag``) is played
   back frame by frame as fast as it is read, not throttled to real time (``set_real_time(False)``), once. The SDK
-  starts it in real time: it is paused, switched and restarted from its beginning, but on a busy machine the
-  first frame can be lost before that (an SDK limit, docs/robotics.md); later frames come once, in order.
+  starts it in real time: it is paused, switched and restarted from its beginning, but the first frames (one
+  or two) can be lost before that (an SDK limit, docs/robotics.md); later frames come once, in order.
 - Depth is aligned to colour (``rs.align``: one depth value per colour pixel) and scaled by the device's depth
   scale: float32 metres, 0 where there is no reading.
 - Pairing: the SDK's syncer offers colour frames with depth frames; a colour frame (told by its frame number)
