@@ -53,7 +53,7 @@ def run_cli(prog: str, parser: argparse.ArgumentParser, run: Callable[[argparse.
     try:
         return run(args)
     except KeyboardInterrupt:
-        _end_progress_bars()
+        _end_open_lines()
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place where every command error becomes one line
@@ -69,7 +69,7 @@ def run_cli(prog: str, parser: argparse.ArgumentParser, run: Callable[[argparse.
             code = 2
         elif len(candidates) == 1 and code == 1 and str(candidates[0]) not in msg:
             msg = f"{candidates[0]}: {msg}"
-        _end_progress_bars()
+        _end_open_lines()
         print(f"{prog}: error: {msg}"[:MAX_LEN + 100], file=sys.stderr)
         return code
 
@@ -91,7 +91,7 @@ def status_end(text: str) -> None:
     _open_line = False
 
 
-def _end_progress_bars() -> None:
+def _end_open_lines() -> None:
     """Close the progress bars and the status line an error interrupted, so that its message starts on a line of
     its own."""
     global _open_line
