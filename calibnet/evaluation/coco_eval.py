@@ -92,14 +92,6 @@ def load_results(results: str | Path | Sequence[dict[str, Any]]) -> list[dict[st
     return copy.deepcopy(list(results))
 
 
-def _strip_boxes(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    # with a "bbox" key pycocotools' loadRes takes the box area as the detection's area (for the
-    # small/medium/large ranges); mask evaluation must use the mask area, as detectron2 does
-    for r in results:
-        r.pop("bbox", None)
-    return results
-
-
 def _results_coco(gt: Any, results: list[dict[str, Any]]) -> Any:
     """The detections as a COCO object (pycocotools ``loadRes``, which cannot take an empty list)."""
 
@@ -149,7 +141,11 @@ def evaluate_coco(gt_json_path: str | Path, results_json_path: str | Path | Sequ
     """
 
     gt = _load_gt(gt_json_path)
-    results = _strip_boxes(load_results(results_json_path))
+    results = load_results(results_json_path)  # a copy
+    # with a "bbox" key pycocotools' loadRes takes the box area as the detection's area (for the
+    # small/medium/large ranges); mask evaluation must use the mask area, as detectron2 does
+    for r in results:
+        r.pop("bbox", None)
     ids = sorted(gt.getImgIds()) if img_ids is None else [int(i) for i in img_ids]
     unknown = set(ids) - set(gt.getImgIds())
     if unknown:
@@ -166,9 +162,7 @@ def evaluate_coco(gt_json_path: str | Path, results_json_path: str | Path | Sequ
     _quiet(ev.evaluate)
     _quiet(ev.accumulate)
     _quiet(ev.summarize)
-    out: dict[str, Any] = {}
-    for name, value in zip(STAT_NAMES, ev.stats):
-        out[name] = float(value) * 100.0 if value >= 0 else float("nan")
+    out: dict[str, Any] = {name: float(v) * 100.0 if v >= 0 else float("nan") for name, v in zip(STAT_NAMES, ev.stats)}
     ap70 = ap_at_iou(ev.eval["precision"], ev.params.iouThrs, 0.70,
                      area_index=ev.params.areaRngLbl.index("all"), maxdet_index=ev.params.maxDets.index(100))
     out["AP70"] = ap70 * 100.0 if ap70 >= 0 else float("nan")

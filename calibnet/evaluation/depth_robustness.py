@@ -110,16 +110,8 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if not n_pos or not n_neg:
         return None
-    order = np.argsort(s, kind="stable")
-    ranks = np.empty(len(s), np.float64)
-    sorted_s = s[order]
-    i = 0
-    while i < len(s):  # average ranks of ties
-        j = i
-        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
-            j += 1
-        ranks[order[i:j + 1]] = 0.5 * (i + j) + 1.0
-        i = j + 1
+    _, value_of, ties = np.unique(s, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(ties) - 0.5 * (ties - 1))[value_of]  # 1-based ranks, tied values share their mean rank
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
@@ -224,9 +216,7 @@ def depth_robustness(runtime: Any, spec: DatasetSpec, out_dir: str | Path,
         metrics = run_eval(runtime, spec, progress=opts.progress, limit=opts.limit, depth_hook=hook,
                            observer=row.observe)
         frames.extend(row.frames)
-        summary = row.summary(metrics)
-        summary["images"] = int(metrics["images"])
-        return summary
+        return {**row.summary(metrics), "images": int(metrics["images"])}
 
     clean = run("clean", 0, None)
     rgb_only = run("rgb_only", 0, lambda depth, image_id: constant_depth(depth))
@@ -238,9 +228,8 @@ def depth_robustness(runtime: Any, spec: DatasetSpec, out_dir: str | Path,
             rows.append(run(name, sev, hook))
     clean_ap = clean["AP"] or 0.0
     mean = {k: float(np.mean([r[k] or 0.0 for r in rows])) for k in METRICS}
-    clean_ref = {k: clean[k] or 0.0 for k in METRICS}
     summary = {**{f"mean_{k}": round(mean[k], 4) for k in METRICS},
-               **{f"relative_{k}": round(100.0 * mean[k] / clean_ref[k], 2) if clean_ref[k] else None for k in METRICS},
+               **{f"relative_{k}": round(100.0 * mean[k] / clean[k], 2) if clean[k] else None for k in METRICS},
                "definition": "mean over every corruption and severity of the row's metric; relative_*: that mean "
                              "in percent of the clean row's (ImageNet-C style; 100 = no loss)"}
     per_corruption = {
