@@ -188,19 +188,13 @@ def write_figures(datasets: Sequence[dict[str, Any]], out_dir: str | Path) -> di
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _pyplot()
-    written = {
-        "instances_per_image.png": _instances_per_image(datasets, out / "instances_per_image.png"),
-        "center_bias.png": _center_bias(datasets, out / "center_bias.png"),
-        "instance_size.png": _instance_size(datasets, out / "instance_size.png"),
-    }
-    if any(not d["objects_instances"].get("skipped") and d["objects_instances"].get("images") for d in datasets):
-        written["objects_instances.png"] = _matching(
-            datasets, "objects_instances", "Objects/instances consistency\nIoU(union of instances, salient map)",
-            out / "objects_instances.png")
-    if any(d["depth_saliency"].get("images") for d in datasets):
-        written["depth_saliency.png"] = _matching(
-            datasets, "depth_saliency", "Depth/saliency consistency\nIoU(Otsu near foreground, salient map)",
-            out / "depth_saliency.png")
+    written = {name: draw(datasets, out / name) for name, draw in (
+        ("instances_per_image.png", _instances_per_image), ("center_bias.png", _center_bias),
+        ("instance_size.png", _instance_size))}
+    for key, title in (("objects_instances", "Objects/instances consistency\nIoU(union of instances, salient map)"),
+                       ("depth_saliency", "Depth/saliency consistency\nIoU(Otsu near foreground, salient map)")):
+        if any(not d[key].get("skipped") and d[key].get("images") for d in datasets):
+            written[f"{key}.png"] = _matching(datasets, key, title, out / f"{key}.png")
     if any(d.get("predictions") for d in datasets):
         written["predictions.png"] = _predictions(datasets, out / "predictions.png")
     return written
