@@ -138,7 +138,9 @@ def _unbatch(name: str, arr: np.ndarray, ndim: int) -> np.ndarray:
     return arr
 
 
-def _encoded_bytes(name: str, arr: np.ndarray) -> bytes:
+def _decode_file(name: str, arr: np.ndarray, depth: bool, limits: InputLimits) -> np.ndarray:
+    """The one encoded image of an input, decoded by the runtime's one reader of that file kind within ``limits``;
+    the reason of a refusal names the input, never a file of the server."""
     flat = arr.reshape(-1)
     if flat.size != 1:
         raise InputError(f"{name}: one encoded image per request, got {flat.size} elements")
@@ -147,13 +149,7 @@ def _encoded_bytes(name: str, arr: np.ndarray) -> bytes:
         data = data.encode("latin-1")
     if not isinstance(data, (bytes, bytearray, np.bytes_)) or not len(data):
         raise InputError(f"{name}: empty or not bytes")
-    return bytes(data)
-
-
-def _decode_file_bytes(data: bytes, name: str, depth: bool, limits: InputLimits) -> np.ndarray:
-    """An encoded image decoded by the runtime's one reader of that file kind, within ``limits``; the reason of a
-    refusal names the input, never a file of the server."""
-
+    data = bytes(data)
     try:
         return readers.read_depth(data, limits) if depth else readers.read_rgb(data, limits)
     except LimitExceeded as exc:
@@ -202,15 +198,13 @@ def decode_request(inputs: Mapping[str, np.ndarray], parameters: Mapping[str, An
     rgb_name, rgb = _one(inputs, _RGB_INPUTS, "RGB")
     depth_name, depth = _one(inputs, _DEPTH_INPUTS, "depth")
     if rgb_name == "rgb_encoded":
-        rgb = _decode_file_bytes(_encoded_bytes(rgb_name, rgb), rgb_name, False, limits)
+        rgb = _decode_file(rgb_name, rgb, False, limits)
     else:
         rgb = _raw(rgb_name, rgb, 3, limits)
         if rgb.dtype != np.uint8 or rgb.shape[2] != 3:
             raise InputError(f"rgb must be uint8 [H,W,3], got {rgb.dtype} {tuple(rgb.shape)}")
-    if depth_name == "depth_encoded":
-        depth = _decode_file_bytes(_encoded_bytes(depth_name, depth), depth_name, True, limits)
-    else:
-        depth = _raw(depth_name, depth, 2, limits)
+    depth = (_decode_file(depth_name, depth, True, limits) if depth_name == "depth_encoded"
+             else _raw(depth_name, depth, 2, limits))
     if tuple(depth.shape[:2]) != tuple(rgb.shape[:2]):
         raise InputError(f"{depth_name} is {depth.shape[0]}x{depth.shape[1]} but {rgb_name} is "
                          f"{rgb.shape[0]}x{rgb.shape[1]}: send a depth map of the image's size")
@@ -308,11 +302,8 @@ def prediction_from_outputs(outputs: Mapping[str, np.ndarray], image_hw: tuple[i
     boxes = item("boxes", 2).astype(np.float32).reshape(-1, 4)
     rles = [json.loads(bytes(r)) for r in item("masks_rle", 1)]
     trust = item("depth_trust", 1).astype(np.float32)
-    if rles:
-        masks = np.stack([mask_utils.decode({"size": r["size"], "counts": r["counts"].encode("ascii")})
-                          for r in rles]).astype(bool)
-    else:
-        masks = np.zeros((0, *image_hw), bool)
+    masks = (np.stack([mask_utils.decode({"size": r["size"], "counts": r["counts"].encode("ascii")})
+                       for r in rles]).astype(bool) if rles else np.zeros((0, *image_hw), bool))
     answered = outputs.get("depth_health") is not None  # an answer of a server that sends depth health
     health = json.loads(bytes(item("depth_health", 1)[0])) if answered else None
     depth = item("instance_depth", 1).astype(np.float32) if answered else None

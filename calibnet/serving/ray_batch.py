@@ -48,6 +48,8 @@ from ..runtime.core.filecheck import one_line
 from ..runtime.core.limits import InputLimits, default_limits
 from ..runtime.core.readers import read_depth, read_rgb
 from ..runtime.core.runtime import Runtime
+from .protocol import Frame
+from .server import predict_frames
 
 __all__ = ["ray_batch", "RayBatchReport", "PairPredictor", "LOCAL_NODE_ADDRESS"]
 
@@ -74,43 +76,31 @@ class PairPredictor:
 
     def __init__(self, model: str, threads: int = 1, depth_format: DepthFormat | None = None,
                  min_score: float = 0.0, strict: bool = False, limits: InputLimits | None = None) -> None:
-
         self.runtime = Runtime.open(model, depth_format=depth_format, strict=strict,
                                     **({"threads": threads} if threads else {}))
         self.min_score = min_score
         self.limits = limits or default_limits()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-
         keys: list[str] = []
         records: list[dict[str, Any]] = []
-        ok: list[tuple[int, dict[str, Any], np.ndarray, np.ndarray]] = []
+        ok: list[tuple[int, dict[str, Any], Frame]] = []
         for key, raw, rgb_path, depth_path in zip(batch["key"], batch["image"], batch["rgb"], batch["depth"]):
             image = json.loads(str(raw))
             keys.append(str(key))
             try:
                 rgb = read_file(read_rgb, Path(str(rgb_path)), self.limits)
                 depth = read_file(read_depth, Path(str(depth_path)), self.limits)
-                ok.append((len(records), image, rgb, depth))
+                ok.append((len(records), image, Frame(rgb, depth, self.runtime.depth_format)))
                 records.append({})
             except InputError as exc:
                 records.append({"image": image, "error": str(exc)})
-        if ok:
-            preds: list[Any]
-            try:
-                preds = list(self.runtime.predict_batch([o[2] for o in ok], [o[3] for o in ok]))
-            except Exception:  # noqa: BLE001 - one bad frame: run them one by one to name it
-                preds = []
-                for o in ok:
-                    try:
-                        preds.append(self.runtime.predict(o[2], o[3]))
-                    except Exception as exc:  # noqa: BLE001 - that pair's error; the others go on
-                        preds.append(InputError(one_line(exc)))
-            for (slot, image, rgb, _), pred in zip(ok, preds):  # pred: Prediction or InputError
-                if isinstance(pred, Exception):
-                    records[slot] = {"image": image, "error": str(pred)}
-                    continue
-                image, results = finished_entry(image, rgb.shape[:2], pred, self.min_score)
+        # one predict_batch call; when it fails, frame by frame: a failing frame is its own pair's error only
+        for (slot, image, frame), pred in zip(ok, predict_frames(self.runtime, [f for _, _, f in ok])):
+            if isinstance(pred, Exception):
+                records[slot] = {"image": image, "error": one_line(pred)}
+            else:
+                image, results = finished_entry(image, frame.rgb.shape[:2], pred, self.min_score)
                 records[slot] = {"image": image, "results": results}
         return {"key": np.array(keys, dtype=object), "record": np.array([json.dumps(r) for r in records], dtype=object)}
 

@@ -145,11 +145,6 @@ def _pytriton_tensors(specs: Sequence[Any]) -> list[Any]:
                    **({"optional": True} if s.optional else {})) for s in specs]
 
 
-def _gpu_present() -> bool:
-    """Whether this machine has an NVIDIA driver loaded (its control device exists)."""
-    return Path("/dev/nvidiactl").exists()
-
-
 def serve(model: str | Path, port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002,
           max_batch: int = 8, instances: int = 1, options: OpenOptions | None = None, batch_delay_us: int = 2000,
           address: str = "127.0.0.1", stop: threading.Event | None = None, log_verbose: int = 0,
@@ -179,7 +174,7 @@ def serve(model: str | Path, port: int = 8000, grpc_port: int = 8001, metrics_po
         signal.signal(signal.SIGTERM, _on_signal)
         signal.signal(signal.SIGINT, _on_signal)
     # without a GPU, Triton's own start-up lines are CUDA/NVML/DCGM notices that say nothing: its log goes to a file
-    gpu = _gpu_present()
+    gpu = Path("/dev/nvidiactl").exists()  # an NVIDIA driver is loaded (its control device exists)
     triton_log = None if gpu or log_verbose else Path(tempfile.mkdtemp(prefix="calibnet-serve-")) / "triton.log"
     config = TritonConfig(http_address=address, http_port=port, grpc_address=address, grpc_port=grpc_port,
                           metrics_port=metrics_port, log_verbose=log_verbose, exit_timeout_secs=5,

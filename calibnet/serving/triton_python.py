@@ -49,17 +49,8 @@ class TritonBLSBackend:
     def __init__(self, network: str, metadata: ModelMetadata, output_names: list[str]) -> None:
         self.network = network
         self.metadata = metadata
-        self._outputs = list(output_names)
-
-    @property
-    def input_names(self) -> list[str]:
-        """The graph inputs (rgb, depth, valid_hw)."""
-        return list(self.metadata.input_names)
-
-    @property
-    def output_names(self) -> list[str]:
-        """The graph outputs requested from the network model."""
-        return list(self._outputs)
+        self.input_names = list(metadata.input_names)  # the graph inputs (rgb, depth, valid_hw)
+        self.output_names = list(output_names)  # the graph outputs requested from the network model
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One batch through the network model; outputs on the CPU as numpy arrays."""
@@ -67,12 +58,12 @@ class TritonBLSBackend:
         kwargs: dict[str, Any] = {}
         if hasattr(pb, "PreferredMemory"):
             kwargs["preferred_memory"] = pb.PreferredMemory(pb.TRITONSERVER_MEMORY_CPU, 0)
-        req = pb.InferenceRequest(model_name=self.network, requested_output_names=self._outputs,
+        req = pb.InferenceRequest(model_name=self.network, requested_output_names=self.output_names,
                                   inputs=[pb.Tensor(k, np.ascontiguousarray(v)) for k, v in feeds.items()], **kwargs)
         resp = req.exec()
         if resp.has_error():
             raise RuntimeError(f"network model {self.network!r}: {resp.error().message()}")
-        return {n: pb.get_output_tensor_by_name(resp, n).as_numpy() for n in self._outputs}
+        return {n: pb.get_output_tensor_by_name(resp, n).as_numpy() for n in self.output_names}
 
     def close(self) -> None:
         """Nothing to release."""
@@ -120,6 +111,4 @@ class TritonPythonModel:
 
     def finalize(self) -> None:
         """Release the runtime."""
-        close = getattr(self.runtime.backend, "close", None)
-        if close is not None:
-            close()
+        self.runtime.close()
