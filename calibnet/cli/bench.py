@@ -41,7 +41,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from calibnet.benchmarks.streaming import StreamBenchOptions, format_streaming, run_streaming
 from calibnet.benchmarks.suite import BenchError, BenchOptions, run_benchmark
@@ -160,11 +159,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``calibnet-bench``: errors end in one line (a bad --weights / --model file named)."""
-
-    def files(a: argparse.Namespace) -> list[Any]:
-        return [a.model, *checkpoint_files(a)]
-
-    return run_cli(PROG, build_parser(), run, argv, files=files)
+    return run_cli(PROG, build_parser(), run, argv, files=lambda a: [a.model, *checkpoint_files(a)])
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from tqdm import tqdm
@@ -100,10 +101,7 @@ def _inputs(args: argparse.Namespace) -> BatchInputs:
     elif not (args.rgb and args.depth) and not (args.bag or args.realsense or args.realsense_bag):
         raise CliError("give --rgb and --depth, --rgb-dir and --depth-dir, --video and --depth-video/--depth-dir, "
                        "--bag, or --realsense (see --help)")
-    return BatchInputs(rgb=args.rgb, depth=args.depth, rgb_dir=args.rgb_dir, depth_dir=args.depth_dir,
-                       video=args.video, max_frames=args.max_frames, depth_video=args.depth_video, bag=args.bag,
-                       rgb_topic=args.rgb_topic, depth_topic=args.depth_topic, max_skew_ms=args.max_skew_ms,
-                       realsense=args.realsense, realsense_bag=args.realsense_bag)
+    return BatchInputs(**{f.name: getattr(args, f.name) for f in fields(BatchInputs)})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,14 +28,9 @@ from .app import CliError
 
 __all__ = ["add_model", "open_options", "open_runtime", "add_checkpoint", "checkpoint_files", "add_input_size", "hw",
            "add_threads", "add_dataset", "dataset_specs", "add_depth", "depth_format", "add_input_limits",
-           "input_limits", "non_negative", "add_output", "presets_help", "backends_help"]
+           "input_limits", "non_negative", "add_output", "backends_help"]
 
 Group = Any  # an ArgumentParser or an argument group
-
-
-def presets_help() -> str:
-    """``"r50 (default), r101, ..."``: the model presets."""
-    return ", ".join(f"{p} (default)" if p == DEFAULT_PRESET else p for p in PRESETS)
 
 
 def backends_help() -> str:

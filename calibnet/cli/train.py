@@ -196,15 +196,13 @@ def _run(args: argparse.Namespace) -> int:
             print(f"note: {note}", file=sys.stderr)
         eval_spec = None
         if plan.eval_scenes and main_rank:
-            from ..training.evaluate import held_out_synthetic_spec
+            from ..training.evaluate import evaluate_model, held_out_synthetic_spec
 
             h, w = plan.scene_hw
             eval_spec = held_out_synthetic_spec(out / "synthetic_heldout", plan.eval_scenes,
                                                 seed=plan.eval_seed, height=h, width=w)
         eval_fn = None
         if eval_spec is not None and args.eval_period:
-            from ..training.evaluate import evaluate_model
-
             def eval_fn(m: torch.nn.Module, it: int) -> dict[str, float]:
                 return evaluate_model(m, eval_spec, out / f"eval_{it:07d}", progress=False)
 
@@ -236,15 +234,11 @@ def _run(args: argparse.Namespace) -> int:
             "world_size": info.world_size, "device": str(info.device), "depth_augment": plan.depth_augment,
         }
         if eval_spec is not None:
-            from ..training.evaluate import evaluate_model
-
             t1 = time.perf_counter()
             metrics = evaluate_model(trainer.model, eval_spec, out / "eval_final", progress=not args.no_progress)
             summary["eval_seconds"] = round(time.perf_counter() - t1, 1)
             summary["eval_scenes"] = plan.eval_scenes
-            for k in ("AP", "AP50", "AP70"):
-                if k in metrics:
-                    summary[k] = round(float(metrics[k]), 2)
+            summary.update({k: round(float(metrics[k]), 2) for k in ("AP", "AP50", "AP70") if k in metrics})
         if main_rank:
             summary["total_seconds"] = round(time.perf_counter() - t0, 1)
             (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
