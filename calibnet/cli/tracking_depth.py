@@ -19,19 +19,14 @@ def build_parser() -> argparse.ArgumentParser:
     """The tool's argument parser."""
     p = parser(PROG, bench.__doc__)
     d = bench.TrackingBenchOptions()
-    p.add_argument("--sequences", type=int, default=d.sequences, help=f"sequences ({d.sequences})")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"seed of the first sequence ({d.seed})")
-    p.add_argument("--frames", type=int, default=d.frames, help=f"frames per sequence ({d.frames})")
-    p.add_argument("--height", type=int, default=d.height, help=f"frame height ({d.height})")
-    p.add_argument("--width", type=int, default=d.width, help=f"frame width ({d.width})")
-    p.add_argument("--pairs", type=int, default=d.pairs, help=f"crossing pairs per sequence ({d.pairs})")
-    p.add_argument("--speed", type=float, default=d.speed, help=f"px per frame of each object ({d.speed})")
-    p.add_argument("--depth-noise", type=float, default=d.depth_noise,
-                   help=f"depth noise sigma, 8-bit levels ({d.depth_noise})")
-    p.add_argument("--holes", type=float, default=d.holes, help=f"share of depth pixels without reading ({d.holes})")
-    p.add_argument("--miss", type=float, default=d.miss, help=f"simulated detector: drop probability ({d.miss})")
-    p.add_argument("--merge", type=float, default=d.merge,
-                   help=f"simulated detector: probability that two touching objects are one detection ({d.merge})")
+    helps = {"sequences": "sequences", "seed": "seed of the first sequence", "frames": "frames per sequence",
+             "height": "frame height", "width": "frame width", "pairs": "crossing pairs per sequence",
+             "speed": "px per frame of each object", "depth_noise": "depth noise sigma, 8-bit levels",
+             "holes": "share of depth pixels without reading", "miss": "simulated detector: drop probability",
+             "merge": "simulated detector: probability that two touching objects are one detection"}
+    for name, text in helps.items():  # one option per field of TrackingBenchOptions, its default in the help
+        default = getattr(d, name)
+        p.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default, help=f"{text} ({default})")
     p.add_argument("--model", help="detect with this model instead (any file calibnet.runtime opens)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads of the model's backend (default: its own)")
     p.add_argument("--json-out", type=Path, help="also write the JSON line to this file")
