@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from calibnet.benchmarks.streaming import StreamBenchOptions, format_streaming, run_streaming
@@ -133,9 +134,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark the command line describes, print the report, write the JSON / PNG."""
     streaming = args.stream or args.soak
     if streaming:
-        opts = StreamBenchOptions(args.model, args.config, args.weights, args.height, args.width, args.threads,
-                                  args.frame, args.workdir, args.stream, args.stream_frames, args.iters, args.speedup,
-                                  args.soak, args.soak_warmup)
+        opts = StreamBenchOptions(**{f.name: getattr(args, f.name) for f in fields(StreamBenchOptions)})
         doc = run_streaming(opts, lambda msg: None if args.quiet else print(msg, file=sys.stderr, flush=True))
     else:
         doc = run_benchmark(_options(args))

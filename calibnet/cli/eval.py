@@ -127,7 +127,6 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate every model on every data set; write results, summary.json, print the table."""
     specs = dataset_specs(args)
     runs = _model_runs([Path(m) for m in args.models], args)
-    models = [m for m, _ in runs]
     tags = _model_tags([m.with_name(m.name + ("" if p is None else f".{p}")) for m, p in runs])
     out = Path(args.out)
     if args.depth_corruption:
@@ -138,16 +137,15 @@ def run(args: argparse.Namespace) -> int:
     table = format_table(rows, tags, [s.name for s in specs])
     print(table)
     failures = []
-    if args.max_drop is not None and len(tags) > 1:
+    if args.max_drop is not None:
+        c, first = args.drop_metric, {r["dataset"]: r for r in rows if r["model"] == tags[0]}
         for r in rows:
-            ref = next(x for x in rows if x["model"] == tags[0] and x["dataset"] == r["dataset"])
-            c = args.drop_metric
-            drop = ref[c] - r[c]
-            if r["model"] != tags[0] and drop > args.max_drop:
-                failures.append(f"{r['model']} on {r['dataset']}: {c} {r[c]:.2f} is {drop:.2f} below "
+            ref = first[r["dataset"]]
+            if r["model"] != tags[0] and ref[c] - r[c] > args.max_drop:
+                failures.append(f"{r['model']} on {r['dataset']}: {c} {r[c]:.2f} is {ref[c] - r[c]:.2f} below "
                                 f"{tags[0]} ({ref[c]:.2f}), more than --max-drop {args.max_drop}")
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"models": [{"tag": t, "path": str(p)} for t, p in zip(tags, models)],
+    summary = {"models": [{"tag": t, "path": str(p)} for t, (p, _) in zip(tags, runs)],
                "datasets": [{"name": s.name, "json_file": str(s.json_file), "image_root": str(s.image_root),
                              "depth_root": str(s.depth_root)} for s in specs],
                "limit": args.limit, "results": rows, "table": table, "max_drop_failures": failures}

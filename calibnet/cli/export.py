@@ -143,14 +143,13 @@ def run(args: argparse.Namespace) -> int:
     fp16_json = None if args.check_fp16 is None else Path(args.check_fp16 or args.onnx + ".fp16.json")
     opts = ExportOptions(graph, args.verify, tuple(args.verify_size), fp16_json, args.fp16, int8, args.check_bf16,
                          args.triton_variant)
-    wanted = {"engine": args.engine, "openvino-ir": args.openvino_ir, "openvino-int8": args.int8,
-              "triton": args.triton_repo}
+    paths = {t: path for t, path in {"engine": args.engine, "openvino-ir": args.openvino_ir, "openvino-int8": args.int8,
+                                     "triton": args.triton_repo}.items() if path}  # the artifacts asked for
     model = build_model(args.config, args.weights)  # a bad checkpoint fails here, before any progress bar
     with tqdm(total=2, initial=1, desc=PROG, unit="stage", file=sys.stderr,
               bar_format="{desc}: {n}/{total} {bar} [{elapsed}] {postfix}") as bar:
         bar.set_postfix_str("export")
-        result = export(model, args.onnx, [t for t, path in wanted.items() if path], opts,
-                        paths={t: path for t, path in wanted.items() if path}, say=bar.write)
+        result = export(model, args.onnx, list(paths), opts, paths=paths, say=bar.write)
         bar.update()
     for step in result.failed + result.unavailable:
         print(f"{PROG}: {step.name}: {step.status}: {step.message}", file=sys.stderr)
