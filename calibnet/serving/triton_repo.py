@@ -113,13 +113,10 @@ def _network_config(onnx_path: Path, meta: ModelMetadata, platform: str, instanc
     inputs, outputs = _onnx_io(onnx_path)
     batched = meta.dynamic_batch
     max_batch = int(meta.max_batch) if batched else 0
-
-    def dims(d: list[int]) -> list[int]:
-        return d[1:] if batched else d
-
+    cut = 1 if batched else 0  # a batched model's first dimension is Triton's batch, not in its dims
     lines = [f'name: "{NETWORK_MODEL}"', f'platform: "{platform}"', f"max_batch_size: {max_batch}",
-             _io("input", [_tensor_block(n, t, dims(d)) for n, t, d in inputs]),
-             _io("output", [_tensor_block(n, t, dims(d)) for n, t, d in outputs]),
+             _io("input", [_tensor_block(n, t, d[cut:]) for n, t, d in inputs]),
+             _io("output", [_tensor_block(n, t, d[cut:]) for n, t, d in outputs]),
              f"instance_group [ {{ kind: KIND_GPU count: {instances} }} ]"]
     if batched:
         lines.append("dynamic_batching { max_queue_delay_microseconds: 1000 }")
