@@ -33,7 +33,9 @@ __all__ = ["COUNT_GROUPS", "analyze_predictions"]
 COUNT_GROUPS: dict[str, tuple[int, int]] = {"1": (1, 1), "2": (2, 2), "3": (3, 3), "4+": (4, 10**9)}
 
 
-def _ap_row(m: dict[str, Any], ids: Sequence[int]) -> dict[str, Any]:
+def _group_ap(json_file: Path, dets: list[dict[str, Any]], ids: Sequence[int]) -> dict[str, Any]:
+    """Class-agnostic AP of the images ``ids`` (a group of an axis) and their ground-truth count."""
+    m = evaluate_coco(json_file, dets, img_ids=ids, use_cats=False)
     return {"images": len(ids), "num_gt": m["num_gt"], "AP": m["AP"], "AP50": m["AP50"], "AP70": m["AP70"]}
 
 
@@ -48,28 +50,26 @@ def analyze_predictions(gt: DatasetAnalysis, results: str | Path | list[dict[str
         raise DatasetError(str(exc)) from None
     rows_by_id = {r.image_id: r for r in gt.rows}
     ids = sorted(rows_by_id)
-    known = set(ids)
-    foreign = sorted({d.get("image_id") for d in dets} - known, key=str)
+    foreign = sorted({d.get("image_id") for d in dets} - rows_by_id.keys(), key=str)
     if dets and foreign and len(foreign) == len({d.get("image_id") for d in dets}):
         raise DatasetError(f"the results name none of the {len(ids)} images of {gt.name} (image ids "
                            f"{', '.join(map(str, foreign[:5]))}...): results must use the ground-truth json's image "
                            "ids, as calibnet-eval's do")
-    dets = [d for d in dets if d.get("image_id") in known]
+    dets = [d for d in dets if d.get("image_id") in rows_by_id]
     try:
         overall = evaluate_coco(gt.spec.json_file, dets, img_ids=ids, use_cats=False, size_bins=SIZE_CLASSES)
         by_count: dict[str, Any] = {}
         for label, (lo, hi) in COUNT_GROUPS.items():
             group = [i for i in ids if lo <= rows_by_id[i].num_instances <= hi]
             if group:
-                by_count[label] = _ap_row(evaluate_coco(gt.spec.json_file, dets, img_ids=group, use_cats=False), group)
+                by_count[label] = _group_ap(gt.spec.json_file, dets, group)
         by_consistency: dict[str, Any] = {}
-        for key, attr in (("depth_iou", "depth_iou"), ("object_iou", "object_iou")):
-            measured = [i for i in ids if getattr(rows_by_id[i], attr) is not None]
+        for key in ("depth_iou", "object_iou"):
+            measured = [i for i in ids if getattr(rows_by_id[i], key) is not None]
             for label, keep in (("< 0.5", lambda v: v < 0.5), (">= 0.5", lambda v: v >= 0.5)):
-                group = [i for i in measured if keep(getattr(rows_by_id[i], attr))]
+                group = [i for i in measured if keep(getattr(rows_by_id[i], key))]
                 if group:
-                    m = evaluate_coco(gt.spec.json_file, dets, img_ids=group, use_cats=False)
-                    by_consistency.setdefault(key, {})[label] = _ap_row(m, group)
+                    by_consistency.setdefault(key, {})[label] = _group_ap(gt.spec.json_file, dets, group)
     except EvaluationError as exc:
         raise DatasetError(str(exc)) from None
 
@@ -78,7 +78,7 @@ def analyze_predictions(gt: DatasetAnalysis, results: str | Path | list[dict[str
     for d in dets:
         if float(d.get("score", 0.0)) >= score_threshold:
             by_image.setdefault(int(d["image_id"]), []).append(d)
-    records = {r.image_id: r for r in load_records(gt.spec) if r.image_id in known}
+    records = {r.image_id: r for r in load_records(gt.spec) if r.image_id in rows_by_id}
     pred_rows: list[ImageStats] = []
     problems: list[dict[str, Any]] = []
     for i in ids:
