@@ -23,7 +23,7 @@ from torch import nn
 from ..config import CalibNetConfig
 from .p2t import P2T_VARIANTS, PyramidPoolingTransformer
 from .pvt_v2 import PyramidVisionTransformerV2, pvt_v2_arch
-from .resnet import build_resnet
+from .resnet import ResNet
 from .swin import SwinTransformer
 
 __all__ = ["build_backbone", "build_backbones", "is_transformer_backbone"]
@@ -38,7 +38,7 @@ def build_backbone(cfg: CalibNetConfig) -> nn.Module:
     """One backbone as ``cfg`` names it (randomly initialized like the official code)."""
     name = cfg.backbone.name
     if name == "build_resnet_backbone":
-        return build_resnet(cfg.backbone)
+        return ResNet(cfg.backbone)
     if name == "D2SwinTransformer":
         s = cfg.swin
         return SwinTransformer(embed_dim=s.embed_dim, depths=tuple(s.depths), num_heads=tuple(s.num_heads),

@@ -165,10 +165,6 @@ class PyramidPoolingTransformer(nn.Module):
         """Channels of each stage output."""
         return {f"res{i + 2}": c for i, c in enumerate(self.embed_dims)}
 
-    def output_strides(self) -> dict[str, int]:
-        """Stride of each stage output relative to the input."""
-        return {f"res{i + 2}": 4 * 2**i for i in range(4)}
-
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if not is_tracing() and min(x.shape[-2:]) < 96:
             # stage 4 (1/32) would pool round(2 / 4) = 0 rows: the official code fails there too

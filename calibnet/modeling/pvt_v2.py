@@ -189,10 +189,6 @@ class PyramidVisionTransformerV2(nn.Module):
         """Channels of each stage output."""
         return {f"res{i + 2}": c for i, c in enumerate(self.embed_dims)}
 
-    def output_strides(self) -> dict[str, int]:
-        """Stride of each stage output relative to the input."""
-        return {f"res{i + 2}": 4 * 2**i for i in range(self.num_stages)}
-
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         outs: dict[str, torch.Tensor] = {}
         for i in range(self.num_stages):

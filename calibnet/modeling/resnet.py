@@ -13,7 +13,7 @@ from torch import nn
 
 from ..config import BackboneConfig
 
-__all__ = ["FrozenBatchNorm2d", "NormConv2d", "ResNet", "build_resnet"]
+__all__ = ["FrozenBatchNorm2d", "NormConv2d", "ResNet"]
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -101,7 +101,6 @@ class BottleneckBlock(nn.Module):
 
 
 _BLOCKS_PER_STAGE = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
-_STRIDES = {"stem": 4, "res2": 4, "res3": 8, "res4": 16, "res5": 32}
 
 
 class ResNet(nn.Module):
@@ -121,10 +120,9 @@ class ResNet(nn.Module):
         self.stage_names: list[str] = []
         for idx, n_blocks in enumerate(_BLOCKS_PER_STAGE[depth]):
             name = f"res{idx + 2}"
-            first_stride = 1 if idx == 0 else 2
             blocks: list[nn.Module] = []
             for b in range(n_blocks):
-                stride = first_stride if b == 0 else 1
+                stride = 2 if idx > 0 and b == 0 else 1
                 if depth >= 50:
                     blocks.append(BottleneckBlock(cin, cout, bottleneck, stride, cfg.stride_in_1x1, cfg.num_groups))
                 else:
@@ -141,19 +139,11 @@ class ResNet(nn.Module):
         """Channels of each stage output."""
         return dict(self._out_channels)
 
-    @staticmethod
-    def output_strides() -> dict[str, int]:
-        """Stride of each stage output relative to the input."""
-        return dict(_STRIDES)
-
     def freeze(self, freeze_at: int) -> None:
         """detectron2's FREEZE_AT: 1 freezes the stem, 2 the stem and res2, ..."""
-        if freeze_at >= 1:
-            for p in self.stem.parameters():
-                p.requires_grad_(False)
-        for idx, name in enumerate(self.stage_names, start=2):
+        for idx, module in enumerate([self.stem, *(getattr(self, name) for name in self.stage_names)], start=1):
             if freeze_at >= idx:
-                for p in getattr(self, name).parameters():
+                for p in module.parameters():
                     p.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -164,8 +154,3 @@ class ResNet(nn.Module):
             if name in self.out_features:
                 outputs[name] = x
         return outputs
-
-
-def build_resnet(cfg: BackboneConfig, in_channels: int = 3) -> ResNet:
-    """The detectron2 ResNet described by ``cfg``."""
-    return ResNet(cfg, in_channels)

@@ -252,10 +252,6 @@ class SwinTransformer(nn.Module):
         """Channels of each stage output."""
         return {f"res{i + 2}": c for i, c in enumerate(self.num_features)}
 
-    def output_strides(self) -> dict[str, int]:
-        """Stride of each stage output relative to the input."""
-        return {f"res{i + 2}": 4 * 2**i for i in range(self.num_layers)}
-
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.patch_embed(x)
         H, W = x.shape[2], x.shape[3]
