@@ -23,10 +23,10 @@ from .mask_branch import build_mask_branch
 
 __all__ = ["CalibNet", "TRAINING_ONLY_MODULES"]
 
-#: Top-level modules used only for training (auxiliary coarse saliency heads).
 #: (h, w) of the valid region of each image: a list of pairs or an int tensor [B, 2].
 ImageSizes = Sequence[Sequence[int]] | torch.Tensor
 
+#: Top-level modules used only for training (auxiliary coarse saliency heads).
 TRAINING_ONLY_MODULES = ("predictor_rgb", "predictor_depth", "predictor_rgb_r2", "predictor_depth_d2")
 
 
@@ -45,16 +45,11 @@ class CalibNet(nn.Module):
         self.encoder_depth = TransformerEncoder(cfg.encoder_depth, channels)
         self.decoder = CalibNetDecoder(cfg.decoder, cfg.fusion_decoder.mask_dim, cfg.num_classes)
         self.fusion_decoder = build_mask_branch(cfg.fusion_decoder)
-        feat_dim = cfg.decoder.input_channels
-        self.predictor_rgb = CoarsePredictor(feat_dim)
-        self.predictor_depth = CoarsePredictor(feat_dim)
-        self.predictor_rgb_r2 = CoarsePredictor(feat_dim)
-        self.predictor_depth_d2 = CoarsePredictor(feat_dim)
-        # not in the state dict, as in the official model
-        self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean, dtype=torch.float32).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std, dtype=torch.float32).view(1, 3, 1, 1),
-                             persistent=False)
+        for name in TRAINING_ONLY_MODULES:  # predictor_rgb, predictor_depth, predictor_rgb_r2, predictor_depth_d2
+            setattr(self, name, CoarsePredictor(cfg.decoder.input_channels))
+        for name in ("pixel_mean", "pixel_std"):  # not in the state dict, as in the official model
+            self.register_buffer(name, torch.tensor(getattr(cfg, name), dtype=torch.float32).view(1, 3, 1, 1),
+                                 persistent=False)
 
     # ------------------------------------------------------------------ inputs
     def normalize(

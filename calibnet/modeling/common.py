@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["coordinate_features", "depth_similarity", "conv3x3_relu_stack"]
+__all__ = ["coordinate_features", "depth_similarity", "conv3x3_relu_stack", "conv_gn_relu"]
 
 
 def coordinate_features(x: torch.Tensor) -> torch.Tensor:
@@ -40,3 +40,9 @@ def conv3x3_relu_stack(num_convs: int, in_channels: int, out_channels: int) -> n
         layers += [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(True)]
         in_channels = out_channels
     return nn.Sequential(*layers)
+
+
+def conv_gn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    """3x3 conv without bias + GroupNorm(32) + ReLU."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+                         nn.GroupNorm(32, out_channels), nn.ReLU(inplace=True))

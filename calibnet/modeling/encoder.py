@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import EncoderConfig
+from .common import conv_gn_relu
 from .msda import MSDeformAttn
 
 __all__ = ["TransformerEncoder", "sine_position_encoding"]
@@ -77,7 +78,6 @@ class MSDeformAttnTransformerEncoder(nn.Module):
     def __init__(self, layer: nn.Module, num_layers: int) -> None:
         super().__init__()
         self.layers = nn.ModuleList([copy.deepcopy(layer) for _ in range(num_layers)])
-        self.num_layers = num_layers
 
     @staticmethod
     def get_reference_points(spatial_shapes: Sequence[tuple[int, int]], n_levels: int, batch: int,
@@ -110,7 +110,6 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
     def __init__(self, d_model: int, n_head: int, num_layers: int, dim_feedforward: int, dropout: float,
                  activation: str, num_feature_levels: int, n_points: int = 4) -> None:
         super().__init__()
-        self.d_model = d_model
         self.level_embed = nn.Parameter(torch.empty(num_feature_levels, d_model))
         layer = MSDeformAttnTransformerEncoderLayer(d_model, dim_feedforward, dropout, activation,
                                                     num_feature_levels, n_head, n_points)
@@ -145,10 +144,6 @@ def spatial_shapes_tensor(srcs: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(rows).to(torch.int64)
 
 
-def _conv_gn_relu(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.GroupNorm(32, cout), nn.ReLU(inplace=True))
-
-
 class TransformerEncoder(nn.Module):
     """Input projections + deformable encoder + res2 projection for one modality."""
 
@@ -157,9 +152,9 @@ class TransformerEncoder(nn.Module):
         self.in_features = tuple(cfg.in_features)
         self.num_channels = cfg.num_channels
         self.input_convs = nn.ModuleList(
-            [_conv_gn_relu(in_channels[f], cfg.num_channels) for f in self.in_features[::-1]]
+            [conv_gn_relu(in_channels[f], cfg.num_channels) for f in self.in_features[::-1]]
         )
-        self.res2_conv = _conv_gn_relu(in_channels["res2"], cfg.num_channels)
+        self.res2_conv = conv_gn_relu(in_channels["res2"], cfg.num_channels)
         for seq in [*self.input_convs, self.res2_conv]:
             nn.init.xavier_uniform_(seq[0].weight)  # c2_xavier_fill without bias
         self.trans_encoder = MSDeformAttnTransformerEncoderOnly(

@@ -56,8 +56,7 @@ class DynamicInteractiveKernel(nn.Module):
 
     @staticmethod
     def _normalized_maps(conv: nn.Module, feat: torch.Tensor) -> torch.Tensor:
-        maps = conv(feat).sigmoid()
-        maps = maps.flatten(2)
+        maps = conv(feat).sigmoid().flatten(2)
         return maps / maps.sum(-1).clamp(min=1e-6)[:, :, None]
 
     def forward(self, feat_rgb: torch.Tensor, feat_depth: torch.Tensor) -> tuple[torch.Tensor, ...]:

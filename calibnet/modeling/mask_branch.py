@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..config import FusionDecoderConfig
-from .common import conv3x3_relu_stack, coordinate_features, depth_similarity
+from .common import conv3x3_relu_stack, conv_gn_relu, coordinate_features, depth_similarity
 
 __all__ = ["SpatialAttention", "WeightSharingFusion", "TwoScaleFusionDecoder", "SingleScaleFusionDecoder",
            "build_mask_branch"]
@@ -31,10 +31,6 @@ class SpatialAttention(nn.Module):
         return feat, torch.sigmoid(self.attn_conv(pooled))
 
 
-def _conv_gn_relu(dim: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1, bias=False), nn.GroupNorm(32, dim), nn.ReLU(inplace=True))
-
-
 class WeightSharingFusion(nn.Module):
     """WSF: spatial attention per modality, DSA on depth, cross-modal affinity refinement, fusion.
 
@@ -46,8 +42,8 @@ class WeightSharingFusion(nn.Module):
         super().__init__()
         self.spatial_attn_rgb = SpatialAttention(input_dim, conv_dim)
         self.spatial_attn_depth = SpatialAttention(input_dim, conv_dim)
-        self.depth_conv = _conv_gn_relu(conv_dim)
-        self.smooth_conv = _conv_gn_relu(conv_dim)
+        self.depth_conv = conv_gn_relu(conv_dim, conv_dim)
+        self.smooth_conv = conv_gn_relu(conv_dim, conv_dim)
         self.rgb_weight_mlp = nn.Sequential(nn.Conv2d(1, 1, 1), nn.ReLU())
         self.depth_weight_mlp = nn.Sequential(nn.Conv2d(1, 1, 1), nn.ReLU())
         self.g1 = nn.Parameter(torch.ones(1))
