@@ -36,9 +36,7 @@ class ImageRecord:
 
 def _clean_segmentation(seg: Any) -> Segmentation | None:
     if isinstance(seg, dict):
-        if "counts" not in seg or "size" not in seg:
-            return None
-        return seg
+        return seg if "counts" in seg and "size" in seg else None
     if isinstance(seg, list):
         polys = [np.asarray(p, dtype=np.float64) for p in seg]
         polys = [p for p in polys if p.ndim == 1 and len(p) % 2 == 0 and len(p) >= 6]

@@ -8,6 +8,7 @@ reproducible whatever ``num_workers`` is, and a resumed run can replay the data 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import warnings
 from collections.abc import Iterator, Sequence
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..runtime.core.depth import depth_to_u8
@@ -58,13 +60,6 @@ class RGBDInstanceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def _rng(self, key: int | Sequence[int]) -> tuple[int, np.random.Generator]:
-        if isinstance(key, (tuple, list)):
-            index = int(key[0])
-            return index, np.random.default_rng([index, *(int(k) for k in key[1:])])
-        index = int(key)  # type: ignore[arg-type]
-        return index, np.random.default_rng(index)
-
     def load_raw(self, index: int, depth_rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray,
                                                                                           ImageRecord]:
         """RGB [H0,W0,3] and depth [H0,W0] uint8 of one image, sizes checked against the json (depth maps of
@@ -101,11 +96,11 @@ class RGBDInstanceDataset(Dataset):
                 out[k] = t.apply_masks(decode_segmentation(seg, h0, w0)[None])[0]
             else:
                 out[k] = rasterize_polygons(t.apply_polygons(seg), h, w)
-        return out[out.reshape(len(out), -1).any(1)] if len(out) else out
+        return out[out.any(axis=(1, 2))]
 
     def __getitem__(self, key: int | Sequence[int]) -> dict[str, Any]:
-        index, rng = self._rng(key)
-        entropy = [int(k) for k in key] if isinstance(key, (tuple, list)) else [index]
+        entropy = [int(k) for k in key] if isinstance(key, (tuple, list)) else [int(key)]  # type: ignore[arg-type]
+        index, rng = entropy[0], np.random.default_rng(entropy)  # default_rng([i]) draws as default_rng(i)
         depth_rng = np.random.default_rng([*entropy, 0xDE7]) if self.train else None  # its own draws: the same
         rgb, depth, rec = self.load_raw(index, depth_rng)  # geometric transform with or without depth_augment
         h0, w0 = rgb.shape[:2]
@@ -187,22 +182,9 @@ class InfiniteSampler(Sampler):
         return itertools.islice(self._global(), self.rank + self.start * self.world_size, None, self.world_size)
 
 
-def _dist_rank_world() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        raise RuntimeError("distributed=True needs torch.distributed.init_process_group() first (e.g. under torchrun)")
-    return dist.get_rank(), dist.get_world_size()
-
-
-class _Collate:
-    """Picklable collate with a fixed divisor (worker processes may be spawned)."""
-
-    def __init__(self, divisor: int) -> None:
-        self.divisor = divisor
-
-    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        return collate_rgbd(items, self.divisor)
+def _collate(dataset: RGBDInstanceDataset) -> functools.partial:
+    """Picklable collate with the data set's divisor (worker processes may be spawned)."""
+    return functools.partial(collate_rgbd, size_divisibility=int(getattr(dataset, "size_divisibility", 32)))
 
 
 def build_train_loader(dataset: RGBDInstanceDataset, batch_size: int, num_workers: int = 0,
@@ -217,14 +199,19 @@ def build_train_loader(dataset: RGBDInstanceDataset, batch_size: int, num_worker
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    rank, world = _dist_rank_world() if distributed else (0, 1)
+    rank, world = 0, 1
+    if distributed:
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError("distributed=True needs torch.distributed.init_process_group() first "
+                               "(e.g. under torchrun)")
+        rank, world = dist.get_rank(), dist.get_world_size()
     sampler = InfiniteSampler(len(dataset), seed=seed, rank=rank, world_size=world, start=start_iter * batch_size)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=True,
-                      collate_fn=_Collate(int(getattr(dataset, "size_divisibility", 32))),
+                      collate_fn=_collate(dataset),
                       persistent_workers=num_workers > 0)
 
 
 def build_test_loader(dataset: RGBDInstanceDataset, batch_size: int = 1, num_workers: int = 0) -> DataLoader:
     """A finite, ordered DataLoader over ``dataset`` (one pass, every image once)."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      collate_fn=_Collate(int(getattr(dataset, "size_divisibility", 32))))
+                      collate_fn=_collate(dataset))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .synthetic import Scene, _texture
+from .synthetic import Scene, _shape_mask, _texture
 
 __all__ = ["MovingFrame", "make_crossing_sequence", "make_moving_sequence"]
 
@@ -37,18 +37,6 @@ class _Mover:
     z: float  # nearness (high = near)
     v: np.ndarray  # (dy, dx) per frame
     pos: np.ndarray  # centre (y, x)
-
-
-def _shape_mask(rng: np.random.Generator, h: int, w: int, size: float) -> np.ndarray:
-    """A filled ellipse or rectangle centred in an [h,w] canvas."""
-    m = np.zeros((h, w), np.uint8)
-    cx, cy = w // 2, h // 2
-    if rng.random() < 0.5:
-        cv2.ellipse(m, (cx, cy), (int(size), int(size * rng.uniform(0.6, 1.2))), float(rng.uniform(0, 180)),
-                    0, 360, 1, -1)
-    else:
-        cv2.rectangle(m, (int(cx - size), int(cy - size * 0.7)), (int(cx + size), int(cy + size * 0.7)), 1, -1)
-    return m.astype(bool)
 
 
 def _render(background: np.ndarray, bg_depth: np.ndarray, objects: list[_Mover], rng: np.random.Generator,

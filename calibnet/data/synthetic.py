@@ -47,6 +47,20 @@ def _texture(rng: np.random.Generator, h: int, w: int, base: np.ndarray) -> np.n
     return np.clip(base[None, None, :] + noise + stripes, 0, 255)
 
 
+def _shape_mask(rng: np.random.Generator, h: int, w: int, size: float,
+                centre: tuple[float, float] | None = None) -> np.ndarray:
+    """A filled ellipse or rectangle (even odds) of half-width ``size`` in an [h,w] canvas, centred at
+    ``centre`` (x, y; default: the canvas centre)."""
+    cx, cy = centre if centre is not None else (w // 2, h // 2)
+    m = np.zeros((h, w), np.uint8)
+    if rng.random() < 0.5:
+        cv2.ellipse(m, (int(cx), int(cy)), (int(size), int(size * rng.uniform(0.6, 1.2))), float(rng.uniform(0, 180)),
+                    0, 360, 1, -1)
+    else:
+        cv2.rectangle(m, (int(cx - size), int(cy - size * 0.7)), (int(cx + size), int(cy + size * 0.7)), 1, -1)
+    return m.astype(bool)
+
+
 def make_scene(seed: int = 0, height: int = 320, width: int = 480, n_salient: int = 2,
                n_clutter: int = 4) -> Scene:
     """A scene with ``n_salient`` near objects (salient) in front of ``n_clutter`` far ones."""
@@ -59,15 +73,9 @@ def make_scene(seed: int = 0, height: int = 320, width: int = 480, n_salient: in
     objects.sort(key=lambda o: o[1])  # far first, near last (painter's order)
     masks: list[np.ndarray] = []
     for salient, z in objects:
-        m = np.zeros((height, width), np.uint8)
         cy, cx = rng.uniform(0.2, 0.8) * height, rng.uniform(0.15, 0.85) * width
         size = (min(height, width) * rng.uniform(0.12, 0.25)) * (1.3 if salient else 0.8)
-        if rng.random() < 0.5:
-            cv2.ellipse(m, (int(cx), int(cy)), (int(size), int(size * rng.uniform(0.6, 1.2))),
-                        float(rng.uniform(0, 180)), 0, 360, 1, -1)
-        else:
-            cv2.rectangle(m, (int(cx - size), int(cy - size * 0.7)), (int(cx + size), int(cy + size * 0.7)), 1, -1)
-        region = m.astype(bool)
+        region = _shape_mask(rng, height, width, size, (cx, cy))
         color = rng.uniform(0, 255, 3) if salient else rng.uniform(60, 160, 3)
         rgb[region] = _texture(rng, height, width, color)[region]
         depth[region] = z + rng.normal(0, 1.5, region.sum())
@@ -90,12 +98,7 @@ def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
     """Outer contours of a bool mask as COCO polygons (pixel centres + 0.5, i.e. pixel-edge coordinates
     as COCO uses them); holes are not representable and are filled."""
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    polys = []
-    for c in contours:
-        pts = c.reshape(-1, 2).astype(np.float64) + 0.5
-        if len(pts) >= 3:
-            polys.append([round(float(v), 2) for v in pts.reshape(-1)])
-    return polys
+    return [[round(float(v), 2) for v in c.reshape(-1) + 0.5] for c in contours if len(c) >= 3]
 
 
 def synthetic_dataset_spec(out_dir: str | Path, name: str = "synthetic") -> DatasetSpec:

@@ -175,8 +175,7 @@ class GeometricTransform:
 
 
 def _resize_step(h: int, w: int, short: int, max_size: int) -> Resize:
-    nh, nw = shortest_edge_size(h, w, short, max_size)
-    return Resize(h, w, nh, nw)
+    return Resize(h, w, *shortest_edge_size(h, w, short, max_size))
 
 
 def sample_crop_box(rng: np.random.Generator, h: int, w: int, crop_type: str,
@@ -226,8 +225,7 @@ def sample_train_transform(rng: np.random.Generator, h: int, w: int, cfg_input: 
     if cfg_input.crop_enabled and rng.random() < TRAIN_CROP_PROBABILITY:
         short = TRAIN_PRE_CROP_SIZES[int(rng.integers(len(TRAIN_PRE_CROP_SIZES)))]
         pre = _resize_step(h, w, short, 2**31 - 1)
-        t.steps.append(pre)
-        t.steps.append(sample_crop_box(rng, pre.new_h, pre.new_w, cfg_input.crop_type, cfg_input.crop_size))
+        t.steps += [pre, sample_crop_box(rng, pre.new_h, pre.new_w, cfg_input.crop_type, cfg_input.crop_size)]
     ch, cw = t.output_hw
     short = _sample_short(rng, cfg_input.min_size_train, getattr(cfg_input, "min_size_train_sampling", "choice"))
     t.steps.append(_resize_step(ch, cw, short, int(cfg_input.max_size_train)))
