@@ -18,10 +18,10 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from calibnet.data.synthetic import make_scene
+from calibnet.data.synthetic import _draw_count, make_scene
 from calibnet.runtime.core.resize import pil_bilinear_resize_u8, shortest_edge_size
 
-__all__ = ["BatchSource", "LoaderBatches", "SyntheticBatches", "collate_arrays", "scene_seed"]
+__all__ = ["BatchSource", "LoaderBatches", "SyntheticBatches", "collate_arrays"]
 
 
 class BatchSource(Protocol):
@@ -42,18 +42,11 @@ def collate_arrays(rgbs: Sequence[np.ndarray], depths: Sequence[np.ndarray], mas
     return collate_rgbd(items, size_divisibility)
 
 
-def scene_seed(base: int, iteration: int, rank: int, world_size: int, batch_size: int, index: int) -> int:
-    """Seed of scene ``index`` of the batch of ``rank`` at ``iteration`` (disjoint across ranks)."""
-    return base + ((iteration * world_size + rank) * batch_size + index)
-
-
 def _resize_masks(masks: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """Resize bool masks like rasterizing a resized polygon: bilinear on 0/1, then >= 0.5."""
     h, w = hw
-    out = np.zeros((masks.shape[0], h, w), dtype=bool)
-    for i, m in enumerate(masks):
-        out[i] = cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5
-    return out
+    resized = [cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= 0.5 for m in masks]
+    return np.array(resized, dtype=bool).reshape(-1, h, w)
 
 
 @dataclass
@@ -85,9 +78,8 @@ class SyntheticBatches:
         """(rgb u8 [h,w,3], depth u8 [h,w], masks bool [K,h,w]) of one training scene."""
 
         rng = np.random.default_rng(seed + 7_777_777)
-        n_sal = int(rng.integers(self.n_salient[0], self.n_salient[1] + 1))
-        n_clu = int(rng.integers(self.n_clutter[0], self.n_clutter[1] + 1))
-        s = make_scene(seed, height=self.height, width=self.width, n_salient=n_sal, n_clutter=n_clu)
+        s = make_scene(seed, height=self.height, width=self.width, n_salient=_draw_count(rng, self.n_salient),
+                       n_clutter=_draw_count(rng, self.n_clutter))
         h, w = shortest_edge_size(self.height, self.width, self.short, self.max_size)
         rgb, depth, masks = s.rgb, s.depth, s.masks
         if self.depth_augment is not None:
@@ -96,17 +88,17 @@ class SyntheticBatches:
             rgb = pil_bilinear_resize_u8(rgb, (h, w))
             depth = pil_bilinear_resize_u8(depth, (h, w))
             masks = _resize_masks(masks, (h, w))
-        masks = masks[masks.reshape(len(masks), -1).any(1)] if len(masks) else masks
+        masks = masks[masks.any(axis=(1, 2))]
         if self.flip and rng.random() < 0.5:
             rgb, depth, masks = rgb[:, ::-1], depth[:, ::-1], masks[:, :, ::-1]
         return rgb, depth, masks
 
     def batch(self, iteration: int) -> dict[str, Any]:
         """The batch of this process at ``iteration``."""
-        seeds = [scene_seed(self.seed, iteration, self.rank, self.world_size, self.batch_size, i)
-                 for i in range(self.batch_size)]
-        scenes = [self.scene(s) for s in seeds]
-        return collate_arrays([s[0] for s in scenes], [s[1] for s in scenes], [s[2] for s in scenes], seeds)
+        first = self.seed + (iteration * self.world_size + self.rank) * self.batch_size  # disjoint across ranks
+        seeds = list(range(first, first + self.batch_size))
+        rgbs, depths, masks = zip(*(self.scene(s) for s in seeds))
+        return collate_arrays(rgbs, depths, masks, seeds)
 
 
 class LoaderBatches:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "barrier", "cleanup", "get_rank", "get_world_size", "init_from_env"]
+__all__ = ["DistInfo", "barrier", "cleanup", "init_from_env"]
 
 
 @dataclass
@@ -24,16 +24,6 @@ class DistInfo:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def get_rank() -> int:
-    """Rank in the default process group (0 without one)."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def get_world_size() -> int:
-    """World size of the default process group (1 without one)."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def barrier() -> None:
