@@ -29,12 +29,9 @@ def build_model(config: str | Path | CalibNetConfig | None = None, weights: str 
     """
     cfg = config if isinstance(config, CalibNetConfig) else get_config(config or DEFAULT_PRESET)
     if weights is None:
-        state = torch.random.get_rng_state()
-        torch.manual_seed(seed)
-        try:
+        with torch.random.fork_rng(devices=[]):  # the caller's CPU random state is left as it was
+            torch.manual_seed(seed)
             model = CalibNet(cfg)
-        finally:
-            torch.random.set_rng_state(state)
         if not quiet:
             print(DETERMINISTIC_WEIGHTS_NOTE, file=sys.stderr)
     else:

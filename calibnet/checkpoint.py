@@ -140,11 +140,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
         raise RuntimeError(f"{path}: expected a state dict or a dict with key 'model', got {type(obj).__name__}")
-    sd = {}
-    for k, v in obj.items():
-        key = k[len("module."):] if k.startswith("module.") else k  # DDP-wrapped checkpoints
-        sd[key] = _to_tensor(v)
-    return sd
+    return {k.removeprefix("module."): _to_tensor(v) for k, v in obj.items()}  # DDP-wrapped checkpoints
 
 
 def load_checkpoint(model: nn.Module, path: str | Path, strict: bool = True) -> dict[str, torch.Tensor]:

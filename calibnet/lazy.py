@@ -27,7 +27,4 @@ def lazy_attributes(module_name: str, table: Mapping[str, Sequence[str]], namesp
             return value
         raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
 
-    def list_attributes() -> list[str]:
-        return sorted(names)
-
-    return get_attribute, list_attributes
+    return get_attribute, lambda: sorted(names)

@@ -41,9 +41,7 @@ def _same(value: Any) -> Any:
 def _tuple(v: Any) -> tuple[Any, ...]:
     if isinstance(v, str):  # detectron2 accepts python-literal tuples written as strings, e.g. "(320,)"
         v = ast.literal_eval(v)
-    if isinstance(v, (list, tuple)):
-        return tuple(v)
-    return (v,)
+    return tuple(v) if isinstance(v, (list, tuple)) else (v,)
 
 
 def _ints(v: Any) -> tuple[int, ...]:
@@ -176,12 +174,9 @@ def _load_yaml_chain(path: Path, _seen: tuple[Path, ...] = ()) -> list[tuple[Pat
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
-    chain: list[tuple[Path, dict[str, Any]]] = []
     base = data.pop("_BASE_", None)
-    if base is not None:
-        chain.extend(_load_yaml_chain((path.parent / str(base)), _seen + (path,)))
-    chain.append((path, _flatten(data)))
-    return chain
+    chain = _load_yaml_chain(path.parent / str(base), _seen + (path,)) if base is not None else []
+    return [*chain, (path, _flatten(data))]
 
 
 def read_yaml(cfg: CalibNetConfig, path: Path) -> CalibNetConfig:

@@ -77,7 +77,7 @@ def backbone_state_from_file(path: str | Path) -> dict[str, torch.Tensor]:
     keys = list(sd)
     if any(k.startswith(BACKBONE_PREFIXES) for k in keys):
         return {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
-    if any(k.startswith("stem.") for k in keys) or any(k.startswith("res2.") for k in keys):
+    if any(k.startswith(("stem.", "res2.")) for k in keys):
         return {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
     if any(k.startswith("layer1.") for k in keys):
         return {torchvision_to_d2(k): v for k, v in sd.items()
@@ -86,12 +86,7 @@ def backbone_state_from_file(path: str | Path) -> dict[str, torch.Tensor]:
         print(f"warning: {path} is a Caffe2/MSRA ResNet (BGR input, no std normalization, stride in the "
               "1x1 conv); CalibNet's configs expect RGB + std and STRIDE_IN_1X1 False. Prefer a "
               "torchvision-converted file.", file=sys.stderr)
-        out = {}
-        for k, v in sd.items():
-            name = caffe2_to_d2(k)
-            if name is not None:
-                out[name] = v
-        return out
+        return {name: v for k, v in sd.items() if (name := caffe2_to_d2(k)) is not None}
     raise BackboneInitError(f"{path}: not a ResNet state dict (expected torchvision 'layer1.*', detectron2 "
                             "'stem.*'/'res2.*', Caffe2 'res2_0_branch2a_w' or 'backbone.*' keys)")
 
@@ -115,32 +110,30 @@ def init_backbones(model: nn.Module, path: str | Path, quiet: bool = False) -> d
 
         return init_transformer_backbones(model, path, quiet=quiet).counts()
     weights = backbone_state_from_file(path)
+    own = model.backbone.state_dict()  # backbonedepth is built the same way: the same keys and shapes
+    missing, wrong = [], []
+    new_state = {}
+    for k, t in own.items():
+        if k not in weights:
+            if k.endswith(("running_mean", "running_var")) and k.replace(k.rsplit(".", 1)[1], "weight") in weights:
+                new_state[k] = torch.zeros_like(t) if k.endswith("mean") else torch.ones_like(t)
+                continue
+            missing.append(k)
+        elif tuple(weights[k].shape) != tuple(t.shape):
+            wrong.append(f"{k} (file {list(weights[k].shape)} vs model {list(t.shape)})")
+        else:
+            new_state[k] = weights[k].to(t.dtype)
+    if missing or wrong:
+        parts = [f"{path} does not fit backbone ({len(own)} tensors):"]
+        if missing:
+            parts.append(f"missing {len(missing)}: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
+        if wrong:
+            parts.append(f"wrong shape {len(wrong)}: {', '.join(wrong[:5])}{' ...' if len(wrong) > 5 else ''}")
+        parts.append("(is the file's ResNet depth the config's MODEL.RESNETS.DEPTH?)")
+        raise BackboneInitError(" ".join(parts))
     counts: dict[str, int] = {}
     for attr in ("backbone", "backbonedepth"):
-        module = getattr(model, attr)
-        own = module.state_dict()
-        missing, wrong = [], []
-        new_state = {}
-        for k, t in own.items():
-            if k not in weights:
-                if k.endswith(("running_mean", "running_var")) and k.replace(
-                        k.rsplit(".", 1)[1], "weight") in weights:
-                    new_state[k] = torch.zeros_like(t) if k.endswith("mean") else torch.ones_like(t)
-                    continue
-                missing.append(k)
-            elif tuple(weights[k].shape) != tuple(t.shape):
-                wrong.append(f"{k} (file {list(weights[k].shape)} vs model {list(t.shape)})")
-            else:
-                new_state[k] = weights[k].to(t.dtype)
-        if missing or wrong:
-            parts = [f"{path} does not fit {attr} ({len(own)} tensors):"]
-            if missing:
-                parts.append(f"missing {len(missing)}: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
-            if wrong:
-                parts.append(f"wrong shape {len(wrong)}: {', '.join(wrong[:5])}{' ...' if len(wrong) > 5 else ''}")
-            parts.append("(is the file's ResNet depth the config's MODEL.RESNETS.DEPTH?)")
-            raise BackboneInitError(" ".join(parts))
-        module.load_state_dict(new_state, strict=True)
+        getattr(model, attr).load_state_dict(new_state, strict=True)
         counts[attr] = len(new_state)
     if not quiet:
         print(f"initialized backbone and backbonedepth from {path} ({counts['backbone']} tensors each)",

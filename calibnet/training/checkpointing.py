@@ -38,15 +38,11 @@ def capture_rng() -> dict[str, Any]:
 
 
 def _to_plain(obj: Any) -> Any:
-    if isinstance(obj, tuple):
-        return [_to_plain(o) for o in obj]
-    return obj
+    return [_to_plain(o) for o in obj] if isinstance(obj, tuple) else obj
 
 
 def _to_tuple(obj: Any) -> Any:
-    if isinstance(obj, list):
-        return tuple(_to_tuple(o) for o in obj)
-    return obj
+    return tuple(_to_tuple(o) for o in obj) if isinstance(obj, list) else obj
 
 
 def restore_rng(state: dict[str, Any]) -> None:

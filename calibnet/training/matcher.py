@@ -50,11 +50,7 @@ def assign(scores: Sequence[np.ndarray | torch.Tensor]) -> list[tuple[torch.Tens
     out = []
     for s in scores:
         s_np = s.detach().cpu().numpy() if isinstance(s, torch.Tensor) else np.asarray(s)
-        if s_np.size == 0:
-            empty = torch.zeros(0, dtype=torch.int64)
-            out.append((empty, empty.clone()))
-            continue
-        rows, cols = linear_sum_assignment(s_np, maximize=True)
+        rows, cols = linear_sum_assignment(s_np, maximize=True)  # empty index arrays for an empty matrix
         out.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
     return out
 

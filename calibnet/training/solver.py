@@ -64,13 +64,8 @@ def lr_factor(iteration: int, steps: Sequence[int], gamma: float, warmup_iters: 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, opts: SolverOptions) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-iteration schedule: call ``scheduler.step()`` once after every optimizer step."""
-    steps, gamma = tuple(opts.steps), opts.gamma
-    warm_iters, warm_factor = opts.warmup_iters, opts.warmup_factor
-
-    def factor(it: int) -> float:
-        return lr_factor(it, steps, gamma, warm_iters, warm_factor)
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    steps, gamma, warm_iters, warm_factor = tuple(opts.steps), opts.gamma, opts.warmup_iters, opts.warmup_factor
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, steps, gamma, warm_iters, warm_factor))
 
 
 def clip_gradients(parameters: Iterable[torch.Tensor], max_norm: float) -> float | None:

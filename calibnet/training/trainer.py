@@ -7,6 +7,7 @@ TensorBoard events and checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -31,7 +32,7 @@ from .solver import SolverOptions, build_optimizer, build_scheduler, clip_gradie
 
 __all__ = ["TrainOptions", "Trainer"]
 
-LOSS_KEYS = ("loss_ce", "loss_mask", "loss_dice", "loss_objectness", "loss_t3", "loss_d3", "loss_r2", "loss_d2")
+LOSS_KEYS = tuple(CalibNetCriterion.WEIGHT_FIELDS)
 
 
 @dataclass
@@ -127,7 +128,6 @@ class Trainer:
         start = self.iteration
         bar = None
         if self.opts.progress and self.is_main:
-
             bar = tqdm(total=end, initial=start, desc="train", unit="it", file=sys.stderr, dynamic_ncols=True)
         self._open_logs()
         t_start = time.perf_counter()
@@ -168,11 +168,9 @@ class Trainer:
             line = ", ".join(f"{k} {metrics[k]:.2f}" for k in ("AP", "AP50", "AP70") if k in metrics)
             print(f"[iter {self.iteration}] eval: {line}", file=sys.stderr)
             if self.opts.out_dir is not None:
-
-                row: dict[str, Any] = {"iteration": self.iteration}
-                for k, v in metrics.items():
-                    if isinstance(v, (int, float, str)) or v is None:
-                        row[k] = None if isinstance(v, float) and not math.isfinite(v) else v
+                row = {"iteration": self.iteration, **{
+                    k: None if isinstance(v, float) and not math.isfinite(v) else v
+                    for k, v in metrics.items() if isinstance(v, (int, float, str)) or v is None}}
                 with (Path(self.opts.out_dir) / "eval.jsonl").open("a") as f:
                     f.write(json.dumps(row) + "\n")
             if self._tb is not None:
@@ -196,11 +194,9 @@ class Trainer:
             writer.writeheader()
         self._csv = (f, writer)
         if self.opts.tensorboard:
-            try:
+            with contextlib.suppress(ImportError):  # tensorboard is optional
                 from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard is optional
-                self._tb = None
-            else:
+
                 self._tb = SummaryWriter(log_dir=str(out / "tensorboard"))
 
     def _log(self, record: dict[str, float]) -> None:

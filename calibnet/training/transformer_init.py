@@ -77,17 +77,10 @@ class BackboneInitReport:
 def _backbone_names(sd: dict[str, torch.Tensor]) -> dict[str, tuple[str, torch.Tensor]]:
     """backbone key -> (file key, tensor): a ``backbone.`` prefix is removed when the file has one (then the
     ``backbonedepth.`` half of a CalibNet checkpoint is ignored)."""
-    prefixed = [k for k in sd if k.startswith(_PREFIXES)]
-    out: dict[str, tuple[str, torch.Tensor]] = {}
-    for k, v in sd.items():
-        if prefixed:
-            p = next((p for p in _PREFIXES if k.startswith(p)), None)
-            if p is None:
-                continue
-            out[k[len(p):]] = (k, v)
-        else:
-            out[k] = (k, v)
-    return out
+    if not any(k.startswith(_PREFIXES) for k in sd):
+        return {k: (k, v) for k, v in sd.items()}
+    prefix_of = {k: next((p for p in _PREFIXES if k.startswith(p)), None) for k in sd}
+    return {k[len(p):]: (k, sd[k]) for k, p in prefix_of.items() if p is not None}
 
 
 def init_transformer_backbones(model: nn.Module, path: str | Path, quiet: bool = False) -> BackboneInitReport:
