@@ -45,8 +45,11 @@ class CalibNet(nn.Module):
         self.encoder_depth = TransformerEncoder(cfg.encoder_depth, channels)
         self.decoder = CalibNetDecoder(cfg.decoder, cfg.fusion_decoder.mask_dim, cfg.num_classes)
         self.fusion_decoder = build_mask_branch(cfg.fusion_decoder)
-        for name in TRAINING_ONLY_MODULES:  # predictor_rgb, predictor_depth, predictor_rgb_r2, predictor_depth_d2
-            setattr(self, name, CoarsePredictor(cfg.decoder.input_channels))
+        feat_dim = cfg.decoder.input_channels
+        self.predictor_rgb = CoarsePredictor(feat_dim)
+        self.predictor_depth = CoarsePredictor(feat_dim)
+        self.predictor_rgb_r2 = CoarsePredictor(feat_dim)
+        self.predictor_depth_d2 = CoarsePredictor(feat_dim)
         for name in ("pixel_mean", "pixel_std"):  # not in the state dict, as in the official model
             self.register_buffer(name, torch.tensor(getattr(cfg, name), dtype=torch.float32).view(1, 3, 1, 1),
                                  persistent=False)

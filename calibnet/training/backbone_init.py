@@ -110,7 +110,8 @@ def init_backbones(model: nn.Module, path: str | Path, quiet: bool = False) -> d
 
         return init_transformer_backbones(model, path, quiet=quiet).counts()
     weights = backbone_state_from_file(path)
-    own = model.backbone.state_dict()  # backbonedepth is built the same way: the same keys and shapes
+    backbones = {attr: getattr(model, attr) for attr in ("backbone", "backbonedepth")}
+    own = backbones["backbone"].state_dict()  # backbonedepth is built the same way: the same keys and shapes
     missing, wrong = [], []
     new_state = {}
     for k, t in own.items():
@@ -131,10 +132,9 @@ def init_backbones(model: nn.Module, path: str | Path, quiet: bool = False) -> d
             parts.append(f"wrong shape {len(wrong)}: {', '.join(wrong[:5])}{' ...' if len(wrong) > 5 else ''}")
         parts.append("(is the file's ResNet depth the config's MODEL.RESNETS.DEPTH?)")
         raise BackboneInitError(" ".join(parts))
-    counts: dict[str, int] = {}
-    for attr in ("backbone", "backbonedepth"):
-        getattr(model, attr).load_state_dict(new_state, strict=True)
-        counts[attr] = len(new_state)
+    for module in backbones.values():
+        module.load_state_dict(new_state, strict=True)
+    counts = {attr: len(new_state) for attr in backbones}
     if not quiet:
         print(f"initialized backbone and backbonedepth from {path} ({counts['backbone']} tensors each)",
               file=sys.stderr)
