@@ -114,10 +114,8 @@ class LoaderBatches:
         self._it: Iterator[dict[str, Any]] | None = None
 
     def batch(self, iteration: int) -> dict[str, Any]:
-        if self._it is None:
+        batch = None if self._it is None else next(self._it, None)
+        if batch is None:  # the first request, or an epoch-wise loader exhausted
             self._it = iter(self._make(iteration))
-        try:
-            return next(self._it)
-        except StopIteration:
-            self._it = iter(self._make(iteration))
-            return next(self._it)
+            batch = next(self._it)
+        return batch
