@@ -168,11 +168,10 @@ class Trainer:
             line = ", ".join(f"{k} {metrics[k]:.2f}" for k in ("AP", "AP50", "AP70") if k in metrics)
             print(f"[iter {self.iteration}] eval: {line}", file=sys.stderr)
             if self.opts.out_dir is not None:
-                row = {"iteration": self.iteration, **{
-                    k: None if isinstance(v, float) and not math.isfinite(v) else v
-                    for k, v in metrics.items() if isinstance(v, (int, float, str)) or v is None}}
+                row = {k: None if isinstance(v, float) and not math.isfinite(v) else v
+                       for k, v in metrics.items() if isinstance(v, (int, float, str)) or v is None}
                 with (Path(self.opts.out_dir) / "eval.jsonl").open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+                    f.write(json.dumps({"iteration": self.iteration, **row}) + "\n")
             if self._tb is not None:
                 for k, v in metrics.items():
                     if isinstance(v, (int, float)) and math.isfinite(v):
