@@ -153,9 +153,8 @@ def load_checkpoint(model: nn.Module, path: str | Path, strict: bool = True) -> 
     wrong = [(k, tuple(sd[k].shape), tuple(own[k].shape)) for k in own if k in sd and sd[k].shape != own[k].shape]
     if strict and (missing or unexpected or wrong):
         raise CheckpointMismatchError(str(path), missing, unexpected, wrong)
-    if wrong:
-        bad = {k for k, _, _ in wrong}
-        sd = {k: v for k, v in sd.items() if k not in bad}
+    bad = {k for k, _, _ in wrong}
+    sd = {k: v for k, v in sd.items() if k not in bad}
     model.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
     return sd
 

@@ -44,8 +44,6 @@ RECIPES: dict[str, Recipe] = {
     "synthetic-r18": Recipe(
         name="synthetic-r18",
         description="R18 backbones from scratch, 1-layer encoders, 10 kernels, 128x192 input, synthetic scenes",
-        iters=600,
-        steps=(480,),
         config="r18",
         overrides={
             "decoder.num_kernels": 10,
