@@ -71,31 +71,26 @@ def _ort_matmul(n: int, threads: int) -> Any:
                                 providers=["CPUExecutionProvider"])
 
 
-def measure_sgemm(n: int = 2048, threads: int = 1, repeats: int = 5, use_torch: bool = True,
-                  use_numpy: bool = True, use_onnxruntime: bool = True) -> SgemmResult:
+def measure_sgemm(n: int = 2048, threads: int = 1, repeats: int = 5) -> SgemmResult:
     """Measure the float32 matmul rate of this machine (``n`` x ``n`` by ``n`` x ``n``)."""
+    import torch
+
     if n < 1 or repeats < 1:
         raise ValueError("n and repeats must be >= 1")
     flops = 2.0 * n ** 3
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
-    torch_rate = numpy_rate = ort_rate = None
-    if use_torch:
-        import torch
-
-        old = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-            out = torch.empty(n, n)
-            torch_rate = _best_rate(lambda: torch.mm(ta, tb, out=out), flops, repeats)
-        finally:
-            torch.set_num_threads(old)
-    if use_onnxruntime:
-        sess = _ort_matmul(n, threads)
-        ort_rate = _best_rate(lambda: sess.run(None, {"A": a, "B": b}), flops, repeats)
-    if use_numpy:
-        out_np = np.empty((n, n), np.float32)
-        numpy_rate = _best_rate(lambda: np.matmul(a, b, out=out_np), flops, repeats)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        out = torch.empty(n, n)
+        torch_rate = _best_rate(lambda: torch.mm(ta, tb, out=out), flops, repeats)
+    finally:
+        torch.set_num_threads(old)
+    sess = _ort_matmul(n, threads)
+    ort_rate = _best_rate(lambda: sess.run(None, {"A": a, "B": b}), flops, repeats)
+    out_np = np.empty((n, n), np.float32)
+    numpy_rate = _best_rate(lambda: np.matmul(a, b, out=out_np), flops, repeats)
     return SgemmResult(n, threads, torch_rate, numpy_rate, ort_rate)
