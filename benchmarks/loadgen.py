@@ -19,8 +19,10 @@ a result or an explicit "overloaded" answer and the server answered afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -73,10 +75,8 @@ class LoadReport:
 
     def kinds(self) -> dict[str, int]:
         """How many answers of each kind: answered, overloaded, unreachable, refused (zeros included)."""
-        out = dict.fromkeys(("answered", "overloaded", "unreachable", "refused"), 0)
-        for a in self.answers:
-            out[a.kind] = out.get(a.kind, 0) + 1
-        return out
+        return {**dict.fromkeys(("answered", "overloaded", "unreachable", "refused"), 0),
+                **Counter(a.kind for a in self.answers)}
 
 
 def _send(client: CalibnetClient, frame: tuple[np.ndarray, np.ndarray]) -> tuple[Prediction | None, str | None, str]:
@@ -225,25 +225,14 @@ def run_overload(urls: Sequence[str], frames: Sequence[tuple[np.ndarray, np.ndar
     process tree (``server_pid``, 0: not sampled) sampled for its peak RSS."""
     phases = []
     for i, m in enumerate(multiples):
-        with RssMonitor(server_pid) if server_pid else _NoMonitor() as mon:
+        with RssMonitor(server_pid) if server_pid else contextlib.nullcontext() as mon:
             report = run_rate(urls, frames, sustainable * m, duration_s, senders=senders, seed=i, timeout_s=timeout_s)
-        phases.append(OverloadPhase(m, sustainable * m, report, mon.peak))
+        phases.append(OverloadPhase(m, sustainable * m, report, mon.peak if mon else 0))
     return phases
-
-
-class _NoMonitor:
-    peak = 0
-
-    def __enter__(self) -> _NoMonitor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def synthetic_frames(n: int, height: int, width: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """``n`` synthetic RGB-D scenes (calibnet.data.synthetic) of one size."""
-
     return [(s.rgb, s.depth) for s in (make_scene(seed + i, height, width) for i in range(n))]
 
 
