@@ -41,7 +41,6 @@ def openvino_facts() -> dict[str, Any]:
     try:
         import openvino as ov
 
-
         facts["openvino"] = ov.__version__
         facts["openvino_cpu_capabilities"] = cpu_capabilities()
     except ImportError:

@@ -24,7 +24,7 @@ from calibnet.config import ConfigError, get_config
 from calibnet.data.synthetic import make_scene
 from calibnet.evaluation import run_eval
 
-from .cpu_facts import openvino_facts
+from .cpu_facts import cpu_isa, openvino_facts
 from .latency import RuntimePath, interleave
 from .sgemm import measure_sgemm
 
@@ -63,13 +63,8 @@ class BenchOptions:
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} logical CPUs"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs"
+    name = cpu_isa()["model_name"] or platform.processor() or platform.machine()
+    return f"{name}, {os.cpu_count()} logical CPUs"
 
 
 def _loadavg() -> list[float] | None:
@@ -100,9 +95,9 @@ def _say(msg: str, quiet: bool) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def _accuracy(args: BenchOptions, spec: Any, prepared: list[Any]) -> dict[str, Any]:
+def _accuracy(args: BenchOptions, prepared: list[Any]) -> dict[str, Any]:
     """Mask AP (percent) per runnable backend via :func:`calibnet.evaluation.run_eval`."""
-
+    spec = args.accuracy
     out: dict[str, Any] = {"dataset": spec.name, "limit": args.accuracy_limit, "backends": {}}
     for p in prepared:
         if p.runnable:
@@ -124,7 +119,6 @@ def run_benchmark(args: BenchOptions) -> dict[str, Any]:
     from .report import BASELINE, add_speedups_vs, backend_entry
 
     quiet = args.quiet
-    spec = args.accuracy
     load_start = _loadavg()
     torch.set_num_threads(args.threads)
     cfg, resize_note = bench_config(args.config, args.height, args.width)
@@ -201,9 +195,8 @@ def run_benchmark(args: BenchOptions) -> dict[str, Any]:
             {"network_hw": list(baseline.network_hw), "instances": base_instances,
              "detail": "Pillow ResizeShortestEdge + torch normalize/pad, eager model with grid_sample MSDA, "
                        "official post-processing in torch"})
-        accuracy = _accuracy(args, spec, prepared) if spec is not None else None
+        accuracy = _accuracy(args, prepared) if args.accuracy is not None else None
 
-    msda = "grid_sample reference (official CPU fallback)"
     doc: dict[str, Any] = {
         **stats.to_dict(),
         "sgemm_gflops": sgemm.peak_gflops,
@@ -216,9 +209,9 @@ def run_benchmark(args: BenchOptions) -> dict[str, Any]:
             "iters": args.iters, "threads": args.threads, "frame_hw": list(frame_hw),
             "frame": f"synthetic RGB-D scene (make_scene seeds 0..{args.batch - 1}), resized to "
                      f"{resized[0]}x{resized[1]}, padded to {padded[0]}x{padded[1]}",
-            "resize": resize_note, "msda_eager": msda, "cpu": _cpu_name(), "torch": torch.__version__,
-            "onnxruntime": ort.__version__, "numpy": np.__version__, "python": platform.python_version(),
-            "loadavg_start": load_start, "loadavg_end": _loadavg(),
+            "resize": resize_note, "msda_eager": "grid_sample reference (official CPU fallback)", "cpu": _cpu_name(),
+            "torch": torch.__version__, "onnxruntime": ort.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "loadavg_start": load_start, "loadavg_end": _loadavg(),
             "units": "ms per batch of --batch frames; fps = frames per second",
             **openvino_facts(),
         },
