@@ -36,6 +36,7 @@ counts are exact and a 320x480 R50 count takes a fraction of a real forward pass
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -221,22 +222,16 @@ def count_macs(module: nn.Module, inputs: Sequence[Any], kwargs: dict[str, Any] 
     result = MacCount(input_shapes=[tuple(x.shape) for x in inputs if isinstance(x, torch.Tensor)])
     handles = []
 
-    def enter(name: str) -> Callable[..., None]:
-        def hook(mod: nn.Module, args: Any) -> None:
-            scopes.append(name)
+    def enter(name: str, mod: nn.Module, args: Any) -> None:
+        scopes.append(name)
 
-        return hook
-
-    def leave(name: str) -> Callable[..., None]:
-        def hook(mod: nn.Module, args: Any, out: Any) -> None:
-            if scopes and scopes[-1] == name:
-                scopes.pop()
-
-        return hook
+    def leave(name: str, mod: nn.Module, args: Any, out: Any) -> None:
+        if scopes and scopes[-1] == name:
+            scopes.pop()
 
     for name, sub in module.named_modules():
-        handles.append(sub.register_forward_pre_hook(enter(name)))
-        handles.append(sub.register_forward_hook(leave(name)))
+        handles.append(sub.register_forward_pre_hook(functools.partial(enter, name)))
+        handles.append(sub.register_forward_hook(functools.partial(leave, name)))
     mode = _MacCounterMode(scopes, shape_only)
     try:
         with torch.no_grad(), mode:

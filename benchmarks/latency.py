@@ -68,10 +68,7 @@ def interleave(paths: Sequence[Timed], warmup: int, iters: int,
     ``progress(iterable, description)`` may wrap the rounds (e.g. a tqdm bar)."""
     if iters < 1 or warmup < 0:
         raise ValueError("iters must be >= 1 and warmup >= 0")
-
-    def wrap(r: Iterable[int], desc: str) -> Iterable[int]:
-        return progress(r, desc) if progress else r
-
+    wrap = progress or (lambda rounds, _desc: rounds)
     n = len(paths)
     for r in wrap(range(warmup), "warm-up"):
         for i in range(n):

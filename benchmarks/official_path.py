@@ -51,7 +51,6 @@ class OfficialFrame:
 
 
 def _pil_resize(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-
     if img.shape[:2] == hw:
         return img
     return np.asarray(Image.fromarray(img).resize((hw[1], hw[0]), Image.Resampling.BILINEAR))
@@ -70,7 +69,6 @@ def _pad_batch(tensors: Sequence[torch.Tensor], divisor: int) -> torch.Tensor:
 def official_preprocess(rgbs: Sequence[np.ndarray], depths: Sequence[np.ndarray], short: int, max_size: int,
                         pixel_mean: Sequence[float], pixel_std: Sequence[float], divisor: int = 32) -> OfficialFrame:
     """Resize (Pillow), convert, normalize and pad RGB uint8 [H,W,3] frames and uint8 [H,W] depth maps."""
-
     mean = torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1)
     std = torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1)
     imgs: list[torch.Tensor] = []
@@ -104,10 +102,8 @@ class OfficialStylePath:
     name = "official"
 
     def __init__(self, model: nn.Module, rgbs: Sequence[np.ndarray], depths: Sequence[np.ndarray]) -> None:
-
         self.model = model.eval()
         cfg: Any = model.cfg
-        self._post = official_inference
         self.rgbs, self.depths = list(rgbs), list(depths)
         self.short, self.max_size = cfg.input.min_size_test, cfg.input.max_size_test
         self.divisor = cfg.input.size_divisibility
@@ -131,7 +127,8 @@ class OfficialStylePath:
         with torch.no_grad():
             out = forward_normalized(self.model, frame.images, frame.depths)
         t2 = time.perf_counter()
-        self.last_results = self._post(out["pred_logits"], out["pred_scores"], out["pred_masks"], frame.image_sizes,
-                                       frame.original_sizes, frame.padded_hw, **self.thresholds)
+        self.last_results = official_inference(out["pred_logits"], out["pred_scores"], out["pred_masks"],
+                                               frame.image_sizes, frame.original_sizes, frame.padded_hw,
+                                               **self.thresholds)
         t3 = time.perf_counter()
         return {"pre": t1 - t0, "infer": t2 - t1, "post": t3 - t2, "e2e": t3 - t0}

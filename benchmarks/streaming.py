@@ -75,14 +75,11 @@ def rss_bytes() -> int:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError):
-
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def write_pairs(folder: Path, n: int, hw: tuple[int, int], seed: int = 0) -> tuple[Path, Path]:
     """``n`` synthetic scenes as ``RGB/<i>.jpg`` + ``depth/<i>.png``; returns the two folders."""
-
-
     rgb_dir, depth_dir = folder / "RGB", folder / "depth"
     rgb_dir.mkdir(parents=True, exist_ok=True)
     depth_dir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +91,6 @@ def write_pairs(folder: Path, n: int, hw: tuple[int, int], seed: int = 0) -> tup
 
 
 def _sequential(rt: Any, rgb_dir: Path, depth_dir: Path) -> float:
-
     pairs = match_pairs(rgb_dir, depth_dir)
     t0 = time.perf_counter()
     for r, d in pairs:
@@ -109,8 +105,7 @@ def sequential_vs_stream(rt: Any, rgb_dir: Path, depth_dir: Path, rounds: int = 
     strm: list[float] = []
     last_stats: Any = None
     for k in range(rounds):
-        order = ("seq", "stream") if k % 2 == 0 else ("stream", "seq")
-        for what in order:
+        for what in ("seq", "stream") if k % 2 == 0 else ("stream", "seq"):
             if what == "seq":
                 seq.append(_sequential(rt, rgb_dir, depth_dir))
             else:
@@ -127,9 +122,7 @@ def sequential_vs_stream(rt: Any, rgb_dir: Path, depth_dir: Path, rounds: int = 
 def _paced(frame: tuple[np.ndarray, np.ndarray], n: int, interval: float) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     t0 = time.perf_counter()
     for i in range(n):
-        delay = t0 + i * interval - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
+        time.sleep(max(0.0, t0 + i * interval - time.perf_counter()))
         yield frame
 
 
@@ -212,7 +205,6 @@ def _model_path(args: StreamBenchOptions, workdir: Path) -> Path:
 
 def run_streaming(args: StreamBenchOptions, say: Callable[[str], None]) -> dict[str, Any]:
     """The ``--stream`` / ``--soak`` part of calibnet-bench; returns its JSON document."""
-
     doc: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="calibnet-bench-stream-") as tmp:
         workdir = Path(args.workdir or tmp)
