@@ -27,7 +27,6 @@ __all__ = ["prepare_dataset"]
 def prepare_dataset(data: Path, images: int, height: int, width: int, seed: int = 0) -> tuple[Path, Path]:
     """(annotations json, salient-map folder) of a synthetic data set of ``images`` images in ``data``,
     written unless a complete one is there."""
-
     spec = synthetic_dataset_spec(data, name=data.name)
     gt_dir = data / "GT"
     marker = data / f".complete-{images}-{height}x{width}-{seed}"

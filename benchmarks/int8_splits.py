@@ -44,7 +44,6 @@ def npz_feeds(path: str | Path, height: int, width: int) -> dict[str, np.ndarray
 
 
 def parse_split(text: str) -> tuple[tuple[str, ...], bool]:
-
     name, _, flag = text.partition(":")
     return parse_keep_float(name.replace("+", ",")), flag == "transformer"
 
@@ -52,7 +51,6 @@ def parse_split(text: str) -> tuple[tuple[str, ...], bool]:
 def run_splits(onnx: str | Path, splits: list[str], calib: int, iters: int, threads: int,
                reference_npz: str | None, workdir: Path, say: Any = print) -> dict[str, Any]:
     """Quantize, compare and time every split; returns the JSON document."""
-
     from .backends import ort_session_options
 
     with Runtime.open(onnx, backend="openvino", precision="f32", threads=threads, cache_dir="") as rt:

@@ -82,7 +82,6 @@ DATASET_FRAMES: tuple[tuple[str, int, int], ...] = (
 def padded_network_size(h: int, w: int, short: int, max_size: int, divisor: int = 32
                         ) -> tuple[tuple[int, int], tuple[int, int]]:
     """(resized (h, w), padded (H, W)) of a frame under the official ResizeShortestEdge + pad."""
-
     rh, rw = shortest_edge_size(h, w, short, max_size)
     return (rh, rw), (-(-rh // divisor) * divisor, -(-rw // divisor) * divisor)
 

@@ -90,7 +90,6 @@ def blob_case(name: str, height: int, width: int, kept: int, kernels: int = 50, 
 def forward_case(config: str, height: int, width: int, weights: str | None = None, seed: int = 0,
                  name: str | None = None) -> RawCase:
     """Raw outputs of the real model (torch, eager) on a synthetic RGB-D scene of ``height`` x ``width``."""
-
     model = calibnet.build_model(config, weights, seed=seed, quiet=True)
     scene = make_scene(seed, height, width)
     frame = prepare_frame(scene.rgb, scene.depth)
@@ -112,7 +111,6 @@ def runtime_post(case: RawCase, meta: ModelMetadata) -> Prediction:
 
 def official_post(case: RawCase, meta: ModelMetadata, tensors: tuple[Any, Any, Any]) -> dict[str, Any]:
     """The official post-processing (torch) of one case; ``tensors`` = the raw outputs as torch tensors."""
-
     return official_inference(*tensors, [case.resized_hw], [case.original_hw], case.padded_hw,
                               cls_threshold=meta.cls_threshold, mask_threshold=meta.mask_threshold,
                               max_detections=meta.max_detections)[0]
