@@ -21,6 +21,7 @@ scenes (:func:`calibnet.data.synthetic.make_scene`). No torch is needed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -119,14 +120,10 @@ def _static_batch(metadata: ModelMetadata) -> int:
 def synthetic_calibration_feeds(runtime: Any, count: int, seed: int = 1000) -> list[dict[str, np.ndarray]]:
     """Graph feeds of ``count`` synthetic RGB-D scenes (seeds ``seed``..), resized and padded by
     ``runtime.prepare`` (scenes 1.5x the network size, as calibnet-bench's frame)."""
-
     m = runtime.metadata
     h, w = round(m.height * 1.5), round(m.width * 1.5)
-    out = []
-    for i in range(count):
-        s = make_scene(seed=seed + i, height=h, width=w)
-        out.append(stack_frames([runtime.prepare(s.rgb, s.depth)] * _static_batch(m)))
-    return out
+    scenes = (make_scene(seed=seed + i, height=h, width=w) for i in range(count))
+    return [stack_frames([runtime.prepare(s.rgb, s.depth)] * _static_batch(m)) for s in scenes]
 
 
 def folder_calibration_feeds(runtime: Any, folder: str | Path, limit: int | None = None) -> list[dict[str, np.ndarray]]:
@@ -151,13 +148,6 @@ def compare_precision(reference: Any, candidate: Any, feeds: Sequence[dict[str, 
     ref = {k: np.concatenate([r[k] for r in refs]) for k in refs[0]}
     cand = {k: np.concatenate([c[k] for c in cands]) for k in refs[0] if k in cands[0]}
     return compare_outputs(ref, cand, metadata, precision=precision, min_mask_agreement=min_mask_agreement)
-
-
-def _versions() -> dict[str, str]:
-    import nncf
-    import openvino as ov
-
-    return {"openvino": ov.__version__.split("-")[0], "nncf": nncf.__version__}
 
 
 #: the groups that compute each output, most likely cause first: where to look when that output disagrees
@@ -223,7 +213,7 @@ def quantize_int8(model_path: str | Path, out_xml: str | Path, calibration: Sequ
         "kept_in_float": {g: KEEP_FLOAT_GROUPS[g]["what"] for g in keep_float},
         "calibration": {"frames": len(calibration), "source": calibration_source, "preset": preset,
                         "model_type": "transformer" if transformer else "default", "fast_bias_correction": True},
-        "msda": route.mode, **_versions()}
+        "msda": route.mode, "openvino": ov.__version__.split("-")[0], "nncf": nncf.__version__}
     meta = ModelMetadata.from_dict(metadata.to_dict())
     meta.precision = "int8"
     out_xml.parent.mkdir(parents=True, exist_ok=True)
@@ -313,15 +303,10 @@ def make_int8_ir(model_path: str | Path, out_xml: str | Path, options: Int8Optio
 def check_bf16(model_path: str | Path, frames: int = 4) -> Any:
     """OpenVINO BF16 vs FP32 on ``frames`` held-out synthetic scenes: the comparator's report (precision
     ``bf16``). :class:`BackendUnavailable` without OpenVINO or native BF16 on this CPU."""
-    reference = OpenVinoBackend(model_path, precision="f32", cache_dir="")
-    try:
+    with contextlib.ExitStack() as opened:
+        reference = OpenVinoBackend(model_path, precision="f32", cache_dir="")
+        opened.callback(reference.close)
         candidate = OpenVinoBackend(model_path, precision="bf16", cache_dir="")
-    except BaseException:
-        reference.close()
-        raise
-    try:
+        opened.callback(candidate.close)
         feeds = synthetic_calibration_feeds(Runtime(reference), frames, seed=9000)
         return compare_precision(reference, candidate, feeds, reference.metadata, "bf16")
-    finally:
-        reference.close()
-        candidate.close()
