@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ GRAPH_FLAVOR = {"engine": "tensorrt"}
 
 @dataclass(frozen=True)
 class GraphOptions:
-    """The ONNX graph: flavour, sizes, batch, in-graph top-k, opset (see :func:`.onnx_export.export_onnx`)."""
+    """The ONNX graph: flavour, sizes, batch, in-graph top-k, opset (:func:`.onnx_export.export_onnx`'s arguments)."""
 
     flavor: str = "portable"
     height: int = 320
@@ -136,10 +136,7 @@ def export(model: Any, onnx: str | Path, targets: Sequence[str] = ("onnx",), opt
         raise ValueError(f"Triton variant must be one of {', '.join(VARIANTS)}, not {opts.triton_variant!r}")
     where = {**default_paths(onnx), **{k: Path(v) for k, v in (paths or {}).items()}}
     g = opts.graph
-    path = export_onnx(model, where["onnx"], flavor=g.flavor, height=g.height, width=g.width, dynamic=g.dynamic,
-                       batch=g.batch, topk=g.topk or None, opset=g.opset, simplify=g.simplify, metadata=g.metadata,
-                       dynamic_batch=g.dynamic_batch, min_hw=g.min_hw, max_hw=g.max_hw, max_batch=g.max_batch,
-                       plugin_version=g.plugin_version, reference_body=g.reference_body)
+    path = export_onnx(model, where["onnx"], **{f.name: getattr(g, f.name) for f in fields(g)})
     result = ExportResult([Step("onnx", "done", path, f"{path.stat().st_size / 1e6:.1f} MB, {g.flavor} flavour")])
     say(f"wrote {path} ({result.steps[0].message})")
     if opts.verify:
