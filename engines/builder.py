@@ -84,7 +84,6 @@ def choose_fp16_path(trt_version: str, fp16: bool, requested: str = "auto") -> s
 
 def current_gpu() -> GpuInfo:
     """The GPU this process builds on (name, compute capability); "unknown" fields without a query tool."""
-
     info = query_gpu()
     return GpuInfo(*info) if info else GpuInfo("unknown", "unknown")
 
@@ -130,7 +129,6 @@ def _mark_fp32_layers(network: trt.INetworkDefinition, model: Any, patterns: Seq
     """Pin the layers of FP32-island ONNX nodes (and LayerNorm/softmax layer types) to FP32 (TensorRT 10
     weak typing); returns their names."""
     import tensorrt as trt
-
 
     compiled = compile_patterns(patterns)
     by_type = {"LayerNormalization": trt.LayerType.NORMALIZATION, "GroupNormalization": trt.LayerType.NORMALIZATION,

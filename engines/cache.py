@@ -93,11 +93,8 @@ def find_cached(cache_dir: str | os.PathLike[str], key: CacheKey) -> Path | None
             sc = read_sidecar(engine)
         except (OSError, ValueError):
             continue
-        if cache_mismatches(sc, key):
-            continue
-        if not sc.engine_sha256 or file_sha256(engine) != sc.engine_sha256:
-            continue
-        return engine
+        if not cache_mismatches(sc, key) and sc.engine_sha256 and file_sha256(engine) == sc.engine_sha256:
+            return engine
     return None
 
 
@@ -111,7 +108,6 @@ def get_or_build(onnx_path: str | os.PathLike[str], cache_dir: str | os.PathLike
 
     ``tensorrt_version``/``gpu``/``builder`` default to the installed TensorRT, the current GPU and
     ``build_engine`` (they can be given, e.g. to look up engines for another machine)."""
-
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX file {onnx_path} does not exist")
@@ -125,8 +121,7 @@ def get_or_build(onnx_path: str | os.PathLike[str], cache_dir: str | os.PathLike
     key = CacheKey.make(file_sha256(onnx_path), tensorrt_version, gpu, "fp16" if fp16 else "fp32", profiles,
                         patterns)
     cdir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    hit = find_cached(cdir, key)
-    if hit is not None:
+    if (hit := find_cached(cdir, key)) is not None:
         return hit
     private_dir(cdir)
     target = cdir / engine_filename(onnx_path, key)

@@ -50,7 +50,6 @@ def verify_engine(engine_path: str | os.PathLike[str], onnx_path: str | os.PathL
     ``min_mask_agreement`` for the masks), time the engine, and write the JSON report."""
     import onnxruntime as ort
 
-
     backend = TensorRTBackend(engine_path, use_cuda_graph=use_cuda_graph)
     try:
         meta = backend.metadata
