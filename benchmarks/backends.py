@@ -19,7 +19,7 @@ from __future__ import annotations
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
@@ -34,8 +34,11 @@ from calibnet.runtime.core.targets import IR_SUFFIX, ONNX_SUFFIX, Target, bench_
 
 from .openvino_profile import profile_backend
 
-__all__ = ["PreparedBackend", "RowOptions", "ort_session_options", "portable_onnx", "prepare_backend", "profile_row",
-           "PASSED", "VALIDATION_FAILED"]
+if TYPE_CHECKING:
+    from .suite import BenchOptions
+
+__all__ = ["PreparedBackend", "ort_session_options", "portable_onnx", "prepare_backend", "profile_row", "PASSED",
+           "VALIDATION_FAILED"]
 
 PASSED = "passed"
 VALIDATION_FAILED = "exported but validation failed"
@@ -58,21 +61,6 @@ class PreparedBackend:
     def runnable(self) -> bool:
         """Whether latency can be measured (passed or validation failed: it runs, but disagrees)."""
         return self.runtime is not None
-
-
-@dataclass(frozen=True)
-class RowOptions:
-    """How the rows are made: the network size and batch, CPU threads, where files go, the checkpoint (for the
-    reference's size), an INT8 IR to use instead of quantizing, and the bench's INT8 calibration scenes."""
-
-    workdir: Path
-    height: int
-    width: int
-    batch: int = 1
-    threads: int = 0
-    weights: str | None = None
-    int8_model: str | None = None
-    int8_calib: int = 8
 
 
 def ort_session_options(threads: int) -> Any:
@@ -134,13 +122,13 @@ def _reference(name: str, model: Any, weights: str | None) -> PreparedBackend:
                            detail="eager PyTorch (reference), runtime pre/post-processing")
 
 
-def _artifact(target: Target, precision: str, model: Any, opts: RowOptions) -> tuple[Path, str]:
+def _artifact(target: Target, precision: str, model: Any, opts: BenchOptions) -> tuple[Path, str]:
     """The file the row runs and how it was made (``BackendUnavailable`` or any export error propagate)."""
     kind = target.artifact(precision)
     if kind == "openvino-int8" and opts.int8_model:
         return Path(opts.int8_model), "the given INT8 IR"
     flavor = GRAPH_FLAVOR.get(kind, target.flavor)
-    onnx = portable_onnx(model, opts.workdir, opts.height, opts.width, opts.batch, flavor)
+    onnx = portable_onnx(model, Path(opts.workdir), opts.height, opts.width, opts.batch, flavor)
     if kind == "onnx":
         return onnx, f"the run's {flavor} ONNX export"
     options = ExportOptions(GraphOptions(height=opts.height, width=opts.width, batch=opts.batch), fp16=True,
@@ -153,15 +141,18 @@ def _artifact(target: Target, precision: str, model: Any, opts: RowOptions) -> t
     return step.path, f"{kind} made by calibnet.export: {step.message}" if step.message else kind
 
 
-def _open_options(target: Target, precision: str, opts: RowOptions) -> dict[str, Any]:
+def _open_options(target: Target, precision: str, opts: BenchOptions) -> dict[str, Any]:
     """What the row's backend is opened with: the settings it accepts of the bench's latency-minded ones."""
     wanted = {"threads": opts.threads, "precision": precision, "device": "cpu",
-              "session_options": ort_session_options(opts.threads), "cache_dir": opts.workdir / f"{target.name}-cache"}
+              "session_options": ort_session_options(opts.threads),
+              "cache_dir": Path(opts.workdir) / f"{target.name}-cache"}
     return {k: v for k, v in wanted.items() if k in target.options and (k != "precision" or len(target.precisions) > 1)}
 
 
-def prepare_backend(name: str, model: Any, rgb: np.ndarray, depth: np.ndarray, opts: RowOptions) -> PreparedBackend:
-    """Make, open and validate bench row ``name`` (:func:`calibnet.runtime.core.targets.bench_rows`) for ``model``."""
+def prepare_backend(name: str, model: Any, rgb: np.ndarray, depth: np.ndarray,
+                    opts: BenchOptions) -> PreparedBackend:
+    """Make, open and validate bench row ``name`` (:func:`calibnet.runtime.core.targets.bench_rows`) for ``model``
+    as the run's options say (its ``workdir`` set: where files go)."""
     rows = bench_rows()
     if name not in rows:
         raise ValueError(f"unknown backend {name!r} (choose from {', '.join(rows)})")
@@ -188,7 +179,7 @@ def prepare_backend(name: str, model: Any, rgb: np.ndarray, depth: np.ndarray, o
 
 
 def profile_row(prepared: PreparedBackend, rgb: np.ndarray, depth: np.ndarray,
-                opts: RowOptions) -> dict[str, Any] | None:
+                opts: BenchOptions) -> dict[str, Any] | None:
     """Where a row's time goes, for a backend that counts it (its row in the table of targets takes
     ``profile=True``: OpenVINO's performance counters, summarized by :func:`.openvino_profile.profile_backend`);
     None for the others. The row's file is opened once more with the counters on, as the row opened it (its

@@ -12,7 +12,7 @@ import os
 import platform
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,7 @@ def run_benchmark(args: BenchOptions) -> dict[str, Any]:
     import onnxruntime as ort
     import torch
 
-    from .backends import RowOptions, prepare_backend, profile_row
+    from .backends import prepare_backend, profile_row
     from .flops import count_model_macs
     from .model_stats import model_stats, padded_network_size
     from .official_path import OfficialStylePath
@@ -145,8 +145,7 @@ def run_benchmark(args: BenchOptions) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="calibnet-bench-") as tmp, contextlib.ExitStack() as opened:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        rows = RowOptions(workdir, args.height, args.width, args.batch, args.threads, args.weights, args.int8_model,
-                          args.int8_calib)
+        rows = replace(args, workdir=str(workdir))
         prepared = []
         for name in args.backends:
             _say(f"preparing backend {name}", quiet)
