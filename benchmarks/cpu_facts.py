@@ -41,8 +41,7 @@ def openvino_facts() -> dict[str, Any]:
     try:
         import openvino as ov
 
-        facts["openvino"] = ov.__version__
-        facts["openvino_cpu_capabilities"] = cpu_capabilities()
+        facts.update(openvino=ov.__version__, openvino_cpu_capabilities=cpu_capabilities())
     except ImportError:
         facts["openvino"] = None
     try:

@@ -12,7 +12,7 @@ can only be compared fairly with the best rate this machine was seen to reach.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -36,9 +36,7 @@ class SgemmResult:
         return max(v for v in (self.torch_gflops, self.numpy_gflops, self.onnxruntime_gflops, 0.0) if v is not None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "threads": self.threads, "torch_gflops": self.torch_gflops,
-                "numpy_gflops": self.numpy_gflops, "onnxruntime_gflops": self.onnxruntime_gflops,
-                "peak_gflops": self.peak_gflops,
+        return {**asdict(self), "peak_gflops": self.peak_gflops,
                 "note": "float32 square matmul, 2*n^3 FLOPs, best of the repeats; numpy uses its BLAS's "
                         "default thread count"}
 

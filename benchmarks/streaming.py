@@ -244,12 +244,11 @@ def format_streaming(doc: dict[str, Any]) -> str:
                   f"{la['p99_in_model_frames']:.2f} model frames, {la['dropped']} dropped over {la['results']} results;"
                   f" all: {al['processed']}/{al['source_frames']} processed, in order {al['in_order']}, "
                   f"p99 {al['p99_ms']:.1f} ms"]
-    if "soak" in doc:
-        for mode, s in doc["soak"].items():
-            lines.append(f"soak {mode}: {s['frames']} results in {s['seconds']:.0f} s, "
-                         f"RSS floor (over {s['window']} results) {s['rss_warmup_mib']:.1f} MiB "
-                         f"after result {s['warmup_frame']} -> {s['rss_end_mib']:.1f} MiB at the end "
-                         f"({s['growth_pct']:+.2f}%)" + (f"; {s['read']} frames read, {s['dropped']} dropped, "
-                                                         f"{len(s['threads_left'])} threads left after close()"
-                                                         if "threads_left" in s else ""))
+    for mode, s in doc.get("soak", {}).items():
+        lines.append(f"soak {mode}: {s['frames']} results in {s['seconds']:.0f} s, "
+                     f"RSS floor (over {s['window']} results) {s['rss_warmup_mib']:.1f} MiB "
+                     f"after result {s['warmup_frame']} -> {s['rss_end_mib']:.1f} MiB at the end "
+                     f"({s['growth_pct']:+.2f}%)" + (f"; {s['read']} frames read, {s['dropped']} dropped, "
+                                                     f"{len(s['threads_left'])} threads left after close()"
+                                                     if "threads_left" in s else ""))
     return "\n".join(lines)
