@@ -125,8 +125,7 @@ def msda_function_proto(n_levels: int, opset: int = 17) -> onnx.FunctionProto:
     for lvl in range(n_levels):
         li = const(f"l{lvl}", lvl)  # scalar index
         hw = op("Gather", [shapes, li], f"hw{lvl}", axis=0)  # [2]
-        h = op("Slice", [hw, const(f"h{lvl}_s", [0]), const(f"h{lvl}_e", [1])], f"h{lvl}")
-        w = op("Slice", [hw, const(f"w{lvl}_s", [1]), const(f"w{lvl}_e", [2])], f"w{lvl}")
+        h, w = dim(hw, 0, f"h{lvl}"), dim(hw, 1, f"w{lvl}")
         start = op("Slice", [starts, const(f"st{lvl}_s", [lvl]), const(f"st{lvl}_e", [lvl + 1])], f"start{lvl}")
         end = op("Add", [start, op("Mul", [h, w], f"area{lvl}")], f"end{lvl}")
         v = op("Slice", [v_t, start, end, const(f"ax{lvl}", [3])], f"v{lvl}")
