@@ -35,6 +35,7 @@ regular expression matching the ONNX node names of that module (the TorchScript 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -90,9 +91,9 @@ def _to_fp16(x: Any) -> Any:
     return x
 
 
-def _run_hooked(model: nn.Module, hook_of: Any, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The model's outputs with ``hook_of(name, module)`` as forward hook on every leaf module."""
-    handles = [m.register_forward_hook(hook_of(n, m)) for n, m in model.named_modules()
+def _run_hooked(model: nn.Module, hook: Any, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The model's outputs with ``hook(name, module, args, out)`` as forward hook on every leaf module."""
+    handles = [m.register_forward_hook(functools.partial(hook, n)) for n, m in model.named_modules()
                if n and not any(True for _ in m.children())]
     try:
         return TorchBackend(model).run(dict(inputs))
@@ -109,13 +110,10 @@ def fp16_readiness(model: nn.Module, inputs: Mapping[str, np.ndarray], norm_inpu
 
     stats: dict[str, dict[str, Any]] = {}  # leaf modules in the order they first ran
 
-    def record(name: str, module: nn.Module):  # type: ignore[no-untyped-def]
-        def hook(mod: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-            s = stats.setdefault(name, {"module": name, "type": type(module).__name__, "max_abs_in": 0.0,
-                                        "max_abs_out": 0.0})
-            s["max_abs_in"] = max(s["max_abs_in"], _max_abs(args))
-            s["max_abs_out"] = max(s["max_abs_out"], _max_abs(out))
-        return hook
+    def record(name: str, mod: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+        s = stats.setdefault(name, {"module": name, "type": type(mod).__name__, "max_abs_in": 0.0, "max_abs_out": 0.0})
+        s["max_abs_in"] = max(s["max_abs_in"], _max_abs(args))
+        s["max_abs_out"] = max(s["max_abs_out"], _max_abs(out))
 
     ref = _run_hooked(model, record, inputs)
 
@@ -123,7 +121,7 @@ def fp16_readiness(model: nn.Module, inputs: Mapping[str, np.ndarray], norm_inpu
     with torch.no_grad():
         for p in half.parameters():
             p.copy_(p.to(torch.float16).float())
-    emu = _run_hooked(half, lambda _n, _m: lambda _mod, _a, out: _to_fp16(out), inputs)
+    emu = _run_hooked(half, lambda _name, _mod, _args, out: _to_fp16(out), inputs)
 
     outputs: dict[str, dict[str, float]] = {}
     for k in OUTPUT_NAMES:
