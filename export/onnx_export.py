@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
@@ -88,19 +87,6 @@ def _check_args(model: nn.Module, flavor: str, height: int, width: int, batch: i
         raise ValueError(f"topk must be in 1..{model.cfg.decoder.num_kernels}, got {topk}")
 
 
-@contextlib.contextmanager
-def _export_mode(model: nn.Module, dynamic: bool, plugin_version: str) -> Iterator[None]:
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(torch.no_grad())
-        stack.enter_context(msda_implementation(functools.partial(msda_onnx.plugin_impl,
-                                                                  plugin_version=plugin_version)))
-        if dynamic:
-            stack.enter_context(dynamic_reference_points(model))
-        stack.enter_context(warnings.catch_warnings())
-        warnings.simplefilter("ignore")  # tracer chatter; the graph is checked and verified afterwards
-        yield
-
-
 def export_onnx(model: nn.Module, path: str | Path, flavor: str = "portable", height: int = 320, width: int = 480,
                 dynamic: bool = False, batch: int = 1, topk: int | None = None, opset: int = 17,
                 simplify: bool = True, metadata: ModelMetadata | None = None, *,
@@ -156,7 +142,14 @@ def export_onnx(model: nn.Module, path: str | Path, flavor: str = "portable", he
         half = {2: "mask_height", 3: "mask_width"} if dynamic else {}
         for name in outputs:
             axes[name] = {**b, **(half if name in MASK_OUTPUTS else {})}
-    with _export_mode(model, dynamic, plugin_version):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.no_grad())
+        stack.enter_context(msda_implementation(functools.partial(msda_onnx.plugin_impl,
+                                                                  plugin_version=plugin_version)))
+        if dynamic:
+            stack.enter_context(dynamic_reference_points(model))
+        stack.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore")  # tracer chatter; the graph is checked and verified afterwards
         torch.onnx.export(wrapper, (rgb, depth, valid), str(path), input_names=list(INPUT_NAMES),
                           output_names=list(outputs), opset_version=opset, dynamo=False,
                           do_constant_folding=True, dynamic_axes=axes or None)
@@ -183,11 +176,10 @@ def export_onnx(model: nn.Module, path: str | Path, flavor: str = "portable", he
         dynamic_batch=dynamic_batch, dynamic_hw=dynamic, input_names=INPUT_NAMES, output_names=outputs, opset=opset,
         exporter="torchscript", torch_version=torch.__version__, calibnet_version=__version__, extra=extra)
     onnx.helper.set_model_props(proto, meta.to_props())
-    if flavor == "tensorrt" and reference_body:
-        proto = msda_onnx.attach_reference_function(proto, n_levels)
-    # the checker needs the body; a graph that embeds it is checked as it is
-    checked = msda_onnx.attach_reference_function(proto, n_levels) if flavor == "tensorrt" and not reference_body \
-        else proto
+    # the checker needs the plugin's body: the saved graph embeds it with reference_body, else only the checked copy
+    checked = msda_onnx.attach_reference_function(proto, n_levels) if flavor == "tensorrt" else proto
+    if reference_body:
+        proto = checked
     checked = onnx.shape_inference.infer_shapes(checked, strict_mode=True)
     onnx.checker.check_model(checked, full_check=True)
     del proto.graph.value_info[:]
