@@ -129,8 +129,7 @@ def export(model: Any, onnx: str | Path, targets: Sequence[str] = ("onnx",), opt
     (:data:`TARGETS`; ``paths`` overrides :func:`default_paths`), running the checks ``options`` ask for;
     ``say`` gets one line per result. A bad option is a ``ValueError`` before anything is written."""
     opts = options or ExportOptions()
-    unknown = [t for t in targets if t not in TARGETS]
-    if unknown:
+    if unknown := [t for t in targets if t not in TARGETS]:
         raise ValueError(f"unknown export target(s) {', '.join(unknown)}: choose from {', '.join(TARGETS)}")
     if opts.triton_variant is not None and opts.triton_variant not in VARIANTS:
         raise ValueError(f"Triton variant must be one of {', '.join(VARIANTS)}, not {opts.triton_variant!r}")
