@@ -27,7 +27,7 @@ from ..backends.base import Backend, BackendUnavailable
 from .contract import ModelMetadata
 
 __all__ = ["Target", "TARGETS", "register", "get_target", "target_for_file", "resolve_target", "open_backend",
-           "read_metadata", "bench_rows", "suffix", "suffixes_help", "kind_of", "is_kind", "CHECKPOINT_SUFFIX",
+           "read_metadata", "bench_rows", "suffixes_help", "kind_of", "is_kind", "CHECKPOINT_SUFFIX",
            "ONNX_SUFFIX", "IR_SUFFIX", "ENGINE_SUFFIX"]
 
 
@@ -62,22 +62,9 @@ class Target:
     #: flavour of its own, ``calibnet.export.api.GRAPH_FLAVOR``, is made from that one)
     flavor: str = "portable"
 
-    @property
-    def suffix(self) -> str:
-        """The file type calibnet writes for this backend."""
-        return self.suffixes[0] if self.suffixes else ""
-
     def artifact(self, precision: str | None = None) -> str:
         """The export target that makes this backend's model file at ``precision``."""
         return self.artifacts.get(precision or self.precisions[0], self.artifacts.get("*", ""))
-
-    def bench_row(self, precision: str) -> str:
-        """The bench row's name: the backend's, with the precision when it has several rows."""
-        return self.name if len(self.bench) <= 1 else f"{self.name}-{precision}"
-
-    def install_hint(self) -> str:
-        """How to install this backend's libraries."""
-        return f'pip install "calibnet[{self.extra}]"' if self.extra else "pip install ."
 
 
 ONNX_SUFFIX, ENGINE_SUFFIX, IR_SUFFIX, CHECKPOINT_SUFFIX = ".onnx", ".engine", ".xml", ".pth"
@@ -144,11 +131,6 @@ def is_kind(path: str | os.PathLike[str], name: str) -> bool:
     return target is not None and target.name == name
 
 
-def suffix(name: str) -> str:
-    """The file type calibnet writes for backend ``name`` (``".onnx"`` for onnxruntime...)."""
-    return get_target(name).suffix
-
-
 def target_for_file(path: str | os.PathLike[str]) -> Target:
     """The backend a model file's type selects; ``ValueError`` for a type no row opens (no guessing)."""
     target = kind_of(path)
@@ -171,7 +153,8 @@ def open_backend(path: str | os.PathLike[str], backend: str | None = None, **opt
     try:
         opener: Callable[..., Backend] = _load(target.opener)
     except ImportError as exc:
-        raise BackendUnavailable(f"the {target.name} backend is unavailable ({exc}): {target.install_hint()}") from exc
+        hint = f'pip install "calibnet[{target.extra}]"' if target.extra else "pip install ."
+        raise BackendUnavailable(f"the {target.name} backend is unavailable ({exc}): {hint}") from exc
     return opener(Path(path), **options)
 
 
@@ -193,8 +176,9 @@ def check_file(path: Path) -> str | None:
 
 
 def bench_rows(names: Iterable[str] | None = None) -> dict[str, tuple[Target, str]]:
-    """``{row name: (target, precision)}`` of the bench rows, in table order (``names``: only these)."""
-    rows = {t.bench_row(p): (t, p) for t in TARGETS.values() for p in t.bench}
+    """``{row name: (target, precision)}`` of the bench rows, in table order (``names``: only these); a row is
+    named after its backend, with the precision when the backend has several rows."""
+    rows = {t.name if len(t.bench) <= 1 else f"{t.name}-{p}": (t, p) for t in TARGETS.values() for p in t.bench}
     return rows if names is None else {n: rows[n] for n in names}
 
 
