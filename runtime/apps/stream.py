@@ -44,7 +44,7 @@ import collections
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from ..core.preprocess import PreparedFrame
     from ..core.runtime import Runtime
 
-__all__ = ["POLICIES", "Stream", "StreamFrame", "StreamStats", "capture_frames", "open_source", "stream"]
+__all__ = ["POLICIES", "Stream", "StreamFrame", "StreamStats", "capture_frames", "open_source"]
 
 POLICIES = ("all", "latest")
 STATS_WINDOW = 10_000
@@ -117,13 +117,12 @@ class StreamStats:
         lines = [f"stream ({self.policy}): {self.done} results from {self.read} frames read, {self.dropped} dropped, "
                  f"{self.errors} errors, {d['throughput_fps']:.2f} frames/s",
                  "  depth    " + ", ".join(f"{n} {v}" for n, v in self.verdicts.items())]
-        for k in ("read", "pre", "infer", "post", "track", "latency"):
-            if k in d["ms"]:
-                p = d["ms"][k]
-                lines.append(f"  {k:8s} p50 {p['p50']:8.1f} ms  p99 {p['p99']:8.1f} ms  mean {p['mean']:8.1f} ms")
-        if "latency" in d["ms"]:
-            work = sum(d["ms"][k]["p50"] for k in ("pre", "infer", "post", "track") if k in d["ms"])
-            wait = max(0.0, d["ms"]["latency"]["p50"] - work)
+        ms = d["ms"]
+        lines += [f"  {k:8s} p50 {ms[k]['p50']:8.1f} ms  p99 {ms[k]['p99']:8.1f} ms  mean {ms[k]['mean']:8.1f} ms"
+                  for k in ("read", "pre", "infer", "post", "track", "latency") if k in ms]
+        if "latency" in ms:
+            work = sum(ms[k]["p50"] for k in ("pre", "infer", "post", "track") if k in ms)
+            wait = max(0.0, ms["latency"]["p50"] - work)
             behind = ("each frame waits behind the ones read before it" if self.policy == "all"
                       else "a waiting frame is replaced by a newer one")
             lines.append(f"  latency is capture to result: the stages above plus about {wait:.1f} ms (p50) of "
@@ -412,8 +411,3 @@ class Stream:
         if pipe is not None:
             pipe.close(timeout=0.5)
 
-
-def stream(runtime: Runtime, source: Iterable[Any] | Any, policy: str = "all", track: bool | InstanceTracker = False,
-           **kwargs: Any) -> Stream:
-    """``Stream(runtime, source, policy, track, **kwargs)`` (see :class:`Stream` and the module doc)."""
-    return Stream(runtime, source, policy, track, **kwargs)
