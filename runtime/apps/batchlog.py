@@ -37,12 +37,14 @@ PROGRESS_JSONL = "progress.jsonl"
 OUTPUTS = ("results.json", "images.json", "errors.json")
 
 
-def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def _replace_synced(tmp: Path, path: Path) -> None:
-    """Rename ``tmp`` (written and synced) to ``path``, then sync the folder so that the rename is on disk."""
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a synced temp file in the same folder and a rename, then sync the folder
+    so that the rename is on disk."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
     folder = os.open(path.parent, os.O_RDONLY)
     try:
@@ -54,12 +56,7 @@ def _replace_synced(tmp: Path, path: Path) -> None:
 def write_json_atomic(path: str | Path, obj: Any, indent: int | None = None) -> Path:
     """Write ``obj`` as JSON to ``path`` through a temp file in the same folder and a rename."""
     path = Path(path)
-    tmp = _temp_name(path)
-    with tmp.open("w") as f:
-        json.dump(obj, f, indent=indent)
-        f.flush()
-        os.fsync(f.fileno())
-    _replace_synced(tmp, path)
+    _write_atomic(path, json.dumps(obj, indent=indent))
     return path
 
 
@@ -97,12 +94,7 @@ class BatchLog:
                 for stale in self.out.glob(f".{name}.*.tmp"):
                     stale.unlink(missing_ok=True)
             if self.records:  # the surviving records (a torn line dropped) replace the old file at once
-                tmp = _temp_name(self.path)
-                with tmp.open("w") as f:
-                    f.writelines(json.dumps(rec) + "\n" for rec in self.records.values())
-                    f.flush()
-                    os.fsync(f.fileno())
-                _replace_synced(tmp, self.path)
+                _write_atomic(self.path, "".join(json.dumps(rec) + "\n" for rec in self.records.values()))
             self._file = self.path.open("a" if self.records else "w")
         return self._file
 
