@@ -115,13 +115,6 @@ class CudaApi(abc.ABC):
         """Release the context (pycuda); no-op by default."""
 
 
-def _import_cudart() -> Any:
-    try:
-        return importlib.import_module("cuda.bindings.runtime")  # cuda-python >= 12.6
-    except ImportError:
-        return importlib.import_module("cuda.cudart")  # older cuda-python layout
-
-
 class CudaPythonApi(CudaApi):
     """cuda-python (``cuda.bindings.runtime``) implementation."""
 
@@ -129,7 +122,10 @@ class CudaPythonApi(CudaApi):
     supports_graphs = True
 
     def __init__(self, device: int = 0) -> None:
-        self.rt = _import_cudart()
+        try:
+            self.rt: Any = importlib.import_module("cuda.bindings.runtime")  # cuda-python >= 12.6
+        except ImportError:
+            self.rt = importlib.import_module("cuda.cudart")  # older cuda-python layout
         self.device = device
         self._call(self.rt.cudaSetDevice(device))
 
@@ -205,7 +201,6 @@ class PyCudaApi(CudaApi):
     :meth:`close` pops it. Use it from the thread that created it."""
 
     name = "pycuda"
-    supports_graphs = False
 
     def __init__(self, device: int = 0) -> None:
         self.cuda = importlib.import_module("pycuda.driver")
@@ -263,12 +258,10 @@ _APIS: dict[str, Callable[[int], CudaApi]] = {"cuda-python": CudaPythonApi, "pyc
 def available_cuda_apis() -> list[str]:
     """Names of the installed CUDA Python packages, preferred first (``cuda-python``, ``pycuda``)."""
     out = []
-    try:
+    with contextlib.suppress(ImportError, ValueError):
         if importlib.util.find_spec("cuda") is not None and (
                 importlib.util.find_spec("cuda.bindings") is not None or importlib.util.find_spec("cuda.cudart")):
             out.append("cuda-python")
-    except (ImportError, ValueError):
-        pass
     if importlib.util.find_spec("pycuda") is not None:
         out.append("pycuda")
     return out
