@@ -50,12 +50,9 @@ def inline_plugin_nodes(model: onnx.ModelProto, body: onnx.FunctionProto) -> onn
                         seq[i] = names.setdefault(t, f"{scope}/msda/{t}")
             copy.name = f"{scope}/msda_{inner.op_type}_{inner.output[0]}"
             new_nodes.append(copy)
-    del out.graph.node[:]
-    out.graph.node.extend(new_nodes)
-    keep_functions = [f for f in out.functions if not (f.domain == PLUGIN_DOMAIN and f.name == PLUGIN_NAME)]
-    del out.functions[:]
-    out.functions.extend(keep_functions)
-    keep = [o for o in out.opset_import if o.domain != PLUGIN_DOMAIN]
-    del out.opset_import[:]
-    out.opset_import.extend(keep)
+    functions = [f for f in out.functions if not (f.domain == PLUGIN_DOMAIN and f.name == PLUGIN_NAME)]
+    opsets = [o for o in out.opset_import if o.domain != PLUGIN_DOMAIN]
+    for field, kept in ((out.graph.node, new_nodes), (out.functions, functions), (out.opset_import, opsets)):
+        del field[:]
+        field.extend(kept)
     return out

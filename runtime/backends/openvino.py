@@ -121,15 +121,13 @@ def choose_precision(requested: str, capabilities: Iterable[str], int8_model: bo
         raise ValueError(f"unknown OpenVINO precision {requested!r}: choose from {', '.join(PRECISIONS)}")
     caps = {str(c).upper() for c in capabilities}
     if int8_model:
-        if req in ("int8", "auto"):
-            if "BF16" in caps:
-                return PrecisionChoice("int8", "the IR is INT8-quantized (FakeQuantize nodes); its float parts run in "
-                                               "BF16: OpenVINO's CPU OPTIMIZATION_CAPABILITIES list BF16", "bf16")
-            return PrecisionChoice("int8", "the IR is INT8-quantized (FakeQuantize nodes); its float parts run in "
-                                           f"FP32: the CPU does not report native BF16 (OPTIMIZATION_CAPABILITIES: "
-                                           f"{sorted(caps)})")
-        raise PrecisionMismatch(f"precision={req!r} asked, but this IR is INT8-quantized (FakeQuantize nodes): open "
-                                "it with precision='int8' (or 'auto'), or open the FP32 ONNX/IR for f32/bf16")
+        if req not in ("int8", "auto"):
+            raise PrecisionMismatch(f"precision={req!r} asked, but this IR is INT8-quantized (FakeQuantize nodes): "
+                                    "open it with precision='int8' (or 'auto'), or open the FP32 ONNX/IR for f32/bf16")
+        floats = ("BF16: OpenVINO's CPU OPTIMIZATION_CAPABILITIES list BF16" if "BF16" in caps else
+                  f"FP32: the CPU does not report native BF16 (OPTIMIZATION_CAPABILITIES: {sorted(caps)})")
+        return PrecisionChoice("int8", "the IR is INT8-quantized (FakeQuantize nodes); its float parts run in "
+                               + floats, "bf16" if "BF16" in caps else "f32")
     if req == "int8":
         raise PrecisionMismatch("precision='int8' asked, but this is a float model (no FakeQuantize nodes): write an "
                                 "INT8 IR first with calibnet-export ... --int8 OUT.xml --calib-dir DIR "

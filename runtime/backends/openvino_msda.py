@@ -192,12 +192,6 @@ def build_extension(force: bool = False, env: dict[str, str] | None = None) -> E
     return extension_status()
 
 
-def _warn_once(message: str) -> None:
-    if message not in _WARNED:
-        _WARNED.add(message)
-        log.warning(message)
-
-
 def _kernel_isa(lib: Path) -> str:
     fn = ctypes.CDLL(str(lib)).calibnet_msda_isa
     fn.restype = ctypes.c_char_p
@@ -270,7 +264,9 @@ def read_model(core: Any, path: Path, metadata: ModelMetadata, msda: str = "auto
         raise BackendUnavailable(f"{path}: {'it holds' if ir else 'msda=fused asked for'} calibnet's fused MSDA "
                                  f"op, which is not available: {status.reason}")
     reason = f"calibnet's fused MSDA kernel is not available ({status.reason}): running the graph's reference body"
-    _warn_once(f"OpenVINO: {reason} (decomposed, slower)")
+    if (warning := f"OpenVINO: {reason} (decomposed, slower)") not in _WARNED:  # once per reason
+        _WARNED.add(warning)
+        log.warning(warning)
     return _decomposed_onnx(core, path), MsdaRoute(False, reason)
 
 

@@ -218,9 +218,7 @@ class TensorRTBackend:
         for name, shape in in_shapes.items():
             if not self._context.set_input_shape(name, shape):
                 raise ValueError(f"TensorRT rejected shape {shape} for input {name}")
-        shapes: dict[str, tuple[int, ...]] = dict(in_shapes)
-        for name in self.output_names:
-            shapes[name] = dims_tuple(self._context.get_tensor_shape(name))
+        shapes = {**in_shapes, **{n: dims_tuple(self._context.get_tensor_shape(n)) for n in self.output_names}}
         needed = buffer_nbytes(shapes, self._dtypes)
         grow = buffers_to_grow({n: b.nbytes for n, b in self._dev.items()}, needed)
         for name in grow:

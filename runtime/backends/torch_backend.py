@@ -32,15 +32,14 @@ class TorchBackend:
             raise BackendUnavailable('the torch backend needs PyTorch: pip install "calibnet[torch]"') from exc
         if threads:
             torch.set_num_threads(threads)
+        meta_over: dict[str, Any] = {}
         if model is None:
             # imported by name: the model side is not part of the runtime's type-checked surface
             builder = importlib.import_module("calibnet.builder")
             model = builder.build_model(config, weights, quiet=weights is None)
-            meta_over: dict[str, Any] = {"deterministic_weights": weights is None}
+            meta_over["deterministic_weights"] = weights is None
             if weights is not None:
                 meta_over.update(checkpoint=str(weights), checkpoint_sha256=file_sha256(weights))
-        else:
-            meta_over = {}
         self._torch = torch
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
