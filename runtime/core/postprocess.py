@@ -95,8 +95,7 @@ def select_topk(scores: np.ndarray, probs: np.ndarray, keep_index: np.ndarray, m
     threshold removes), keep at most ``max_detections`` (the graph sorts by pre-rescoring score), and
     return them in kernel-index order like :func:`select_instances`."""
     valid = np.nonzero(scores > below_threshold)[0][:max_detections]
-    order = np.argsort(keep_index[valid], kind="stable")
-    valid = valid[order]
+    valid = valid[np.argsort(keep_index[valid], kind="stable")]
     return (keep_index[valid].astype(np.int64), scores[valid].astype(np.float32),
             np.asarray(probs[valid], dtype=np.float32))
 

@@ -69,6 +69,5 @@ class Prediction:
 
 def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
     """Compressed COCO RLE (pycocotools) of a bool [H,W] mask: ``{"size": [H, W], "counts": str}``."""
-
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}

@@ -18,11 +18,11 @@ wrong in the decoder. No torch.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import struct
 from pathlib import Path
-from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -158,16 +158,13 @@ def _read_cv2(data: bytes, size: tuple[int, int], name: str, limits: InputLimits
 def _read_npy(f: Path | io.BytesIO, name: str, limits: InputLimits) -> np.ndarray:
     """A ``.npy`` file's array, its header checked (shape, dtype, data size) before the data is allocated."""
     fmt = np.lib.format
-    fh: BinaryIO = f if isinstance(f, io.BytesIO) else f.open("rb")
-    try:
+    with contextlib.nullcontext(f) if isinstance(f, io.BytesIO) else f.open("rb") as fh:
         try:
             version = fmt.read_magic(fh)
-            if version == (1, 0):
-                shape, fortran, dtype = fmt.read_array_header_1_0(fh)
-            elif version == (2, 0):
-                shape, fortran, dtype = fmt.read_array_header_2_0(fh)
-            else:
+            read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+            if read_header is None:
                 raise ValueError(f".npy format version {version} is not supported")
+            shape, _, dtype = read_header(fh)
             data_start = fh.tell()
             fh.seek(0, io.SEEK_END)
             available = fh.tell() - data_start
@@ -185,9 +182,6 @@ def _read_npy(f: Path | io.BytesIO, name: str, limits: InputLimits) -> np.ndarra
             return np.asarray(np.load(fh, allow_pickle=False))
         except Exception as exc:  # noqa: BLE001
             raise InputError(f"cannot read depth map {name}: {one_line(exc)}") from None
-    finally:
-        if fh is not f:
-            fh.close()
 
 
 # ------------------------------------------------------------------ sizes from headers (files only OpenCV decodes)

@@ -41,8 +41,7 @@ class OpenOptions:
 
     def for_target(self, target: Target) -> dict[str, Any]:
         """The options ``target`` accepts, those that are set."""
-        given = {k: v for k, v in dataclasses.asdict(self).items() if k != "backend" and v}
-        return {k: v for k, v in given.items() if k in target.options}
+        return {k: v for k, v in dataclasses.asdict(self).items() if v and k in target.options and k != "backend"}
 
 
 class Runtime:
