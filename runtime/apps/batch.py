@@ -32,7 +32,7 @@ from ..core.prediction import Prediction
 from ..core.runtime import Runtime
 from .batchlog import BatchLog, finished_entry
 from .overlay import DRAW_MIN_SCORE, draw_overlay
-from .robot_batch import RobotInputs, RobotOutputs, robot_inputs
+from .robot_batch import RobotInputs, RobotOutputs, continued, robot_inputs
 from .sources import Frame, FrameError, image_frames, match_pairs, video_frames
 from .stream import StreamStats
 from .tracking import InstanceTracker
@@ -246,8 +246,7 @@ class _Run:
         self.out.mkdir(parents=True, exist_ok=True)
         self.sink: _VideoSink | None = None
         if inputs.video and opts.overlay:
-            name = "overlay.avi" if not inputs.skipped else f"overlay_from_{inputs.skipped:06d}.avi"
-            self.sink = _VideoSink(self.out / name, inputs.fps)
+            self.sink = _VideoSink(continued(self.out / "overlay.avi", inputs.skipped), inputs.fps)
         if opts.saliency:
             (self.out / "saliency" if inputs.video else self.out).mkdir(parents=True, exist_ok=True)
         self.fmt = inputs.robot.depth_format if inputs.robot is not None else None

@@ -98,22 +98,16 @@ def overlay_layout(pred: Prediction, min_score: float = DRAW_MIN_SCORE, max_inst
     order = [int(i) for i in np.argsort(-pred.scores, kind="stable") if pred.scores[i] >= min_score]
     drawn = order[:max_instances]
     badge = _badge_box(_badge_text(pred))
+    labels = [_label(pred, i) for i in drawn]
     taken: list[Box] = [badge]
     boxes: list[Box] = []
-    labels: list[str] = []
-    size = pred.image_hw
-    for i in drawn:
-        text = _label(pred, i)
+    for i, text in zip(drawn, labels):
         (w, h), base = cv2.getTextSize(text, _FONT, _SCALE, 2)
-        hw = (h + base + 2 * _PAD, w + 2 * _PAD)
         anchor = tuple(int(v) for v in pred.boxes[i])
-        box = _place(size, anchor, hw, taken)  # type: ignore[arg-type]
-        if box is None:
-            box = (0, 0, 0, 0)  # no free spot: no label
-        else:
+        box = _place(pred.image_hw, anchor, (h + base + 2 * _PAD, w + 2 * _PAD), taken)  # type: ignore[arg-type]
+        if box is not None:
             taken.append(box)
-        boxes.append(box)
-        labels.append(text)
+        boxes.append(box or (0, 0, 0, 0))  # no free spot: no label
     return OverlayLayout(drawn, boxes, labels, badge)
 
 

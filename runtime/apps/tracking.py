@@ -191,10 +191,6 @@ class InstanceTracker:
                         "track_id is -1 (a lower min_score: calibnet-infer --min-score)", self.min_score,
                         self._idle, self._best)
 
-    def _small(self, masks: np.ndarray) -> np.ndarray:
-        stride = max(1, -(-max(masks.shape[1:]) // self.match_side))
-        return masks[:, ::stride, ::stride]
-
     def update(self, pred: Prediction) -> np.ndarray:
         """Track IDs int64 [K] of ``pred``'s instances (-1 below ``min_score``); also stored in
         ``pred.track_ids``. Frames must come in order; a frame of another size starts new tracks."""
@@ -204,7 +200,8 @@ class InstanceTracker:
         ids = np.full(len(pred), -1, np.int64)
         keep = np.nonzero(pred.scores >= self.min_score)[0]
         self._note_idle(pred, len(keep))
-        small = self._small(pred.masks[keep]) if len(keep) else np.zeros((0, 1, 1), bool)
+        stride = max(1, -(-max(pred.image_hw) // self.match_side))  # masks at the matching resolution
+        small = pred.masks[keep][:, ::stride, ::stride] if len(keep) else np.zeros((0, 1, 1), bool)
         depth = (np.full(len(keep), np.nan) if pred.instance_depth is None or self.depth_tolerance is None
                  else np.asarray(pred.instance_depth, np.float64)[keep])
         matched_tracks: set[int] = set()

@@ -150,12 +150,6 @@ def _mcap_cut(path: Path) -> bool:
         return f.read() != _MCAP_MAGIC
 
 
-def _storage_file(folder: Path) -> Path | None:
-    """The one storage file of a rosbag2 folder without metadata.yaml (None: none or several)."""
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".mcap", ".db3"))
-    return files[0] if len(files) == 1 else None
-
-
 def _describe(topics: dict[str, tuple[str, str]]) -> str:
     return ", ".join(f"{t} ({kind})" for t, (kind, _) in sorted(topics.items())) or "none"
 
@@ -194,7 +188,8 @@ class BagSource:
         if not p.exists():
             raise InputError(f"bag not found: {p}")
         if p.is_dir():
-            single = _storage_file(p)
+            files = sorted(q for q in p.iterdir() if q.suffix in (".mcap", ".db3"))
+            single = files[0] if len(files) == 1 else None  # its one storage file (None: none or several)
             if not (p / "metadata.yaml").is_file():
                 if single is None:
                     raise InputError(f"{p}: not a rosbag2 folder (no metadata.yaml and not exactly one .mcap or "
@@ -214,9 +209,8 @@ class BagSource:
         return p
 
     def _reader(self) -> Any:
-        hl = self._rosbags
         ts = self._typestores
-        reader = hl.AnyReader([self._open_path], default_typestore=ts.get_typestore(ts.Stores.ROS2_HUMBLE))
+        reader = self._rosbags.AnyReader([self._open_path], default_typestore=ts.get_typestore(ts.Stores.ROS2_HUMBLE))
         try:
             reader.open()
         except Exception as exc:  # noqa: BLE001 - any reader failure is a bag we cannot read
@@ -347,11 +341,8 @@ class BagSource:
         plan = [f for f in self.frames if indices is None or f.index in indices]
         if not plan:
             return
-        by_color = {f.color_ord: f for f in plan}
-        last_use: dict[int, int] = {}
-        for pos, f in enumerate(plan):
-            if f.depth_ord >= 0:
-                last_use[f.depth_ord] = pos
+        wanted = {f.color_ord for f in plan}
+        last_use = {f.depth_ord: pos for pos, f in enumerate(plan) if f.depth_ord >= 0}  # the last frame using each
         colors: dict[int, Any] = {}
         depths: dict[int, Any] = {}
         nxt = 0
@@ -360,7 +351,7 @@ class BagSource:
         try:
             for topic, _, msg in self._messages(reader, (self.rgb_topic, self.depth_topic)):
                 if topic == self.rgb_topic:
-                    if n_color in by_color:
+                    if n_color in wanted:
                         colors[n_color] = msg
                     n_color += 1
                 else:
