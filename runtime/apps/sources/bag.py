@@ -248,10 +248,8 @@ class BagSource:
                 continue
             short = info.msgtype.rsplit("/", 1)[-1]
             first = next(self._messages(reader, (topic,)), None)
-            if first is None:
-                out[topic] = (f"{short}, no messages", "")
-                continue
-            out[topic] = (f"{short} {encoding(first[2])}", image_kind(first[2]) or "")
+            out[topic] = ((f"{short}, no messages", "") if first is None
+                          else (f"{short} {encoding(first[2])}", image_kind(first[2]) or ""))
         return out
 
     def _choose(self, topics: dict[str, tuple[str, str]], given: str | None, kind: str, option: str) -> str:
