@@ -196,11 +196,11 @@ def _run(args: argparse.Namespace) -> int:
             print(f"note: {note}", file=sys.stderr)
         eval_spec = None
         if plan.eval_scenes and main_rank:
-            from ..training.evaluate import evaluate_model, held_out_synthetic_spec
+            from ..training.evaluate import evaluate_model
 
-            h, w = plan.scene_hw
-            eval_spec = held_out_synthetic_spec(out / "synthetic_heldout", plan.eval_scenes,
-                                                seed=plan.eval_seed, height=h, width=w)
+            h, w = plan.scene_hw  # PNG images, like the training stream; seed 0 never meets TRAIN_SET_SEED's scenes
+            eval_spec = data.write_synthetic_dataset(out / "synthetic_heldout", plan.eval_scenes, seed=plan.eval_seed,
+                                                     height=h, width=w, image_format="png", name="synthetic_heldout")
         eval_fn = None
         if eval_spec is not None and args.eval_period:
             def eval_fn(m: torch.nn.Module, it: int) -> dict[str, float]:

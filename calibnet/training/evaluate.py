@@ -12,23 +12,10 @@ from typing import Any
 
 from torch import nn
 
-from calibnet.data import write_synthetic_dataset
 from calibnet.evaluation import run_eval
 from calibnet.runtime import Runtime
 
-__all__ = ["evaluate_model", "held_out_synthetic_spec"]
-
-
-def held_out_synthetic_spec(out_dir: str | Path, num_images: int, seed: int = 0, height: int = 320,
-                            width: int = 480) -> Any:
-    """Write and return a synthetic COCO data set for evaluation (PNG images, like the training stream).
-
-    Scene ``i`` is ``make_scene(seed * 1_000_000 + i)``; the training stream of ``calibnet-train``
-    uses data-set seed 1 and up, so with the default ``seed`` 0 no held-out scene is a training scene.
-    """
-
-    return write_synthetic_dataset(Path(out_dir), num_images, seed=seed, height=height, width=width,
-                                   image_format="png", name="synthetic_heldout")
+__all__ = ["evaluate_model"]
 
 
 def evaluate_model(model: nn.Module, spec: Any, out_dir: str | Path | None = None, progress: bool = True,
