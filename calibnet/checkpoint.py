@@ -98,25 +98,25 @@ def load_weights_file(path: str | Path) -> Any:
                                     "load (it may run code if unpickled)") from None
 
 
+def first_items(items: list[str], limit: int = 20) -> str:
+    """``a, b, ... (k more)``: the first ``limit`` of ``items``, for a message."""
+    return ", ".join(items[:limit]) + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
 class CheckpointMismatchError(ValueError):
     """The checkpoint's tensors do not match the model: lists missing, unexpected and wrong-shape keys."""
 
     def __init__(self, path: str, missing: list[str], unexpected: list[str],
                  wrong_shape: list[tuple[str, tuple[int, ...], tuple[int, ...]]]) -> None:
         self.missing, self.unexpected, self.wrong_shape = missing, unexpected, wrong_shape
-
-        def show(items: list[str]) -> str:
-            head = ", ".join(items[:20])
-            return head + (f", ... ({len(items) - 20} more)" if len(items) > 20 else "")
-
         lines = [f"checkpoint {path} does not match the model:"]
         if missing:
-            lines.append(f"  missing keys ({len(missing)}): {show(missing)}")
+            lines.append(f"  missing keys ({len(missing)}): {first_items(missing)}")
         if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): {show(unexpected)}")
+            lines.append(f"  unexpected keys ({len(unexpected)}): {first_items(unexpected)}")
         if wrong_shape:
             shown = [f"{k} (checkpoint {list(c)} vs model {list(m)})" for k, c, m in wrong_shape]
-            lines.append(f"  wrong-shape keys ({len(wrong_shape)}): {show(shown)}")
+            lines.append(f"  wrong-shape keys ({len(wrong_shape)}): {first_items(shown)}")
         lines.append("  (is the config the one the checkpoint was trained with? e.g. R50 vs R101, NUM_KERNELS)")
         super().__init__("\n".join(lines))
 

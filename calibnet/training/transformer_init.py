@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoint import read_state_dict
+from ..checkpoint import first_items, read_state_dict
 
 __all__ = ["BackboneInitReport", "TransformerInitError", "init_transformer_backbones"]
 
@@ -58,9 +58,6 @@ class BackboneInitReport:
 
     def summary(self, limit: int = 8) -> str:
         """A few human-readable lines."""
-        def show(items: list[str]) -> str:
-            return ", ".join(items[:limit]) + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
-
         total = len(self.loaded) + len(self.left_at_init)
         lines = [f"initialized backbone and backbonedepth from {self.path}: loaded {len(self.loaded)} of {total} "
                  f"tensors each, renamed {len(self.renamed)}"]
@@ -68,9 +65,9 @@ class BackboneInitReport:
             first = next(iter(self.renamed.items()))
             lines.append(f"  renamed (e.g. {first[0]} -> {first[1]})")
         if self.left_at_init:
-            lines.append(f"  left at init ({len(self.left_at_init)}): {show(self.left_at_init)}")
+            lines.append(f"  left at init ({len(self.left_at_init)}): {first_items(self.left_at_init, limit)}")
         if self.unused:
-            lines.append(f"  unused in the file ({len(self.unused)}): {show(self.unused)}")
+            lines.append(f"  unused in the file ({len(self.unused)}): {first_items(self.unused, limit)}")
         return "\n".join(lines)
 
 
