@@ -64,16 +64,9 @@ class RepoError(ValueError):
 def pbtxt_string(text: str) -> str:
     """``text`` as a quoted protobuf text-format string (backslash, quotes, control and non-ASCII bytes
     escaped), so that a name from a model file cannot end the string or add fields to a config."""
-    out = []
-    for byte in text.encode("utf-8"):
-        ch = chr(byte)
-        if ch in "\\\"'":
-            out.append("\\" + ch)
-        elif 32 <= byte < 127:
-            out.append(ch)
-        else:
-            out.append(f"\\{byte:03o}")
-    return '"' + "".join(out) + '"'
+    escaped = ("\\" + chr(b) if chr(b) in "\\\"'" else chr(b) if 32 <= b < 127 else f"\\{b:03o}"
+               for b in text.encode("utf-8"))
+    return '"' + "".join(escaped) + '"'
 
 
 def _tensor_block(name: str, dtype: str, dims: Sequence[int], optional: bool = False) -> str:
