@@ -10,7 +10,6 @@ and :meth:`VerifyReport.table`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -22,7 +21,7 @@ import torch
 from torch import nn
 
 from calibnet.runtime.backends.torch_backend import TorchBackend
-from calibnet.runtime.core.compare import TOLERANCES, Check, Tolerance, compare_outputs, format_checks
+from calibnet.runtime.core.compare import Check, compare_outputs, format_checks
 from calibnet.runtime.core.contract import INPUT_NAMES, TOPK_OUTPUT_NAMES, ModelMetadata
 from calibnet.runtime.core.feeds import random_feeds
 from calibnet.runtime.core.targets import read_metadata
@@ -73,27 +72,20 @@ def _torch_outputs(model: nn.Module, meta: ModelMetadata, feeds: Mapping[str, np
     return {k: v.numpy() for k, v in zip(TOPK_OUTPUT_NAMES, out)}
 
 
-def verify_onnx(onnx_path: str | Path, model: nn.Module, inputs: Mapping[str, np.ndarray] | None = None,
-                tolerances: Mapping[str, float] | None = None, min_mask_agreement: float | None = None,
-                providers: list[str] | None = None) -> VerifyReport:
+def verify_onnx(onnx_path: str | Path, model: nn.Module,
+                inputs: Mapping[str, np.ndarray] | None = None) -> VerifyReport:
     """Run ``onnx_path`` on ONNX Runtime and compare every output with ``model`` (PyTorch eager).
 
     Args:
         inputs: ``{"rgb", "depth", "valid_hw"}`` numpy arrays; default:
             :func:`calibnet.runtime.core.feeds.random_feeds` at the file's metadata size and batch.
-        tolerances: per-output max abs difference, over the FP32 table of
-            :data:`calibnet.runtime.core.compare.TOLERANCES`.
-        min_mask_agreement: fraction of mask pixels whose binarized value must agree (default: the table's).
     """
     import onnxruntime as ort
 
     meta = read_metadata(onnx_path)
     proto = load_runnable(onnx_path)
     feeds = dict(inputs) if inputs is not None else random_feeds(meta.batch, meta.height, meta.width)
-    sess = ort.InferenceSession(proto.SerializeToString(), providers=providers or ["CPUExecutionProvider"])
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
-    overrides = {k: dataclasses.replace(TOLERANCES["fp32"].get(k, Tolerance(None)), atol=v)
-                 for k, v in (tolerances or {}).items()}
-    comparison = compare_outputs(_torch_outputs(model, meta, feeds), got, meta, "fp32", overrides,
-                                 min_mask_agreement)
+    comparison = compare_outputs(_torch_outputs(model, meta, feeds), got, meta, "fp32")
     return VerifyReport(str(onnx_path), meta.flavor, list(feeds["rgb"].shape), comparison.checks())
