@@ -99,11 +99,6 @@ def forward_case(config: str, height: int, width: int, weights: str | None = Non
                    (scene.rgb, scene.depth))
 
 
-def metadata_for(cls_threshold: float = 0.005, mask_threshold: float = 0.45, max_detections: int = 50) -> ModelMetadata:
-    """The post-processing settings both sides use (the official defaults)."""
-    return ModelMetadata(cls_threshold=cls_threshold, mask_threshold=mask_threshold, max_detections=max_detections)
-
-
 def runtime_post(case: RawCase, meta: ModelMetadata) -> Prediction:
     """The runtime's post-processing of one case."""
     return decode_prediction(case.outputs, 0, case.padded_hw, case.resized_hw, case.original_hw, meta)
@@ -166,7 +161,7 @@ def run_case(case: RawCase, iters: int = 50, warmup: int = 3, meta: ModelMetadat
     """Time both post-processings on ``case`` (interleaved, median of ``iters``) and compare their outputs."""
     import torch
 
-    meta = meta or metadata_for()
+    meta = meta or ModelMetadata()  # the official post-processing defaults
     tensors = tuple(torch.from_numpy(case.outputs[k]) for k in OUTPUT_NAMES[:3])  # logits, objectness, masks
     pred, official = runtime_post(case, meta), official_post(case, meta, tensors)  # type: ignore[arg-type]
     check = compare(pred, official)

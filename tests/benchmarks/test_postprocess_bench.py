@@ -15,11 +15,11 @@ from calibnet.benchmarks.postprocess_bench import (  # noqa: E402
     blob_case,
     compare,
     forward_case,
-    metadata_for,
     run_case,
     runtime_post,
 )
 from calibnet.cli.postprocess_bench import main as postprocess_main  # noqa: E402
+from calibnet.runtime.core.contract import ModelMetadata  # noqa: E402
 
 
 @pytest.mark.parametrize("kept,hw", [(12, (90, 120)), (3, (140, 100)), (0, (64, 64))])
@@ -34,7 +34,7 @@ def test_runtime_equals_official_on_synthetic_outputs(kept, hw):
 @pytest.mark.slow
 def test_runtime_equals_official_on_a_real_forward():
     case = forward_case("r18", 70, 100)
-    pred = runtime_post(case, metadata_for())
+    pred = runtime_post(case, ModelMetadata())
     assert pred.masks.shape[1:] == (70, 100)
     res = run_case(case, iters=1, warmup=0)
     assert res.check["identical"], res.check
@@ -43,7 +43,7 @@ def test_runtime_equals_official_on_a_real_forward():
 
 def test_compare_reports_a_real_difference():
     case = blob_case("b", 80, 100, 5, kernels=8, seed=3)
-    meta = metadata_for()
+    meta = ModelMetadata()
     tensors = [torch.from_numpy(case.outputs[k]) for k in ("pred_logits", "pred_scores", "pred_masks")]
     official = official_inference(*tensors, [case.resized_hw], [case.original_hw], case.padded_hw)[0]
     pred = runtime_post(case, meta)
