@@ -154,16 +154,16 @@ def latest_vs_all(rt: Any, rgb: np.ndarray, depth: np.ndarray, results: int = 10
     }
 
 
-def soak(rt: Any, frames: list[tuple[np.ndarray, np.ndarray]], n: int, warmup: int = 200, every: int = 100,
-         progress: Callable[[str], None] | None = None, track: bool = True,
-         modes: tuple[str, ...] = SOAK_MODES) -> dict[str, Any]:
+def soak(rt: Any, frames: list[tuple[np.ndarray, np.ndarray]], n: int, warmup: int = 200,
+         progress: Callable[[str], None] | None = None, modes: tuple[str, ...] = SOAK_MODES) -> dict[str, Any]:
     """RSS over ``n`` results of each of ``modes`` (:data:`SOAK_MODES`; frames cycled, so a "latest" stream, which
     drops what the model cannot keep up with, reads more than ``n``), read at every result. The growth compares
     the floor (lowest RSS) over the ``warmup`` results after result ``warmup`` with the floor over the last
     ``warmup``: the frames in flight in the bounded queues lift the RSS of a moment by a few MiB, a leak lifts
-    the floor. ``samples_mib`` holds the floor of every ``every`` results. The streams track instances with
-    ``track`` and report ``threads_left``, the threads alive after ``close()`` that were not before the stream."""
+    the floor. ``samples_mib`` holds the floor of every 100 results. The streams track instances and report
+    ``threads_left``, the threads alive after ``close()`` that were not before the stream."""
     out: dict[str, Any] = {}
+    every = 100
     span = max(1, min(warmup, (n - warmup) // 2))
     start = max(0, min(warmup, n - span))
     for mode in modes:
@@ -171,7 +171,7 @@ def soak(rt: Any, frames: list[tuple[np.ndarray, np.ndarray]], n: int, warmup: i
         t0 = time.perf_counter()
         threads_before = {t.ident for t in threading.enumerate()}
         source = itertools.cycle(frames)
-        stream = None if mode == "predict" else rt.stream(source, policy=mode.split("-")[1], track=track)
+        stream = None if mode == "predict" else rt.stream(source, policy=mode.split("-")[1], track=True)
         results = (rt.predict(rgb, depth) for rgb, depth in source) if stream is None else (p for _, p in stream)
         try:
             for i, _ in enumerate(itertools.islice(results, n)):
