@@ -210,17 +210,14 @@ class _MacCounterMode(TorchDispatchMode):
         return out
 
 
-def count_macs(module: nn.Module, inputs: Sequence[Any], kwargs: dict[str, Any] | None = None,
-               shape_only: bool = True) -> MacCount:
-    """Count the MACs of ``module(*inputs, **kwargs)`` (under ``torch.no_grad``), fvcore convention.
+def count_macs(module: nn.Module, inputs: Sequence[Any], shape_only: bool = True) -> MacCount:
+    """Count the MACs of ``module(*inputs)`` (under ``torch.no_grad``), fvcore convention.
 
     ``by_module`` holds every submodule by its dotted name (``""`` = the whole module) and includes the
     ops of its descendants, as fvcore's ``by_module()`` does; an op belongs to the modules whose
     ``__call__`` is running when it executes.
     """
     scopes: list[str] = []
-    result = MacCount(input_shapes=[tuple(x.shape) for x in inputs if isinstance(x, torch.Tensor)])
-    handles = []
 
     def enter(name: str, mod: nn.Module, args: Any) -> None:
         scopes.append(name)
@@ -229,23 +226,22 @@ def count_macs(module: nn.Module, inputs: Sequence[Any], kwargs: dict[str, Any] 
         if scopes and scopes[-1] == name:
             scopes.pop()
 
-    for name, sub in module.named_modules():
-        handles.append(sub.register_forward_pre_hook(functools.partial(enter, name)))
-        handles.append(sub.register_forward_hook(functools.partial(leave, name)))
+    handles = [h for name, sub in module.named_modules() for h in (
+        sub.register_forward_pre_hook(functools.partial(enter, name)),
+        sub.register_forward_hook(functools.partial(leave, name)))]
     mode = _MacCounterMode(scopes, shape_only)
     try:
         with torch.no_grad(), mode:
-            module(*inputs, **(kwargs or {}))
+            module(*inputs)
     finally:
         for h in handles:
             h.remove()
-    result.by_module = dict(mode.by_module)
-    result.by_operator = dict(mode.by_operator)
-    result.total = int(mode.by_module.get("", 0))
-    result.msda_sampling = int(mode.by_operator.get(MSDA_SAMPLING_OP, 0))
-    result.msda_uncounted = result.msda_sampling // 4  # one multiply-add per sample for the weighted sum
-    result.uncounted = dict(mode.uncounted)
-    return result
+    sampling = int(mode.by_operator.get(MSDA_SAMPLING_OP, 0))
+    return MacCount(total=int(mode.by_module.get("", 0)), by_module=dict(mode.by_module),
+                    by_operator=dict(mode.by_operator), msda_sampling=sampling,
+                    msda_uncounted=sampling // 4,  # one multiply-add per sample for the weighted sum
+                    uncounted=dict(mode.uncounted),
+                    input_shapes=[tuple(x.shape) for x in inputs if isinstance(x, torch.Tensor)])
 
 
 def count_model_macs(model: nn.Module, height: int, width: int, batch: int = 1, shape_only: bool = True) -> MacCount:
