@@ -118,12 +118,11 @@ def sampling_cone(model: Any) -> set[str]:
     return cone
 
 
-def matching_nodes(model: Any, patterns: Iterable[Pattern] = DEFAULT_FP32_PATTERNS,
-                   include_sampling_cone: bool = True) -> list[str]:
+def matching_nodes(model: Any, patterns: Iterable[Pattern] = DEFAULT_FP32_PATTERNS) -> list[str]:
     """Names (or ``op_type#index`` for unnamed nodes) of the top-level ONNX nodes that stay FP32: those
-    matching ``patterns`` plus, by default, the :func:`sampling_cone`."""
+    matching ``patterns`` plus the :func:`sampling_cone`."""
     compiled = compile_patterns(patterns)
-    cone = sampling_cone(model) if include_sampling_cone else set()
+    cone = sampling_cone(model)
     return [n.name or f"{n.op_type}#{i}" for i, n in enumerate(model.graph.node)
             if node_matches(n.name, n.op_type, compiled) or n.name in cone]
 
