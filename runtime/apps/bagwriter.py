@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends.base import Closing
 from ..core.prediction import Prediction
 from .optional import require
 from .rosmsgs import OVERLAY_TOPIC, TOPIC_TYPES, image_message, jpeg_message, prediction_messages, to_message, typestore
@@ -31,7 +32,7 @@ DEPTH_TOPIC = "/camera/depth/image_raw"
 _DEPTH_ENCODING = {np.dtype(np.float32): "32FC1", np.dtype(np.uint16): "16UC1", np.dtype(np.uint8): "mono8"}
 
 
-class BagWriter:
+class BagWriter(Closing):
     """Writes a rosbag2 MCAP file ``path`` (``.mcap``); see the module doc. ``track``: label instances by
     track id; ``min_score``: leave out instances below it (as results.json does); ``copy_inputs``: also the
     input frames. Use as a context manager or call :meth:`close`."""
@@ -95,9 +96,3 @@ class BagWriter:
         writer.close()
         os.replace(self._tmp / f"{self._tmp.name}.mcap", self.path)
         shutil.rmtree(self._tmp, ignore_errors=True)
-
-    def __enter__(self) -> BagWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

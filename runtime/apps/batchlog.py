@@ -30,6 +30,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..backends.base import Closing
+
 __all__ = ["BatchLog", "OUTPUTS", "PROGRESS_JSONL", "finished_entry", "write_json_atomic"]
 
 PROGRESS_JSONL = "progress.jsonl"
@@ -70,7 +72,7 @@ def finished_entry(image: dict[str, Any], hw: tuple[int, int], pred: Any,
     return entry, [r for r in pred.coco_results(image["id"]) if r["score"] >= min_score]
 
 
-class BatchLog:
+class BatchLog(Closing):
     """Progress of one batch run in ``out`` (see the module doc). ``resume=False`` starts over."""
 
     def __init__(self, out: str | Path, resume: bool = False) -> None:
@@ -139,9 +141,3 @@ class BatchLog:
         """Close the progress file."""
         if self._file is not None and not self._file.closed:
             self._file.close()
-
-    def __enter__(self) -> BatchLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

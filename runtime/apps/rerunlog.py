@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends.base import Closing
 from ..core.prediction import Prediction
 from .optional import require
 from .rosmsgs import instance_ids, instance_labels, label_image
@@ -31,7 +32,7 @@ __all__ = ["RerunLogger", "TRUST_NAMES"]
 TRUST_NAMES = ("dsa", "wsf_t3", "wsf_res2")
 
 
-class RerunLogger:
+class RerunLogger(Closing):
     """Logs frames and their Predictions to ``path`` (an ``.rrd`` file) and/or a viewer it ``spawn`` s; see the
     module doc. ``track`` / ``min_score`` as for the bag output."""
 
@@ -76,10 +77,4 @@ class RerunLogger:
         """Flush and close the file / connection."""
         self.rec.flush()
         self.rec.disconnect()
-
-    def __enter__(self) -> RerunLogger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..backends.base import Closing
 from ..core.depth_health import VERDICTS
 from ..core.errors import InputError
 from ..core.prediction import Prediction
@@ -326,7 +327,7 @@ class _Pipeline:
                 t.join(timeout)
 
 
-class Stream:
+class Stream(Closing):
     """The iterator :meth:`Runtime.stream` returns: ``(StreamFrame, Prediction)`` pairs; see the module doc.
 
     ``policy`` "all" or "latest"; ``track`` True (a default :class:`InstanceTracker`) or a tracker;
@@ -399,12 +400,6 @@ class Stream:
     def alive(self) -> bool:
         """Whether any stage thread is still running."""
         return any(t.is_alive() for t in self._pipe.threads)
-
-    def __enter__(self) -> Stream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __del__(self) -> None:
         pipe = getattr(self, "_pipe", None)

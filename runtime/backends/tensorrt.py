@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core.contract import ModelMetadata
 from ..core.sidecar import read_sidecar
-from .base import BackendUnavailable
+from .base import BackendUnavailable, Closing
 from .cuda_buffers import CudaApi, DeviceBuffer, HostBuffer, get_cuda_api
 from .tensorrt_deps import require_tensorrt
 
@@ -142,7 +142,7 @@ def engine_io_specs(engine: trt.ICudaEngine, profile_index: int = 0) -> list[Ten
     return specs
 
 
-class TensorRTBackend:
+class TensorRTBackend(Closing):
     """Runs a CalibNet TensorRT engine; see :class:`calibnet.runtime.backends.base.Backend`.
 
     Args:
@@ -285,9 +285,3 @@ class TensorRTBackend:
             self.api.destroy_stream(self._stream)
             self._stream = None
         self.api.close()
-
-    def __enter__(self) -> TensorRTBackend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..apps.stream import Stream
-from ..backends.base import Backend
+from ..backends.base import Backend, Closing
 from ..backends.torch_backend import TorchBackend
 from .contract import ModelMetadata
 from .depth import DEFAULT_DIRECTION, DepthFormat
@@ -44,7 +44,7 @@ class OpenOptions:
         return {k: v for k, v in dataclasses.asdict(self).items() if v and k in target.options and k != "backend"}
 
 
-class Runtime:
+class Runtime(Closing):
     """A CalibNet model on one backend, with the official pre- and post-processing.
 
     ``depth_format`` says how depth maps are read (8-bit as is by default; see
@@ -93,12 +93,6 @@ class Runtime:
     def close(self) -> None:
         """Release the backend (ONNX Runtime session, TensorRT buffers and stream, torch model)."""
         self.backend.close()
-
-    def __enter__(self) -> Runtime:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def prepare(self, rgb: np.ndarray, depth: np.ndarray, bgr: bool = False, depth_format: DepthFormat | None = None,
                 strict: bool | None = None) -> PreparedFrame:
