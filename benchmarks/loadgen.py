@@ -54,10 +54,12 @@ class Answer:
 
 @dataclass
 class LoadReport:
-    """All answers of a run and its wall time."""
+    """All answers of a run and its wall time; ``late_s``: how far an open-loop run's sending fell behind its
+    schedule (every sender busy), 0 on schedule."""
 
     answers: list[Answer] = field(default_factory=list)
     wall_s: float = 0.0
+    late_s: float = 0.0
 
     @property
     def throughput(self) -> float:
@@ -118,17 +120,19 @@ def run_load(urls: Sequence[str], frames: Sequence[tuple[np.ndarray, np.ndarray]
 
 
 def run_rate(urls: Sequence[str], frames: Sequence[tuple[np.ndarray, np.ndarray]], rate: float, duration_s: float,
-             senders: int = 32, seed: int = 0, timeout_s: float = 30.0, retries: int = 0) -> LoadReport:
+             senders: int = 256, seed: int = 0, timeout_s: float = 30.0, retries: int = 0) -> LoadReport:
     """Open loop: ``rate`` requests per second for ``duration_s``, each sent on schedule by one of ``senders``
     threads (each its own connection per URL; a request is late only when every sender is busy), whatever became
     of the earlier ones; every answer kept (``Answer.client``: the sender). ``retries``: the client's own retries
-    of a shed request (0: count every shed request)."""
+    of a shed request (0: count every shed request). Senders must outnumber the requests the server holds (its
+    queue and batch), or the rate offered is only what the server serves: ``LoadReport.late_s`` says so."""
     rng = np.random.default_rng(seed)
     n = max(1, round(rate * duration_s))
     order = rng.integers(0, len(frames), n)
     local = threading.local()
     clients: list[CalibnetClient] = []
     lock = threading.Lock()
+    sent = np.zeros(n)
 
     def one(i: int) -> Answer:
         if not hasattr(local, "client"):
@@ -136,7 +140,7 @@ def run_rate(urls: Sequence[str], frames: Sequence[tuple[np.ndarray, np.ndarray]
                 local.client = CalibnetClient(urls[len(clients) % len(urls)], timeout_s=timeout_s, retries=retries)
                 local.index = len(clients)
                 clients.append(local.client)
-        t0 = time.perf_counter()
+        sent[i] = t0 = time.perf_counter()
         pred, err, kind = _send(local.client, frames[int(order[i])])
         return Answer(local.index, i, int(order[i]), pred, err, time.perf_counter() - t0, kind)
 
@@ -150,7 +154,7 @@ def run_rate(urls: Sequence[str], frames: Sequence[tuple[np.ndarray, np.ndarray]
     wall = time.perf_counter() - t0
     for c in clients:
         c.close()
-    return LoadReport(answers, wall)
+    return LoadReport(answers, wall, max(0.0, float(np.max(sent - t0 - np.arange(n) / rate))))
 
 
 def tree_rss(pid: int) -> int:
@@ -210,17 +214,19 @@ class OverloadPhase:
     peak_rss: int
 
     def summary(self) -> str:
-        """One line: rate, requests, answers by kind, peak RSS."""
+        """One line: rate, requests, answers by kind, peak RSS, and a warning when sending fell behind."""
         k = self.report.kinds()
         rss = f", server peak RSS {self.peak_rss / 2**20:.0f} MiB" if self.peak_rss else ""
-        return (f"{self.multiple:g}x ({self.rate:.2f} requests/s for {self.report.wall_s:.0f} s): "
+        late = (f"; sending fell {self.report.late_s:.1f} s behind schedule (every sender busy): the rate offered "
+                "was lower, raise --senders" if self.report.late_s > 1.0 else "")
+        return (f"{self.multiple:g}x ({self.rate:.2f} requests/s, answered within {self.report.wall_s:.0f} s): "
                 f"{len(self.report.answers)} requests: {k['answered']} answered, {k['overloaded']} overloaded (shed), "
-                f"{k['unreachable']} unreachable, {k['refused']} refused{rss}")
+                f"{k['unreachable']} unreachable, {k['refused']} refused{rss}{late}")
 
 
 def run_overload(urls: Sequence[str], frames: Sequence[tuple[np.ndarray, np.ndarray]], sustainable: float,
                  multiples: Sequence[float] = (2.0, 10.0), duration_s: float = 60.0, server_pid: int = 0,
-                 senders: int = 32, timeout_s: float = 30.0) -> list[OverloadPhase]:
+                 senders: int = 256, timeout_s: float = 30.0) -> list[OverloadPhase]:
     """:func:`run_rate` at each multiple of the ``sustainable`` rate (requests/s) for ``duration_s``, the server's
     process tree (``server_pid``, 0: not sampled) sampled for its peak RSS."""
     phases = []

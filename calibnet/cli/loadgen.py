@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after the closed-loop run, send at these multiples of its rate (e.g. 2,10), open loop")
     p.add_argument("--duration-s", type=float, default=60.0, help="seconds per --overload phase (60)")
     p.add_argument("--server-pid", type=int, default=0, help="calibnet-serve's pid: report its process tree's peak RSS")
-    p.add_argument("--senders", type=int, default=32, help="sender threads of an --overload phase (32)")
+    p.add_argument("--senders", type=int, default=256,
+                   help="sender threads of an --overload phase (256; more than the server's queue and batch hold)")
     return p
 
 
