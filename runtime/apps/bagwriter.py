@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.base import Closing
+from ..core.closing import Closing
 from ..core.prediction import Prediction
 from .optional import require
 from .rosmsgs import OVERLAY_TOPIC, TOPIC_TYPES, image_message, jpeg_message, prediction_messages, to_message, typestore

@@ -30,7 +30,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..backends.base import Closing
+from ..core.closing import Closing
 
 __all__ = ["BatchLog", "OUTPUTS", "PROGRESS_JSONL", "finished_entry", "write_json_atomic"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.base import Closing
+from ..core.closing import Closing
 from ..core.prediction import Prediction
 from .optional import require
 from .rosmsgs import instance_ids, instance_labels, label_image

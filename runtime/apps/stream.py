@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..backends.base import Closing
+from ..core.closing import Closing
 from ..core.depth_health import VERDICTS
 from ..core.errors import InputError
 from ..core.prediction import Prediction

@@ -1,17 +1,14 @@
-"""The interface every runtime backend implements (ONNX Runtime, TensorRT, torch reference), and
-:class:`Closing`, the ``with`` statement of the runtime's closable objects."""
+"""The interface every runtime backend implements (ONNX Runtime, TensorRT, torch reference)."""
 
 from __future__ import annotations
 
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from ..core.contract import ModelMetadata
 
-__all__ = ["Backend", "BackendUnavailable", "Closing"]
-
-_C = TypeVar("_C", bound="Closing")
+__all__ = ["Backend", "BackendUnavailable"]
 
 
 class BackendUnavailable(RuntimeError):
@@ -37,15 +34,3 @@ class Backend(Protocol):
 
     def close(self) -> None: ...
 
-
-class Closing:
-    """``with obj:`` returns ``obj`` and calls its ``close()`` at the end."""
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self: _C) -> _C:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core.closing import Closing
 from ..core.contract import ModelMetadata
 from ..core.sidecar import read_sidecar
-from .base import BackendUnavailable, Closing
+from .base import BackendUnavailable
 from .cuda_buffers import CudaApi, DeviceBuffer, HostBuffer, get_cuda_api
 from .tensorrt_deps import require_tensorrt
 

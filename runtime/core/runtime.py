@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from ..apps.stream import Stream
-from ..backends.base import Backend, Closing
+from ..backends.base import Backend
 from ..backends.torch_backend import TorchBackend
+from .closing import Closing
 from .contract import ModelMetadata
 from .depth import DEFAULT_DIRECTION, DepthFormat
 from .depth_health import DepthHealthRule
