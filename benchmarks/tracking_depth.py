@@ -66,11 +66,12 @@ def simulated_detections(frame: MovingFrame, rng: np.random.Generator, miss: flo
         if i in taken:
             continue
         cur = m.copy()
+        grown = cv2.dilate(cur.astype(np.uint8), kernel).astype(bool)  # what touches cur (grown again on a merge)
         for j in range(i + 1, len(masks)):
-            touching = (cv2.dilate(cur.astype(np.uint8), kernel).astype(bool) & masks[j]).any()
-            if j not in taken and touching and rng.random() < merge:
+            if j not in taken and (grown & masks[j]).any() and rng.random() < merge:
                 cur |= masks[j]
                 taken.add(j)
+                grown = cv2.dilate(cur.astype(np.uint8), kernel).astype(bool)
         merged.append(cur)
     kept = [m for m in merged if rng.random() >= miss]
     order = rng.permutation(len(kept))  # the runtime ranks by score, not by object

@@ -10,7 +10,7 @@ from pathlib import Path
 from calibnet.benchmarks import tracking_depth as bench
 
 from .app import parser, run_cli
-from .options import open_options, open_runtime
+from .options import add_threads, open_options, open_runtime
 
 PROG = "python -m calibnet.benchmarks.tracking_depth"
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         default = getattr(d, name)
         p.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default, help=f"{text} ({default})")
     p.add_argument("--model", help="detect with this model instead (any file calibnet.runtime opens)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads of the model's backend (default: its own)")
+    add_threads(p)
     p.add_argument("--json-out", type=Path, help="also write the JSON line to this file")
     return p
 
