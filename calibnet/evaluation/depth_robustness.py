@@ -87,14 +87,24 @@ class _Row:
                                                                   "verdict": None})})
 
     def summary(self, metrics: dict[str, Any]) -> dict[str, Any]:
-        trust = np.array([[np.nan if t is None else t for t in f["depth_trust"]] for f in self.frames], np.float64)
+        trust = _trust(self.frames)
         shares = [f["invalid_share"] for f in self.frames if f["invalid_share"] is not None]
         return {"corruption": self.corruption, "severity": self.severity,
                 **{k: _num(metrics[k]) for k in METRICS},
                 "depth_trust": [_num(v) for v in (np.nanmean(trust, 0) if len(trust) and np.isfinite(trust).any()
                                                   else [math.nan] * 3)],
                 "invalid_share": _num(float(np.mean(shares))) if shares else None,
-                "verdicts": {v: sum(f["verdict"] == v for f in self.frames) for v in VERDICTS}}
+                "verdicts": _verdict_counts(self.frames)}
+
+
+def _trust(frames: list[dict[str, Any]]) -> np.ndarray:
+    """[N,3] the frames' depth-trust scores (NaN where unknown)."""
+    return np.array([[np.nan if t is None else t for t in f["depth_trust"]] for f in frames],
+                    np.float64).reshape(len(frames), 3)
+
+
+def _verdict_counts(frames: list[dict[str, Any]]) -> dict[str, int]:
+    return {v: sum(f["verdict"] == v for f in frames) for v in VERDICTS}
 
 
 def _num(v: float) -> float | None:
@@ -123,8 +133,7 @@ def _aucs(frames: list[dict[str, Any]], detect: int, per_corruption: bool = True
     labels = np.array([f["severity"] >= detect for f in frames], bool)
     verdict = np.array([VERDICTS.index(f["verdict"]) for f in frames], np.float64)
     share = np.array([f["invalid_share"] for f in frames], np.float64)
-    trust = np.array([[np.nan if t is None else t for t in f["depth_trust"]] for f in frames], np.float64)
-    trust = trust.reshape(len(frames), 3)
+    trust = _trust(frames)
 
     def auc(scores: np.ndarray) -> float | None:
         a = roc_auc(scores, labels)
@@ -172,7 +181,7 @@ def recount(folder: str | Path, rule: DepthHealthRule | None = None) -> dict[str
               for f in json.loads((folder / "depth_health_frames.json").read_text())]
     for row in [report["clean"], report["rgb_only"], *report["rows"]]:
         mine = [f for f in frames if (f["corruption"], f["severity"]) == (row["corruption"], row["severity"])]
-        row["verdicts"] = {v: sum(f["verdict"] == v for f in mine) for v in VERDICTS}
+        row["verdicts"] = _verdict_counts(mine)
     report["health_rule"] = asdict(rule)
     report["roc_auc"] = _aucs(frames, report["detect_severity"])
     report["roc_auc_harm"] = _harm_aucs(frames, report["rows"], report["clean"]["AP"] or 0.0)
@@ -232,11 +241,11 @@ def depth_robustness(runtime: Any, spec: DatasetSpec, out_dir: str | Path,
                **{f"relative_{k}": round(100.0 * mean[k] / clean[k], 2) if clean[k] else None for k in METRICS},
                "definition": "mean over every corruption and severity of the row's metric; relative_*: that mean "
                              "in percent of the clean row's (ImageNet-C style; 100 = no loss)"}
-    per_corruption = {
-        name: {"mean_AP": round(float(np.mean([r["AP"] or 0.0 for r in rows if r["corruption"] == name])), 4),
-               "relative_AP": round(100.0 * float(np.mean([r["AP"] or 0.0 for r in rows if r["corruption"] == name]))
-                                    / clean_ap, 2) if clean_ap else None}
-        for name in opts.corruptions}
+    mean_ap = {name: float(np.mean([r["AP"] or 0.0 for r in rows if r["corruption"] == name]))
+               for name in opts.corruptions}
+    per_corruption = {name: {"mean_AP": round(ap, 4),
+                             "relative_AP": round(100.0 * ap / clean_ap, 2) if clean_ap else None}
+                      for name, ap in mean_ap.items()}
     report: dict[str, Any] = {
         "dataset": spec.name, "images": clean["images"], "seed": opts.seed, "corruptions": list(opts.corruptions),
         "severities": list(opts.severities), "detect_severity": opts.detect_severity, "clean": clean,
