@@ -24,7 +24,7 @@ from ..runtime.core.errors import InputError, InputWarning
 from ..runtime.core.readers import read_depth, read_rgb
 from .coco import ImageRecord, decode_segmentation, load_records, rasterize_polygons
 from .registry import DatasetError, DatasetSpec
-from .transforms import DepthAugment, GeometricTransform, sample_train_transform, test_transform
+from .transforms import DEPTH_AUGMENT_STREAM, DepthAugment, GeometricTransform, sample_train_transform, test_transform
 
 __all__ = ["InfiniteSampler", "RGBDInstanceDataset", "build_test_loader", "build_train_loader", "collate_rgbd"]
 
@@ -101,8 +101,8 @@ class RGBDInstanceDataset(Dataset):
     def __getitem__(self, key: int | Sequence[int]) -> dict[str, Any]:
         entropy = [int(k) for k in key] if isinstance(key, (tuple, list)) else [int(key)]  # type: ignore[arg-type]
         index, rng = entropy[0], np.random.default_rng(entropy)  # default_rng([i]) draws as default_rng(i)
-        depth_rng = np.random.default_rng([*entropy, 0xDE7]) if self.train else None  # its own draws: the same
-        rgb, depth, rec = self.load_raw(index, depth_rng)  # geometric transform with or without depth_augment
+        depth_rng = np.random.default_rng([*entropy, DEPTH_AUGMENT_STREAM]) if self.train else None
+        rgb, depth, rec = self.load_raw(index, depth_rng)
         h0, w0 = rgb.shape[:2]
         t = sample_train_transform(rng, h0, w0, self.cfg_input) if self.train else test_transform(h0, w0,
                                                                                                    self.cfg_input)

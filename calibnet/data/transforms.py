@@ -30,8 +30,8 @@ import numpy as np
 from ..evaluation.depth_corruptions import CORRUPTIONS, SEVERITIES, corrupt_depth
 from ..runtime.core.resize import pil_bilinear_resize_u8, shortest_edge_size
 
-__all__ = ["Crop", "DEFAULT_DEPTH_AUGMENT", "DepthAugment", "Flip", "GeometricTransform", "Resize",
-           "TRAIN_PRE_CROP_SIZES", "TRAIN_CROP_PROBABILITY",
+__all__ = ["Crop", "DEFAULT_DEPTH_AUGMENT", "DEPTH_AUGMENT_STREAM", "DepthAugment", "Flip", "GeometricTransform",
+           "Resize", "TRAIN_PRE_CROP_SIZES", "TRAIN_CROP_PROBABILITY",
            "nearest_indices", "sample_crop_box", "sample_train_transform", "test_transform"]
 
 #: Short sides of the resize that precedes the random crop (hard-coded in the official train mapper).
@@ -44,6 +44,9 @@ FLIP_PROBABILITY = 0.5
 
 #: the probability of ``calibnet-train --depth-augment`` given without a value
 DEFAULT_DEPTH_AUGMENT = 0.5
+#: appended to a sample's seed for the generator of its depth augmentation: its own draws, so a sample's scene and
+#: geometric transform are the same with or without ``--depth-augment``
+DEPTH_AUGMENT_STREAM = 0xDE7
 
 
 @dataclass(frozen=True)

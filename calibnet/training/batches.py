@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from calibnet.data.synthetic import _draw_count, make_scene
+from calibnet.data.transforms import DEPTH_AUGMENT_STREAM
 from calibnet.runtime.core.resize import pil_bilinear_resize_u8, shortest_edge_size
 
 __all__ = ["BatchSource", "LoaderBatches", "SyntheticBatches", "collate_arrays"]
@@ -83,7 +84,7 @@ class SyntheticBatches:
         h, w = shortest_edge_size(self.height, self.width, self.short, self.max_size)
         rgb, depth, masks = s.rgb, s.depth, s.masks
         if self.depth_augment is not None:
-            depth = self.depth_augment(depth, np.random.default_rng([seed, 0xDE7]))
+            depth = self.depth_augment(depth, np.random.default_rng([seed, DEPTH_AUGMENT_STREAM]))
         if (h, w) != (self.height, self.width):
             rgb = pil_bilinear_resize_u8(rgb, (h, w))
             depth = pil_bilinear_resize_u8(depth, (h, w))
