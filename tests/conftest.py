@@ -24,10 +24,12 @@ BLOCK_TORCH = (
 )
 
 
-def run_without_torch(code: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run python ``code`` in a fresh interpreter where ``import torch`` fails (``sys`` is imported)."""
+def run_without_torch(code: str, cwd: Path | None = None, timeout: int = 300,
+                      env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run python ``code`` in a fresh interpreter where ``import torch`` fails (``sys`` is imported); ``env``: more
+    environment variables."""
     return subprocess.run([sys.executable, "-c", BLOCK_TORCH + code], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout)
+                          timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def predict_without_torch(model: Path, hw: tuple[int, int], open_args: str = "",
