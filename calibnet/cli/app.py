@@ -16,6 +16,7 @@ import argparse
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -77,18 +78,25 @@ def run_cli(prog: str, parser: argparse.ArgumentParser, run: Callable[[argparse.
 _open_line = False  # a status line on stdout waits for its end
 
 
-def status_start(text: str) -> None:
-    """Start a status line on stdout (``step ...``); :func:`status_end`, or an error's message, ends it."""
-    global _open_line
-    print(text, end="", flush=True)
-    _open_line = True
+class Steps:
+    """Numbered status lines on stdout, one per step: ``NAME [k/total] what ...`` ended by its time when done; an
+    error's message ends an open one (:func:`run_cli`)."""
 
+    def __init__(self, name: str, total: int) -> None:
+        self.name, self.total, self.k, self.t = name, total, 0, time.perf_counter()
 
-def status_end(text: str) -> None:
-    """End the status line :func:`status_start` began (``text``: its outcome, e.g. the time it took)."""
-    global _open_line
-    print(text, flush=True)
-    _open_line = False
+    def start(self, what: str) -> None:
+        global _open_line
+        self.k += 1
+        self.t = time.perf_counter()
+        print(f"{self.name} [{self.k}/{self.total}] {what} ...", end="", flush=True)
+        _open_line = True
+
+    def done(self, note: str = "") -> None:
+        """End the step's line with the time it took (and ``note``)."""
+        global _open_line
+        print(f" {time.perf_counter() - self.t:.1f} s{note}", flush=True)
+        _open_line = False
 
 
 def _end_open_lines() -> None:

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from calibnet.data.synthetic import make_scene
 from calibnet.runtime import Runtime
@@ -31,12 +32,66 @@ from calibnet.runtime.apps.overlay import DRAW_MIN_SCORE, draw_overlay, overlay_
 from calibnet.runtime.core.compare import compare_outputs
 from calibnet.runtime.core.contract import OUTPUT_NAMES
 from calibnet.runtime.core.feeds import stack_frames
+from calibnet.runtime.core.prediction import Prediction
 
-from .app import parser, run_cli, status_end, status_start
-from .demo_picture import compare_picture
+from .app import Steps, parser, run_cli
 from .options import add_checkpoint, add_input_size, add_output, checkpoint_files
 
 PROG = "calibnet-demo"
+REFERENCE_COLOR = (60, 200, 90)  # RGB
+RUNTIME_COLOR = (40, 130, 240)
+DIFF_COLOR = (240, 30, 30)
+CAPTION_H = 22  # pixels per caption line
+
+
+def _title(img: np.ndarray, text: str) -> None:
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+    cv2.rectangle(img, (0, 0), (w + 10, h + base + 8), (0, 0, 0), -1)
+    cv2.putText(img, text, (5, h + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def _mask_panel(gray: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], diff: np.ndarray | None,
+                title: str) -> np.ndarray:
+    out = np.repeat(gray[:, :, None], 3, axis=2)
+    out[mask] = color
+    if diff is not None:
+        out[diff] = DIFF_COLOR
+    _title(out, title)
+    return out
+
+
+def panel(picture: np.ndarray, row: int, col: int, hw: tuple[int, int]) -> np.ndarray:
+    """The panel at ``row``, ``col`` of a :func:`compare_picture` of frames of size ``hw``."""
+    h, w = hw
+    return picture[row * h:(row + 1) * h, col * w:(col + 1) * w]
+
+
+def compare_picture(rgb: np.ndarray, depth: np.ndarray, reference: Prediction, result: Prediction,
+                    caption: list[str]) -> np.ndarray:
+    """The demo's picture, what proves that the exported pipeline works: uint8 RGB [2H + lines, 2W, 3] of one frame
+    (``rgb`` uint8 [H,W,3], ``depth`` uint8 [H,W]). A 2 x 2 grid and the ``caption`` lines (the mask agreement, the
+    stage timings, what the weights are): the scene's RGB and depth on top; below, the best-scored instance of
+    ``reference`` (PyTorch) and the same rank in ``result`` (the torch-free runtime), in solid
+    :data:`REFERENCE_COLOR` and :data:`RUNTIME_COLOR` over the dimmed gray scene, the pixels where the two differ
+    in :data:`DIFF_COLOR`."""
+    h, w = rgb.shape[:2]
+    gray = (cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) * 0.4).astype(np.uint8)
+    empty = np.zeros((h, w), bool)
+    ref = reference.masks[0] if len(reference) else empty
+    got = result.masks[0] if len(result) else empty
+    diff = ref ^ got
+    top = [rgb.copy(), np.repeat(depth[:, :, None], 3, axis=2)]
+    _title(top[0], "scene (RGB)")
+    _title(top[1], "depth (near = dark)")
+    score = f" {reference.scores[0]:.2f}" if len(reference) else ": none"
+    bottom = [_mask_panel(gray, ref, REFERENCE_COLOR, None, f"PyTorch: instance 1, score{score}"),
+              _mask_panel(gray, got, RUNTIME_COLOR, diff, f"runtime (ONNX): instance 1, {int(diff.sum())} px differ")]
+    grid = np.concatenate([np.concatenate(top, axis=1), np.concatenate(bottom, axis=1)], axis=0)
+    strip = np.zeros((CAPTION_H * len(caption) + 6, 2 * w, 3), np.uint8)
+    for k, line in enumerate(caption):
+        cv2.putText(strip, line, (6, CAPTION_H * (k + 1)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+    return np.concatenate([grid, strip], axis=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,21 +107,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``calibnet-demo``: every error ends in one line (a bad --weights / --config file named)."""
     return run_cli(PROG, build_parser(), run, argv, files=checkpoint_files)
-
-
-class _Steps:
-    """One line per step on stdout: its number, what it does, and its time when done."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.k, self.t = total, 0, time.perf_counter()
-
-    def start(self, what: str) -> None:
-        self.k += 1
-        self.t = time.perf_counter()
-        status_start(f"demo [{self.k}/{self.total}] {what} ...")
-
-    def done(self, note: str = "") -> None:
-        status_end(f" {time.perf_counter() - self.t:.1f} s{note}")
 
 
 def next_step(weights: str | None, config: str, onnx: Path) -> str:
@@ -90,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    steps = _Steps(4)
+    steps = Steps("demo", 4)
     steps.start(f"building the model ({args.config}, {args.weights or 'deterministic weights'})")
     model = build_model(args.config, args.weights, quiet=True)  # a bad checkpoint fails here
     steps.done()

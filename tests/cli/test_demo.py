@@ -10,13 +10,13 @@ pytest.importorskip("torch")
 
 import numpy as np  # noqa: E402
 
-from calibnet.cli.demo import main  # noqa: E402
-from calibnet.cli.demo_picture import (  # noqa: E402
+from calibnet.cli.demo import (  # noqa: E402
     CAPTION_H,
     DIFF_COLOR,
     REFERENCE_COLOR,
     RUNTIME_COLOR,
     compare_picture,
+    main,
     panel,
 )
 from calibnet.runtime.core.postprocess import masks_to_boxes  # noqa: E402
