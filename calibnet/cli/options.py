@@ -28,38 +28,32 @@ from .app import CliError
 
 __all__ = ["add_model", "open_options", "open_runtime", "add_checkpoint", "checkpoint_files", "add_input_size", "hw",
            "add_threads", "add_dataset", "dataset_specs", "add_depth", "depth_format", "add_input_limits",
-           "input_limits", "non_negative", "add_output", "backends_help"]
+           "input_limits", "non_negative", "add_output"]
 
 Group = Any  # an ArgumentParser or an argument group
 
 
-def backends_help() -> str:
-    """One phrase per backend: its name, its precisions and what it runs."""
-    return "; ".join(f"{t.name}: {t.summary}" + (f" [{'/'.join(t.precisions)}]" if len(t.precisions) > 1 else "")
-                     for t in TARGETS.values())
-
-
-def add_model(parser: Group, *, several: bool = False, precision: bool = True, threads_default: int = 0) -> Group:
+def add_model(parser: Group, *, several: bool = False, precision: bool = True) -> Group:
     """MODEL (one, or several with ``several``), ``--backend``, ``--precision`` (unless ``precision`` is False),
     ``--threads``."""
     parser.add_argument("models" if several else "model", nargs="+" if several else None, metavar="MODEL",
                         help=f"model file{'(s)' if several else ''}: {suffixes_help()}; the file type picks the "
                              "backend unless --backend names one")
-    parser.add_argument("--backend", choices=list(TARGETS), help=f"run on this backend ({backends_help()})")
-    choices = "; ".join(f"{t.name} {'/'.join(t.precisions)}" for t in TARGETS.values() if len(t.precisions) > 1)
+    backends = "; ".join(f"{t.name}: {t.summary}" + (f" [{'/'.join(t.precisions)}]" if len(t.precisions) > 1 else "")
+                         for t in TARGETS.values())  # one phrase per backend: its name, precisions, what it runs
+    parser.add_argument("--backend", choices=list(TARGETS), help=f"run on this backend ({backends})")
     if precision:
-            parser.add_argument("--precision", help=f"the backend's precision where it has a choice ({choices}; "
+        choices = "; ".join(f"{t.name} {'/'.join(t.precisions)}" for t in TARGETS.values() if len(t.precisions) > 1)
+        parser.add_argument("--precision", help=f"the backend's precision where it has a choice ({choices}; "
                                                 "default: the first)")
-    add_threads(parser, threads_default)
+    add_threads(parser)
     return parser
 
 
 def open_options(args: argparse.Namespace, **overrides: Any) -> OpenOptions:
     """The :class:`OpenOptions` of :func:`add_model`'s (and :func:`add_checkpoint`'s) options."""
-    values = dict(backend=getattr(args, "backend", None), precision=getattr(args, "precision", None),
-                  threads=getattr(args, "threads", 0) or 0, config=getattr(args, "config", None),
-                  device=getattr(args, "device", None))
-    return OpenOptions(**{**values, **overrides})
+    values = {k: getattr(args, k, None) for k in ("backend", "precision", "config", "device")}
+    return OpenOptions(**{**values, "threads": getattr(args, "threads", 0) or 0, **overrides})
 
 
 def open_runtime(path: str | Path, options: OpenOptions, **runtime: Any) -> Runtime:
@@ -186,10 +180,7 @@ def add_depth(parser: Group) -> Group:
 
 def depth_format(args: argparse.Namespace) -> DepthFormat:
     """The :class:`DepthFormat` of :func:`add_depth`'s options."""
-    try:
-        return DepthFormat(args.depth_format, args.depth_near, args.depth_far, args.depth_direction)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+    return DepthFormat(args.depth_format, args.depth_near, args.depth_far, args.depth_direction)
 
 
 def non_negative(kind: type[int] | type[float]) -> Callable[[str], float]:
@@ -220,11 +211,8 @@ def add_input_limits(parser: Group) -> Group:
 
 def input_limits(args: argparse.Namespace) -> InputLimits:
     """The :class:`InputLimits` of :func:`add_input_limits`'s options over the defaults (:func:`default_limits`:
-    a bad ``$CALIBNET_MAX_...`` value is a :class:`CliError`)."""
-    try:
-        base = default_limits()
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+    a bad ``$CALIBNET_MAX_...`` value is a ``ValueError``, a user error)."""
+    base = default_limits()
     return InputLimits(base.max_pixels if args.max_pixels is None else int(args.max_pixels),
                        base.max_bytes if args.max_input_mb is None else int(args.max_input_mb * 2**20))
 
