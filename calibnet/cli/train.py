@@ -35,10 +35,10 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import fields
 from typing import Any
 
 import calibnet.data as data
-from calibnet.config import DEFAULT_PRESET, PRESETS
 from calibnet.data.synthetic import scene_seed
 from calibnet.data.transforms import DEFAULT_DEPTH_AUGMENT, DepthAugment
 from calibnet.training.plan import TrainError, TrainPlan, TrainRequest, resolve_plan
@@ -47,7 +47,7 @@ from calibnet.training.recipes import RECIPES
 from ..config import write_config_yaml
 from ..training.batches import LoaderBatches, SyntheticBatches
 from .app import parser, run_cli
-from .options import add_dataset, add_output, add_threads, checkpoint_files, dataset_specs
+from .options import add_checkpoint, add_dataset, add_output, add_threads, checkpoint_files, dataset_specs
 
 #: data-set seed of the synthetic training scenes (calibnet.data.synthetic.scene_seed(seed, i) =
 #: seed * 1e6 + i); the held-out evaluation scenes use data-set seed 0, so the two never overlap
@@ -57,18 +57,16 @@ TRAIN_SET_SEED = 1
 def build_parser() -> argparse.ArgumentParser:
     """The calibnet-train argument parser."""
     p = parser("calibnet-train", __doc__)
-    g = p.add_argument_group("model")
+    g = add_checkpoint(p.add_argument_group("model"), config_default=None,
+                       weights_help="start from these model weights (a calibnet/official checkpoint)")
     g.add_argument("--recipe", choices=sorted(RECIPES), help="a documented recipe (config, data, schedule, eval); "
                    "other options override it")
-    g.add_argument("--config", help=f"model preset ({', '.join(PRESETS)}) or official YAML (default: the recipe's, "
-                   f"else {DEFAULT_PRESET})")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override by dotted field, e.g. --set decoder.num_kernels=10 (repeatable)")
     g.add_argument("--init-backbone", metavar="FILE", help="ImageNet weights for both backbones: a torchvision "
                    "ResNet checkpoint or a detectron2 pickle; the Swin/PVTv2/P2T releases' files "
                    "(swin_tiny_patch4_window7_224_22k.pth, pvt_v2_b2_li.pth, p2t_large.pth); your local file, nothing "
                    "is downloaded")
-    g.add_argument("--weights", metavar="FILE", help="start from these model weights (a calibnet/official checkpoint)")
     g = p.add_argument_group("data (one of)")
     g.add_argument("--depth-augment", nargs="?", type=float, const=DEFAULT_DEPTH_AUGMENT, metavar="P",
                    help="corrupt each training depth map with probability P (default when given without a value: "
@@ -107,10 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def train_request(args: argparse.Namespace) -> TrainRequest:
     """The typed request of parsed ``calibnet-train`` arguments."""
-    return TrainRequest(args.recipe, args.config, tuple(args.set), args.synthetic, bool(args.dataset or args.json),
-                        args.iters, args.batch, args.lr, args.weight_decay, args.steps, args.gamma,
-                        args.warmup_iters, args.clip_grad, args.out, args.checkpoint_period, args.eval_scenes,
-                        args.workers, args.depth_augment)
+    own = dict(overrides=tuple(args.set), dataset=bool(args.dataset or args.json))
+    return TrainRequest(**{**{f.name: getattr(args, f.name, None) for f in fields(TrainRequest)}, **own})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,10 +119,9 @@ def _make_source(args: argparse.Namespace, plan: TrainPlan, info: Any) -> Any:
     """The batch source for this process."""
     from ..training.distributed import barrier
 
-    cfg = plan.cfg
+    cfg, (h, w) = plan.cfg, plan.scene_hw
     augment = DepthAugment(plan.depth_augment) if plan.depth_augment else None
     if plan.synthetic == "stream":
-        h, w = plan.scene_hw
         return SyntheticBatches(batch_size=cfg.solver.ims_per_batch, height=h, width=w,
                                 short=cfg.input.min_size_train[0], max_size=cfg.input.max_size_train,
                                 seed=scene_seed(TRAIN_SET_SEED + args.seed, 0), rank=info.rank,
@@ -134,7 +129,6 @@ def _make_source(args: argparse.Namespace, plan: TrainPlan, info: Any) -> Any:
 
     folder = plan.out / "synthetic_train"
     if plan.synthetic is not None and info.rank == 0:
-        h, w = plan.scene_hw
         data.write_synthetic_dataset(folder, int(plan.synthetic), seed=TRAIN_SET_SEED + args.seed, height=h,
                                      width=w, name="synthetic_train")
     barrier()
@@ -173,12 +167,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         cfg, out = plan.cfg, plan.out
         main_rank = info.rank == 0
-        resume_file = None
-        if args.resume is not None:
-            try:
-                resume_file = find_resume_file(args.resume or out, out)
-            except FileNotFoundError as exc:
-                raise TrainError(str(exc)) from None
+        resume_file = None if args.resume is None else find_resume_file(args.resume or out, out)
         source = _make_source(args, plan, info)  # data errors before the model is built
         try:
             model = build_model(cfg, args.weights, seed=args.seed, eval_mode=False, quiet=True)
@@ -236,8 +225,7 @@ def _run(args: argparse.Namespace) -> int:
         if eval_spec is not None:
             t1 = time.perf_counter()
             metrics = evaluate_model(trainer.model, eval_spec, out / "eval_final", progress=not args.no_progress)
-            summary["eval_seconds"] = round(time.perf_counter() - t1, 1)
-            summary["eval_scenes"] = plan.eval_scenes
+            summary.update(eval_seconds=round(time.perf_counter() - t1, 1), eval_scenes=plan.eval_scenes)
             summary.update({k: round(float(metrics[k]), 2) for k in ("AP", "AP50", "AP70") if k in metrics})
         if main_rank:
             summary["total_seconds"] = round(time.perf_counter() - t0, 1)
