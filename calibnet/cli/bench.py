@@ -124,10 +124,8 @@ def _options(args: argparse.Namespace) -> BenchOptions:
                 if args.accuracy else None)
     except DatasetError as exc:
         raise BenchError(f"--accuracy: {exc}") from exc
-    return BenchOptions(args.config, args.weights, tuple(backends), args.height, args.width, args.frame, args.batch,
-                        args.warmup, args.iters, args.threads, spec, args.accuracy_limit, args.workdir,
-                        args.sgemm_size, not args.no_dataset_sizes, args.quiet, args.int8_model, args.int8_calib,
-                        args.profile)
+    own = dict(backends=tuple(backends), accuracy=spec, dataset_sizes=not args.no_dataset_sizes)
+    return BenchOptions(**{**{f.name: getattr(args, f.name, None) for f in fields(BenchOptions)}, **own})
 
 
 def run(args: argparse.Namespace) -> int:

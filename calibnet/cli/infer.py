@@ -80,10 +80,6 @@ from .options import (
 PROG = "calibnet-infer"
 
 
-def _say(msg: str) -> None:
-    tqdm.write(f"{PROG}: {msg}", file=sys.stderr)
-
-
 def _inputs(args: argparse.Namespace) -> BatchInputs:
     """The run's mode, from the input options (a CliError naming the options when they do not make one)."""
     modes = [m for m, on in (("--bag", args.bag), ("--realsense", args.realsense or args.realsense_bag),
@@ -116,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if args.ray:
         return _ray(args, src, opts)
     with open_runtime(args.model, open_options(args), depth_format=fmt, strict=args.strict) as rt:
-        res = run_batch(rt, src, opts, say=_say)
+        res = run_batch(rt, src, opts, say=lambda msg: tqdm.write(f"{PROG}: {msg}", file=sys.stderr))
     _summary(res)
     return res.exit_code
 
