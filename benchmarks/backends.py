@@ -76,18 +76,6 @@ def ort_session_options(threads: int) -> Any:
     return opts
 
 
-def _validated(prepared: PreparedBackend, reference_backend: Any, rgb: np.ndarray, depth: np.ndarray,
-               batch: int = 1) -> PreparedBackend:
-    """``prepared`` with its raw outputs checked against the eager model's on the same prepared frame (the one
-    comparator, at the row's precision)."""
-    feeds = stack_frames([prepared.runtime.prepare(rgb, depth)] * batch)
-    report = compare_outputs(reference_backend.run(feeds), prepared.runtime.backend.run(feeds),
-                             prepared.runtime.metadata, prepared.precision)
-    prepared.validation = {"ok": report.passed, **report.to_json()}
-    prepared.status = PASSED if report.passed else VALIDATION_FAILED
-    return prepared
-
-
 #: the ONNX files exported in this process, per model object
 _EXPORTED: weakref.WeakKeyDictionary[Any, set[Path]] = weakref.WeakKeyDictionary()
 
@@ -160,7 +148,6 @@ def prepare_backend(name: str, model: Any, rgb: np.ndarray, depth: np.ndarray,
     named = ALIASES.get(precision, precision)  # the comparator's name of the row's precision
     if not target.artifact(precision):
         return _reference(name, model, opts.weights)
-    reference = Runtime.from_model(model).backend
     try:
         path, how = _artifact(target, precision, model, opts)
     except BackendUnavailable as exc:
@@ -174,8 +161,11 @@ def prepare_backend(name: str, model: Any, rgb: np.ndarray, depth: np.ndarray,
                                detail=str(exc))
     describe = getattr(rt.backend, "describe", None)
     detail = f"{describe() if describe else target.summary}; {how}; {opts.threads or 'default'} threads"
-    prep = PreparedBackend(name, PASSED, rt, path, _size_mb(path), named, detail=detail)
-    return _validated(prep, reference, rgb, depth, opts.batch)
+    # validated against the eager model on the same prepared frame (the one comparator, at the row's precision)
+    feeds = stack_frames([rt.prepare(rgb, depth)] * opts.batch)
+    report = compare_outputs(Runtime.from_model(model).backend.run(feeds), rt.backend.run(feeds), rt.metadata, named)
+    return PreparedBackend(name, PASSED if report.passed else VALIDATION_FAILED, rt, path, _size_mb(path), named,
+                           {"ok": report.passed, **report.to_json()}, detail)
 
 
 def profile_row(prepared: PreparedBackend, rgb: np.ndarray, depth: np.ndarray,
