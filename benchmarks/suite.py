@@ -8,6 +8,7 @@ data set, evaluates mask AP per row; the command line (:mod:`calibnet.cli.bench`
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import sys
@@ -60,11 +61,6 @@ class BenchOptions:
     int8_model: str | None = None
     int8_calib: int = 8
     profile: bool = False  # where the time goes, for rows whose backend counts it (backends.profile_row)
-
-
-def _cpu_name() -> str:
-    name = cpu_isa()["model_name"] or platform.processor() or platform.machine()
-    return f"{name}, {os.cpu_count()} logical CPUs"
 
 
 def _loadavg() -> list[float] | None:
@@ -159,12 +155,10 @@ def run_benchmark(args: BenchOptions) -> dict[str, Any]:
              "interleaved", quiet)
         times = interleave(paths, args.warmup, args.iters, None if quiet else
                            lambda it, desc: tqdm(it, desc=desc, unit="round", file=sys.stderr, leave=False))
-        macs_cache: dict[tuple[int, int], float] = {(args.height, args.width): stats.macs.gmacs}
 
+        @functools.cache
         def gmacs_at(hw: tuple[int, int]) -> float:
-            if hw not in macs_cache:
-                macs_cache[hw] = count_model_macs(model, *hw).gmacs
-            return macs_cache[hw]
+            return stats.macs.gmacs if hw == (args.height, args.width) else count_model_macs(model, *hw).gmacs
 
         base_summary = times[BASELINE].summary_ms()
         base_p50 = base_summary["e2e"]["p50"]
@@ -173,15 +167,14 @@ def run_benchmark(args: BenchOptions) -> dict[str, Any]:
         for p in prepared:
             extra: dict[str, Any] = {"precision": p.precision, "detail": p.detail, "validation": p.validation,
                                      "artifact": p.artifact.name if p.artifact else None}
-            if not p.runnable:
-                doc_backends[p.name] = backend_entry(p.status, None, base_p50, args.batch, None, sgemm.peak_gflops,
-                                                     p.artifact_mb, extra)
-                continue
-            net_hw = tuple(int(v) for v in p.runtime.prepare(rgbs[0], depths[0]).rgb.shape[-2:])
-            path = next(x for x in paths if x.name == p.name)
-            extra.update(network_hw=list(net_hw), instances=len(path.last_predictions[0]))  # type: ignore[attr-defined]
-            doc_backends[p.name] = backend_entry(p.status, times[p.name].summary_ms(), base_p50, args.batch,
-                                                 gmacs_at(net_hw), sgemm.peak_gflops, p.artifact_mb, extra)  # type: ignore[arg-type]
+            summary = gmacs = None
+            if p.runnable:
+                net_hw = tuple(int(v) for v in p.runtime.prepare(rgbs[0], depths[0]).rgb.shape[-2:])
+                path = next(x for x in paths if x.name == p.name)
+                extra.update(network_hw=list(net_hw), instances=len(path.last_predictions[0]))  # type: ignore[attr-defined]
+                summary, gmacs = times[p.name].summary_ms(), gmacs_at(net_hw)  # type: ignore[arg-type]
+            doc_backends[p.name] = backend_entry(p.status, summary, base_p50, args.batch, gmacs, sgemm.peak_gflops,
+                                                 p.artifact_mb, extra)
         add_speedups_vs(doc_backends, "onnxruntime")
         if args.profile:  # after the timed rounds: the counters cost time of their own
             for p in prepared:
@@ -196,6 +189,7 @@ def run_benchmark(args: BenchOptions) -> dict[str, Any]:
                        "official post-processing in torch"})
         accuracy = _accuracy(args, prepared) if args.accuracy is not None else None
 
+    cpu = cpu_isa()["model_name"] or platform.processor() or platform.machine()
     doc: dict[str, Any] = {
         **stats.to_dict(),
         "sgemm_gflops": sgemm.peak_gflops,
@@ -208,7 +202,8 @@ def run_benchmark(args: BenchOptions) -> dict[str, Any]:
             "iters": args.iters, "threads": args.threads, "frame_hw": list(frame_hw),
             "frame": f"synthetic RGB-D scene (make_scene seeds 0..{args.batch - 1}), resized to "
                      f"{resized[0]}x{resized[1]}, padded to {padded[0]}x{padded[1]}",
-            "resize": resize_note, "msda_eager": "grid_sample reference (official CPU fallback)", "cpu": _cpu_name(),
+            "resize": resize_note, "msda_eager": "grid_sample reference (official CPU fallback)",
+            "cpu": f"{cpu}, {os.cpu_count()} logical CPUs",
             "torch": torch.__version__, "onnxruntime": ort.__version__, "numpy": np.__version__,
             "python": platform.python_version(), "loadavg_start": load_start, "loadavg_end": _loadavg(),
             "units": "ms per batch of --batch frames; fps = frames per second",
