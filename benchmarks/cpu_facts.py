@@ -3,6 +3,7 @@ OpenVINO's CPU capabilities and version, beside the NNCF version (the JSON's ``s
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +38,11 @@ def cpu_isa(cpuinfo: str | None = None) -> dict[str, Any]:
 
 def openvino_facts() -> dict[str, Any]:
     """Library versions and OpenVINO's CPU capabilities, for the benchmark's JSON ``setup``."""
-    facts: dict[str, Any] = {"cpu_isa": cpu_isa()}
-    try:
-        import openvino as ov
-
-        facts.update(openvino=ov.__version__, openvino_cpu_capabilities=cpu_capabilities())
-    except ImportError:
-        facts["openvino"] = None
-    try:
-        import nncf
-
-        facts["nncf"] = nncf.__version__
-    except ImportError:
-        facts["nncf"] = None
-    return facts
+    version: dict[str, str | None] = {}
+    for name in ("openvino", "nncf"):
+        try:
+            version[name] = importlib.import_module(name).__version__
+        except ImportError:
+            version[name] = None
+    caps = {"openvino_cpu_capabilities": cpu_capabilities()} if version["openvino"] is not None else {}
+    return {"cpu_isa": cpu_isa(), "openvino": version["openvino"], **caps, "nncf": version["nncf"]}
