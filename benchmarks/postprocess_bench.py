@@ -165,19 +165,13 @@ def run_case(case: RawCase, iters: int = 50, warmup: int = 3, meta: ModelMetadat
     tensors = tuple(torch.from_numpy(case.outputs[k]) for k in OUTPUT_NAMES[:3])  # logits, objectness, masks
     pred, official = runtime_post(case, meta), official_post(case, meta, tensors)  # type: ignore[arg-type]
     check = compare(pred, official)
-    rt_t: list[tuple[float, float]] = []
-    off_t: list[tuple[float, float]] = []
-    pre_t: list[float] = []
     frame = case.frame
-    for i in range(warmup + iters):
-        a = _timed(lambda: runtime_post(case, meta))
-        b = _timed(lambda: official_post(case, meta, tensors))  # type: ignore[arg-type]
-        c = _timed(lambda: prepare_frame(*frame))[0] if frame is not None else None
-        if i >= warmup:
-            rt_t.append(a)
-            off_t.append(b)
-            if c is not None:
-                pre_t.append(c)
+    rounds = [(_timed(lambda: runtime_post(case, meta)),
+               _timed(lambda: official_post(case, meta, tensors)),  # type: ignore[arg-type]
+               _timed(lambda: prepare_frame(*frame))[0] if frame is not None else None)
+              for _ in range(warmup + iters)][warmup:]
+    rt_t, off_t = [r[0] for r in rounds], [r[1] for r in rounds]
+    pre_t = [r[2] for r in rounds if r[2] is not None]
 
     def med(xs: list[tuple[float, float]], j: int) -> float:
         return statistics.median(x[j] for x in xs) * 1e3
