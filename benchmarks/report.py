@@ -226,11 +226,8 @@ def add_speedups_vs(backends: dict[str, dict[str, Any]], reference: str = "onnxr
     """Add ``speedup_vs_<reference>`` (end to end p50) and ``infer_speedup_vs_<reference>`` (inference p50) to
     every timed row when the reference row was timed."""
     ref = backends.get(reference) or {}
-    if not ref.get("e2e_ms"):
-        return
     for entry in backends.values():
-        if not entry.get("e2e_ms"):
-            continue
-        entry[f"speedup_vs_{reference}"] = ref["e2e_ms"]["p50"] / entry["e2e_ms"]["p50"]
-        entry[f"infer_speedup_vs_{reference}"] = (ref["stages_ms"]["infer"]["p50"] /
-                                                 entry["stages_ms"]["infer"]["p50"])
+        if ref.get("e2e_ms") and entry.get("e2e_ms"):
+            entry[f"speedup_vs_{reference}"] = ref["e2e_ms"]["p50"] / entry["e2e_ms"]["p50"]
+            entry[f"infer_speedup_vs_{reference}"] = (ref["stages_ms"]["infer"]["p50"] /
+                                                     entry["stages_ms"]["infer"]["p50"])
