@@ -194,22 +194,19 @@ def soak(rt: Any, frames: list[tuple[np.ndarray, np.ndarray]], n: int, warmup: i
     return out
 
 
-def _model_path(args: StreamBenchOptions, workdir: Path) -> Path:
-    if args.model:
-        return Path(args.model)
-    from calibnet.export import export_onnx
-
-    model = calibnet.build_model(args.config, args.weights, quiet=True)
-    return export_onnx(model, workdir / f"stream{ONNX_SUFFIX}", height=args.height, width=args.width)
-
-
 def run_streaming(args: StreamBenchOptions, say: Callable[[str], None]) -> dict[str, Any]:
     """The ``--stream`` / ``--soak`` part of calibnet-bench; returns its JSON document."""
     doc: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="calibnet-bench-stream-") as tmp:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        path = _model_path(args, workdir)
+        if args.model:
+            path = Path(args.model)
+        else:  # needs torch
+            from calibnet.export import export_onnx
+
+            model = calibnet.build_model(args.config, args.weights, quiet=True)
+            path = export_onnx(model, workdir / f"stream{ONNX_SUFFIX}", height=args.height, width=args.width)
         rt = Runtime.open(path, threads=args.threads)
         m = rt.metadata
         hw = tuple(args.frame) if args.frame else (m.resize_short, m.resize_max)  # resizes to the graph size
