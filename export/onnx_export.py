@@ -67,7 +67,7 @@ class DeployWrapper(nn.Module):
 
 
 def _check_args(model: nn.Module, flavor: str, height: int, width: int, batch: int, opset: int,
-                topk: int | None, min_hw: tuple[int, int], max_hw: tuple[int, int], dynamic: bool,
+                topk: int, min_hw: tuple[int, int], max_hw: tuple[int, int], dynamic: bool,
                 plugin_version: str) -> None:
     if flavor not in FLAVORS:
         raise ValueError(f"flavor must be one of {FLAVORS}, got {flavor!r}")
@@ -83,7 +83,7 @@ def _check_args(model: nn.Module, flavor: str, height: int, width: int, batch: i
         raise ValueError(f"batch must be >= 1, got {batch}")
     if not 17 <= opset <= 19:
         raise ValueError(f"opset must be 17..19 (opset 20 renames GridSample 'bilinear' to 'linear'), got {opset}")
-    if topk is not None and topk != 0 and not 1 <= topk <= model.cfg.decoder.num_kernels:
+    if topk and not 1 <= topk <= model.cfg.decoder.num_kernels:
         raise ValueError(f"topk must be in 1..{model.cfg.decoder.num_kernels}, got {topk}")
 
 

@@ -264,15 +264,6 @@ class Int8Options:
     force: bool = False
 
 
-def _require_openvino_nncf() -> None:
-    try:
-        import nncf  # noqa: F401
-        import openvino  # noqa: F401
-    except ImportError as exc:
-        raise BackendUnavailable(f'INT8 quantization needs NNCF and OpenVINO: pip install "calibnet[openvino]" '
-                                 f"({exc})") from None
-
-
 def make_int8_ir(model_path: str | Path, out_xml: str | Path, options: Int8Options | None = None,
                  threads: int = 0) -> Int8Result:
     """The INT8 IR of the FP32 model at ``model_path``, calibrated as ``options`` say (frames read and
@@ -280,7 +271,12 @@ def make_int8_ir(model_path: str | Path, out_xml: str | Path, options: Int8Optio
     :class:`BackendUnavailable` without OpenVINO/NNCF, ``InputError`` for bad calibration input,
     :class:`QuantizationRefused` when the comparison fails (unless ``force``)."""
     opts = options or Int8Options()
-    _require_openvino_nncf()
+    try:
+        import nncf  # noqa: F401
+        import openvino  # noqa: F401
+    except ImportError as exc:
+        raise BackendUnavailable(f'INT8 quantization needs NNCF and OpenVINO: pip install "calibnet[openvino]" '
+                                 f"({exc})") from None
     check_n = max(1, opts.check_frames)
     with Runtime.open(model_path, backend="openvino", precision="f32", cache_dir="") as rt:
         if opts.calib_dir:
