@@ -5,7 +5,7 @@ graph, then each artifact built from it, each by its one maker:
 
 - ``onnx``: the ONNX graph, always made first (:func:`.onnx_export.export_onnx`);
 - ``engine``: a TensorRT engine and its JSON sidecar, on a GPU (:func:`calibnet.engines.build_engine`);
-- ``openvino-ir``: an OpenVINO IR, FP32 weights; BF16 is chosen when it is opened (:func:`.openvino_ir.write_ir`);
+- ``openvino-ir``: an OpenVINO IR, FP32 weights; BF16 is chosen when it is opened (``_openvino_ir`` here);
 - ``openvino-int8``: an INT8 OpenVINO IR guarded by the comparator (:func:`.openvino_int8.make_int8_ir`);
 - ``triton``: a Triton model repository (:func:`calibnet.serving.triton_repo.write_triton_repo`).
 
@@ -26,18 +26,18 @@ from typing import Any
 from calibnet.engines import build_engine
 from calibnet.engines import verify as engine_verify
 from calibnet.runtime.backends.base import BackendUnavailable
+from calibnet.runtime.backends.openvino import write_ir_metadata
 from calibnet.runtime.backends.tensorrt_deps import TensorRTUnavailable
 from calibnet.runtime.core.contract import ModelMetadata
 from calibnet.runtime.core.errors import InputError
 from calibnet.runtime.core.feeds import random_feeds
-from calibnet.runtime.core.targets import ENGINE_SUFFIX, IR_SUFFIX
+from calibnet.runtime.core.targets import ENGINE_SUFFIX, IR_SUFFIX, read_metadata
 from calibnet.serving.triton_repo import VARIANTS, write_triton_repo
 
 from .fp16_check import fp16_readiness
 from .msda_onnx import load_runnable
 from .onnx_export import export_onnx
 from .openvino_int8 import Int8Options, QuantizationRefused, check_bf16, make_int8_ir
-from .openvino_ir import write_ir
 from .verify import verify_onnx
 
 __all__ = ["TARGETS", "GRAPH_FLAVOR", "GraphOptions", "ExportOptions", "Step", "ExportResult", "export",
@@ -100,11 +100,6 @@ class ExportResult:
     """Every step of an :func:`export` call, in order."""
 
     steps: list[Step] = field(default_factory=list)
-
-    @property
-    def paths(self) -> dict[str, Path]:
-        """``{step name: artifact path}`` of the steps that wrote one."""
-        return {s.name: s.path for s in self.steps if s.status == "done" and s.path is not None}
 
     @property
     def failed(self) -> list[Step]:
@@ -203,12 +198,19 @@ def _engine(onnx: Path, out: Path, opts: ExportOptions, say: Callable[[str], Non
 
 
 def _openvino_ir(onnx: Path, out: Path, opts: ExportOptions, say: Callable[[str], None]) -> list[Step]:
+    """The ONNX graph as an OpenVINO IR (the XML and its ``.bin``) with calibnet's metadata in its ``rt_info``, what
+    OpenVINO deployments load without converting the ONNX file at every start; FP32 weights."""
     try:
-        ir = write_ir(onnx, out)
-    except BackendUnavailable as exc:
-        return [Step("openvino-ir", "unavailable", None, str(exc))]
-    say(f"wrote OpenVINO IR {ir} (+ its .bin)")
-    return [Step("openvino-ir", "done", ir)]
+        import openvino as ov
+    except ImportError as exc:
+        return [Step("openvino-ir", "unavailable", None,
+                     f'the OpenVINO IR needs OpenVINO: pip install "calibnet[openvino]" ({exc})')]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = ov.Core().read_model(str(onnx))
+    write_ir_metadata(model, read_metadata(onnx))
+    ov.save_model(model, str(out), compress_to_fp16=False)
+    say(f"wrote OpenVINO IR {out} (+ its .bin)")
+    return [Step("openvino-ir", "done", out)]
 
 
 def _int8(onnx: Path, out: Path, opts: ExportOptions, say: Callable[[str], None]) -> list[Step]:

@@ -20,7 +20,6 @@ from calibnet.runtime.backends.openvino import (  # noqa: E402
     choose_precision,
     compile_config,
     read_ir_metadata,
-    write_ir_metadata,
 )
 
 NO_BF16 = ["FP32", "INT8", "BIN", "EXPORT_IMPORT"]  # a CPU without native BF16 (e.g. AVX2-only)
@@ -42,14 +41,15 @@ def tiny_onnx(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_ir(tiny_onnx):
-    """The FP32 OpenVINO IR of the tiny model, with calibnet's metadata in rt_info."""
-    from calibnet.runtime.core.targets import read_metadata
+    """The FP32 OpenVINO IR of the tiny model, with calibnet's metadata in rt_info, made by the export API's
+    ``openvino-ir`` maker."""
+    from calibnet.export.api import make_artifact
 
-    model = ov.Core().read_model(str(tiny_onnx))
-    write_ir_metadata(model, read_metadata(tiny_onnx))
-    xml = tiny_onnx.with_name("tiny_fp32.xml")
-    ov.save_model(model, str(xml), compress_to_fp16=False)
-    return xml
+    lines: list[str] = []
+    step = make_artifact(tiny_onnx, "openvino-ir", tiny_onnx.with_name("tiny_fp32.xml"), say=lines.append)
+    assert step.status == "done" and step.path.with_suffix(".bin").is_file(), step
+    assert lines == [f"wrote OpenVINO IR {step.path} (+ its .bin)"]
+    return step.path
 
 
 def _frame(seed: int = 0):
