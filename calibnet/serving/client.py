@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime.core.closing import Closing
 from ..runtime.core.depth import DepthFormat
 from ..runtime.core.prediction import Prediction
 from .protocol import DEPTH_PARAMETERS, MODEL_NAME, OUTPUTS, REQUEST_ID, prediction_from_outputs, refusal_of
@@ -83,7 +84,7 @@ def _parameters(fmt: DepthFormat | None) -> dict[str, Any] | None:
     return {name: v for name, v in zip(DEPTH_PARAMETERS, values) if v is not None}
 
 
-class CalibnetClient:
+class CalibnetClient(Closing):
     """Sends frames to a Triton server serving ``calibnet``; ``url`` ``host:port`` (HTTP) or
     ``grpc://host:port`` / ``http://host:port``. Every request carries a ``request_id`` parameter; a refused
     request raises :class:`ServingError` with the server's one-line reason and that id. ``timeout_s``: the longest
@@ -109,12 +110,6 @@ class CalibnetClient:
         kwargs: dict[str, Any] = {} if self.protocol == "grpc" else {"connection_timeout": timeout_s,
                                                                       "network_timeout": timeout_s}
         self._client = tc.InferenceServerClient(url, **kwargs)
-
-    def __enter__(self) -> CalibnetClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the connection."""
