@@ -81,13 +81,6 @@ class TensorSpec:
     dims: tuple[int, ...]
     optional: bool = False
 
-    @property
-    def triton_dtype(self) -> str:
-        """The Triton data type name (``UINT8``, ``FP32``, ``BYTES``, ...)."""
-        return _TRITON_DTYPES[np.dtype(self.dtype).str[1:]] if self.dtype is not object else "BYTES"
-
-
-_TRITON_DTYPES = {"u1": "UINT8", "u2": "UINT16", "f4": "FP32", "i8": "INT64", "i4": "INT32", "b1": "BOOL"}
 
 INPUTS: tuple[TensorSpec, ...] = (
     TensorSpec("rgb", np.uint8, (-1, -1, 3), True),
@@ -127,14 +120,15 @@ def _one(inputs: Mapping[str, np.ndarray], names: tuple[str, ...], what: str) ->
     return given[0], np.asarray(inputs[given[0]])
 
 
-def _unbatch(name: str, arr: np.ndarray, ndim: int) -> np.ndarray:
-    """The single frame of a request: [1,...] (batched model) or [...] as sent."""
+def _raw(name: str, arr: np.ndarray, ndim: int, limits: InputLimits) -> np.ndarray:
+    """The single frame of a raw tensor, [1,...] (batched model) or [...] as sent, its size within ``limits``."""
     if arr.ndim == ndim + 1:
         if arr.shape[0] != 1:
             raise InputError(f"{name}: one frame per request, got a batch of {arr.shape[0]}")
         arr = arr[0]
     if arr.ndim != ndim:
         raise InputError(f"{name}: expected {ndim} dims, got shape {tuple(arr.shape)}")
+    limits.check_size(int(arr.shape[1]), int(arr.shape[0]), name)
     return arr
 
 
@@ -158,13 +152,6 @@ def _decode_file(name: str, arr: np.ndarray, depth: bool, limits: InputLimits) -
         raise InputError(f"{name}: cannot decode the {len(data)} bytes as an image") from None
 
 
-def _raw(name: str, arr: np.ndarray, ndim: int, limits: InputLimits) -> np.ndarray:
-    """A raw frame tensor as sent, its size within ``limits``."""
-    arr = _unbatch(name, arr, ndim)
-    limits.check_size(int(arr.shape[1]), int(arr.shape[0]), name)
-    return arr
-
-
 def _within_bytes(inputs: Mapping[str, np.ndarray], limits: InputLimits) -> None:
     for name, arr in inputs.items():
         if arr is not None:
@@ -176,12 +163,10 @@ def _within_bytes(inputs: Mapping[str, np.ndarray], limits: InputLimits) -> None
 
 def _depth_format(params: Mapping[str, Any] | None) -> DepthFormat:
     params = params or {}
+    near, far, direction = (params.get(k) for k in ("depth_near", "depth_far", "depth_direction"))
     try:
-        near = params.get("depth_near")
-        far = params.get("depth_far")
-        return DepthFormat(str(params.get("depth_format", "auto")), float(near) if near is not None else None,
-                           float(far) if far is not None else None,
-                           str(params["depth_direction"]) if params.get("depth_direction") is not None else None)
+        return DepthFormat(str(params.get("depth_format", "auto")), None if near is None else float(near),
+                           None if far is None else float(far), None if direction is None else str(direction))
     except (TypeError, ValueError) as exc:
         raise InputError(f"bad depth parameters: {exc}") from None
 

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from google.protobuf import text_format
 
 from ..runtime.core.contract import PLUGIN_NAME, ModelMetadata
@@ -48,6 +49,7 @@ TRT_CACHE = "trt_cache"
 
 _ONNX_TO_TRITON = {1: "TYPE_FP32", 10: "TYPE_FP16", 11: "TYPE_FP64", 7: "TYPE_INT64", 6: "TYPE_INT32",
                    9: "TYPE_BOOL", 2: "TYPE_UINT8", 3: "TYPE_INT8", 4: "TYPE_UINT16"}
+_NUMPY_TO_TRITON = {"u1": "UINT8", "u2": "UINT16", "f4": "FP32", "i8": "INT64", "i4": "INT32", "b1": "BOOL"}
 
 _MODEL_PY = '''\
 """Triton Python-backend entry point of calibnet: the implementation is calibnet's own
@@ -80,7 +82,7 @@ def _io(kind: str, blocks: list[str]) -> str:
 
 
 def _spec_type(s: TensorSpec) -> str:
-    return "TYPE_STRING" if s.dtype is object else "TYPE_" + s.triton_dtype
+    return "TYPE_STRING" if s.dtype is object else "TYPE_" + _NUMPY_TO_TRITON[np.dtype(s.dtype).str[1:]]
 
 
 def _onnx_io(onnx_path: Path) -> tuple[list[tuple[str, str, list[int]]], list[tuple[str, str, list[int]]]]:
