@@ -26,12 +26,19 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .common import BACKBONE_NAMES, ConfigError
-
 if TYPE_CHECKING:
     from .schema import CalibNetConfig
 
-__all__ = ["YAML_KEYS", "YamlKey", "config_to_yaml", "config_tree", "read_yaml", "write_config_yaml"]
+__all__ = ["BACKBONE_NAMES", "ConfigError", "YAML_KEYS", "YamlKey", "config_to_yaml", "config_tree", "read_yaml",
+           "write_config_yaml"]
+
+#: ``MODEL.BACKBONE.NAME`` values calibnet builds (the official registry names): ResNet, Swin, PVTv2, P2T.
+BACKBONE_NAMES = ("build_resnet_backbone", "D2SwinTransformer", "build_pyramid_vision_transformer",
+                  "build_p2t_backbone")
+
+
+class ConfigError(ValueError):
+    """A configuration file or value that calibnet cannot use."""
 
 
 def _same(value: Any) -> Any:

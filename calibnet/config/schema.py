@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .common import BACKBONE_NAMES, ConfigError
-from .official_yaml import read_yaml
+from .official_yaml import BACKBONE_NAMES, ConfigError, read_yaml
 
 __all__ = [
     "BACKBONE_NAMES",
