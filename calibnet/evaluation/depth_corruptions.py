@@ -55,11 +55,6 @@ _BLUR_SIGMA = (0.5, 1.0, 2.0, 3.0, 5.0)
 _REFERENCE_SIDE = 480.0  # pixel sizes above are for a 480 px long side (the data sets' test size)
 
 
-def _rng(seed: int | Sequence[int], name: str) -> np.random.Generator:
-    key = [int(seed)] if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
-    return np.random.default_rng([*key, CORRUPTIONS.index(name)])
-
-
 def _scaled(px: float, shape: tuple[int, ...]) -> float:
     return px * max(shape[:2]) / _REFERENCE_SIDE
 
@@ -202,10 +197,9 @@ def corrupt_depth(depth: np.ndarray, name: str, severity: int, seed: int | Seque
     arr = np.asarray(depth)
     depth_plane(arr)  # the runtime's checks of a depth map (dtype, shape, not empty)
     planes = [arr] if arr.ndim == 2 else [arr[:, :, c] for c in range(arr.shape[2])]
-    out = []
-    for plane in planes:
-        rng = _rng(seed, name)  # the same draws for every channel of a gray map
-        out.append(_APPLY[name](plane, valid_depth(plane), severity, rng, direction))
+    key = [*([int(seed)] if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]), CORRUPTIONS.index(name)]
+    # a fresh generator per plane: the same draws for every channel of a gray map
+    out = [_APPLY[name](p, valid_depth(p), severity, np.random.default_rng(key), direction) for p in planes]
     return out[0] if arr.ndim == 2 else np.stack(out, axis=2)
 
 
