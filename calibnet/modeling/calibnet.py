@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from ..config import CalibNetConfig
-from .aux_heads import CoarsePredictor
 from .backbones import build_backbones
 from .encoder import TransformerEncoder
 from .kernel_branch import CalibNetDecoder
@@ -28,6 +27,25 @@ ImageSizes = Sequence[Sequence[int]] | torch.Tensor
 
 #: Top-level modules used only for training (auxiliary coarse saliency heads).
 TRAINING_ONLY_MODULES = ("predictor_rgb", "predictor_depth", "predictor_rgb_r2", "predictor_depth_d2")
+
+
+class CoarsePredictor(nn.Module):
+    """A training-only coarse saliency predictor (``predictor_rgb``, ``predictor_depth``, ...): 3x3 conv +
+    GroupNorm + GELU + 1x1 conv -> one saliency logit map."""
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        mid = in_channels // 2
+        self.conv1 = nn.Conv2d(in_channels, mid, 3, padding=1)
+        self.norm = nn.GroupNorm(32, mid)
+        self.activation = nn.GELU()
+        self.conv2 = nn.Conv2d(mid, 1, 1)
+        for conv in (self.conv1, self.conv2):
+            nn.init.xavier_uniform_(conv.weight)
+            nn.init.constant_(conv.bias, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.activation(self.norm(self.conv1(x))))
 
 
 class CalibNet(nn.Module):
