@@ -36,9 +36,7 @@ def write_saliency_maps(spec: DatasetSpec, out_dir: str | Path, drop_every: int 
         if drop_every > 0 and k % drop_every == 0 and len(masks) >= 2:
             masks = masks[:-1]
             dropped.append(rec.image_id)
-        union = np.zeros((h, w), dtype=bool)
-        for m in masks:
-            union |= m
+        union = np.any([np.zeros((h, w), bool), *masks], axis=0)
         path.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), union.astype(np.uint8) * 255)
     return dropped

@@ -26,12 +26,6 @@ DepthHook = Callable[[np.ndarray, int], np.ndarray]
 Observer = Callable[[int, Any], None]
 
 
-def _category(spec: DatasetSpec) -> tuple[int, bool]:
-    """(category id to report, use_cats): the data set's single category, or class-agnostic evaluation."""
-    cats = json.loads(spec.json_file.read_text()).get("categories") or [{"id": 1}]
-    return int(cats[0]["id"]), len(cats) == 1
-
-
 def predict_dataset(runtime: Any, spec: DatasetSpec, progress: bool = True, limit: int | None = None,
                     category_id: int = 1, depth_hook: DepthHook | None = None,
                     observer: Observer | None = None) -> tuple[list[dict[str, Any]], list[int], float]:
@@ -76,9 +70,10 @@ def run_eval(runtime: Any, spec: DatasetSpec, out_dir: str | Path | None = None,
     (reading + inference + post-processing, wall clock) and ``ms_per_image``.
     """
     spec.check()
-    category_id, use_cats = _category(spec)
-    results, ids, seconds = predict_dataset(runtime, spec, progress=progress, limit=limit, category_id=category_id,
-                                            depth_hook=depth_hook, observer=observer)
+    # results name the data set's (first) category: its single category, else a class-agnostic evaluation
+    cats = json.loads(spec.json_file.read_text()).get("categories") or [{"id": 1}]
+    results, ids, seconds = predict_dataset(runtime, spec, progress=progress, limit=limit,
+                                            category_id=int(cats[0]["id"]), depth_hook=depth_hook, observer=observer)
     results_json = None
     if out_dir is not None:
         out = Path(out_dir)
@@ -86,7 +81,7 @@ def run_eval(runtime: Any, spec: DatasetSpec, out_dir: str | Path | None = None,
         path = out / f"{spec.name}_results.json"
         path.write_text(json.dumps(results))
         results_json = str(path)
-    metrics = evaluate_coco(spec.json_file, results, img_ids=ids, use_cats=use_cats)
+    metrics = evaluate_coco(spec.json_file, results, img_ids=ids, use_cats=len(cats) == 1)
     metrics.update(results_json=results_json, images=len(ids), seconds=seconds,
                    ms_per_image=1000.0 * seconds / len(ids) if ids else float("nan"))
     return metrics

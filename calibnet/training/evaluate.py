@@ -31,7 +31,6 @@ def evaluate_model(model: nn.Module, spec: Any, out_dir: str | Path | None = Non
         # keep the model where it trains (TorchBackend moves the model to the device it is given)
         device = str(next(model.parameters()).device)
         with Runtime.from_model(model, device=device) as runtime:
-            return run_eval(runtime, spec, out_dir=None if out_dir is None else str(out_dir), progress=progress,
-                            limit=limit)
+            return run_eval(runtime, spec, out_dir=out_dir, progress=progress, limit=limit)
     finally:
         model.train(was_training)
