@@ -217,7 +217,7 @@ def input_limits(args: argparse.Namespace) -> InputLimits:
                        base.max_bytes if args.max_input_mb is None else int(args.max_input_mb * 2**20))
 
 
-def add_output(parser: Group, default: str, what: str = "output folder") -> Group:
-    """``--out``: where the command writes."""
-    parser.add_argument("--out", default=default, help=f"{what} (default {default})")
+def add_output(parser: Group, default: str | None, what: str = "output folder") -> Group:
+    """``--out``: where the command writes (``default`` None: ``what`` says where)."""
+    parser.add_argument("--out", default=default, help=what if default is None else f"{what} (default {default})")
     return parser
