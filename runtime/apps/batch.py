@@ -16,7 +16,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -32,8 +32,9 @@ from ..core.prediction import Prediction
 from ..core.runtime import Runtime
 from .batchlog import BatchLog, finished_entry
 from .overlay import DRAW_MIN_SCORE, draw_overlay
-from .robot_batch import RobotInputs, RobotOutputs, continued, robot_inputs
-from .sources import Frame, FrameError, image_frames, match_pairs, video_frames
+from .robot_batch import RobotOutputs, continued
+from .sources import BagSource, Frame, FrameError, RealSenseSource, image_frames, match_pairs, video_frames
+from .sources.pairing import median_period_ns
 from .stream import StreamStats
 from .tracking import InstanceTracker
 
@@ -122,11 +123,17 @@ class Task:
 @dataclass
 class _Inputs:
     items: Iterator[tuple[Task, Frame | FrameError]]
-    total: int
+    total: int  # inputs to do (0: unknown, a camera)
     video: bool = False
     fps: float = 0.0
-    skipped: int = 0
-    robot: RobotInputs | None = None
+    skipped: int = 0  # inputs an earlier run did
+    source: BagSource | RealSenseSource | None = None  # a robot source
+    depth_format: DepthFormat | None = None  # a robot source's (one metric range), with the run's direction
+
+    @property
+    def damage(self) -> str | None:
+        """What was damaged in a bag (one line), if anything."""
+        return getattr(self.source, "damage", None)
 
 
 def folder_tasks(pairs: list[tuple[Path, Path]]) -> list[Task]:
@@ -156,14 +163,49 @@ def _video_inputs(src: BatchInputs, log: BatchLog, limits: InputLimits) -> _Inpu
     return _Inputs(items(), total - skipped, True, fps, skipped)
 
 
+def _robot_task(frame: Frame | FrameError) -> Task:
+    i = int(frame.meta["index"])
+    image = {"id": i + 1, "file_name": frame.name, "frame_index": i, "stamp_ns": frame.stamp_ns}
+    if isinstance(frame, Frame):
+        image["depth_stamp_ns"] = frame.depth_stamp_ns
+    return Task(str(i), image)
+
+
+def _robot_inputs(src: BatchInputs, log: BatchLog, fmt: DepthFormat, limits: InputLimits) -> _Inputs:
+    """The frames of ``src.bag`` (a :class:`BagSource`), else of a RealSense camera or ``src.realsense_bag``, that
+    ``log`` has not finished: one task per colour frame, key = its index in colour-stamp order (what ``resume``
+    skips by), its ``images.json`` entry ``id`` = index + 1, ``file_name``, ``frame_index``, ``stamp_ns``,
+    ``depth_stamp_ns``; a frame the source could not pair or decode comes as its FrameError. ``fmt``: the run's
+    depth format (its near / far in metres, its direction); the frames' is the source's with that direction."""
+    if src.bag is not None:
+        bag = BagSource(src.bag, src.rgb_topic, src.depth_topic, src.max_skew_ms, fmt.near, fmt.far, limits=limits)
+        plan = bag.frames[:src.max_frames] if src.max_frames else bag.frames
+        todo = {f.index for f in plan if not log.done(str(f.index))}
+        period = median_period_ns([f.stamp_ns for f in plan])
+        return _Inputs(((_robot_task(f), f) for f in bag.read(todo)), len(todo), True,
+                       1e9 / period if period else 30.0, len(plan) - len(todo), bag,
+                       replace(bag.depth_format, direction=fmt.direction))
+    rs = RealSenseSource(src.realsense_bag, max_skew_ms=src.max_skew_ms, near=fmt.near, far=fmt.far, limits=limits)
+    depth_format = replace(rs.depth_format, direction=fmt.direction)  # (reads the first frames)
+
+    def camera() -> Iterator[tuple[Task, Frame | FrameError]]:
+        try:
+            for f in rs:
+                if src.max_frames and f.meta["index"] >= src.max_frames:
+                    break
+                if not log.done(str(f.meta["index"])):
+                    yield _robot_task(f), f
+        finally:
+            rs.close()
+
+    return _Inputs(camera(), src.max_frames, True, float(rs.fps), 0, rs, depth_format)
+
+
 def _inputs(src: BatchInputs, log: BatchLog, fmt: DepthFormat, limits: InputLimits) -> _Inputs:
     """The frames of the run's mode within ``limits``, skipping those ``log`` has done (``fmt``: the run's depth
     format)."""
     if src.bag or src.realsense or src.realsense_bag:
-        robot = robot_inputs(fmt, log.done, src.max_frames, src.bag, src.rgb_topic, src.depth_topic, src.max_skew_ms,
-                             src.realsense_bag, limits)
-        items = ((Task(key, image), fr) for key, image, fr in robot.items)
-        return _Inputs(items, robot.total, True, robot.fps, robot.skipped, robot)
+        return _robot_inputs(src, log, fmt, limits)
     if src.video:
         return _video_inputs(src, log, limits)
     if src.rgb_dir or src.depth_dir:
@@ -249,7 +291,6 @@ class _Run:
             self.sink = _VideoSink(continued(self.out / "overlay.avi", inputs.skipped), inputs.fps)
         if opts.saliency:
             (self.out / "saliency" if inputs.video else self.out).mkdir(parents=True, exist_ok=True)
-        self.fmt = inputs.robot.depth_format if inputs.robot is not None else None
         self.robot_out = RobotOutputs(opts.bag_out, opts.bag_copy_inputs, opts.rerun, opts.rerun_spawn, opts.track,
                                       opts.min_score, inputs.skipped)
 
@@ -296,7 +337,7 @@ class _Run:
                 try:
                     with warnings.catch_warnings(record=True) as ws:
                         warnings.simplefilter("always")
-                        pred = self.rt.predict(fr.rgb, fr.depth, depth_format=self.fmt)
+                        pred = self.rt.predict(fr.rgb, fr.depth, depth_format=self.inputs.depth_format)
                     caught = [str(w.message) for w in ws]
                     for w in ws:
                         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -329,7 +370,8 @@ class _Run:
             self.bar.update(1)
 
         track = InstanceTracker(min_score=self.opts.overlay_min_score) if self.opts.track else False  # what is drawn
-        st = self.rt.stream(source(), policy="all", track=track, on_error=on_error, depth_format=self.fmt)
+        st = self.rt.stream(source(), policy="all", track=track, on_error=on_error,
+                            depth_format=self.inputs.depth_format)
         try:
             for sf, pred in st:
                 self.done(meta[sf.index][0], sf.source, pred, [])
@@ -368,4 +410,4 @@ def run_batch(rt: Runtime, src: BatchInputs, opts: BatchOptions, say: Callable[[
     return BatchResult(Path(opts.out), inputs.video, n_det, n_img, job.n_ok, job.n_failed, inputs.skipped,
                        log.errors, job.stage, time.perf_counter() - t0,
                        job.sink.path if job.sink is not None and job.n_ok else None, job.stats, stop.signum,
-                       inputs.robot.damage if inputs.robot is not None else None)
+                       inputs.damage)
