@@ -314,8 +314,6 @@ class BagSource:
         return self._range
 
     def _first_depths(self) -> Iterator[np.ndarray]:
-        if self._fmt.near is not None and self._fmt.far is not None:
-            return
         reader = self._reader()
         try:
             n = 0
@@ -343,19 +341,16 @@ class BagSource:
         last_use = {f.depth_ord: pos for pos, f in enumerate(plan) if f.depth_ord >= 0}  # the last frame using each
         colors: dict[int, Any] = {}
         depths: dict[int, Any] = {}
+        held = {self.rgb_topic: (wanted, colors), self.depth_topic: (last_use, depths)}  # topic -> (to hold, held)
+        seen = dict.fromkeys(held, 0)  # messages of each topic so far: the next one's position in bag order
         nxt = 0
-        n_color = n_depth = 0
         reader = self._reader()
         try:
             for topic, _, msg in self._messages(reader, (self.rgb_topic, self.depth_topic)):
-                if topic == self.rgb_topic:
-                    if n_color in wanted:
-                        colors[n_color] = msg
-                    n_color += 1
-                else:
-                    if n_depth in last_use:
-                        depths[n_depth] = msg
-                    n_depth += 1
+                keep, store = held[topic]
+                if seen[topic] in keep:
+                    store[seen[topic]] = msg
+                seen[topic] += 1
                 while nxt < len(plan) and plan[nxt].color_ord in colors and (
                         plan[nxt].depth_ord < 0 or plan[nxt].depth_ord in depths):
                     f = plan[nxt]
