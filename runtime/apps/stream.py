@@ -195,9 +195,8 @@ def open_source(source: Any, depth: Callable[[np.ndarray], np.ndarray] | None = 
         if first.is_dir():
             pairs = match_pairs(first, second)
             return image_frames(pairs[:max_frames] if max_frames else pairs, errors="yield")
-        frames, _, _ = video_frames(first, None if second.is_dir() else second,
-                                    second if second.is_dir() else None, max_frames, errors="yield")
-        return frames
+        return video_frames(first, None if second.is_dir() else second, second if second.is_dir() else None,
+                            max_frames, errors="yield")[0]
     return iter(source)
 
 
@@ -346,10 +345,9 @@ class Stream(Closing):
         self.tracker: InstanceTracker | None = (track if isinstance(track, InstanceTracker)
                                                 else InstanceTracker() if track else None)
         self._finished = False
-        if depth_format is None:
-            depth_format = getattr(source, "depth_format", None)
+        fmt = depth_format or getattr(source, "depth_format", None)
         self._pipe = _Pipeline(runtime, open_source(source, depth, max_frames), policy, self.tracker, max_frames,
-                               queue_size, on_error, {"bgr": bgr, "depth_format": depth_format, "strict": strict})
+                               queue_size, on_error, {"bgr": bgr, "depth_format": fmt, "strict": strict})
 
     def __iter__(self) -> Stream:
         return self
@@ -387,8 +385,7 @@ class Stream(Closing):
             s = self._pipe.stats
             snap = StreamStats(s.policy, s.read, s.done, s.dropped, s.errors, s.t_start, s.t_last,
                                verdicts=dict(s.verdicts))
-            for k, v in s.stages.items():
-                snap.stages[k] = v.copy()
+            snap.stages.update((k, v.copy()) for k, v in s.stages.items())
             return snap
 
     def close(self, timeout: float = 10.0) -> None:
