@@ -45,11 +45,6 @@ def _overlaps(a: Box, b: Box) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def _badge_box(text: str) -> Box:
-    (w, h), base = cv2.getTextSize(text, _FONT, 0.5, 1)
-    return 4, 4, 4 + w + 10, 4 + h + base + 8
-
-
 def _badge_text(pred: Prediction) -> str:
     """The depth-health verdict with the share of invalid depth pixels and the mean depth trust (the trust alone
     for a prediction without a depth health)."""
@@ -97,7 +92,8 @@ def overlay_layout(pred: Prediction, min_score: float = DRAW_MIN_SCORE, max_inst
     image has room for them all; a label that finds no free spot is left out)."""
     order = [int(i) for i in np.argsort(-pred.scores, kind="stable") if pred.scores[i] >= min_score]
     drawn = order[:max_instances]
-    badge = _badge_box(_badge_text(pred))
+    (w, h), base = cv2.getTextSize(_badge_text(pred), _FONT, 0.5, 1)
+    badge: Box = (4, 4, 4 + w + 10, 4 + h + base + 8)
     labels = [_label(pred, i) for i in drawn]
     taken: list[Box] = [badge]
     boxes: list[Box] = []

@@ -149,8 +149,7 @@ class Track:
 
     def predicted_mask(self) -> np.ndarray:
         """The last mask moved by the velocity over the frames it was missed (+1: the current frame)."""
-        steps = self.missed + 1
-        dy, dx = np.rint(self.velocity * steps).astype(int)
+        dy, dx = np.rint(self.velocity * (self.missed + 1)).astype(int)
         return _shift(self.mask, int(dy), int(dx))
 
 
