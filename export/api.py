@@ -31,7 +31,7 @@ from calibnet.runtime.backends.tensorrt_deps import TensorRTUnavailable
 from calibnet.runtime.core.contract import ModelMetadata
 from calibnet.runtime.core.errors import InputError
 from calibnet.runtime.core.feeds import random_feeds
-from calibnet.runtime.core.targets import ENGINE_SUFFIX, IR_SUFFIX, read_metadata
+from calibnet.runtime.core.targets import ENGINE_SUFFIX, IR_SUFFIX, install_hint, read_metadata
 from calibnet.serving.triton_repo import VARIANTS, write_triton_repo
 
 from .fp16_check import fp16_readiness
@@ -204,7 +204,7 @@ def _openvino_ir(onnx: Path, out: Path, opts: ExportOptions, say: Callable[[str]
         import openvino as ov
     except ImportError as exc:
         return [Step("openvino-ir", "unavailable", None,
-                     f'the OpenVINO IR needs OpenVINO: pip install "calibnet[openvino]" ({exc})')]
+                     f"the OpenVINO IR needs OpenVINO: {install_hint('openvino')} ({exc})")]
     out.parent.mkdir(parents=True, exist_ok=True)
     model = ov.Core().read_model(str(onnx))
     write_ir_metadata(model, read_metadata(onnx))

@@ -42,6 +42,7 @@ from calibnet.runtime.core.compare import compare_outputs
 from calibnet.runtime.core.contract import ModelMetadata
 from calibnet.runtime.core.errors import InputError
 from calibnet.runtime.core.feeds import stack_frames
+from calibnet.runtime.core.targets import install_hint
 
 __all__ = ["KEEP_FLOAT_GROUPS", "DEFAULT_KEEP_FLOAT", "QuantizationRefused", "Int8Result", "Int8Options",
            "quantize_int8", "make_int8_ir", "check_bf16", "ignored_scope_spec", "synthetic_calibration_feeds",
@@ -275,7 +276,7 @@ def make_int8_ir(model_path: str | Path, out_xml: str | Path, options: Int8Optio
         import nncf  # noqa: F401
         import openvino  # noqa: F401
     except ImportError as exc:
-        raise BackendUnavailable(f'INT8 quantization needs NNCF and OpenVINO: pip install "calibnet[openvino]" '
+        raise BackendUnavailable(f"INT8 quantization needs NNCF and OpenVINO: {install_hint('openvino')} "
                                  f"({exc})") from None
     check_n = max(1, opts.check_frames)
     with Runtime.open(model_path, backend="openvino", precision="f32", cache_dir="") as rt:

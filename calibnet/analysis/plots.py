@@ -1,6 +1,6 @@
 """The figures of the data-set analysis (the paper's Figs. 4-6), every given data set side by side; matplotlib.
 
-matplotlib is optional (``pip install "calibnet[analysis]"``): :func:`plotting_available` says whether it
+matplotlib is optional (``pip install ".[analysis]"``): :func:`plotting_available` says whether it
 is installed, and :func:`write_figures` raises :class:`PlottingUnavailable` with the install hint otherwise.
 """
 
@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from calibnet.runtime.core.targets import install_hint
 
 __all__ = ["FIGURES", "PlottingUnavailable", "plotting_available", "write_figures"]
 
@@ -48,7 +50,7 @@ def _pyplot() -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise PlottingUnavailable("figures need matplotlib: pip install matplotlib (or \"calibnet[analysis]\"); "
+        raise PlottingUnavailable(f"figures need matplotlib: pip install matplotlib (or {install_hint('analysis')}); "
                                   "the JSON and markdown reports are written without it") from None
     return plt
 

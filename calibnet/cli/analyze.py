@@ -38,6 +38,7 @@ from calibnet.analysis.report import write_reports
 from calibnet.analysis.stats import CENTER_KINDS
 from calibnet.data.registry import DatasetError, DatasetSpec
 from calibnet.runtime.core.depth import DEFAULT_DIRECTION, DEPTH_DIRECTIONS
+from calibnet.runtime.core.targets import install_hint
 
 from .app import CliError, parser, run_cli
 from .options import add_dataset, add_output, dataset_specs
@@ -79,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     notes: list[str] = []
     figures = not args.no_figures and plotting_available()
     if not args.no_figures and not figures:
-        notes.append("figures skipped: matplotlib is not installed (pip install matplotlib, or \"calibnet[analysis]\")")
+        hint = install_hint("analysis")
+        notes.append(f"figures skipped: matplotlib is not installed (pip install matplotlib, or {hint})")
     analyses, predictions = [], {}
     for spec in specs:
         a = analyze_dataset(spec, saliency.get(spec.name), center=args.center, depth_direction=args.depth_direction,

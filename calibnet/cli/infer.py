@@ -63,6 +63,7 @@ from tqdm import tqdm
 
 from calibnet.runtime.apps.batch import BatchInputs, BatchOptions, BatchResult, run_batch
 from calibnet.runtime.apps.overlay import DRAW_MIN_SCORE
+from calibnet.runtime.core.targets import install_hint
 from calibnet.serving.ray_batch import ray_batch  # imports ray
 
 from .app import CliError, parser, run_cli
@@ -140,7 +141,7 @@ def _ray(args: argparse.Namespace, src: BatchInputs, opts: BatchOptions) -> int:
     try:
         import ray  # noqa: F401
     except ImportError as exc:
-        raise CliError(f"--ray needs Ray Data: pip install 'calibnet[serving]' ({exc})") from None
+        raise CliError(f"--ray needs Ray Data: {install_hint('serving')} ({exc})") from None
     rep = ray_batch(args.model, src.rgb_dir, src.depth_dir, opts.out, address=args.ray_address,
                     num_actors=args.ray_actors, batch_size=args.ray_batch, threads=args.threads or 1,
                     num_cpus=args.ray_cpus, depth_format=depth_format(args), min_score=opts.min_score,

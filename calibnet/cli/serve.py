@@ -28,6 +28,7 @@ import os
 
 from calibnet.runtime.core.filecheck import file_problem
 from calibnet.runtime.core.limits import REQUEST_TIMEOUT_S
+from calibnet.runtime.core.targets import install_hint
 from calibnet.serving.server import serve
 
 from .app import CliError, parser, run_cli
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import pytriton  # noqa: F401
     except ImportError as exc:
-        raise CliError(f"PyTriton is not installed: pip install 'calibnet[serving]' ({exc})") from None
+        raise CliError(f"PyTriton is not installed: {install_hint('serving')} ({exc})") from None
     return serve(args.model, port=args.port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
                  max_batch=args.max_batch, instances=args.instances, options=open_options(args),
                  batch_delay_us=args.batch_delay_us, address=args.address, log_verbose=args.log_verbose,

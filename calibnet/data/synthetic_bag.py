@@ -1,4 +1,4 @@
-"""Synthetic RGB-D ROS bags (``rosbags``; ``pip install 'calibnet[robotics]'``): the scenes of
+"""Synthetic RGB-D ROS bags (``rosbags``; ``pip install ".[robotics]"``): the scenes of
 :func:`~calibnet.data.synthetic.make_scene` as a camera would record them, to try ``calibnet-infer --bag``
 without a robot, and for the tests and the bag benchmark.
 

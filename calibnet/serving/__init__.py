@@ -9,7 +9,7 @@
   RGB-D pairs, one runtime per actor, resumable COCO json shards.
 
 Wire contract of the served model: :mod:`calibnet.serving.protocol`. PyTriton, tritonclient and Ray are
-imported only where used (``pip install "calibnet[serving]"``; README "Serving and scale").
+imported only where used (``pip install ".[serving]"``; README "Serving and scale").
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """``BagWriter``: calibnet's results as a rosbag2 MCAP file that Foxglove (and ``ros2 bag play``, and rosbags)
-opens as it is, written with ``rosbags`` (``pip install 'calibnet[robotics]'``).
+opens as it is, written with ``rosbags`` (``pip install ".[robotics]"``).
 
 One message per processed colour frame on each topic of :mod:`.rosmsgs` (``/calibnet/instances``,
 ``/calibnet/detections``, ``/calibnet/overlay``), with the frame's header stamp (also the log time) and

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from ..core.targets import install_hint
+
 __all__ = ["MissingDependency", "require"]
 
 #: module -> (what a user installs, the calibnet extra that has it)
@@ -27,5 +29,5 @@ def require(module: str, what: str) -> ModuleType:
         if "libusb" in str(exc):
             hint = "install the system library libusb-1.0 (Debian/Ubuntu: apt-get install libusb-1.0-0)"
         else:
-            hint = f"pip install '{package}'" + (f" (or 'calibnet[{extra}]')" if extra else "")
+            hint = f"pip install '{package}'" + (f", or {install_hint(extra)}" if extra else "")
         raise MissingDependency(f"{what} needs {package}: {hint}") from None

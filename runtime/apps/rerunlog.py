@@ -1,5 +1,5 @@
 """``RerunLogger``: frames and results in the Rerun viewer, as a ``.rrd`` file and/or a spawned viewer
-(``rerun-sdk``; ``pip install 'calibnet[robotics]'``).
+(``rerun-sdk``; ``pip install ".[robotics]"``).
 
 Per frame, on the timelines ``capture_time`` (the frame's stamp: the bag's or camera's clock, a video's frame
 time) and ``frame`` (its index):

@@ -42,7 +42,7 @@ import numpy as np
 
 from ..core.cachedir import HashLedger, default_cache_dir
 from ..core.contract import PLUGIN_NAME, PREFIX, ModelMetadata, read_onnx_metadata
-from ..core.targets import is_kind
+from ..core.targets import install_hint, is_kind
 from . import signal_stack
 from .base import BackendUnavailable
 from .openvino_msda import fused_node_names, read_model
@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("f32", "bf16", "int8", "auto")
 #: the rt_info section of an IR that holds calibnet's metadata
 RT_INFO_SECTION = "calibnet"
-_INSTALL = 'pip install "calibnet[openvino]"'
+_INSTALL = install_hint("openvino")
 
 
 class PrecisionMismatch(ValueError):

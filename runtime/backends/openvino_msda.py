@@ -41,7 +41,7 @@ from typing import Any
 
 from ..core.cachedir import file_sha256, private_dir
 from ..core.contract import PLUGIN_NAME, ModelMetadata
-from ..core.targets import is_kind
+from ..core.targets import install_hint, is_kind
 from .base import BackendUnavailable
 from .msda_inline import embedded_body, inline_plugin_nodes
 
@@ -155,7 +155,7 @@ def build_extension(force: bool = False, env: dict[str, str] | None = None) -> E
     env = dict(os.environ if env is None else env)
     ov = _openvino()
     if ov is None:
-        return ExtensionStatus(False, 'OpenVINO is not installed (pip install "calibnet[openvino]")')
+        return ExtensionStatus(False, f"OpenVINO is not installed ({install_hint('openvino')})")
     if not force and (status := extension_status()).available:
         return status
     cmake_dir = Path(ov.__file__).parent / "cmake"

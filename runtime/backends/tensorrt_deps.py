@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import importlib
 
+from ..core.targets import install_hint
 from .base import BackendUnavailable
 
 __all__ = ["TensorRTUnavailable", "INSTALL_HINT", "require_tensorrt", "tensorrt_available", "tensorrt_version",
            "tensorrt_major"]
 
 INSTALL_HINT = (
-    "Install it on a machine with an NVIDIA GPU and driver: `pip install calibnet[tensorrt]` "
+    f"Install it on a machine with an NVIDIA GPU and driver: {install_hint('tensorrt')} "
     "(the `tensorrt` wheel on PyPI fetches the real libraries from NVIDIA's index, "
     "https://pypi.nvidia.com, which must be reachable; add `--extra-index-url https://pypi.nvidia.com` "
     "if your pip config blocks it). For device buffers also install `cuda-python` (preferred) or `pycuda`."

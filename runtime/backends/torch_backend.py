@@ -14,6 +14,7 @@ import numpy as np
 
 from ..core.cachedir import file_sha256
 from ..core.contract import INPUT_NAMES, OUTPUT_NAMES, metadata_from_config
+from ..core.targets import install_hint
 from .base import BackendUnavailable
 
 __all__ = ["TorchBackend", "open_checkpoint"]
@@ -29,7 +30,7 @@ class TorchBackend:
         try:
             import torch
         except ImportError as exc:
-            raise BackendUnavailable('the torch backend needs PyTorch: pip install "calibnet[torch]"') from exc
+            raise BackendUnavailable(f"the torch backend needs PyTorch: {install_hint('torch')}") from exc
         if threads:
             torch.set_num_threads(threads)
         meta_over: dict[str, Any] = {}

@@ -27,7 +27,7 @@ from ..backends.base import Backend, BackendUnavailable
 from .contract import ModelMetadata
 
 __all__ = ["Target", "TARGETS", "register", "get_target", "target_for_file", "resolve_target", "open_backend",
-           "read_metadata", "bench_rows", "suffixes_help", "kind_of", "is_kind", "CHECKPOINT_SUFFIX",
+           "read_metadata", "bench_rows", "suffixes_help", "kind_of", "is_kind", "install_hint", "CHECKPOINT_SUFFIX",
            "ONNX_SUFFIX", "IR_SUFFIX", "ENGINE_SUFFIX"]
 
 
@@ -146,6 +146,13 @@ def resolve_target(path: str | os.PathLike[str], backend: str | None = None) -> 
     return get_target(backend) if backend else target_for_file(path)
 
 
+def install_hint(extra: str = "") -> str:
+    """The command that installs calibnet's optional ``extra`` (``""``: the base install): from the checkout, since
+    calibnet is on no package index (a ``calibnet[extra]`` there would be someone else's package)."""
+    spec = f".[{extra}]" if extra else "."
+    return f'pip install "{spec}" (in the calibnet checkout)'
+
+
 def open_backend(path: str | os.PathLike[str], backend: str | None = None, **options: Any) -> Backend:
     """The :class:`Backend` running model file ``path`` (see :func:`resolve_target`). A backend whose library is
     not installed raises :class:`BackendUnavailable` with the install hint."""
@@ -153,7 +160,7 @@ def open_backend(path: str | os.PathLike[str], backend: str | None = None, **opt
     try:
         opener: Callable[..., Backend] = _load(target.opener)
     except ImportError as exc:
-        hint = f'pip install "calibnet[{target.extra}]"' if target.extra else "pip install ."
+        hint = install_hint(target.extra)
         raise BackendUnavailable(f"the {target.name} backend is unavailable ({exc}): {hint}") from exc
     return opener(Path(path), **options)
 

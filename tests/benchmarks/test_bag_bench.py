@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-pytest.importorskip("rosbags", reason="the robotics extra (pip install 'calibnet[robotics]') is not installed")
+pytest.importorskip("rosbags", reason="the robotics extra (pip install '.[robotics]') is not installed")
 
 from calibnet.cli.bag_bench import main  # noqa: E402
 

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-pytest.importorskip("rosbags", reason="the robotics extra (pip install 'calibnet[robotics]') is not installed")
+pytest.importorskip("rosbags", reason="the robotics extra (pip install '.[robotics]') is not installed")
 
 from pycocotools import mask as mask_utils  # noqa: E402
 from rosbags.highlevel import AnyReader  # noqa: E402

@@ -261,10 +261,10 @@ def test_build_without_tensorrt_raises_one_clear_error(tmp_path):
     with pytest.raises(TensorRTUnavailable) as ei:
         build_engine(tmp_path / "m.onnx", tmp_path / "m.engine")
     msg = str(ei.value)
-    assert "pip install calibnet[tensorrt]" in msg and "pypi.nvidia.com" in msg
+    assert 'pip install ".[tensorrt]" (in the calibnet checkout)' in msg and "pypi.nvidia.com" in msg
     assert isinstance(ei.value, BackendUnavailable)
     (tmp_path / "m.engine").write_bytes(b"x")
-    with pytest.raises(TensorRTUnavailable, match="calibnet\\[tensorrt\\]"):
+    with pytest.raises(TensorRTUnavailable, match=r"pip install \"\.\[tensorrt\]\""):
         TensorRTBackend(tmp_path / "m.engine")
     with pytest.raises(TensorRTUnavailable):
         get_or_build(tmp_path / "m.engine", cache_dir=tmp_path)

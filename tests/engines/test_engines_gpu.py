@@ -17,7 +17,7 @@ pytestmark = pytest.mark.gpu
 
 def _gpu_ready() -> str | None:
     if not _deps.tensorrt_available():
-        return "TensorRT is not installed (pip install calibnet[tensorrt], needs NVIDIA's index and a GPU)"
+        return "TensorRT is not installed (pip install '.[tensorrt]' from the checkout; needs NVIDIA's index and a GPU)"
     from calibnet.runtime.backends.cuda_buffers import available_cuda_apis, query_gpu
 
     if not available_cuda_apis():

@@ -92,7 +92,7 @@ def test_cli_user_errors(tmp_path, capsys):
                                        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
         onnx.save(onnx.helper.make_model(graph), str(tmp_path / "m.onnx"))
         assert cli_main(["build", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "m.engine")]) == 2
-        assert "pip install calibnet[tensorrt]" in capsys.readouterr().err
+        assert 'pip install ".[tensorrt]" (in the calibnet checkout)' in capsys.readouterr().err
     assert cli_main(["build", "--opt-level", "9", "m.onnx"]) == 2
 
 

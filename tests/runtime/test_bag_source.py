@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-pytest.importorskip("rosbags", reason="the robotics extra (pip install 'calibnet[robotics]') is not installed")
+pytest.importorskip("rosbags", reason="the robotics extra (pip install '.[robotics]') is not installed")
 
 from calibnet.data.synthetic import make_scene  # noqa: E402
 from calibnet.data.synthetic_bag import metric_depth_mm, write_synthetic_bag  # noqa: E402

@@ -27,8 +27,9 @@ def test_a_missing_package_or_system_library_is_one_line_with_the_install_hint(m
     monkeypatch.setattr(importlib, "import_module", fail)
     with pytest.raises(MissingDependency) as e:
         require("rosbags.highlevel", "reading ROS bags")
-    assert str(e.value) == "reading ROS bags needs rosbags: pip install 'rosbags' (or 'calibnet[robotics]')"
-    with pytest.raises(MissingDependency, match=r"needs rerun-sdk: pip install 'rerun-sdk' \(or 'calibnet"):
+    assert str(e.value) == ("reading ROS bags needs rosbags: pip install 'rosbags', "
+                            "or pip install \".[robotics]\" (in the calibnet checkout)")
+    with pytest.raises(MissingDependency, match=r"needs rerun-sdk: pip install 'rerun-sdk', or pip install \"\.\[rob"):
         require("rerun", "logging to Rerun")
     with pytest.raises(MissingDependency, match="apt-get install libusb-1.0-0"):
         require("pyrealsense2", "reading a RealSense camera")
@@ -47,5 +48,5 @@ def test_bag_source_without_rosbags_says_how_to_install_it(tmp_path):
         f"    BagSource({str(tmp_path / 'x.mcap')!r})\n"
         "except ImportError as e:\n"
         "    print(type(e).__name__, e)\n")
-    assert res.stdout.strip() == ("MissingDependency reading ROS bags needs rosbags: pip install 'rosbags' "
-                                  "(or 'calibnet[robotics]')"), res.stderr
+    assert res.stdout.strip() == ("MissingDependency reading ROS bags needs rosbags: pip install 'rosbags'"
+                                  ", or pip install \".[robotics]\" (in the calibnet checkout)"), res.stderr

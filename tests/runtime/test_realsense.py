@@ -9,7 +9,7 @@ import pytest
 try:
     import pyrealsense2  # noqa: F401
 except ImportError as exc:  # the wheel, or the system library libusb-1.0 it needs
-    pytest.skip(f"pyrealsense2 cannot be imported ({exc}): pip install 'calibnet[robotics]' and apt-get install "
+    pytest.skip(f"pyrealsense2 cannot be imported ({exc}): pip install '.[robotics]' and apt-get install "
                 "libusb-1.0-0", allow_module_level=True)
 
 from calibnet.data.synthetic_bag import write_realsense_recording  # noqa: E402

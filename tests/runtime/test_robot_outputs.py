@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("rosbags", reason="the robotics extra (pip install 'calibnet[robotics]') is not installed")
+pytest.importorskip("rosbags", reason="the robotics extra (pip install '.[robotics]') is not installed")
 
 from rosbags.highlevel import AnyReader  # noqa: E402
 

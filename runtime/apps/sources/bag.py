@@ -1,5 +1,5 @@
 """``BagSource``: the RGB-D frames of a ROS bag (rosbag2 with MCAP or sqlite3 storage, or ROS 1), read with
-``rosbags`` (pure Python; ``pip install 'calibnet[robotics]'``).
+``rosbags`` (pure Python; ``pip install ".[robotics]"``).
 
 What is read
 ------------

@@ -1,5 +1,5 @@
 """``RealSenseSource``: the RGB-D frames of an Intel RealSense camera or of its recording, through the RealSense
-SDK (``pyrealsense2``; ``pip install 'calibnet[robotics]'``, and the system library libusb-1.0).
+SDK (``pyrealsense2``; ``pip install ".[robotics]"``, and the system library libusb-1.0).
 
 - A live camera: ``serial`` (default: the first one), ``size`` and ``fps`` of the colour (rgb8) and depth (z16)
   streams. A recording (``recording=``: the SDK's rosbag2 ``.db3``, or an older SDK's ROS 1 ``.bag``) is played
