@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 from calibnet.benchmarks.streaming import StreamBenchOptions, format_streaming, run_streaming
@@ -49,7 +48,7 @@ from calibnet.data.registry import DatasetError, resolve_dataset
 from calibnet.runtime.core.targets import bench_rows
 
 from .app import parser, run_cli
-from .options import add_checkpoint, add_input_size, add_threads, checkpoint_files, hw
+from .options import add_checkpoint, add_input_size, add_threads, checkpoint_files, hw, typed_options
 
 __all__ = ["main", "build_parser"]
 
@@ -124,15 +123,15 @@ def _options(args: argparse.Namespace) -> BenchOptions:
                 if args.accuracy else None)
     except DatasetError as exc:
         raise BenchError(f"--accuracy: {exc}") from exc
-    own = dict(backends=tuple(backends), accuracy=spec, dataset_sizes=not args.no_dataset_sizes)
-    return BenchOptions(**{**{f.name: getattr(args, f.name, None) for f in fields(BenchOptions)}, **own})
+    return typed_options(BenchOptions, args, backends=tuple(backends), accuracy=spec,
+                         dataset_sizes=not args.no_dataset_sizes)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark the command line describes, print the report, write the JSON / PNG."""
     streaming = args.stream or args.soak
     if streaming:
-        opts = StreamBenchOptions(**{f.name: getattr(args, f.name) for f in fields(StreamBenchOptions)})
+        opts = typed_options(StreamBenchOptions, args)
         doc = run_streaming(opts, lambda msg: None if args.quiet else print(msg, file=sys.stderr, flush=True))
     else:
         doc = run_benchmark(_options(args))

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 from tqdm import tqdm
@@ -76,6 +75,7 @@ from .options import (
     input_limits,
     open_options,
     open_runtime,
+    typed_options,
 )
 
 PROG = "calibnet-infer"
@@ -98,7 +98,7 @@ def _inputs(args: argparse.Namespace) -> BatchInputs:
     elif not (args.rgb and args.depth) and not (args.bag or args.realsense or args.realsense_bag):
         raise CliError("give --rgb and --depth, --rgb-dir and --depth-dir, --video and --depth-video/--depth-dir, "
                        "--bag, or --realsense (see --help)")
-    return BatchInputs(**{f.name: getattr(args, f.name) for f in fields(BatchInputs)})
+    return typed_options(BatchInputs, args)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from calibnet.config import DEFAULT_PRESET, PRESETS
 from calibnet.data.registry import DatasetError, DatasetSpec, dataset_names, dataset_spec_from_json, get_dataset_spec
@@ -28,9 +29,16 @@ from .app import CliError
 
 __all__ = ["add_model", "open_options", "open_runtime", "add_checkpoint", "checkpoint_files", "add_input_size", "hw",
            "add_threads", "add_dataset", "dataset_specs", "add_depth", "depth_format", "add_input_limits",
-           "input_limits", "non_negative", "add_output"]
+           "input_limits", "non_negative", "add_output", "typed_options"]
 
 Group = Any  # an ArgumentParser or an argument group
+_T = TypeVar("_T")
+
+
+def typed_options(cls: type[_T], args: argparse.Namespace, **own: Any) -> _T:
+    """The typed options ``cls`` (a dataclass) of parsed ``args``: each field from the option of its name, or from
+    ``own`` where the option differs (another name, a conversion); a field with neither is an ``AttributeError``."""
+    return cls(**{f.name: own[f.name] if f.name in own else getattr(args, f.name) for f in fields(cls)})
 
 
 def add_model(parser: Group, *, several: bool = False, precision: bool = True) -> Group:

@@ -10,7 +10,7 @@ from pathlib import Path
 from calibnet.benchmarks import tracking_depth as bench
 
 from .app import parser, run_cli
-from .options import add_threads, open_options, open_runtime
+from .options import add_threads, open_options, open_runtime, typed_options
 
 PROG = "python -m calibnet.benchmarks.tracking_depth"
 
@@ -35,8 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark, print the table and the JSON line."""
-    fields = {f.name for f in dataclasses.fields(bench.TrackingBenchOptions)}
-    opts = bench.TrackingBenchOptions(**{k: v for k, v in vars(args).items() if k in fields})
+    opts = typed_options(bench.TrackingBenchOptions, args)
     if args.model:
         with open_runtime(args.model, open_options(args)) as rt:
             res = bench.run_tracking_bench(opts, rt)

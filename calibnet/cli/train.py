@@ -35,7 +35,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import fields
 from typing import Any
 
 import calibnet.data as data
@@ -47,7 +46,15 @@ from calibnet.training.recipes import RECIPES
 from ..config import write_config_yaml
 from ..training.batches import LoaderBatches, SyntheticBatches
 from .app import parser, run_cli
-from .options import add_checkpoint, add_dataset, add_output, add_threads, checkpoint_files, dataset_specs
+from .options import (
+    add_checkpoint,
+    add_dataset,
+    add_output,
+    add_threads,
+    checkpoint_files,
+    dataset_specs,
+    typed_options,
+)
 
 #: data-set seed of the synthetic training scenes (calibnet.data.synthetic.scene_seed(seed, i) =
 #: seed * 1e6 + i); the held-out evaluation scenes use data-set seed 0, so the two never overlap
@@ -105,8 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def train_request(args: argparse.Namespace) -> TrainRequest:
     """The typed request of parsed ``calibnet-train`` arguments."""
-    own = dict(overrides=tuple(args.set), dataset=bool(args.dataset or args.json))
-    return TrainRequest(**{**{f.name: getattr(args, f.name, None) for f in fields(TrainRequest)}, **own})
+    return typed_options(TrainRequest, args, overrides=tuple(args.set), dataset=bool(args.dataset or args.json))
 
 
 def main(argv: list[str] | None = None) -> int:
